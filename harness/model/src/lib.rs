@@ -1,0 +1,232 @@
+//! The scenario model of swarm-e2e.
+//!
+//! A scenario file (`scenarios/*.toml`) is parsed and validated here into a [`Scenario`].
+//! This is the only crate that knows TOML: targets, the run loop and the checks see only
+//! the validated model, so every rule about what a scenario may say lives in one place.
+//!
+//! Validation reports every problem it can find in one pass, each with a span (rendered
+//! as file:line:column) and a hint; see [`diag::ScenarioError`].
+
+pub mod constraint;
+pub mod diag;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use constraint::{Constraint, ConstraintKey, NodeFacts, Operator};
+pub use diag::{Problem, ScenarioError};
+pub use parse::{MAX_NODES, parse_scenario, parse_scenario_file};
+
+/// The engine version a node runs when a scenario does not say: Debian 12's docker.io.
+pub const DEFAULT_ENGINE: &str = "20.10";
+
+/// The image name scenarios use for the harness's busybox test image.
+pub const BUSYBOX: &str = "busybox";
+
+/// A validated scenario: a cluster to build and the checks to run on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Cluster name (also the prefix of resource names).
+    pub name: String,
+    pub description: Option<String>,
+    /// Path of the file it came from, as given.
+    pub source: String,
+    pub nodes: Vec<Node>,
+    pub networks: Vec<Network>,
+    pub services: Vec<Service>,
+    pub containers: Vec<Container>,
+    pub checks: Vec<Check>,
+    pub timeouts: PhaseTimeouts,
+}
+
+impl Scenario {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// The node that initialises the swarm: the first manager in file order.
+    pub fn first_manager(&self) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.role == Role::Manager)
+            .expect("validation guarantees a manager")
+    }
+
+    pub fn manager_count(&self) -> usize {
+        self.nodes.iter().filter(|n| n.role == Role::Manager).count()
+    }
+
+    /// Engine versions used by the nodes, without repeats, in node order.
+    pub fn engines(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in &self.nodes {
+            if !out.contains(&n.engine) {
+                out.push(n.engine.clone());
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Manager,
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// One Docker engine (a node container locally, a droplet on DigitalOcean).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Also the node's hostname, so `node.hostname==NAME` constraints target it.
+    pub name: String,
+    pub role: Role,
+    /// Swarm node labels (`node.labels.*`), applied after the node joins.
+    pub labels: BTreeMap<String, String>,
+    /// Engine labels (`engine.labels.*`), given to the daemon at start.
+    pub engine_labels: BTreeMap<String, String>,
+    /// Further daemon.json settings, as JSON values.
+    pub engine_options: BTreeMap<String, serde_json::Value>,
+    /// Engine version (`major.minor`), e.g. `20.10`.
+    pub engine: String,
+}
+
+impl Node {
+    pub fn facts(&self) -> NodeFacts<'_> {
+        NodeFacts {
+            hostname: &self.name,
+            is_manager: self.role == Role::Manager,
+            labels: &self.labels,
+            engine_labels: &self.engine_labels,
+        }
+    }
+}
+
+/// An overlay network created on the first manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub attachable: bool,
+    pub encrypted: bool,
+    pub subnet: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceMode {
+    Replicated { replicas: u64 },
+    Global,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointMode {
+    /// DNS round robin: works without IPVS, so it is the default here.
+    Dnsrr,
+    /// Virtual IP: needs IPVS in the kernel of every node.
+    Vip,
+}
+
+/// A swarm service a check needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub mode: ServiceMode,
+    pub constraints: Vec<Constraint>,
+    pub networks: Vec<String>,
+    pub endpoint_mode: EndpointMode,
+}
+
+/// A plain container started on one node (`docker run`), as in the 2015 flow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub name: String,
+    pub node: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub kind: CheckKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// A container on `from` attached to `network` resolves `target` by name and pings it.
+    PingByName {
+        from: String,
+        network: String,
+        target: String,
+    },
+    /// Every running task of `service` is on one of `expect_nodes`, and every replica runs.
+    Placement {
+        service: String,
+        expect_nodes: Vec<String>,
+    },
+    /// `service` stays pending, and its tasks say the constraints are not satisfied.
+    Pending { service: String },
+}
+
+impl CheckKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            CheckKind::PingByName { .. } => "ping-by-name",
+            CheckKind::Placement { .. } => "placement",
+            CheckKind::Pending { .. } => "pending",
+        }
+    }
+
+    /// Services this check observes (they are deployed before checks start).
+    pub fn services(&self) -> Vec<&str> {
+        match self {
+            CheckKind::PingByName { .. } => vec![],
+            CheckKind::Placement { service, .. } | CheckKind::Pending { service } => vec![service],
+        }
+    }
+}
+
+/// Bounds on each phase of a run; hitting one names the phase and tears down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseTimeouts {
+    pub provision: Duration,
+    pub engines_ready: Duration,
+    pub cluster_formed: Duration,
+    pub checks: Duration,
+    pub teardown: Duration,
+}
+
+impl Default for PhaseTimeouts {
+    fn default() -> Self {
+        PhaseTimeouts {
+            provision: Duration::from_secs(180),
+            engines_ready: Duration::from_secs(60),
+            cluster_formed: Duration::from_secs(60),
+            checks: Duration::from_secs(120),
+            teardown: Duration::from_secs(60),
+        }
+    }
+}

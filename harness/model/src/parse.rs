@@ -1,0 +1,877 @@
+//! TOML -> validated [`Scenario`].
+//!
+//! The file is parsed once into toml's spanned document tree; then every top-level key and
+//! every element of every array is deserialized on its own, so one bad node does not hide
+//! the problems of the next. Semantic rules run over the spanned raw values afterwards.
+//! All problems are collected; the scenario is returned only when there are none.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use crate::constraint::Constraint;
+use crate::diag::{Problem, ScenarioError, did_you_mean};
+use crate::{
+    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, EndpointMode, Network, Node, PhaseTimeouts, Role, Scenario,
+    Service, ServiceMode,
+};
+
+/// More nodes than this is refused: a local run of that size cannot fit one machine, and a
+/// cloud run of that size is a typo more often than an intent.
+pub const MAX_NODES: usize = 64;
+const MAX_REPLICAS: u64 = 1000;
+/// Scenario files larger than this are refused before parsing.
+const MAX_FILE_BYTES: usize = 1024 * 1024;
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    #[serde(default, with = "humantime_serde")]
+    provision: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    engines_ready: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    cluster_formed: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    checks: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    teardown: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: S<String>,
+    role: Option<S<String>>,
+    #[serde(default)]
+    labels: BTreeMap<S<String>, S<String>>,
+    #[serde(default)]
+    engine_labels: BTreeMap<S<String>, S<String>>,
+    #[serde(default)]
+    engine_options: BTreeMap<S<String>, S<toml::Value>>,
+    engine: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    name: S<String>,
+    attachable: Option<bool>,
+    encrypted: Option<bool>,
+    subnet: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: S<String>,
+    image: Option<S<String>>,
+    command: Option<Vec<String>>,
+    replicas: Option<S<u64>>,
+    mode: Option<S<String>>,
+    #[serde(default)]
+    constraints: Vec<S<String>>,
+    #[serde(default)]
+    networks: Vec<S<String>>,
+    endpoint_mode: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainer {
+    name: S<String>,
+    node: S<String>,
+    image: Option<S<String>>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    networks: Vec<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    name: Option<S<String>>,
+    kind: S<String>,
+    from: Option<S<String>>,
+    network: Option<S<String>>,
+    target: Option<S<String>>,
+    service: Option<S<String>>,
+    expect_nodes: Option<S<Vec<S<String>>>>,
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "engine",
+    "timeouts",
+    "nodes",
+    "networks",
+    "services",
+    "containers",
+    "checks",
+];
+const CHECK_KINDS: &[&str] = &["ping-by-name", "placement", "pending"];
+
+/// Reads and validates a scenario file.
+pub fn parse_scenario_file(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        ScenarioError::new(
+            &shown,
+            "",
+            vec![Problem::new(format!("cannot read the file: {e}"), None).help("check the path and its permissions")],
+        )
+    })?;
+    match String::from_utf8(bytes) {
+        Ok(text) => parse_scenario(&shown, &text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            Err(ScenarioError::new(
+                &shown,
+                "",
+                vec![
+                    Problem::new(format!("the file is not UTF-8 text (invalid byte at offset {at})"), None)
+                        .help("scenario files are TOML, which must be UTF-8"),
+                ],
+            ))
+        }
+    }
+}
+
+/// Parses and validates scenario text; `path` is used in messages only.
+pub fn parse_scenario(path: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    let fail = |problems: Vec<Problem>| Err(ScenarioError::new(path, text, problems));
+    if text.len() > MAX_FILE_BYTES {
+        return fail(vec![Problem::new(
+            format!("the file is {} bytes; scenario files are limited to {MAX_FILE_BYTES}", text.len()),
+            None,
+        )]);
+    }
+    if text.trim().is_empty() {
+        return fail(vec![
+            Problem::new("the scenario file is empty", Some(0..0))
+                .help("a scenario needs at least `name = \"...\"` and one `[[nodes]]` entry with `role = \"manager\"`"),
+        ]);
+    }
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        let problems = syntax.iter().map(|e| toml_problem(e, "fix the TOML syntax")).collect();
+        return fail(problems);
+    }
+    let mut p = Parser { problems: Vec::new() };
+    let scenario = p.scenario(path, root);
+    if p.problems.is_empty() {
+        Ok(scenario.expect("no problems means a scenario was built"))
+    } else {
+        // Report in file order: it reads like a compiler's output.
+        p.problems
+            .sort_by_key(|pr| pr.span.as_ref().map(|s| s.start).unwrap_or(usize::MAX));
+        fail(p.problems)
+    }
+}
+
+fn toml_problem(e: &toml::de::Error, default_help: &str) -> Problem {
+    let message = e.message().trim().to_string();
+    let mut problem = Problem::new(message.clone(), e.span());
+    // serde says: "unknown field `rol`, expected one of `name`, `role`, ...".
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once('`') {
+            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            problem.label = Some("unknown key".into());
+            problem.help = Some(match did_you_mean(field, candidates.iter().copied()) {
+                Some(g) => format!("did you mean `{g}`?"),
+                None => format!("allowed keys here: {}", candidates.join(", ")),
+            });
+            return problem;
+        }
+    }
+    problem.help = Some(default_help.to_string());
+    problem
+}
+
+struct Parser {
+    problems: Vec<Problem>,
+}
+
+fn span_of<T>(s: &S<T>) -> Option<Range<usize>> {
+    Some(s.span())
+}
+
+impl Parser {
+    fn push(&mut self, p: Problem) {
+        self.problems.push(p);
+    }
+
+    fn de<T: DeserializeOwned>(&mut self, value: &S<DeValue<'_>>, help: &str) -> Option<T> {
+        let mut v = value.clone();
+        v.get_mut().make_owned();
+        match T::deserialize(ValueDeserializer::from(v)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let mut problem = toml_problem(&e, help);
+                if problem.span.is_none() {
+                    problem.span = Some(value.span());
+                }
+                self.push(problem);
+                None
+            }
+        }
+    }
+
+    /// Each element of an array of tables, deserialized on its own.
+    fn elements<T: DeserializeOwned>(&mut self, key: &str, value: Option<&S<DeValue<'_>>>, help: &str) -> Vec<T> {
+        let Some(value) = value else { return Vec::new() };
+        let Some(array) = value.get_ref().as_array() else {
+            self.push(
+                Problem::new(format!("`{key}` must be an array of tables"), Some(value.span()))
+                    .help(format!("write each entry as a `[[{key}]]` section")),
+            );
+            return Vec::new();
+        };
+        array.iter().filter_map(|el| self.de::<T>(el, help)).collect()
+    }
+
+    fn scenario(&mut self, path: &str, root: S<DeTable<'_>>) -> Option<Scenario> {
+        let table = root.get_ref();
+        let get = |k: &str| table.get(k);
+        for (key, _) in table.iter() {
+            let k: &str = key.get_ref();
+            if !TOP_LEVEL_KEYS.contains(&k) {
+                let help = match did_you_mean(k, TOP_LEVEL_KEYS.iter().copied()) {
+                    Some(g) => format!("did you mean `{g}`?"),
+                    None => format!("allowed top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
+                };
+                self.push(
+                    Problem::new(format!("unknown key `{k}`"), Some(key.span()))
+                        .label("unknown key")
+                        .help(help),
+                );
+            }
+        }
+
+        let name: Option<S<String>> = get("name").and_then(|v| self.de(v, "the cluster name is a string"));
+        let description: Option<String> = get("description").and_then(|v| self.de(v, "a description is a string"));
+        let default_engine: Option<S<String>> = get("engine").and_then(|v| self.de(v, "an engine version like \"20.10\""));
+        let timeouts: Option<RawTimeouts> =
+            get("timeouts").and_then(|v| self.de(v, "durations are strings like \"90s\" or \"2m\""));
+
+        let nodes_value = get("nodes");
+        let too_many = nodes_value
+            .and_then(|v| v.get_ref().as_array().map(|a| (a.len(), v.span())))
+            .filter(|(n, _)| *n > MAX_NODES);
+        if let Some((n, span)) = too_many {
+            self.push(
+                Problem::new(format!("{n} nodes declared; swarm-e2e supports at most {MAX_NODES}"), Some(span))
+                    .label("too many nodes")
+                    .help("split the scenario, or check for a generated file gone wrong"),
+            );
+            return None;
+        }
+        let raw_nodes: Vec<S<RawNode>> = self.elements("nodes", nodes_value, "see the node keys in README");
+        let raw_networks: Vec<S<RawNetwork>> = self.elements("networks", get("networks"), "see the network keys");
+        let raw_services: Vec<S<RawService>> = self.elements("services", get("services"), "see the service keys");
+        let raw_containers: Vec<S<RawContainer>> =
+            self.elements("containers", get("containers"), "see the container keys");
+        let raw_checks: Vec<S<RawCheck>> = self.elements("checks", get("checks"), "see the check keys");
+
+        let name = match name {
+            Some(n) => {
+                self.dns_name(&n, "cluster name", 40);
+                Some(n.into_inner())
+            }
+            None => {
+                self.push(
+                    Problem::new("the scenario has no `name`", Some(0..0))
+                        .help("add `name = \"my-cluster\"` at the top of the file"),
+                );
+                None
+            }
+        };
+        let default_engine = match default_engine {
+            Some(e) => {
+                self.engine_version(&e);
+                e.into_inner()
+            }
+            None => DEFAULT_ENGINE.to_string(),
+        };
+        if nodes_value.is_none() {
+            self.push(
+                Problem::new("the scenario declares no nodes", Some(0..0))
+                    .help("add a `[[nodes]]` section with `name` and `role = \"manager\"`"),
+            );
+        }
+
+        let nodes = self.nodes(raw_nodes, &default_engine, nodes_value.map(|v| v.span()));
+        let networks = self.networks(raw_networks);
+        let services = self.services(raw_services, &networks);
+        let containers = self.containers(raw_containers, &nodes, &networks);
+        let checks = self.checks(raw_checks, &nodes, &networks, &services, &containers);
+        let timeouts = timeouts.map(merge_timeouts).unwrap_or_default();
+
+        Some(Scenario {
+            name: name?,
+            description,
+            source: path.to_string(),
+            nodes,
+            networks,
+            services,
+            containers,
+            checks,
+            timeouts,
+        })
+    }
+
+    /// Names that end up in hostnames, container names and DNS: letters, digits, `-`
+    /// (and `.` where `allow_dot`), starting and ending with a letter or digit.
+    fn name_rule(&mut self, name: &S<String>, what: &str, max: usize, allow_dot: bool, allow_underscore: bool) {
+        let n = name.get_ref();
+        let ok_char = |c: char| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || c == '-'
+                || (allow_dot && c == '.')
+                || (allow_underscore && c == '_')
+        };
+        let edges_ok = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && n.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+        if n.is_empty() || n.len() > max || !n.chars().all(ok_char) || !edges_ok {
+            let extra = if allow_dot { ", `.`" } else { "" };
+            self.push(
+                Problem::new(format!("`{n}` is not a valid {what}"), span_of(name))
+                    .label("invalid name")
+                    .help(format!(
+                        "use 1 to {max} lowercase letters, digits and `-`{extra}, starting and ending with a letter or digit"
+                    )),
+            );
+        }
+    }
+
+    fn dns_name(&mut self, name: &S<String>, what: &str, max: usize) {
+        self.name_rule(name, what, max, false, false);
+    }
+
+    fn engine_version(&mut self, v: &S<String>) {
+        let parts: Vec<&str> = v.get_ref().split('.').collect();
+        let ok = (2..=3).contains(&parts.len()) && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        if !ok {
+            self.push(
+                Problem::new(format!("`{}` is not an engine version", v.get_ref()), span_of(v))
+                    .help("write MAJOR.MINOR, e.g. \"20.10\", \"26.1\" or \"28.5\""),
+            );
+        }
+    }
+
+    fn duplicate<'a>(&mut self, seen: &mut BTreeSet<String>, name: &'a S<String>, what: &str) {
+        if !seen.insert(name.get_ref().clone()) {
+            self.push(
+                Problem::new(format!("{what} `{}` is declared twice", name.get_ref()), span_of(name))
+                    .label("duplicate")
+                    .help(format!("every {what} needs its own name")),
+            );
+        }
+    }
+
+    fn nodes(&mut self, raw: Vec<S<RawNode>>, default_engine: &str, array_span: Option<Range<usize>>) -> Vec<Node> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for node in raw {
+            let span = node.span();
+            let node = node.into_inner();
+            self.name_rule(&node.name, "node name", 63, false, false);
+            self.duplicate(&mut seen, &node.name, "node");
+            let role = match &node.role {
+                None => Role::Worker,
+                Some(r) => match r.get_ref().as_str() {
+                    "manager" => Role::Manager,
+                    "worker" => Role::Worker,
+                    other => {
+                        let help = match did_you_mean(other, ["manager", "worker"]) {
+                            Some(g) => format!("did you mean `{g}`?"),
+                            None => "a role is `manager` or `worker`".into(),
+                        };
+                        self.push(Problem::new(format!("unknown role `{other}`"), span_of(r)).help(help));
+                        Role::Worker
+                    }
+                },
+            };
+            let engine = match &node.engine {
+                Some(e) => {
+                    self.engine_version(e);
+                    e.get_ref().clone()
+                }
+                None => default_engine.to_string(),
+            };
+            for (k, _) in node.labels.iter().chain(node.engine_labels.iter()) {
+                if k.get_ref().trim().is_empty() {
+                    self.push(Problem::new("a label key is empty", span_of(k)).help("give the label a name"));
+                }
+            }
+            for (k, _) in &node.engine_labels {
+                let key = k.get_ref();
+                if let Some(ns) = ["com.docker.", "io.docker.", "org.dockerproject."].iter().find(|ns| key.starts_with(*ns)) {
+                    let mut help = format!(
+                        "rename the label outside the `{ns}*` namespace; Docker Engine 20.10 and later refuse to start with it"
+                    );
+                    if key.starts_with("com.docker.network.driver.overlay") {
+                        help.push_str(" (this 2015 overlay setting is now chosen with the swarm data path address)");
+                    }
+                    self.push(
+                        Problem::new(format!("engine label `{key}` uses a namespace reserved by Docker"), span_of(k))
+                            .label("reserved")
+                            .help(help),
+                    );
+                }
+            }
+            let mut engine_options = BTreeMap::new();
+            for (k, v) in &node.engine_options {
+                let key = k.get_ref();
+                const MANAGED: &[&str] = &[
+                    "hosts", "host", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "labels", "label",
+                    "cgroup-parent", "data-root", "exec-root", "pidfile",
+                ];
+                if MANAGED.contains(&key.as_str()) {
+                    let help = if key.starts_with("label") {
+                        "engine labels go in `engine_labels = { key = \"value\" }`".to_string()
+                    } else {
+                        "swarm-e2e sets this itself (TLS endpoint, cgroup parent, data root); remove it".to_string()
+                    };
+                    self.push(
+                        Problem::new(format!("engine option `{key}` is managed by swarm-e2e"), span_of(k)).help(help),
+                    );
+                    continue;
+                }
+                match serde_json::to_value(v.get_ref()) {
+                    Ok(j) => {
+                        engine_options.insert(key.clone(), j);
+                    }
+                    Err(e) => self.push(
+                        Problem::new(format!("engine option `{key}` cannot be written to daemon.json: {e}"), span_of(v))
+                            .help("use strings, numbers, booleans, arrays or tables"),
+                    ),
+                }
+            }
+            let _ = span;
+            out.push(Node {
+                name: node.name.into_inner(),
+                role,
+                labels: plain_map(node.labels),
+                engine_labels: plain_map(node.engine_labels),
+                engine_options,
+                engine,
+            });
+        }
+        if !out.is_empty() && !out.iter().any(|n| n.role == Role::Manager) {
+            self.push(
+                Problem::new("no node has `role = \"manager\"`", array_span.map(|s| s.start..s.start))
+                    .help("a swarm needs at least one manager: set `role = \"manager\"` on the first node"),
+            );
+        }
+        out
+    }
+
+    fn networks(&mut self, raw: Vec<S<RawNetwork>>) -> Vec<Network> {
+        let mut seen = BTreeSet::new();
+        raw.into_iter()
+            .map(|n| {
+                let n = n.into_inner();
+                self.name_rule(&n.name, "network name", 63, true, true);
+                self.duplicate(&mut seen, &n.name, "network");
+                if let Some(subnet) = &n.subnet {
+                    if !valid_ipv4_cidr(subnet.get_ref()) {
+                        self.push(
+                            Problem::new(format!("`{}` is not an IPv4 subnet", subnet.get_ref()), span_of(subnet))
+                                .help("write it in CIDR form, e.g. \"10.10.0.0/24\""),
+                        );
+                    }
+                }
+                Network {
+                    name: n.name.into_inner(),
+                    attachable: n.attachable.unwrap_or(true),
+                    encrypted: n.encrypted.unwrap_or(false),
+                    subnet: n.subnet.map(|s| s.into_inner()),
+                }
+            })
+            .collect()
+    }
+
+    fn known_networks(&mut self, wanted: &[S<String>], networks: &[Network], need_attachable: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in wanted {
+            match networks.iter().find(|n| &n.name == w.get_ref()) {
+                None => {
+                    let help = match did_you_mean(w.get_ref(), networks.iter().map(|n| n.name.as_str())) {
+                        Some(g) => format!("did you mean `{g}`?"),
+                        None => "declare it in a `[[networks]]` section".into(),
+                    };
+                    self.push(
+                        Problem::new(format!("network `{}` is not declared", w.get_ref()), span_of(w))
+                            .label("unknown network")
+                            .help(help),
+                    );
+                }
+                Some(n) if need_attachable && !n.attachable => self.push(
+                    Problem::new(format!("network `{}` is not attachable", n.name), span_of(w))
+                        .help("plain containers can only join attachable overlays: set `attachable = true`"),
+                ),
+                Some(n) => out.push(n.name.clone()),
+            }
+        }
+        out
+    }
+
+    fn services(&mut self, raw: Vec<S<RawService>>, networks: &[Network]) -> Vec<Service> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for s in raw {
+            let s = s.into_inner();
+            self.name_rule(&s.name, "service name", 63, false, true);
+            self.duplicate(&mut seen, &s.name, "service");
+            let mode = match s.mode.as_ref().map(|m| m.get_ref().as_str()) {
+                None | Some("replicated") => {
+                    let replicas = s.replicas.as_ref().map(|r| *r.get_ref()).unwrap_or(1);
+                    if let Some(r) = &s.replicas {
+                        if *r.get_ref() > MAX_REPLICAS {
+                            self.push(
+                                Problem::new(format!("{} replicas is more than {MAX_REPLICAS}", r.get_ref()), span_of(r))
+                                    .help("a check needs a handful of tasks, not thousands"),
+                            );
+                        }
+                    }
+                    ServiceMode::Replicated { replicas }
+                }
+                Some("global") => {
+                    if let Some(r) = &s.replicas {
+                        self.push(
+                            Problem::new("a global service has no `replicas`", span_of(r))
+                                .help("global services run one task per node; remove `replicas`"),
+                        );
+                    }
+                    ServiceMode::Global
+                }
+                Some(other) => {
+                    let m = s.mode.as_ref().unwrap();
+                    self.push(
+                        Problem::new(format!("unknown service mode `{other}`"), span_of(m))
+                            .help("use `replicated` (the default) or `global`"),
+                    );
+                    ServiceMode::Replicated { replicas: 1 }
+                }
+            };
+            let endpoint_mode = match s.endpoint_mode.as_ref().map(|m| m.get_ref().as_str()) {
+                None | Some("dnsrr") => EndpointMode::Dnsrr,
+                Some("vip") => EndpointMode::Vip,
+                Some(other) => {
+                    let m = s.endpoint_mode.as_ref().unwrap();
+                    self.push(
+                        Problem::new(format!("unknown endpoint mode `{other}`"), span_of(m))
+                            .help("use `dnsrr` (the default) or `vip`"),
+                    );
+                    EndpointMode::Dnsrr
+                }
+            };
+            let constraints = self.constraints(&s.constraints);
+            let nets = self.known_networks(&s.networks, networks, false);
+            out.push(Service {
+                name: s.name.into_inner(),
+                image: self.image(s.image),
+                command: s.command.unwrap_or_else(|| vec!["top".into()]),
+                mode,
+                constraints,
+                networks: nets,
+                endpoint_mode,
+            });
+        }
+        out
+    }
+
+    fn image(&mut self, image: Option<S<String>>) -> String {
+        match image {
+            None => BUSYBOX.to_string(),
+            Some(i) if i.get_ref().trim().is_empty() => {
+                self.push(Problem::new("the image name is empty", span_of(&i)).help("omit `image` to use busybox"));
+                BUSYBOX.to_string()
+            }
+            Some(i) => i.into_inner(),
+        }
+    }
+
+    fn constraints(&mut self, raw: &[S<String>]) -> Vec<Constraint> {
+        raw.iter()
+            .filter_map(|c| match Constraint::parse(c.get_ref()) {
+                Ok(parsed) => Some(parsed),
+                Err(e) => {
+                    self.push(Problem::new(e.message, span_of(c)).label("bad constraint").help(e.help));
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn containers(&mut self, raw: Vec<S<RawContainer>>, nodes: &[Node], networks: &[Network]) -> Vec<Container> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for c in raw {
+            let c = c.into_inner();
+            self.name_rule(&c.name, "container name", 63, true, true);
+            self.duplicate(&mut seen, &c.name, "container");
+            self.known_node(&c.node, nodes);
+            let nets = self.known_networks(&c.networks, networks, true);
+            out.push(Container {
+                name: c.name.into_inner(),
+                node: c.node.into_inner(),
+                image: self.image(c.image),
+                command: c.command.unwrap_or_else(|| vec!["top".into()]),
+                networks: nets,
+            });
+        }
+        out
+    }
+
+    fn known_node(&mut self, n: &S<String>, nodes: &[Node]) -> bool {
+        if nodes.iter().any(|x| &x.name == n.get_ref()) {
+            return true;
+        }
+        let help = match did_you_mean(n.get_ref(), nodes.iter().map(|x| x.name.as_str())) {
+            Some(g) => format!("did you mean `{g}`?"),
+            None => format!(
+                "declared nodes: {}",
+                nodes.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        self.push(
+            Problem::new(format!("node `{}` is not declared", n.get_ref()), span_of(n))
+                .label("unknown node")
+                .help(help),
+        );
+        false
+    }
+
+    fn checks(
+        &mut self,
+        raw: Vec<S<RawCheck>>,
+        nodes: &[Node],
+        networks: &[Network],
+        services: &[Service],
+        containers: &[Container],
+    ) -> Vec<Check> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for c in raw {
+            let span = c.span();
+            let c = c.into_inner();
+            let kind_name = c.kind.get_ref().as_str();
+            let fields: [(&str, bool); 5] = [
+                ("from", c.from.is_some()),
+                ("network", c.network.is_some()),
+                ("target", c.target.is_some()),
+                ("service", c.service.is_some()),
+                ("expect_nodes", c.expect_nodes.is_some()),
+            ];
+            let (required, optional): (&[&str], &[&str]) = match kind_name {
+                "ping-by-name" => (&["from", "network", "target"], &[]),
+                "placement" => (&["service"], &["expect_nodes"]),
+                "pending" => (&["service"], &[]),
+                other => {
+                    let help = match did_you_mean(other, CHECK_KINDS.iter().copied()) {
+                        Some(g) => format!("did you mean `{g}`?"),
+                        None => format!("known kinds: {}", CHECK_KINDS.join(", ")),
+                    };
+                    self.push(Problem::new(format!("unknown check kind `{other}`"), span_of(&c.kind)).help(help));
+                    continue;
+                }
+            };
+            let mut complete = true;
+            for (field, present) in fields {
+                if present && !required.contains(&field) && !optional.contains(&field) {
+                    self.push(
+                        Problem::new(format!("`{field}` does not apply to checks of kind `{kind_name}`"), Some(span.clone()))
+                            .help(format!("a `{kind_name}` check takes: {}", [required, optional].concat().join(", "))),
+                    );
+                }
+                if !present && required.contains(&field) {
+                    complete = false;
+                    self.push(
+                        Problem::new(format!("a `{kind_name}` check needs `{field}`"), span_of(&c.kind))
+                            .help(format!("add `{field} = ...` to this check")),
+                    );
+                }
+            }
+            if !complete {
+                continue;
+            }
+            let subject = c
+                .service
+                .as_ref()
+                .or(c.target.as_ref())
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_default();
+            let name = match &c.name {
+                Some(n) => {
+                    self.name_rule(n, "check name", 80, true, true);
+                    self.duplicate(&mut seen, n, "check");
+                    n.get_ref().clone()
+                }
+                None => {
+                    let generated = S::new(span.clone(), format!("{kind_name}-{subject}"));
+                    self.duplicate(&mut seen, &generated, "check");
+                    generated.into_inner()
+                }
+            };
+            let kind = match kind_name {
+                "ping-by-name" => {
+                    let (from, network, target) = (c.from.unwrap(), c.network.unwrap(), c.target.unwrap());
+                    self.known_node(&from, nodes);
+                    let nets = self.known_networks(std::slice::from_ref(&network), networks, true);
+                    let target_networks = services
+                        .iter()
+                        .find(|s| &s.name == target.get_ref())
+                        .map(|s| &s.networks)
+                        .or_else(|| containers.iter().find(|x| &x.name == target.get_ref()).map(|x| &x.networks));
+                    match target_networks {
+                        None => self.push(
+                            Problem::new(
+                                format!("`{}` is neither a declared service nor a container", target.get_ref()),
+                                span_of(&target),
+                            )
+                            .help("declare the target in `[[services]]` or `[[containers]]`"),
+                        ),
+                        Some(tn) if !nets.is_empty() && !tn.contains(network.get_ref()) => self.push(
+                            Problem::new(
+                                format!("`{}` is not attached to network `{}`", target.get_ref(), network.get_ref()),
+                                span_of(&target),
+                            )
+                            .help(format!("add \"{}\" to its `networks`", network.get_ref())),
+                        ),
+                        Some(_) => {}
+                    }
+                    CheckKind::PingByName {
+                        from: from.into_inner(),
+                        network: network.into_inner(),
+                        target: target.into_inner(),
+                    }
+                }
+                "placement" => {
+                    let service_name = c.service.unwrap();
+                    let Some(service) = self.known_service(&service_name, services) else { continue };
+                    let expect_nodes = match c.expect_nodes {
+                        Some(list) => {
+                            let list = list.into_inner();
+                            if list.is_empty() {
+                                self.push(
+                                    Problem::new("`expect_nodes` is empty", span_of(&service_name))
+                                        .help("a service that must not run anywhere is checked with kind = \"pending\""),
+                                );
+                            }
+                            list.iter().filter(|n| self.known_node(n, nodes)).map(|n| n.get_ref().clone()).collect()
+                        }
+                        None => match eligible_nodes(service, nodes) {
+                            Some(e) if e.is_empty() => {
+                                self.push(
+                                    Problem::new(
+                                        format!("no declared node satisfies the constraints of `{}`", service.name),
+                                        span_of(&service_name),
+                                    )
+                                    .help("check with kind = \"pending\", or fix the constraints"),
+                                );
+                                continue;
+                            }
+                            Some(e) => e,
+                            None => {
+                                self.push(
+                                    Problem::new(
+                                        format!("the nodes for `{}` cannot be derived from its constraints", service.name),
+                                        span_of(&service_name),
+                                    )
+                                    .help("constraints on node.id or platform are only known at run time: add `expect_nodes`"),
+                                );
+                                continue;
+                            }
+                        },
+                    };
+                    CheckKind::Placement {
+                        service: service_name.into_inner(),
+                        expect_nodes,
+                    }
+                }
+                _ => {
+                    let service_name = c.service.unwrap();
+                    let Some(service) = self.known_service(&service_name, services) else { continue };
+                    if let Some(e) = eligible_nodes(service, nodes).filter(|e| !e.is_empty()) {
+                        self.push(
+                            Problem::new(
+                                format!("`{}` can be placed on {}, so it will not stay pending", service.name, e.join(", ")),
+                                span_of(&service_name),
+                            )
+                            .help("a pending check needs constraints that no declared node satisfies"),
+                        );
+                    }
+                    CheckKind::Pending {
+                        service: service_name.into_inner(),
+                    }
+                }
+            };
+            out.push(Check { name, kind });
+        }
+        out
+    }
+
+    fn known_service<'a>(&mut self, name: &S<String>, services: &'a [Service]) -> Option<&'a Service> {
+        let found = services.iter().find(|s| &s.name == name.get_ref());
+        if found.is_none() {
+            let help = match did_you_mean(name.get_ref(), services.iter().map(|s| s.name.as_str())) {
+                Some(g) => format!("did you mean `{g}`?"),
+                None => "declare it in a `[[services]]` section".into(),
+            };
+            self.push(
+                Problem::new(format!("service `{}` is not declared", name.get_ref()), span_of(name))
+                    .label("unknown service")
+                    .help(help),
+            );
+        }
+        found
+    }
+}
+
+/// The nodes whose declared facts satisfy every constraint of `service`; `None` when a
+/// constraint can only be decided at run time.
+pub(crate) fn eligible_nodes(service: &Service, nodes: &[Node]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        let facts = n.facts();
+        let mut all = true;
+        for c in &service.constraints {
+            all &= c.matches(&facts)?;
+        }
+        if all {
+            out.push(n.name.clone());
+        }
+    }
+    Some(out)
+}
+
+fn plain_map(m: BTreeMap<S<String>, S<String>>) -> BTreeMap<String, String> {
+    m.into_iter().map(|(k, v)| (k.into_inner(), v.into_inner())).collect()
+}
+
+fn merge_timeouts(t: RawTimeouts) -> PhaseTimeouts {
+    let d = PhaseTimeouts::default();
+    PhaseTimeouts {
+        provision: t.provision.unwrap_or(d.provision),
+        engines_ready: t.engines_ready.unwrap_or(d.engines_ready),
+        cluster_formed: t.cluster_formed.unwrap_or(d.cluster_formed),
+        checks: t.checks.unwrap_or(d.checks),
+        teardown: t.teardown.unwrap_or(d.teardown),
+    }
+}
+
+fn valid_ipv4_cidr(s: &str) -> bool {
+    let Some((addr, prefix)) = s.split_once('/') else { return false };
+    addr.parse::<std::net::Ipv4Addr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| (8..=30).contains(&p))
+}

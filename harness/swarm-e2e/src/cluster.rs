@@ -1,0 +1,194 @@
+//! Swarm formation over the node engines: target-independent.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, NodeSpec, NodeState, SwarmInitRequest, SwarmJoinRequest};
+use bollard::query_parameters::UpdateNodeOptionsBuilder;
+use futures_util::future::try_join_all;
+use swarm_e2e_model::{Role, Scenario};
+
+use crate::wait::poll_until;
+
+/// One node engine the harness can talk to.
+#[derive(Clone)]
+pub struct EngineNode {
+    pub name: String,
+    pub role: Role,
+    pub address: IpAddr,
+    pub docker: Docker,
+    /// Filled when the engine answers: `docker version`'s server version.
+    pub engine_version: String,
+    /// Filled when the node is part of the swarm.
+    pub node_id: String,
+}
+
+impl std::fmt::Debug for EngineNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineNode")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("engine_version", &self.engine_version)
+            .finish()
+    }
+}
+
+/// The formed cluster the checks run against.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub nodes: Vec<EngineNode>,
+}
+
+impl Cluster {
+    pub fn node(&self, name: &str) -> &EngineNode {
+        self.nodes.iter().find(|n| n.name == name).expect("validated node name")
+    }
+
+    /// The engine to send swarm API calls to.
+    pub fn manager(&self) -> &EngineNode {
+        self.nodes.iter().find(|n| n.role == Role::Manager).expect("validated manager")
+    }
+
+    /// Swarm node ID -> scenario node name.
+    pub fn names_by_id(&self) -> HashMap<String, String> {
+        self.nodes.iter().map(|n| (n.node_id.clone(), n.name.clone())).collect()
+    }
+}
+
+const SWARM_PORT: u16 = 2377;
+
+/// Initialises the swarm on the first manager, joins every other node in parallel,
+/// applies node labels, creates the scenario's overlay networks, and waits (bounded by
+/// `limit`) until the manager sees every node Ready with the right manager count.
+pub async fn form(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
+    let first = scenario.first_manager().name.clone();
+    let leader = nodes.iter().find(|n| n.name == first).expect("first manager provisioned").clone();
+    leader
+        .docker
+        .init_swarm(SwarmInitRequest {
+            listen_addr: Some(format!("0.0.0.0:{SWARM_PORT}")),
+            advertise_addr: Some(format!("{}:{SWARM_PORT}", leader.address)),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("swarm init on {}", leader.name))?;
+    let swarm = leader.docker.inspect_swarm().await.context("reading join tokens")?;
+    let tokens = swarm.join_tokens.context("the swarm reported no join tokens")?;
+    let (worker_token, manager_token) = (
+        tokens.worker.context("no worker token")?,
+        tokens.manager.context("no manager token")?,
+    );
+    let remote = format!("{}:{SWARM_PORT}", leader.address);
+
+    try_join_all(nodes.iter().filter(|n| n.name != leader.name).map(|n| {
+        let token = if n.role == Role::Manager { &manager_token } else { &worker_token };
+        let request = SwarmJoinRequest {
+            listen_addr: Some(format!("0.0.0.0:{SWARM_PORT}")),
+            advertise_addr: Some(format!("{}:{SWARM_PORT}", n.address)),
+            remote_addrs: Some(vec![remote.clone()]),
+            join_token: Some(token.clone()),
+            ..Default::default()
+        };
+        async move {
+            // Managers joining at once can race raft's configuration change; a
+            // rejected join is retried, bounded by the phase limit.
+            poll_until(limit, Duration::from_millis(200), || {
+                let request = request.clone();
+                async move {
+                    match n.docker.join_swarm(request).await {
+                        Ok(()) => Ok(Some(())),
+                        Err(e) if e.to_string().contains("already part of a swarm") => Ok(Some(())),
+                        Err(e) => Err(anyhow::anyhow!("{e}")),
+                    }
+                }
+            })
+            .await
+            .with_context(|| format!("{} joining the swarm as {}", n.name, n.role.as_str()))
+        }
+    }))
+    .await?;
+
+    // Each engine knows its own node ID.
+    let ids = try_join_all(nodes.iter().map(|n| async move {
+        let info = n.docker.info().await.with_context(|| format!("docker info on {}", n.name))?;
+        let id = info.swarm.and_then(|s| s.node_id).filter(|id| !id.is_empty());
+        id.with_context(|| format!("{} reports no swarm node ID after joining", n.name))
+    }))
+    .await?;
+    for (n, id) in nodes.iter_mut().zip(ids) {
+        n.node_id = id;
+    }
+
+    let managers = scenario.manager_count();
+    let expected = nodes.len();
+    poll_until(limit, Duration::from_millis(100), || async {
+        let listed = leader.docker.list_nodes(None::<bollard::query_parameters::ListNodesOptions>).await?;
+        let ready = listed
+            .iter()
+            .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY))
+            .count();
+        let mgrs = listed.iter().filter(|n| n.manager_status.is_some()).count();
+        if listed.len() == expected && ready == expected && mgrs == managers {
+            Ok(Some(()))
+        } else {
+            bail!("{ready}/{expected} nodes ready, {mgrs}/{managers} managers")
+        }
+    })
+    .await
+    .context("waiting for every node to be Ready")?;
+
+    let cluster = Cluster { nodes };
+    label_nodes(scenario, &cluster).await?;
+    create_networks(scenario, &cluster).await?;
+    Ok(cluster)
+}
+
+async fn label_nodes(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<()> {
+    let manager = &cluster.manager().docker;
+    try_join_all(scenario.nodes.iter().filter(|n| !n.labels.is_empty()).map(|declared| async move {
+        let id = &cluster.node(&declared.name).node_id;
+        let node = manager.inspect_node(id).await?;
+        let version = node.version.and_then(|v| v.index).context("node has no version")?;
+        let mut spec: NodeSpec = node.spec.unwrap_or_default();
+        let labels = spec.labels.get_or_insert_with(HashMap::new);
+        labels.extend(declared.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        manager
+            .update_node(id, spec, UpdateNodeOptionsBuilder::new().version(version as i64).build())
+            .await
+            .with_context(|| format!("labelling node {}", declared.name))
+    }))
+    .await?;
+    Ok(())
+}
+
+async fn create_networks(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<()> {
+    let manager = &cluster.manager().docker;
+    for net in &scenario.networks {
+        let mut options = HashMap::new();
+        if net.encrypted {
+            options.insert("encrypted".to_string(), String::new());
+        }
+        manager
+            .create_network(NetworkCreateRequest {
+                name: net.name.clone(),
+                driver: Some("overlay".into()),
+                attachable: Some(net.attachable),
+                options: Some(options),
+                ipam: net.subnet.as_ref().map(|s| Ipam {
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(s.clone()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                labels: Some(HashMap::from([("swarm-e2e.scenario".to_string(), scenario.name.clone())])),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating overlay network {}", net.name))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! The local target: one node container per scenario node on the host engine, each
+//! running a real dockerd, on a per-run `--internal` network.
+//!
+//! Node containers are started with testcontainers. `--privileged` is not used: it fails
+//! in sandboxes whose capability bounding set lacks CAP_SYS_RESOURCE, and the explicit
+//! set below (all capabilities but that one, no seccomp/apparmor, unmasked /proc and
+//! /sys paths) runs the inner engine on ordinary Docker hosts too.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::models::{DeviceMapping, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::future::{join_all, try_join_all};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use swarm_e2e_model::{Node, Scenario};
+use testcontainers::core::Mount;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use crate::daemon::{CONFIG_DIR, daemon_json};
+use crate::images::{find_node_image, node_image_tag};
+use crate::labels::{self, NAME_PREFIX};
+use crate::pki::{CertBundle, Pki};
+
+/// A node container, started and configured; its engine may still be starting.
+#[derive(Debug, Clone)]
+pub struct ProvisionedNode {
+    pub name: String,
+    pub address: IpAddr,
+    pub container: String,
+}
+
+/// Handles of the node containers, removed explicitly at teardown (dropping them
+/// outside a tokio context would leak them).
+pub type NodeHandles = Vec<ContainerAsync<GenericImage>>;
+
+pub fn network_name(run_id: &str) -> String {
+    format!("{NAME_PREFIX}{run_id}")
+}
+
+pub fn node_container_name(run_id: &str, node: &str) -> String {
+    format!("{NAME_PREFIX}{run_id}-{node}")
+}
+
+/// Per-run directory for files that must live on the host (the client certificates of
+/// a kept cluster). Removed at teardown.
+pub fn run_dir(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{NAME_PREFIX}{run_id}"))
+}
+
+/// Fails early, with the build command, when a node image is missing.
+pub async fn require_node_images(host: &Docker, scenario: &Scenario) -> anyhow::Result<()> {
+    for engine in scenario.engines() {
+        crate::images::release_for(&engine)?;
+        if find_node_image(host, &engine).await?.is_none() {
+            bail!(
+                "the node image {} is not built yet\nhint: run `swarm-e2e node-image build --engine {engine}` (about a minute, once)",
+                node_image_tag(&engine)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Creates the run's network and volumes, then starts every node container in parallel
+/// and delivers its engine configuration. The first error wins; whatever was created
+/// carries the run label, so teardown finds it.
+pub async fn provision(
+    host: &Docker,
+    scenario: &Scenario,
+    run_id: &str,
+    keep: bool,
+    pki: &Pki,
+) -> anyhow::Result<(Vec<ProvisionedNode>, NodeHandles)> {
+    let run_labels = labels::run_labels(run_id, &scenario.name, keep);
+    let network = network_name(run_id);
+    host.create_network(NetworkCreateRequest {
+        name: network.clone(),
+        driver: Some("bridge".into()),
+        internal: Some(true),
+        labels: Some(run_labels.clone()),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the run network {network}"))?;
+
+    let started = try_join_all(scenario.nodes.iter().map(|node| {
+        let run_labels = run_labels.clone();
+        let network = network.clone();
+        async move { start_node(host, run_id, node, &network, run_labels, pki).await }
+    }))
+    .await?;
+    let (nodes, handles) = started.into_iter().unzip();
+    Ok((nodes, handles))
+}
+
+async fn start_node(
+    host: &Docker,
+    run_id: &str,
+    node: &Node,
+    network: &str,
+    mut node_labels: HashMap<String, String>,
+    pki: &Pki,
+) -> anyhow::Result<(ProvisionedNode, ContainerAsync<GenericImage>)> {
+    node_labels.insert(labels::NODE.into(), node.name.clone());
+    let container_name = node_container_name(run_id, &node.name);
+    let volume = format!("{container_name}-data");
+    host.create_volume(VolumeCreateRequest {
+        name: Some(volume.clone()),
+        labels: Some(node_labels.clone()),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating volume {volume}"))?;
+
+    let tag = node_image_tag(&node.engine);
+    let (repo, version) = tag.split_once(':').expect("tag has a version");
+    let request = GenericImage::new(repo, version)
+        .with_container_name(&container_name)
+        .with_hostname(&node.name)
+        .with_network(network)
+        .with_labels(node_labels)
+        .with_env_var("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
+        .with_mount(Mount::volume_mount(&volume, "/var/lib/docker"))
+        .with_mount(Mount::bind_mount("/sys/fs/cgroup", "/sys/fs/cgroup"))
+        .with_mount(Mount::tmpfs_mount("/run"))
+        .with_cap_add("ALL")
+        .with_cap_drop("SYS_RESOURCE")
+        .with_security_opt("seccomp=unconfined")
+        .with_security_opt("apparmor=unconfined")
+        .with_startup_timeout(Duration::from_secs(60))
+        .with_host_config_modifier(|hc| {
+            // `--security-opt systempaths=unconfined` is a CLI spelling of these two.
+            hc.masked_paths = Some(vec![]);
+            hc.readonly_paths = Some(vec![]);
+            hc.devices = Some(vec![DeviceMapping {
+                path_on_host: Some("/dev/net/tun".into()),
+                path_in_container: Some("/dev/net/tun".into()),
+                cgroup_permissions: Some("rwm".into()),
+            }]);
+        });
+    let container = request
+        .start()
+        .await
+        .with_context(|| format!("starting node container {container_name}"))?;
+    let address = container
+        .get_bridge_ip_address()
+        .await
+        .with_context(|| format!("reading the address of {container_name}"))?;
+
+    let server = pki.server(&node.name, &[address])?;
+    // The inner engine's containers get cgroups under a parent named after the node
+    // container, so teardown can find and remove them.
+    let config = daemon_json(node, &[("cgroup-parent", json!(format!("/{container_name}")))]);
+    deliver_config(host, container.id(), &server, &config)
+        .await
+        .with_context(|| format!("delivering the engine configuration to {container_name}"))?;
+    Ok((
+        ProvisionedNode {
+            name: node.name.clone(),
+            address,
+            container: container.id().to_string(),
+        },
+        container,
+    ))
+}
+
+/// Uploads TLS files and daemon.json as one tar; `ready` is its last entry, which the
+/// node's init waits for.
+async fn deliver_config(host: &Docker, container: &str, server: &CertBundle, config: &serde_json::Value) -> anyhow::Result<()> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, mode: u32, body: &[u8]| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(labels::now_unix());
+        tar.append_data(&mut h, name, body)
+    };
+    add("ca.pem", 0o644, server.ca_pem.as_bytes())?;
+    add("cert.pem", 0o644, server.cert_pem.as_bytes())?;
+    add("key.pem", 0o600, server.key_pem.expose_secret().as_bytes())?;
+    add("daemon.json", 0o644, serde_json::to_string_pretty(config)?.as_bytes())?;
+    add("ready", 0o644, b"")?;
+    let body = tar.into_inner()?;
+    host.upload_to_container(
+        container,
+        Some(UploadToContainerOptionsBuilder::new().path(CONFIG_DIR).build()),
+        bollard::body_full(body.into()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One resource found by its labels (or, for host paths, by its name).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LocalResource {
+    pub kind: ResourceKind,
+    pub name: String,
+    pub run_id: String,
+    /// Unix seconds, when known.
+    pub created: Option<u64>,
+    pub kept: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    Container,
+    Network,
+    Volume,
+    CgroupDir,
+    TempDir,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Container => "container",
+            ResourceKind::Network => "network",
+            ResourceKind::Volume => "volume",
+            ResourceKind::CgroupDir => "cgroup dir",
+            ResourceKind::TempDir => "temp dir",
+        }
+    }
+}
+
+fn label_info(l: &Option<HashMap<String, String>>) -> Option<(String, Option<u64>, bool)> {
+    let l = l.as_ref()?;
+    let run = l.get(labels::RUN)?.clone();
+    let created = l.get(labels::CREATED).and_then(|c| c.parse().ok());
+    let kept = l.get(labels::KEEP).is_some_and(|k| k == "true");
+    Some((run, created, kept))
+}
+
+/// Everything of run `run_id` (or of every run) on the host engine and the host.
+pub async fn find_resources(host: &Docker, run_id: Option<&str>) -> anyhow::Result<Vec<LocalResource>> {
+    let filter = labels::run_filter(run_id);
+    let mut out = Vec::new();
+    let containers = host
+        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filter).build()))
+        .await
+        .context("listing containers")?;
+    for c in containers {
+        if let Some((run, created, kept)) = label_info(&c.labels) {
+            let name = c
+                .names
+                .and_then(|n| n.first().cloned())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .or(c.id)
+                .unwrap_or_default();
+            out.push(LocalResource { kind: ResourceKind::Container, name, run_id: run, created, kept });
+        }
+    }
+    let networks = host
+        .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filter).build()))
+        .await
+        .context("listing networks")?;
+    for n in networks {
+        if let Some((run, created, kept)) = label_info(&n.labels) {
+            out.push(LocalResource {
+                kind: ResourceKind::Network,
+                name: n.name.unwrap_or_default(),
+                run_id: run,
+                created,
+                kept,
+            });
+        }
+    }
+    let volumes = host
+        .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filter).build()))
+        .await
+        .context("listing volumes")?;
+    for v in volumes.volumes.unwrap_or_default() {
+        if let Some((run, created, kept)) = label_info(&Some(v.labels)) {
+            out.push(LocalResource { kind: ResourceKind::Volume, name: v.name, run_id: run, created, kept });
+        }
+    }
+    for (kind, path) in host_paths(run_id) {
+        let run = run_of_path(&path).unwrap_or_default();
+        let created = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        out.push(LocalResource { kind, name: path.display().to_string(), run_id: run, created, kept: false });
+    }
+    Ok(out)
+}
+
+/// The run id in a `swarm-e2e-<run>[-...]` path's last component.
+fn run_of_path(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let id: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    (id.len() == 8).then_some(id)
+}
+
+/// Cgroup parents left by inner engines and per-run temp directories on this host.
+fn host_paths(run_id: Option<&str>) -> Vec<(ResourceKind, PathBuf)> {
+    let prefix = match run_id {
+        Some(id) => format!("{NAME_PREFIX}{id}"),
+        None => NAME_PREFIX.to_string(),
+    };
+    let mut out = Vec::new();
+    let matches = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&prefix) && run_of_path(p).is_some())
+    };
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        for ctrl in controllers.flatten() {
+            if let Ok(entries) = std::fs::read_dir(ctrl.path()) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) && matches(&e.path()) {
+                        out.push((ResourceKind::CgroupDir, e.path()));
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) && matches(&e.path()) {
+                out.push((ResourceKind::TempDir, e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// Removes resources: containers first (they hold networks and volumes), then networks,
+/// volumes, cgroup directories (depth first) and temp directories. Keeps going past
+/// errors and returns them, so one stuck resource does not strand the rest.
+pub async fn remove_resources(host: &Docker, resources: &[LocalResource]) -> Vec<String> {
+    let mut errors = Vec::new();
+    let of = |k: ResourceKind| resources.iter().filter(move |r| r.kind == k);
+    let results = join_all(of(ResourceKind::Container).map(|r| async move {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match host.remove_container(&r.name, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(format!("container {}: {e}", r.name)),
+        }
+    }))
+    .await;
+    errors.extend(results.into_iter().filter_map(Result::err));
+    for r in of(ResourceKind::Network) {
+        match host.remove_network(&r.name).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => errors.push(format!("network {}: {e}", r.name)),
+        }
+    }
+    let results = join_all(of(ResourceKind::Volume).map(|r| async move {
+        let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
+        match host.remove_volume(&r.name, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(format!("volume {}: {e}", r.name)),
+        }
+    }))
+    .await;
+    errors.extend(results.into_iter().filter_map(Result::err));
+    for r in of(ResourceKind::CgroupDir) {
+        if let Err(e) = remove_cgroup_tree(Path::new(&r.name)).await {
+            errors.push(format!("cgroup dir {}: {e}", r.name));
+        }
+    }
+    for r in of(ResourceKind::TempDir) {
+        match std::fs::remove_dir_all(&r.name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("temp dir {}: {e}", r.name)),
+        }
+    }
+    errors
+}
+
+/// Cgroup directories can only be removed with rmdir, children first. A cgroup whose
+/// last process is still exiting refuses (EBUSY) for a moment: retry, bounded.
+async fn remove_cgroup_tree(root: &Path) -> std::io::Result<()> {
+    let mut dirs = Vec::new();
+    collect_dirs(root, &mut dirs)?;
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for dir in dirs {
+        let mut attempt = 0;
+        loop {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if attempt < 50 => {
+                    let _ = e;
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            out.push(dir.to_path_buf());
+            for e in entries.flatten() {
+                if e.file_type()?.is_dir() {
+                    collect_dirs(&e.path(), out)?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Tears a run down: the testcontainers handles first (so their Drop has nothing left
+/// to do), then everything else carrying the run's label. Returns what was removed and
+/// the errors met.
+pub async fn teardown(host: &Docker, run_id: &str, handles: NodeHandles) -> (Vec<LocalResource>, Vec<String>) {
+    join_all(handles.into_iter().map(|h| h.rm())).await;
+    let found = match find_resources(host, Some(run_id)).await {
+        Ok(f) => f,
+        Err(e) => return (Vec::new(), vec![format!("{e:#}")]),
+    };
+    let errors = remove_resources(host, &found).await;
+    (found, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_read_back_from_paths() {
+        assert_eq!(run_of_path(Path::new("/tmp/swarm-e2e-ab12cd34")).as_deref(), Some("ab12cd34"));
+        assert_eq!(
+            run_of_path(Path::new("/sys/fs/cgroup/memory/swarm-e2e-ab12cd34-node-1")).as_deref(),
+            Some("ab12cd34")
+        );
+        assert_eq!(run_of_path(Path::new("/tmp/swarm-e2e-node-image-x")), None);
+        assert_eq!(run_of_path(Path::new("/tmp/other")), None);
+    }
+}

@@ -1,0 +1,384 @@
+//! The `swarm-e2e` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use miette::{GraphicalReportHandler, GraphicalTheme};
+use swarm_e2e::report::{HumanReporter, Phase, Reporter};
+use swarm_e2e::run::{Interrupt, RunOptions, exit, run_scenario};
+use swarm_e2e::{engine, images, local};
+use swarm_e2e_model::{Scenario, ScenarioError, parse_scenario_file};
+
+#[derive(Parser)]
+#[command(
+    name = "swarm-e2e",
+    version,
+    about = "End-to-end tests for multi-host Docker clusters, declared in scenario files",
+    long_about = "swarm-e2e builds the cluster a scenario file declares (real Docker engines in node \
+                  containers on this machine), runs its checks as tests, and always tears it down.",
+    after_help = concat!("Examples:
+  swarm-e2e node-image build                      # once: Debian 12 engine (20.10)
+  swarm-e2e run scenarios/swarm-demo.toml         # the 2015 demo as a test
+  swarm-e2e run scenarios/*.toml -- --list        # list checks without building anything
+  swarm-e2e run scenarios/swarm-demo.toml -- overlay   # only checks matching `overlay`
+  swarm-e2e validate scenarios/*.toml
+
+", "Exit codes: 0 passed, 1 check failed, 2 invalid input, 3 infrastructure, 130 interrupted")
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate scenario files and report every problem with file:line:column.
+    #[command(after_help = "Example:\n  swarm-e2e validate scenarios/*.toml\n\nExits 0 when all are valid, 2 otherwise.")]
+    Validate {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Build each scenario's cluster, run its checks as tests, tear it down.
+    #[command(after_help = concat!("Examples:
+  swarm-e2e run scenarios/swarm-demo.toml
+  swarm-e2e run --timings scenarios/swarm-demo.toml
+  swarm-e2e run --keep scenarios/swarm-demo.toml      # leave it up; prints DOCKER_HOST lines
+  swarm-e2e run scenarios/swarm-demo.toml -- --list    # list checks
+  swarm-e2e run scenarios/swarm-demo.toml -- placement --exact swarm-demo::placement-hostname
+
+Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --list,
+--ignored, --include-ignored, --test-threads, --format, -q.
+
+", "Exit codes:
+  0    every check passed (or was ignored with a reason)
+  1    a check failed
+  2    invalid input: a scenario file or the command line
+  3    infrastructure error: engine, image, provisioning, cluster formation, or teardown
+  130  interrupted (SIGINT/SIGTERM); the run was torn down"))]
+    Run {
+        /// Scenario files (TOML); each builds its own cluster, one after the other.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where the cluster runs. Only `local` (node containers on this machine) for now.
+        #[arg(long, default_value = "local", value_parser = ["local"])]
+        target: String,
+        /// Leave the cluster up and print how to reach each node; remove it with `down`.
+        #[arg(long)]
+        keep: bool,
+        /// Print the per-phase timing table at the end.
+        #[arg(long)]
+        timings: bool,
+        /// Test hook: panic in this phase to prove teardown still happens.
+        #[arg(long, hide = true, value_parser = ["provision", "engines-ready", "cluster-formed", "checks"])]
+        inject_panic: Option<String>,
+        /// Arguments for the test runner (after `--`).
+        #[arg(last = true)]
+        libtest: Vec<String>,
+    },
+    /// Build or list node images (Debian root filesystems with a packaged engine).
+    #[command(subcommand)]
+    NodeImage(NodeImageCommand),
+    /// Remove a kept run (`run --keep`) and everything labelled with its id.
+    #[command(after_help = "Example:\n  swarm-e2e down k3x9a0qz")]
+    Down {
+        /// The run id printed by `run`.
+        run_id: String,
+    },
+    /// List runs that still have resources on this machine (kept or leaked).
+    Ls,
+    /// Find resources any run left behind (crashes, kills) and remove them.
+    #[command(after_help = "Examples:
+  swarm-e2e sweep                       # dry run: show what would be removed
+  swarm-e2e sweep --older-than 1h --yes # remove leftovers older than an hour
+
+Only resources carrying the swarm-e2e.run label (or named swarm-e2e-<run-id> on the host)
+are ever touched.")]
+    Sweep {
+        /// Only resources older than this (e.g. 30m, 2h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<Duration>,
+        /// Also sweep kept runs (they are skipped by default).
+        #[arg(long)]
+        include_kept: bool,
+        /// Remove; without it, only show what would be removed.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeImageCommand {
+    /// Build the node image for an engine version (a no-op when cached).
+    #[command(after_help = "Examples:
+  swarm-e2e node-image build                 # engine 20.10 from Debian 12
+  swarm-e2e node-image build --engine 26.1   # Debian 13
+  swarm-e2e node-image build --force         # rebuild even if cached
+
+Needs root, debootstrap and a reachable Debian mirror (SWARM_E2E_DEBIAN_MIRROR).")]
+    Build {
+        /// Engine version: 20.10 (Debian 12), 26.1 (Debian 13), 28.5 (Debian unstable).
+        #[arg(long, default_value = swarm_e2e_model::DEFAULT_ENGINE)]
+        engine: String,
+        /// Rebuild even if a current image is cached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show which node images are built.
+    Ls,
+}
+
+fn main() -> ExitCode {
+    swarm_e2e::install_crypto_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::INVALID_INPUT as u8 } else { 0 });
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = match cli.command {
+        Command::Validate { files } => match load_all(&files) {
+            Ok(scenarios) => {
+                for s in &scenarios {
+                    println!(
+                        "{}: ok ({} nodes, {} checks)",
+                        s.source,
+                        s.nodes.len(),
+                        s.checks.len()
+                    );
+                }
+                exit::OK
+            }
+            Err(code) => code,
+        },
+        Command::Run {
+            files,
+            target: _,
+            keep,
+            timings,
+            inject_panic,
+            libtest,
+        } => {
+            let scenarios = match load_all(&files) {
+                Ok(s) => s,
+                Err(code) => return ExitCode::from(code as u8),
+            };
+            let interrupt = Interrupt::install(&rt);
+            let reporter: Arc<dyn Reporter> = Arc::new(HumanReporter::new());
+            let opts = RunOptions {
+                keep,
+                libtest_args: libtest,
+                panic_in: inject_panic.as_deref().map(|p| match p {
+                    "provision" => Phase::Provision,
+                    "engines-ready" => Phase::EnginesReady,
+                    "cluster-formed" => Phase::ClusterFormed,
+                    _ => Phase::Checks,
+                }),
+            };
+            let mut code = exit::OK;
+            for scenario in scenarios {
+                let summary = run_scenario(&rt, Arc::new(scenario), &opts, reporter.clone(), &interrupt);
+                if let Some(e) = &summary.error {
+                    eprintln!("error: {e}");
+                }
+                if timings && !summary.timings.phases.is_empty() {
+                    eprint!("\n{}", summary.timings.table());
+                }
+                code = exit::worst(code, summary.exit_code);
+                if interrupt.stop.is_cancelled() {
+                    code = exit::INTERRUPTED;
+                    break;
+                }
+            }
+            code
+        }
+        Command::NodeImage(NodeImageCommand::Build { engine, force }) => rt.block_on(async {
+            let result = async {
+                let host = engine::host_engine()?;
+                engine::ping_host_engine(&host).await?;
+                images::build_node_image(&host, &engine, force, &|line: &str| eprintln!("node-image: {line}")).await
+            }
+            .await;
+            match result {
+                Ok(info) => {
+                    println!(
+                        "{} {} (engine {}, containerd {}, runc {}, {} MB)",
+                        info.tag,
+                        &info.id,
+                        info.engine_package,
+                        info.containerd_package,
+                        info.runc_package,
+                        info.size_bytes / 1_000_000
+                    );
+                    exit::OK
+                }
+                Err(e) => report_error(e),
+            }
+        }),
+        Command::NodeImage(NodeImageCommand::Ls) => rt.block_on(async {
+            let result = async {
+                let host = engine::host_engine()?;
+                engine::ping_host_engine(&host).await?;
+                for r in images::ENGINE_RELEASES {
+                    match images::find_node_image(&host, r.engine).await? {
+                        Some(info) => println!("{:<24} built   engine {}", info.tag, info.engine_package),
+                        None => println!(
+                            "{:<24} missing (swarm-e2e node-image build --engine {})",
+                            images::node_image_tag(r.engine),
+                            r.engine
+                        ),
+                    }
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            result.map(|_| exit::OK).unwrap_or_else(report_error)
+        }),
+        Command::Down { run_id } => rt.block_on(async {
+            let result = async {
+                let host = engine::host_engine()?;
+                engine::ping_host_engine(&host).await?;
+                let (removed, errors) = local::teardown(&host, &run_id, Vec::new()).await;
+                if removed.is_empty() {
+                    anyhow::bail!(
+                        "nothing labelled swarm-e2e.run={run_id} was found\nhint: `swarm-e2e ls` lists runs with resources"
+                    );
+                }
+                for r in &removed {
+                    println!("removed {} {}", r.kind.as_str(), r.name);
+                }
+                if !errors.is_empty() {
+                    anyhow::bail!("some resources could not be removed:\n{}", errors.join("\n"));
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            result.map(|_| exit::OK).unwrap_or_else(report_error)
+        }),
+        Command::Ls => rt.block_on(async {
+            let result = async {
+                let host = engine::host_engine()?;
+                engine::ping_host_engine(&host).await?;
+                let found = local::find_resources(&host, None).await?;
+                print_runs(&found);
+                anyhow::Ok(())
+            }
+            .await;
+            result.map(|_| exit::OK).unwrap_or_else(report_error)
+        }),
+        Command::Sweep {
+            older_than,
+            include_kept,
+            yes,
+        } => rt.block_on(async {
+            let result = async {
+                let host = engine::host_engine()?;
+                engine::ping_host_engine(&host).await?;
+                let now = swarm_e2e::labels::now_unix();
+                let min_age = older_than.map(|d| d.as_secs()).unwrap_or(0);
+                let found: Vec<_> = local::find_resources(&host, None)
+                    .await?
+                    .into_iter()
+                    .filter(|r| include_kept || !r.kept)
+                    .filter(|r| r.created.is_none_or(|c| now.saturating_sub(c) >= min_age))
+                    .collect();
+                if found.is_empty() {
+                    println!("nothing to sweep");
+                    return anyhow::Ok(());
+                }
+                print_runs(&found);
+                if !yes {
+                    println!("dry run: nothing removed (add --yes to remove these {} resource(s))", found.len());
+                    return Ok(());
+                }
+                let errors = local::remove_resources(&host, &found).await;
+                println!("removed {} resource(s)", found.len() - errors.len().min(found.len()));
+                if !errors.is_empty() {
+                    anyhow::bail!("some resources could not be removed:\n{}", errors.join("\n"));
+                }
+                Ok(())
+            }
+            .await;
+            result.map(|_| exit::OK).unwrap_or_else(report_error)
+        }),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn print_runs(found: &[local::LocalResource]) {
+    if found.is_empty() {
+        println!("no swarm-e2e resources on this machine");
+        return;
+    }
+    let now = swarm_e2e::labels::now_unix();
+    println!("{:<10} {:<10} {:<11} {:<5} name", "run", "age", "kind", "kept");
+    for r in found {
+        let age = r
+            .created
+            .map(|c| humantime::format_duration(Duration::from_secs(now.saturating_sub(c))).to_string())
+            .unwrap_or_else(|| "?".into());
+        println!(
+            "{:<10} {:<10} {:<11} {:<5} {}",
+            r.run_id,
+            age.split(' ').next().unwrap_or("?"),
+            r.kind.as_str(),
+            if r.kept { "yes" } else { "" },
+            r.name
+        );
+    }
+}
+
+fn report_error(e: anyhow::Error) -> i32 {
+    eprintln!("error: {e:#}");
+    exit::INFRASTRUCTURE
+}
+
+/// Parses every file; prints all problems of all files, then fails with exit code 2.
+fn load_all(files: &[PathBuf]) -> Result<Vec<Scenario>, i32> {
+    let mut ok = Vec::new();
+    let mut failed = false;
+    for f in files {
+        match parse_scenario_file(f) {
+            Ok(s) => ok.push(s),
+            Err(e) => {
+                failed = true;
+                print_scenario_error(&e);
+            }
+        }
+    }
+    if failed { Err(exit::INVALID_INPUT) } else { Ok(ok) }
+}
+
+fn print_scenario_error(e: &ScenarioError) {
+    let theme = if std::io::stderr().is_terminal() {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme);
+    for d in e.diagnostics() {
+        let mut out = String::new();
+        if handler.render_report(&mut out, &d).is_ok() {
+            eprintln!("{out}");
+        }
+    }
+    for line in e.short_lines() {
+        eprintln!("{line}");
+    }
+    eprintln!("error: {e}");
+}

@@ -1,0 +1,570 @@
+//! The run loop: validated scenario -> provision -> engines ready -> cluster formed ->
+//! checks -> teardown. Every phase is bounded and interruptible; teardown runs on every
+//! path out of here (success, failing check, panic, timeout, SIGINT/SIGTERM).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bollard::Docker;
+use futures_util::future::try_join_all;
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use swarm_e2e_model::{BUSYBOX, Scenario};
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::{CheckEnv, Outcome, deploy_workloads, host_has_ipvs, run_check};
+use crate::cluster::{Cluster, EngineNode, form};
+use crate::engine::{ENGINE_TLS_PORT, host_engine, ping_host_engine, tls_engine, wait_ready};
+use crate::images::{BUSYBOX_IMAGE, busybox_image_tarball, load_image};
+use crate::labels::new_run_id;
+use crate::local::{self, NodeHandles, ProvisionedNode};
+use crate::pki::Pki;
+use crate::report::{Event, Phase, Reporter, Timings};
+
+/// Documented, stable exit codes.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const CHECK_FAILED: i32 = 1;
+    pub const INVALID_INPUT: i32 = 2;
+    pub const INFRASTRUCTURE: i32 = 3;
+    pub const INTERRUPTED: i32 = 130;
+
+    /// The more serious of two exit codes, for runs over several scenarios.
+    pub fn worst(a: i32, b: i32) -> i32 {
+        let rank = |c: i32| match c {
+            OK => 0,
+            CHECK_FAILED => 1,
+            INVALID_INPUT => 2,
+            INFRASTRUCTURE => 3,
+            _ => 4,
+        };
+        if rank(a) >= rank(b) { a } else { b }
+    }
+}
+
+/// First signal: stop and tear down. Second: stop waiting for in-flight work, but still
+/// remove everything.
+#[derive(Clone, Default)]
+pub struct Interrupt {
+    pub stop: CancellationToken,
+    pub hurry: CancellationToken,
+}
+
+impl Interrupt {
+    /// Listens for SIGINT and SIGTERM on the runtime.
+    pub fn install(rt: &Runtime) -> Interrupt {
+        let it = Interrupt::default();
+        let handle = it.clone();
+        rt.spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                if handle.stop.is_cancelled() {
+                    handle.hurry.cancel();
+                } else {
+                    handle.stop.cancel();
+                }
+            }
+        });
+        it
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub keep: bool,
+    /// Arguments for the libtest-style runner (filters, --list, --ignored, ...).
+    pub libtest_args: Vec<String>,
+    /// Test hook: panic in the given phase (exercises teardown on panic).
+    pub panic_in: Option<Phase>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckRecord {
+    pub name: String,
+    pub kind: String,
+    pub outcome: String,
+    pub message: Option<String>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub role: String,
+    pub address: String,
+    pub engine_version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub exit_code: i32,
+    pub timings: Timings,
+    pub checks: Vec<CheckRecord>,
+    pub nodes: Vec<NodeRecord>,
+    pub error: Option<String>,
+    pub leftovers: Vec<String>,
+}
+
+enum PhaseError {
+    Timeout(Duration),
+    Interrupted,
+    Failed(anyhow::Error),
+}
+
+async fn bounded<T>(
+    limit: Duration,
+    stop: &CancellationToken,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, PhaseError> {
+    tokio::select! {
+        r = tokio::time::timeout(limit, fut) => match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(PhaseError::Failed(e)),
+            Err(_) => Err(PhaseError::Timeout(limit)),
+        },
+        _ = stop.cancelled() => Err(PhaseError::Interrupted),
+    }
+}
+
+/// Tears the run down if the run loop is left by a panic.
+struct TeardownGuard<'a> {
+    rt: &'a Runtime,
+    run_id: String,
+    armed: bool,
+}
+
+impl Drop for TeardownGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            eprintln!("swarm-e2e: tearing down run {} after a panic", self.run_id);
+            if let Ok(host) = host_engine() {
+                let (_, errors) = self.rt.block_on(local::teardown(&host, &self.run_id, Vec::new()));
+                for e in errors {
+                    eprintln!("swarm-e2e: teardown: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// The trials a scenario's checks become. `body` runs one check; `None` makes trials
+/// that only serve `--list` and filtering.
+fn trials(scenario: &Scenario, body: Option<Arc<dyn Fn(usize) -> Outcome + Send + Sync>>) -> Vec<Trial> {
+    scenario
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(i, check)| {
+            let name = format!("{}::{}", scenario.name, check.name);
+            let body = body.clone();
+            Trial::ignorable_test(name, move || match body {
+                None => Ok(Completion::Completed),
+                Some(b) => match b(i) {
+                    Outcome::Passed => Ok(Completion::Completed),
+                    Outcome::Ignored(reason) => Ok(Completion::ignored_with(reason)),
+                    Outcome::Failed(m) => Err(Failed::from(m)),
+                },
+            })
+            .with_kind(check.kind.kind_name())
+        })
+        .collect()
+}
+
+/// Runs one scenario on the local target, from provisioning to teardown.
+pub fn run_scenario(
+    rt: &Runtime,
+    scenario: Arc<Scenario>,
+    opts: &RunOptions,
+    reporter: Arc<dyn Reporter>,
+    interrupt: &Interrupt,
+) -> RunSummary {
+    let args = Arguments::from_iter(std::iter::once("swarm-e2e".to_string()).chain(opts.libtest_args.iter().cloned()));
+    let run_id = new_run_id();
+    let mut summary = RunSummary {
+        run_id: run_id.clone(),
+        exit_code: exit::OK,
+        timings: Timings::default(),
+        checks: Vec::new(),
+        nodes: Vec::new(),
+        error: None,
+        leftovers: Vec::new(),
+    };
+    // Listing or filtering everything away needs no cluster.
+    let listed = trials(&scenario, None);
+    if args.list || listed.iter().all(|t| args.is_filtered_out(t)) {
+        let conclusion = libtest_mimic::run(&args, listed);
+        summary.exit_code = if conclusion.has_failed() { exit::CHECK_FAILED } else { exit::OK };
+        return summary;
+    }
+
+    let host = match host_engine() {
+        Ok(h) => h,
+        Err(e) => return fail_early(summary, e),
+    };
+    if let Err(e) = rt.block_on(async {
+        ping_host_engine(&host).await?;
+        local::require_node_images(&host, &scenario).await
+    }) {
+        return fail_early(summary, e);
+    }
+    reporter.event(&Event::RunStarted {
+        run_id: run_id.clone(),
+        scenario: scenario.name.clone(),
+        target: "local".into(),
+        nodes: scenario.nodes.len(),
+    });
+
+    let mut guard = TeardownGuard {
+        rt,
+        run_id: run_id.clone(),
+        armed: true,
+    };
+    let mut handles: NodeHandles = Vec::new();
+    let result = cluster_and_checks(rt, &host, &scenario, opts, &args, &reporter, interrupt, &run_id, &mut handles, &mut summary);
+    match result {
+        Ok(code) => summary.exit_code = code,
+        Err((code, message)) => {
+            summary.exit_code = code;
+            summary.error = Some(message.clone());
+            reporter.event(&Event::Note {
+                text: format!("swarm-e2e: {message}"),
+            });
+        }
+    }
+
+    if opts.keep && summary.exit_code != exit::INTERRUPTED {
+        guard.armed = false;
+        // The containers stay; forget the handles so their Drop does not remove them.
+        for h in handles {
+            std::mem::forget(h);
+        }
+        print_keep_lines(&reporter, &run_id, &summary.nodes);
+        return summary;
+    }
+    reporter.event(&Event::PhaseStarted { phase: Phase::Teardown });
+    let started = Instant::now();
+    let (removed, errors) = rt.block_on(local::teardown(&host, &run_id, handles));
+    guard.armed = false;
+    let elapsed = started.elapsed();
+    summary.timings.record(Phase::Teardown, elapsed);
+    let ok = errors.is_empty();
+    reporter.event(&Event::PhaseFinished {
+        phase: Phase::Teardown,
+        elapsed,
+        ok,
+        detail: format!("{} resource(s) removed", removed.len()),
+    });
+    if !ok {
+        for e in &errors {
+            reporter.event(&Event::Note {
+                text: format!("  teardown: {e}"),
+            });
+        }
+        summary.leftovers = errors;
+        summary.exit_code = exit::worst(summary.exit_code, exit::INFRASTRUCTURE);
+    }
+    summary
+}
+
+fn fail_early(mut summary: RunSummary, e: anyhow::Error) -> RunSummary {
+    summary.exit_code = exit::INFRASTRUCTURE;
+    summary.error = Some(format!("{e:#}"));
+    summary
+}
+
+fn print_keep_lines(reporter: &Arc<dyn Reporter>, run_id: &str, nodes: &[NodeRecord]) {
+    let certs = local::run_dir(run_id).join("certs");
+    let mut text = format!("swarm-e2e: kept run {run_id}. Reach a node with the docker CLI:\n");
+    for n in nodes {
+        text.push_str(&format!(
+            "  # {} ({})\n  export DOCKER_HOST=tcp://{}:{ENGINE_TLS_PORT} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}\n",
+            n.name,
+            n.role,
+            n.address,
+            certs.display()
+        ));
+    }
+    text.push_str(&format!("Remove it with: swarm-e2e down {run_id}"));
+    reporter.event(&Event::Note { text });
+}
+
+type PhaseFailure = (i32, String);
+
+#[allow(clippy::too_many_arguments)]
+fn cluster_and_checks(
+    rt: &Runtime,
+    host: &Docker,
+    scenario: &Arc<Scenario>,
+    opts: &RunOptions,
+    args: &Arguments,
+    reporter: &Arc<dyn Reporter>,
+    interrupt: &Interrupt,
+    run_id: &str,
+    handles: &mut NodeHandles,
+    summary: &mut RunSummary,
+) -> Result<i32, PhaseFailure> {
+    let timeouts = scenario.timeouts;
+    let pki = Arc::new(Pki::new(run_id).map_err(|e| (exit::INFRASTRUCTURE, format!("{e:#}")))?);
+    if opts.keep {
+        pki.write_client_dir(&local::run_dir(run_id).join("certs"))
+            .map_err(|e| (exit::INFRASTRUCTURE, format!("{e:#}")))?;
+    }
+    let panic_in = |phase: Phase| {
+        if opts.panic_in == Some(phase) {
+            panic!("injected panic in phase {}", phase.as_str());
+        }
+    };
+
+    // Phase: provision. Runs as a task so an interrupt can let in-flight creations
+    // finish (and be torn down) instead of abandoning them half-made.
+    let provisioned: Vec<ProvisionedNode> = {
+        let started = start_phase(reporter, Phase::Provision);
+        let task = {
+            let (host, scenario, pki, run_id, keep) =
+                (host.clone(), scenario.clone(), pki.clone(), run_id.to_string(), opts.keep);
+            rt.spawn(async move { local::provision(&host, &scenario, &run_id, keep, &pki).await })
+        };
+        let abort = task.abort_handle();
+        let outcome = rt.block_on(async {
+            let mut task = task;
+            tokio::select! {
+                r = tokio::time::timeout(timeouts.provision, &mut task) => (r, false),
+                _ = interrupt.stop.cancelled() => {
+                    // Let what is in flight land, unless told to hurry.
+                    tokio::select! {
+                        r = tokio::time::timeout(timeouts.provision, &mut task) => (r, true),
+                        _ = interrupt.hurry.cancelled() => { abort.abort(); (Ok(task.await), true) }
+                    }
+                }
+            }
+        });
+        let (result, interrupted) = outcome;
+        let result = match result {
+            Err(_) => {
+                abort.abort();
+                Err(PhaseError::Timeout(timeouts.provision))
+            }
+            Ok(Err(join)) if join.is_panic() => Err(PhaseError::Failed(anyhow::anyhow!("provisioning panicked"))),
+            Ok(Err(_)) => Err(PhaseError::Interrupted),
+            Ok(Ok(Err(e))) => Err(PhaseError::Failed(e)),
+            Ok(Ok(Ok((nodes, h)))) => {
+                handles.extend(h);
+                if interrupted { Err(PhaseError::Interrupted) } else { Ok(nodes) }
+            }
+        };
+        let nodes = finish_phase(reporter, summary, Phase::Provision, started, result, |n| {
+            format!("{} node container(s)", n.len())
+        })?;
+        panic_in(Phase::Provision);
+        nodes
+    };
+
+    // Phase: engines ready (mTLS /_ping), then the busybox test image into every node.
+    let nodes: Vec<EngineNode> = {
+        let started = start_phase(reporter, Phase::EnginesReady);
+        let busybox = rt.spawn({
+            let host = host.clone();
+            async move { busybox_image_tarball(&host).await }
+        });
+        let result = rt.block_on(bounded(timeouts.engines_ready, &interrupt.stop, async {
+            let nodes = try_join_all(provisioned.iter().map(|p| {
+                let pki = pki.clone();
+                let reporter = reporter.clone();
+                async move {
+                    let docker = tls_engine(SocketAddr::new(p.address, ENGINE_TLS_PORT), &pki.client)?;
+                    let waited = wait_ready(&docker, timeouts.engines_ready)
+                        .await
+                        .with_context(|| format!("node {} ({}:{ENGINE_TLS_PORT})", p.name, p.address))?;
+                    let version = docker.version().await?.version.unwrap_or_default();
+                    reporter.event(&Event::NodeReady {
+                        node: p.name.clone(),
+                        address: p.address.to_string(),
+                        engine_version: version.clone(),
+                        elapsed: waited,
+                    });
+                    let declared = scenario.node(&p.name).expect("provisioned from the scenario");
+                    anyhow::Ok(EngineNode {
+                        name: p.name.clone(),
+                        role: declared.role,
+                        address: p.address,
+                        docker,
+                        engine_version: version,
+                        node_id: String::new(),
+                    })
+                }
+            }))
+            .await?;
+            let tarball = busybox.await.context("preparing the busybox image")??;
+            try_join_all(nodes.iter().map(|n| {
+                let tarball = tarball.clone();
+                async move {
+                    load_image(&n.docker, tarball)
+                        .await
+                        .with_context(|| format!("loading busybox into {}", n.name))
+                }
+            }))
+            .await?;
+            Ok(nodes)
+        }));
+        let nodes = finish_phase(reporter, summary, Phase::EnginesReady, started, result, |n| {
+            format!("{} engine(s) answering over mTLS, busybox loaded", n.len())
+        })?;
+        summary.nodes = nodes
+            .iter()
+            .map(|n| NodeRecord {
+                name: n.name.clone(),
+                role: n.role.as_str().into(),
+                address: n.address.to_string(),
+                engine_version: n.engine_version.clone(),
+            })
+            .collect();
+        panic_in(Phase::EnginesReady);
+        nodes
+    };
+
+    // Phase: cluster formed.
+    let cluster: Arc<Cluster> = {
+        let started = start_phase(reporter, Phase::ClusterFormed);
+        let result = rt.block_on(bounded(
+            timeouts.cluster_formed,
+            &interrupt.stop,
+            form(scenario, nodes, timeouts.cluster_formed),
+        ));
+        let cluster = finish_phase(reporter, summary, Phase::ClusterFormed, started, result, |c| {
+            format!(
+                "swarm of {} node(s), {} manager(s), {} overlay network(s)",
+                c.nodes.len(),
+                scenario.manager_count(),
+                scenario.networks.len()
+            )
+        })?;
+        panic_in(Phase::ClusterFormed);
+        Arc::new(cluster)
+    };
+
+    // Phase: checks, as libtest-mimic trials running concurrently.
+    let started = start_phase(reporter, Phase::Checks);
+    let images = HashMap::from([(BUSYBOX.to_string(), BUSYBOX_IMAGE.to_string())]);
+    let deploy_errors = {
+        let result = rt.block_on(bounded(timeouts.checks, &interrupt.stop, async {
+            Ok(deploy_workloads(scenario, &cluster, &images).await)
+        }));
+        match result {
+            Ok(d) => d,
+            Err(e) => {
+                finish_phase::<()>(reporter, summary, Phase::Checks, started, Err(e), |_| String::new())?;
+                unreachable!("finish_phase returns the error")
+            }
+        }
+    };
+    let env = Arc::new(CheckEnv {
+        scenario: scenario.clone(),
+        cluster: cluster.clone(),
+        images,
+        ipvs: host_has_ipvs(),
+        timeout: timeouts.checks,
+        deploy_errors,
+    });
+    let records: Arc<Mutex<Vec<CheckRecord>>> = Arc::new(Mutex::new(Vec::new()));
+    let body: Arc<dyn Fn(usize) -> Outcome + Send + Sync> = {
+        let (env, records, handle, stop) = (env.clone(), records.clone(), rt.handle().clone(), interrupt.stop.clone());
+        let panic_check = opts.panic_in == Some(Phase::Checks);
+        Arc::new(move |i: usize| {
+            let check = &env.scenario.checks[i];
+            let started = Instant::now();
+            if panic_check {
+                panic!("injected panic in check {}", check.name);
+            }
+            let outcome = handle.block_on(async {
+                tokio::select! {
+                    o = run_check(&env, check) => o,
+                    _ = stop.cancelled() => Outcome::Failed("interrupted".into()),
+                }
+            });
+            let (label, message) = match &outcome {
+                Outcome::Passed => ("passed", None),
+                Outcome::Failed(m) => ("failed", Some(m.clone())),
+                Outcome::Ignored(r) => ("ignored", Some(r.clone())),
+            };
+            records.lock().unwrap().push(CheckRecord {
+                name: check.name.clone(),
+                kind: check.kind.kind_name().into(),
+                outcome: label.into(),
+                message,
+                duration: started.elapsed(),
+            });
+            outcome
+        })
+    };
+    let mut args = args.clone();
+    if args.test_threads.is_none() {
+        // Checks wait on the cluster, not the CPU: run them all at once.
+        args.test_threads = Some(scenario.checks.len().max(1));
+    }
+    let conclusion = libtest_mimic::run(&args, trials(scenario, Some(body)));
+    summary.checks = records.lock().unwrap().clone();
+    let elapsed = started.elapsed();
+    summary.timings.record(Phase::Checks, elapsed);
+    let interrupted = interrupt.stop.is_cancelled();
+    reporter.event(&Event::PhaseFinished {
+        phase: Phase::Checks,
+        elapsed,
+        ok: !conclusion.has_failed() && !interrupted,
+        detail: format!(
+            "{} passed, {} failed, {} ignored",
+            conclusion.num_passed, conclusion.num_failed, conclusion.num_ignored
+        ),
+    });
+    if interrupted {
+        return Err((exit::INTERRUPTED, "interrupted during checks".into()));
+    }
+    Ok(if conclusion.has_failed() { exit::CHECK_FAILED } else { exit::OK })
+}
+
+fn start_phase(reporter: &Arc<dyn Reporter>, phase: Phase) -> Instant {
+    reporter.event(&Event::PhaseStarted { phase });
+    Instant::now()
+}
+
+fn finish_phase<T>(
+    reporter: &Arc<dyn Reporter>,
+    summary: &mut RunSummary,
+    phase: Phase,
+    started: Instant,
+    result: Result<T, PhaseError>,
+    detail: impl FnOnce(&T) -> String,
+) -> Result<T, PhaseFailure> {
+    let elapsed = started.elapsed();
+    summary.timings.record(phase, elapsed);
+    let (ok, text) = match &result {
+        Ok(v) => (true, detail(v)),
+        Err(PhaseError::Timeout(d)) => (false, format!("timed out after {}s", d.as_secs())),
+        Err(PhaseError::Interrupted) => (false, "interrupted".into()),
+        Err(PhaseError::Failed(e)) => (false, format!("{}", e.root_cause())),
+    };
+    reporter.event(&Event::PhaseFinished { phase, elapsed, ok, detail: text });
+    result.map_err(|e| match e {
+        PhaseError::Timeout(d) => (
+            exit::INFRASTRUCTURE,
+            format!(
+                "phase `{}` timed out after {}s\nhint: raise `[timeouts] {}` in the scenario if the machine is slow",
+                phase.as_str(),
+                d.as_secs(),
+                phase.as_str().replace(' ', "_")
+            ),
+        ),
+        PhaseError::Interrupted => (exit::INTERRUPTED, format!("interrupted during `{}`", phase.as_str())),
+        PhaseError::Failed(e) => (exit::INFRASTRUCTURE, format!("phase `{}` failed: {e:#}", phase.as_str())),
+    })
+}
