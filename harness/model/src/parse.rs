@@ -178,7 +178,12 @@ pub fn parse_scenario(path: &str, text: &str) -> Result<Scenario, ScenarioError>
 }
 
 fn toml_problem(e: &toml::de::Error, default_help: &str) -> Problem {
-    let message = e.message().trim().to_string();
+    // serde names our private types ("expected struct RawNode"): say what the user wrote.
+    let mut message = e.message().trim().to_string();
+    if let Some(at) = message.find("expected struct Raw") {
+        message.truncate(at);
+        message.push_str("expected a table");
+    }
     let mut problem = Problem::new(message.clone(), e.span());
     // serde says: "unknown field `rol`, expected one of `name`, `role`, ...".
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -209,20 +214,41 @@ impl Parser {
         self.problems.push(p);
     }
 
+    /// Deserializes one value. An unknown key is reported, dropped, and the value tried
+    /// again, so the problems after it are found in the same pass.
     fn de<T: DeserializeOwned>(&mut self, value: &S<DeValue<'_>>, help: &str) -> Option<T> {
         let mut v = value.clone();
         v.get_mut().make_owned();
-        match T::deserialize(ValueDeserializer::from(v)) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let mut problem = toml_problem(&e, help);
-                if problem.span.is_none() {
-                    problem.span = Some(value.span());
+        for _ in 0..64 {
+            match T::deserialize(ValueDeserializer::from(v.clone())) {
+                Ok(t) => return Some(t),
+                Err(e) => {
+                    let mut problem = toml_problem(&e, help);
+                    if problem.span.is_none() {
+                        problem.span = Some(value.span());
+                    }
+                    self.push(problem);
+                    let unknown = e
+                        .message()
+                        .strip_prefix("unknown field `")
+                        .and_then(|r| r.split_once('`'))
+                        .map(|(f, _)| f.to_string());
+                    match (unknown, v.get_mut()) {
+                        (Some(field), DeValue::Table(table)) => {
+                            let key = table.keys().find(|k| k.get_ref().as_ref() == field.as_str()).cloned();
+                            match key {
+                                Some(k) => {
+                                    table.remove(&k);
+                                }
+                                None => return None,
+                            }
+                        }
+                        _ => return None,
+                    }
                 }
-                self.push(problem);
-                None
             }
         }
+        None
     }
 
     /// Each element of an array of tables, deserialized on its own.
@@ -274,12 +300,12 @@ impl Parser {
             );
             return None;
         }
-        let raw_nodes: Vec<S<RawNode>> = self.elements("nodes", nodes_value, "see the node keys in README");
-        let raw_networks: Vec<S<RawNetwork>> = self.elements("networks", get("networks"), "see the network keys");
-        let raw_services: Vec<S<RawService>> = self.elements("services", get("services"), "see the service keys");
+        let raw_nodes: Vec<S<RawNode>> = self.elements("nodes", nodes_value, "node keys: name, role, labels, engine_labels, engine_options, engine; label values are strings");
+        let raw_networks: Vec<S<RawNetwork>> = self.elements("networks", get("networks"), "network keys: name, attachable, encrypted, subnet");
+        let raw_services: Vec<S<RawService>> = self.elements("services", get("services"), "service keys: name, image, command, replicas (a number up to 1000), mode, constraints, networks, endpoint_mode");
         let raw_containers: Vec<S<RawContainer>> =
-            self.elements("containers", get("containers"), "see the container keys");
-        let raw_checks: Vec<S<RawCheck>> = self.elements("checks", get("checks"), "see the check keys");
+            self.elements("containers", get("containers"), "container keys: name, node, image, command, networks");
+        let raw_checks: Vec<S<RawCheck>> = self.elements("checks", get("checks"), "each check is a table: kind plus the keys its kind takes");
 
         let name = match name {
             Some(n) => {
