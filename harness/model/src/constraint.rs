@@ -253,7 +253,10 @@ mod tests {
         assert_eq!(c.to_string(), "node.labels.zone==b");
         let classic = Constraint::parse("constraint:node==swarm-demo-2").unwrap();
         assert_eq!(classic.to_string(), "node.hostname==swarm-demo-2");
-        assert_eq!(Constraint::parse(" node.role != worker ").unwrap().to_string(), "node.role!=worker");
+        assert_eq!(
+            Constraint::parse(" node.role != worker ").unwrap().to_string(),
+            "node.role!=worker"
+        );
     }
 
     #[test]
@@ -264,7 +267,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_keys_and_values() {
-        assert!(Constraint::parse("node.hostnme==x").unwrap_err().help.contains("node.hostname"));
+        assert!(
+            Constraint::parse("node.hostnme==x")
+                .unwrap_err()
+                .help
+                .contains("node.hostname")
+        );
         assert!(Constraint::parse("node.labels.==x").is_err());
         assert!(Constraint::parse("node.labels.a*==x").is_err());
         assert!(Constraint::parse("node.role==boss").is_err());
@@ -277,10 +285,19 @@ mod tests {
     fn evaluates_against_declared_nodes() {
         let labels = BTreeMap::from([("zone".to_string(), "b".to_string())]);
         let n = facts("Swarm-Demo-2", false, &labels);
-        assert_eq!(Constraint::parse("node.hostname==swarm-demo-2").unwrap().matches(&n), Some(true));
+        assert_eq!(
+            Constraint::parse("node.hostname==swarm-demo-2").unwrap().matches(&n),
+            Some(true)
+        );
         assert_eq!(Constraint::parse("node.role==worker").unwrap().matches(&n), Some(true));
-        assert_eq!(Constraint::parse("node.labels.zone!=b").unwrap().matches(&n), Some(false));
-        assert_eq!(Constraint::parse("node.labels.rack!=b").unwrap().matches(&n), Some(true));
+        assert_eq!(
+            Constraint::parse("node.labels.zone!=b").unwrap().matches(&n),
+            Some(false)
+        );
+        assert_eq!(
+            Constraint::parse("node.labels.rack!=b").unwrap().matches(&n),
+            Some(true)
+        );
         assert_eq!(Constraint::parse("node.id==abc").unwrap().matches(&n), None);
     }
 }

@@ -183,10 +183,7 @@ pub enum CheckKind {
         target: String,
     },
     /// Every running task of `service` is on one of `expect_nodes`, and every replica runs.
-    Placement {
-        service: String,
-        expect_nodes: Vec<String>,
-    },
+    Placement { service: String, expect_nodes: Vec<String> },
     /// `service` stays pending, and its tasks say the constraints are not satisfied.
     Pending { service: String },
 }

@@ -137,8 +137,11 @@ pub fn parse_scenario_file(path: &std::path::Path) -> Result<Scenario, ScenarioE
                 &shown,
                 "",
                 vec![
-                    Problem::new(format!("the file is not UTF-8 text (invalid byte at offset {at})"), None)
-                        .help("scenario files are TOML, which must be UTF-8"),
+                    Problem::new(
+                        format!("the file is not UTF-8 text (invalid byte at offset {at})"),
+                        None,
+                    )
+                    .help("scenario files are TOML, which must be UTF-8"),
                 ],
             ))
         }
@@ -150,15 +153,17 @@ pub fn parse_scenario(path: &str, text: &str) -> Result<Scenario, ScenarioError>
     let fail = |problems: Vec<Problem>| Err(ScenarioError::new(path, text, problems));
     if text.len() > MAX_FILE_BYTES {
         return fail(vec![Problem::new(
-            format!("the file is {} bytes; scenario files are limited to {MAX_FILE_BYTES}", text.len()),
+            format!(
+                "the file is {} bytes; scenario files are limited to {MAX_FILE_BYTES}",
+                text.len()
+            ),
             None,
         )]);
     }
     if text.trim().is_empty() {
-        return fail(vec![
-            Problem::new("the scenario file is empty", Some(0..0))
-                .help("a scenario needs at least `name = \"...\"` and one `[[nodes]]` entry with `role = \"manager\"`"),
-        ]);
+        return fail(vec![Problem::new("the scenario file is empty", Some(0..0)).help(
+            "a scenario needs at least `name = \"...\"` and one `[[nodes]]` entry with `role = \"manager\"`",
+        )]);
     }
     let (root, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
@@ -186,8 +191,8 @@ fn toml_problem(e: &toml::de::Error, default_help: &str) -> Problem {
     }
     let mut problem = Problem::new(message.clone(), e.span());
     // serde says: "unknown field `rol`, expected one of `name`, `role`, ...".
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((field, expected)) = rest.split_once('`') {
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`') {
             let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
             problem.label = Some("unknown key".into());
             problem.help = Some(match did_you_mean(field, candidates.iter().copied()) {
@@ -196,7 +201,6 @@ fn toml_problem(e: &toml::de::Error, default_help: &str) -> Problem {
             });
             return problem;
         }
-    }
     problem.help = Some(default_help.to_string());
     problem
 }
@@ -253,7 +257,9 @@ impl Parser {
 
     /// Each element of an array of tables, deserialized on its own.
     fn elements<T: DeserializeOwned>(&mut self, key: &str, value: Option<&S<DeValue<'_>>>, help: &str) -> Vec<T> {
-        let Some(value) = value else { return Vec::new() };
+        let Some(value) = value else {
+            return Vec::new();
+        };
         let Some(array) = value.get_ref().as_array() else {
             self.push(
                 Problem::new(format!("`{key}` must be an array of tables"), Some(value.span()))
@@ -284,7 +290,8 @@ impl Parser {
 
         let name: Option<S<String>> = get("name").and_then(|v| self.de(v, "the cluster name is a string"));
         let description: Option<String> = get("description").and_then(|v| self.de(v, "a description is a string"));
-        let default_engine: Option<S<String>> = get("engine").and_then(|v| self.de(v, "an engine version like \"20.10\""));
+        let default_engine: Option<S<String>> =
+            get("engine").and_then(|v| self.de(v, "an engine version like \"20.10\""));
         let timeouts: Option<RawTimeouts> =
             get("timeouts").and_then(|v| self.de(v, "durations are strings like \"90s\" or \"2m\""));
 
@@ -294,18 +301,36 @@ impl Parser {
             .filter(|(n, _)| *n > MAX_NODES);
         if let Some((n, span)) = too_many {
             self.push(
-                Problem::new(format!("{n} nodes declared; swarm-e2e supports at most {MAX_NODES}"), Some(span))
-                    .label("too many nodes")
-                    .help("split the scenario, or check for a generated file gone wrong"),
+                Problem::new(
+                    format!("{n} nodes declared; swarm-e2e supports at most {MAX_NODES}"),
+                    Some(span),
+                )
+                .label("too many nodes")
+                .help("split the scenario, or check for a generated file gone wrong"),
             );
             return None;
         }
-        let raw_nodes: Vec<S<RawNode>> = self.elements("nodes", nodes_value, "node keys: name, role, labels, engine_labels, engine_options, engine; label values are strings");
-        let raw_networks: Vec<S<RawNetwork>> = self.elements("networks", get("networks"), "network keys: name, attachable, encrypted, subnet");
+        let raw_nodes: Vec<S<RawNode>> = self.elements(
+            "nodes",
+            nodes_value,
+            "node keys: name, role, labels, engine_labels, engine_options, engine; label values are strings",
+        );
+        let raw_networks: Vec<S<RawNetwork>> = self.elements(
+            "networks",
+            get("networks"),
+            "network keys: name, attachable, encrypted, subnet",
+        );
         let raw_services: Vec<S<RawService>> = self.elements("services", get("services"), "service keys: name, image, command, replicas (a number up to 1000), mode, constraints, networks, endpoint_mode");
-        let raw_containers: Vec<S<RawContainer>> =
-            self.elements("containers", get("containers"), "container keys: name, node, image, command, networks");
-        let raw_checks: Vec<S<RawCheck>> = self.elements("checks", get("checks"), "each check is a table: kind plus the keys its kind takes");
+        let raw_containers: Vec<S<RawContainer>> = self.elements(
+            "containers",
+            get("containers"),
+            "container keys: name, node, image, command, networks",
+        );
+        let raw_checks: Vec<S<RawCheck>> = self.elements(
+            "checks",
+            get("checks"),
+            "each check is a table: kind plus the keys its kind takes",
+        );
 
         let name = match name {
             Some(n) => {
@@ -385,7 +410,10 @@ impl Parser {
 
     fn engine_version(&mut self, v: &S<String>) {
         let parts: Vec<&str> = v.get_ref().split('.').collect();
-        let ok = (2..=3).contains(&parts.len()) && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        let ok = (2..=3).contains(&parts.len())
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
         if !ok {
             self.push(
                 Problem::new(format!("`{}` is not an engine version", v.get_ref()), span_of(v))
@@ -394,7 +422,7 @@ impl Parser {
         }
     }
 
-    fn duplicate<'a>(&mut self, seen: &mut BTreeSet<String>, name: &'a S<String>, what: &str) {
+    fn duplicate(&mut self, seen: &mut BTreeSet<String>, name: &S<String>, what: &str) {
         if !seen.insert(name.get_ref().clone()) {
             self.push(
                 Problem::new(format!("{what} `{}` is declared twice", name.get_ref()), span_of(name))
@@ -439,9 +467,12 @@ impl Parser {
                     self.push(Problem::new("a label key is empty", span_of(k)).help("give the label a name"));
                 }
             }
-            for (k, _) in &node.engine_labels {
+            for k in node.engine_labels.keys() {
                 let key = k.get_ref();
-                if let Some(ns) = ["com.docker.", "io.docker.", "org.dockerproject."].iter().find(|ns| key.starts_with(*ns)) {
+                if let Some(ns) = ["com.docker.", "io.docker.", "org.dockerproject."]
+                    .iter()
+                    .find(|ns| key.starts_with(*ns))
+                {
                     let mut help = format!(
                         "rename the label outside the `{ns}*` namespace; Docker Engine 20.10 and later refuse to start with it"
                     );
@@ -449,9 +480,12 @@ impl Parser {
                         help.push_str(" (this 2015 overlay setting is now chosen with the swarm data path address)");
                     }
                     self.push(
-                        Problem::new(format!("engine label `{key}` uses a namespace reserved by Docker"), span_of(k))
-                            .label("reserved")
-                            .help(help),
+                        Problem::new(
+                            format!("engine label `{key}` uses a namespace reserved by Docker"),
+                            span_of(k),
+                        )
+                        .label("reserved")
+                        .help(help),
                     );
                 }
             }
@@ -459,8 +493,19 @@ impl Parser {
             for (k, v) in &node.engine_options {
                 let key = k.get_ref();
                 const MANAGED: &[&str] = &[
-                    "hosts", "host", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "labels", "label",
-                    "cgroup-parent", "data-root", "exec-root", "pidfile",
+                    "hosts",
+                    "host",
+                    "tls",
+                    "tlsverify",
+                    "tlscacert",
+                    "tlscert",
+                    "tlskey",
+                    "labels",
+                    "label",
+                    "cgroup-parent",
+                    "data-root",
+                    "exec-root",
+                    "pidfile",
                 ];
                 if MANAGED.contains(&key.as_str()) {
                     let help = if key.starts_with("label") {
@@ -478,8 +523,11 @@ impl Parser {
                         engine_options.insert(key.clone(), j);
                     }
                     Err(e) => self.push(
-                        Problem::new(format!("engine option `{key}` cannot be written to daemon.json: {e}"), span_of(v))
-                            .help("use strings, numbers, booleans, arrays or tables"),
+                        Problem::new(
+                            format!("engine option `{key}` cannot be written to daemon.json: {e}"),
+                            span_of(v),
+                        )
+                        .help("use strings, numbers, booleans, arrays or tables"),
                     ),
                 }
             }
@@ -509,14 +557,13 @@ impl Parser {
                 let n = n.into_inner();
                 self.name_rule(&n.name, "network name", 63, true, true);
                 self.duplicate(&mut seen, &n.name, "network");
-                if let Some(subnet) = &n.subnet {
-                    if !valid_ipv4_cidr(subnet.get_ref()) {
+                if let Some(subnet) = &n.subnet
+                    && !valid_ipv4_cidr(subnet.get_ref()) {
                         self.push(
                             Problem::new(format!("`{}` is not an IPv4 subnet", subnet.get_ref()), span_of(subnet))
                                 .help("write it in CIDR form, e.g. \"10.10.0.0/24\""),
                         );
                     }
-                }
                 Network {
                     name: n.name.into_inner(),
                     attachable: n.attachable.unwrap_or(true),
@@ -562,14 +609,16 @@ impl Parser {
             let mode = match s.mode.as_ref().map(|m| m.get_ref().as_str()) {
                 None | Some("replicated") => {
                     let replicas = s.replicas.as_ref().map(|r| *r.get_ref()).unwrap_or(1);
-                    if let Some(r) = &s.replicas {
-                        if *r.get_ref() > MAX_REPLICAS {
+                    if let Some(r) = &s.replicas
+                        && *r.get_ref() > MAX_REPLICAS {
                             self.push(
-                                Problem::new(format!("{} replicas is more than {MAX_REPLICAS}", r.get_ref()), span_of(r))
-                                    .help("a check needs a handful of tasks, not thousands"),
+                                Problem::new(
+                                    format!("{} replicas is more than {MAX_REPLICAS}", r.get_ref()),
+                                    span_of(r),
+                                )
+                                .help("a check needs a handful of tasks, not thousands"),
                             );
                         }
-                    }
                     ServiceMode::Replicated { replicas }
                 }
                 Some("global") => {
@@ -717,8 +766,14 @@ impl Parser {
             for (field, present) in fields {
                 if present && !required.contains(&field) && !optional.contains(&field) {
                     self.push(
-                        Problem::new(format!("`{field}` does not apply to checks of kind `{kind_name}`"), Some(span.clone()))
-                            .help(format!("a `{kind_name}` check takes: {}", [required, optional].concat().join(", "))),
+                        Problem::new(
+                            format!("`{field}` does not apply to checks of kind `{kind_name}`"),
+                            Some(span.clone()),
+                        )
+                        .help(format!(
+                            "a `{kind_name}` check takes: {}",
+                            [required, optional].concat().join(", ")
+                        )),
                     );
                 }
                 if !present && required.contains(&field) {
@@ -759,7 +814,12 @@ impl Parser {
                         .iter()
                         .find(|s| &s.name == target.get_ref())
                         .map(|s| &s.networks)
-                        .or_else(|| containers.iter().find(|x| &x.name == target.get_ref()).map(|x| &x.networks));
+                        .or_else(|| {
+                            containers
+                                .iter()
+                                .find(|x| &x.name == target.get_ref())
+                                .map(|x| &x.networks)
+                        });
                     match target_networks {
                         None => self.push(
                             Problem::new(
@@ -770,7 +830,11 @@ impl Parser {
                         ),
                         Some(tn) if !nets.is_empty() && !tn.contains(network.get_ref()) => self.push(
                             Problem::new(
-                                format!("`{}` is not attached to network `{}`", target.get_ref(), network.get_ref()),
+                                format!(
+                                    "`{}` is not attached to network `{}`",
+                                    target.get_ref(),
+                                    network.get_ref()
+                                ),
                                 span_of(&target),
                             )
                             .help(format!("add \"{}\" to its `networks`", network.get_ref())),
@@ -785,17 +849,23 @@ impl Parser {
                 }
                 "placement" => {
                     let service_name = c.service.unwrap();
-                    let Some(service) = self.known_service(&service_name, services) else { continue };
+                    let Some(service) = self.known_service(&service_name, services) else {
+                        continue;
+                    };
                     let expect_nodes = match c.expect_nodes {
                         Some(list) => {
                             let list = list.into_inner();
                             if list.is_empty() {
                                 self.push(
-                                    Problem::new("`expect_nodes` is empty", span_of(&service_name))
-                                        .help("a service that must not run anywhere is checked with kind = \"pending\""),
+                                    Problem::new("`expect_nodes` is empty", span_of(&service_name)).help(
+                                        "a service that must not run anywhere is checked with kind = \"pending\"",
+                                    ),
                                 );
                             }
-                            list.iter().filter(|n| self.known_node(n, nodes)).map(|n| n.get_ref().clone()).collect()
+                            list.iter()
+                                .filter(|n| self.known_node(n, nodes))
+                                .map(|n| n.get_ref().clone())
+                                .collect()
                         }
                         None => match eligible_nodes(service, nodes) {
                             Some(e) if e.is_empty() => {
@@ -828,11 +898,17 @@ impl Parser {
                 }
                 _ => {
                     let service_name = c.service.unwrap();
-                    let Some(service) = self.known_service(&service_name, services) else { continue };
+                    let Some(service) = self.known_service(&service_name, services) else {
+                        continue;
+                    };
                     if let Some(e) = eligible_nodes(service, nodes).filter(|e| !e.is_empty()) {
                         self.push(
                             Problem::new(
-                                format!("`{}` can be placed on {}, so it will not stay pending", service.name, e.join(", ")),
+                                format!(
+                                    "`{}` can be placed on {}, so it will not stay pending",
+                                    service.name,
+                                    e.join(", ")
+                                ),
                                 span_of(&service_name),
                             )
                             .help("a pending check needs constraints that no declared node satisfies"),
@@ -898,6 +974,8 @@ fn merge_timeouts(t: RawTimeouts) -> PhaseTimeouts {
 }
 
 fn valid_ipv4_cidr(s: &str) -> bool {
-    let Some((addr, prefix)) = s.split_once('/') else { return false };
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return false;
+    };
     addr.parse::<std::net::Ipv4Addr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| (8..=30).contains(&p))
 }

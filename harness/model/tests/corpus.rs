@@ -73,7 +73,9 @@ service = "foo"
     let s = parse_scenario("seed.toml", text).unwrap();
     assert_eq!(s.services[0].constraints[0].to_string(), "node.hostname==swarm-demo-2");
     match &s.checks[0].kind {
-        swarm_e2e_model::CheckKind::Placement { expect_nodes, .. } => assert_eq!(expect_nodes, &["swarm-demo-2"]),
+        swarm_e2e_model::CheckKind::Placement { expect_nodes, .. } => {
+            assert_eq!(expect_nodes, &["swarm-demo-2"])
+        }
         other => panic!("{other:?}"),
     }
 }

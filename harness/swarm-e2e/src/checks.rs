@@ -116,17 +116,29 @@ pub async fn deploy_workloads(
         };
         async move {
             let r = manager.create_service(spec, None).await;
-            (s.name.clone(), r.map(|_| ()).map_err(|e| format!("creating service {}: {e}", s.name)))
+            (
+                s.name.clone(),
+                r.map(|_| ()).map_err(|e| format!("creating service {}: {e}", s.name)),
+            )
         }
     });
     let containers = scenario.containers.iter().map(|c| {
         let docker = cluster.node(&c.node).docker.clone();
         let img = image(&c.image);
         async move {
-            let r = run_container(&docker, &c.name, &img, &c.command, c.networks.first().map(String::as_str))
-                .await
-                .map(|_| ());
-            (c.name.clone(), r.map_err(|e| format!("starting container {} on {}: {e:#}", c.name, c.node)))
+            let r = run_container(
+                &docker,
+                &c.name,
+                &img,
+                &c.command,
+                c.networks.first().map(String::as_str),
+            )
+            .await
+            .map(|_| ());
+            (
+                c.name.clone(),
+                r.map_err(|e| format!("starting container {} on {}: {e:#}", c.name, c.node)),
+            )
         }
     });
     let mut failed = HashMap::new();
@@ -258,7 +270,12 @@ async fn placement(env: &CheckEnv, service: &str, expect_nodes: &[String]) -> an
         let tasks = service_tasks(manager, service).await?;
         let running: Vec<&Task> = tasks.iter().filter(|t| state_of(t) == TaskState::RUNNING).collect();
         for t in &running {
-            let node = t.node_id.as_ref().and_then(|id| names.get(id)).cloned().unwrap_or_default();
+            let node = t
+                .node_id
+                .as_ref()
+                .and_then(|id| names.get(id))
+                .cloned()
+                .unwrap_or_default();
             if !expect_nodes.contains(&node) {
                 return Ok(Some(Some(format!(
                     "a task of `{service}` runs on {node}, but it may only run on [{}] (constraints: [{}])",
@@ -295,7 +312,12 @@ async fn pending(env: &CheckEnv, service: &str) -> anyhow::Result<Outcome> {
     let waited = poll_until(env.timeout, Duration::from_millis(100), || async {
         let tasks = service_tasks(manager, service).await?;
         if let Some(t) = tasks.iter().find(|t| state_of(t) == TaskState::RUNNING) {
-            let node = t.node_id.as_ref().and_then(|id| names.get(id)).cloned().unwrap_or_default();
+            let node = t
+                .node_id
+                .as_ref()
+                .and_then(|id| names.get(id))
+                .cloned()
+                .unwrap_or_default();
             return Ok(Some(Err(format!(
                 "expected `{service}` to stay pending, but a task runs on {node}"
             ))));
@@ -325,13 +347,12 @@ async fn pending(env: &CheckEnv, service: &str) -> anyhow::Result<Outcome> {
 
 /// The headline check: `from` resolves `target` by name over `network` and pings it.
 async fn ping_by_name(env: &CheckEnv, check: &str, from: &str, network: &str, target: &str) -> anyhow::Result<Outcome> {
-    if let Some(service) = env.scenario.service(target) {
-        if service.endpoint_mode == EndpointMode::Vip && !env.ipvs {
+    if let Some(service) = env.scenario.service(target)
+        && service.endpoint_mode == EndpointMode::Vip && !env.ipvs {
             return Ok(Outcome::Ignored(format!(
                 "`{target}` uses VIP endpoint mode, which needs IPVS; this kernel has none (use endpoint_mode = \"dnsrr\")"
             )));
         }
-    }
     if let Some(e) = env.deploy_errors.get(target) {
         return Ok(Outcome::Failed(format!("target `{target}` could not be deployed: {e}")));
     }
@@ -364,7 +385,11 @@ async fn ping_by_name(env: &CheckEnv, check: &str, from: &str, network: &str, ta
         .docker
         .remove_container(
             &probe,
-            Some(bollard::query_parameters::RemoveContainerOptionsBuilder::new().force(true).build()),
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .build(),
+            ),
         )
         .await;
     outcome
@@ -402,7 +427,11 @@ async fn probe_ping(
     let reach_limit = env.timeout.min(Duration::from_secs(15));
     let pinged = poll_until(reach_limit, Duration::from_millis(200), || async {
         let (code, out) = exec(docker, probe, &["ping", "-c", "1", "-W", "2", target]).await?;
-        if code == 0 { Ok(Some(())) } else { anyhow::bail!("exit {code}: {}", out.trim()) }
+        if code == 0 {
+            Ok(Some(()))
+        } else {
+            anyhow::bail!("exit {code}: {}", out.trim())
+        }
     })
     .await;
     Ok(match pinged {
@@ -422,11 +451,13 @@ fn answers(out: &str) -> Vec<String> {
         let line = line.trim();
         if line.starts_with("Name:") {
             in_answer = true;
-        } else if in_answer {
-            if let Some(a) = line.strip_prefix("Address:").or_else(|| line.strip_prefix("Address 1:")) {
+        } else if in_answer
+            && let Some(a) = line
+                .strip_prefix("Address:")
+                .or_else(|| line.strip_prefix("Address 1:"))
+            {
                 addrs.push(a.trim().to_string());
             }
-        }
     }
     addrs
 }

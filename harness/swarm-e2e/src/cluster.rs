@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bollard::Docker;
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, NodeSpec, NodeState, SwarmInitRequest, SwarmJoinRequest};
+use bollard::models::{
+    Ipam, IpamConfig, NetworkCreateRequest, NodeSpec, NodeState, SwarmInitRequest, SwarmJoinRequest,
+};
 use bollard::query_parameters::UpdateNodeOptionsBuilder;
 use futures_util::future::try_join_all;
 use swarm_e2e_model::{Role, Scenario};
@@ -49,7 +51,10 @@ impl Cluster {
 
     /// The engine to send swarm API calls to.
     pub fn manager(&self) -> &EngineNode {
-        self.nodes.iter().find(|n| n.role == Role::Manager).expect("validated manager")
+        self.nodes
+            .iter()
+            .find(|n| n.role == Role::Manager)
+            .expect("validated manager")
     }
 
     /// Swarm node ID -> scenario node name.
@@ -65,7 +70,11 @@ const SWARM_PORT: u16 = 2377;
 /// `limit`) until the manager sees every node Ready with the right manager count.
 pub async fn form(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
     let first = scenario.first_manager().name.clone();
-    let leader = nodes.iter().find(|n| n.name == first).expect("first manager provisioned").clone();
+    let leader = nodes
+        .iter()
+        .find(|n| n.name == first)
+        .expect("first manager provisioned")
+        .clone();
     leader
         .docker
         .init_swarm(SwarmInitRequest {
@@ -84,7 +93,11 @@ pub async fn form(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Durati
     let remote = format!("{}:{SWARM_PORT}", leader.address);
 
     try_join_all(nodes.iter().filter(|n| n.name != leader.name).map(|n| {
-        let token = if n.role == Role::Manager { &manager_token } else { &worker_token };
+        let token = if n.role == Role::Manager {
+            &manager_token
+        } else {
+            &worker_token
+        };
         let request = SwarmJoinRequest {
             listen_addr: Some(format!("0.0.0.0:{SWARM_PORT}")),
             advertise_addr: Some(format!("{}:{SWARM_PORT}", n.address)),
@@ -113,7 +126,11 @@ pub async fn form(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Durati
 
     // Each engine knows its own node ID.
     let ids = try_join_all(nodes.iter().map(|n| async move {
-        let info = n.docker.info().await.with_context(|| format!("docker info on {}", n.name))?;
+        let info = n
+            .docker
+            .info()
+            .await
+            .with_context(|| format!("docker info on {}", n.name))?;
         let id = info.swarm.and_then(|s| s.node_id).filter(|id| !id.is_empty());
         id.with_context(|| format!("{} reports no swarm node ID after joining", n.name))
     }))
@@ -125,7 +142,10 @@ pub async fn form(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Durati
     let managers = scenario.manager_count();
     let expected = nodes.len();
     poll_until(limit, Duration::from_millis(100), || async {
-        let listed = leader.docker.list_nodes(None::<bollard::query_parameters::ListNodesOptions>).await?;
+        let listed = leader
+            .docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await?;
         let ready = listed
             .iter()
             .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY))
@@ -148,18 +168,28 @@ pub async fn form(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Durati
 
 async fn label_nodes(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<()> {
     let manager = &cluster.manager().docker;
-    try_join_all(scenario.nodes.iter().filter(|n| !n.labels.is_empty()).map(|declared| async move {
-        let id = &cluster.node(&declared.name).node_id;
-        let node = manager.inspect_node(id).await?;
-        let version = node.version.and_then(|v| v.index).context("node has no version")?;
-        let mut spec: NodeSpec = node.spec.unwrap_or_default();
-        let labels = spec.labels.get_or_insert_with(HashMap::new);
-        labels.extend(declared.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        manager
-            .update_node(id, spec, UpdateNodeOptionsBuilder::new().version(version as i64).build())
-            .await
-            .with_context(|| format!("labelling node {}", declared.name))
-    }))
+    try_join_all(
+        scenario
+            .nodes
+            .iter()
+            .filter(|n| !n.labels.is_empty())
+            .map(|declared| async move {
+                let id = &cluster.node(&declared.name).node_id;
+                let node = manager.inspect_node(id).await?;
+                let version = node.version.and_then(|v| v.index).context("node has no version")?;
+                let mut spec: NodeSpec = node.spec.unwrap_or_default();
+                let labels = spec.labels.get_or_insert_with(HashMap::new);
+                labels.extend(declared.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                manager
+                    .update_node(
+                        id,
+                        spec,
+                        UpdateNodeOptionsBuilder::new().version(version as i64).build(),
+                    )
+                    .await
+                    .with_context(|| format!("labelling node {}", declared.name))
+            }),
+    )
     .await?;
     Ok(())
 }
@@ -184,7 +214,10 @@ async fn create_networks(scenario: &Scenario, cluster: &Cluster) -> anyhow::Resu
                     }]),
                     ..Default::default()
                 }),
-                labels: Some(HashMap::from([("swarm-e2e.scenario".to_string(), scenario.name.clone())])),
+                labels: Some(HashMap::from([(
+                    "swarm-e2e.scenario".to_string(),
+                    scenario.name.clone(),
+                )])),
                 ..Default::default()
             })
             .await

@@ -54,13 +54,20 @@ pub const ENGINE_RELEASES: &[EngineRelease] = &[
 
 pub fn release_for(engine: &str) -> anyhow::Result<EngineRelease> {
     let wanted: String = engine.split('.').take(2).collect::<Vec<_>>().join(".");
-    ENGINE_RELEASES.iter().copied().find(|r| r.engine == wanted).with_context(|| {
-        let known: Vec<String> = ENGINE_RELEASES.iter().map(|r| format!("{} ({})", r.engine, r.debian)).collect();
-        format!(
-            "no local node image recipe for engine {engine}\nhint: locally available engines are {}",
-            known.join(", ")
-        )
-    })
+    ENGINE_RELEASES
+        .iter()
+        .copied()
+        .find(|r| r.engine == wanted)
+        .with_context(|| {
+            let known: Vec<String> = ENGINE_RELEASES
+                .iter()
+                .map(|r| format!("{} ({})", r.engine, r.debian))
+                .collect();
+            format!(
+                "no local node image recipe for engine {engine}\nhint: locally available engines are {}",
+                known.join(", ")
+            )
+        })
 }
 
 pub fn node_image_tag(engine: &str) -> String {
@@ -112,12 +119,14 @@ pub async fn build_node_image(
     progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<NodeImageInfo> {
     let release = release_for(engine)?;
-    if !force {
-        if let Some(info) = find_node_image(host, release.engine).await? {
-            progress(&format!("{} is cached ({}), nothing to do", info.tag, info.engine_package));
+    if !force
+        && let Some(info) = find_node_image(host, release.engine).await? {
+            progress(&format!(
+                "{} is cached ({}), nothing to do",
+                info.tag, info.engine_package
+            ));
             return Ok(info);
         }
-    }
     for tool in ["debootstrap", "tar"] {
         if which(tool).is_none() {
             bail!("`{tool}` is not installed\nhint: apt-get install -y debootstrap tar");
@@ -135,7 +144,11 @@ pub async fn build_node_image(
         release.suite, release.debian, NODE_PACKAGES
     ));
     let out = tokio::process::Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={NODE_PACKAGES}"), release.suite])
+        .args([
+            "--variant=minbase",
+            &format!("--include={NODE_PACKAGES}"),
+            release.suite,
+        ])
         .arg(&rootfs)
         .arg(&mirror)
         .stdin(Stdio::null())
@@ -144,7 +157,14 @@ pub async fn build_node_image(
         .context("running debootstrap")?;
     if !out.status.success() {
         let log = String::from_utf8_lossy(&out.stdout);
-        let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         bail!(
             "debootstrap failed ({}):\n{}\n{}\nhint: debootstrap needs root and a reachable Debian mirror (set SWARM_E2E_DEBIAN_MIRROR)",
             out.status,
@@ -156,14 +176,19 @@ pub async fn build_node_image(
 
     let status = std::fs::read_to_string(rootfs.join("var/lib/dpkg/status")).context("reading dpkg status")?;
     let versions = package_versions(&status, &["docker.io", "containerd", "runc"]);
-    let engine_package = versions.get("docker.io").cloned().context("docker.io is not installed in the rootfs")?;
+    let engine_package = versions
+        .get("docker.io")
+        .cloned()
+        .context("docker.io is not installed in the rootfs")?;
     install_init(&rootfs)?;
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let _ = clean_dir(&rootfs.join(dir));
     }
 
     let tag = node_image_tag(release.engine);
-    progress(&format!("importing {tag} (engine {engine_package}) into the host engine"));
+    progress(&format!(
+        "importing {tag} (engine {engine_package}) into the host engine"
+    ));
     let import_started = Instant::now();
     let changes = vec![
         r#"ENTRYPOINT ["/usr/local/sbin/swarm-e2e-node-init"]"#.to_string(),
@@ -239,11 +264,10 @@ pub fn package_versions(status: &str, wanted: &[&str]) -> HashMap<String, String
                 .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
                 .map(str::trim)
         };
-        if let (Some(pkg), Some(version)) = (field("Package"), field("Version")) {
-            if wanted.contains(&pkg) && field("Status").is_some_and(|s| s.ends_with("installed")) {
+        if let (Some(pkg), Some(version)) = (field("Package"), field("Version"))
+            && wanted.contains(&pkg) && field("Status").is_some_and(|s| s.ends_with("installed")) {
                 out.insert(pkg.to_string(), version.to_string());
             }
-        }
     }
     out
 }
@@ -305,7 +329,9 @@ fn busybox_rootfs() -> anyhow::Result<Vec<u8>> {
         h.set_mtime(0);
         builder.append_data(&mut h, path, std::io::empty())
     };
-    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "proc", "sys", "dev", "var"] {
+    for d in [
+        "bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "proc", "sys", "dev", "var",
+    ] {
         dir(d, 0o755)?;
     }
     dir("tmp", 0o1777)?;
@@ -317,7 +343,11 @@ fn busybox_rootfs() -> anyhow::Result<Vec<u8>> {
         builder.append_data(&mut h, path, body)
     };
     file("bin/busybox", 0o755, &binary)?;
-    file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")?;
+    file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )?;
     file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")?;
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         let applet = applet.trim().trim_start_matches('/');
@@ -337,7 +367,11 @@ fn busybox_rootfs() -> anyhow::Result<Vec<u8>> {
 /// Loads a `docker save` tarball into an engine (`docker load`).
 pub async fn load_image(engine: &Docker, tarball: Bytes) -> anyhow::Result<()> {
     let results: Vec<_> = engine
-        .import_image(ImportImageOptionsBuilder::new().quiet(true).build(), bollard::body_full(tarball), None)
+        .import_image(
+            ImportImageOptionsBuilder::new().quiet(true).build(),
+            bollard::body_full(tarball),
+            None,
+        )
         .collect()
         .await;
     for r in results {

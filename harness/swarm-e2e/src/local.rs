@@ -176,7 +176,12 @@ async fn start_node(
 
 /// Uploads TLS files and daemon.json as one tar; `ready` is its last entry, which the
 /// node's init waits for.
-async fn deliver_config(host: &Docker, container: &str, server: &CertBundle, config: &serde_json::Value) -> anyhow::Result<()> {
+async fn deliver_config(
+    host: &Docker,
+    container: &str,
+    server: &CertBundle,
+    config: &serde_json::Value,
+) -> anyhow::Result<()> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |name: &str, mode: u32, body: &[u8]| -> std::io::Result<()> {
         let mut h = tar::Header::new_gnu();
@@ -246,7 +251,9 @@ pub async fn find_resources(host: &Docker, run_id: Option<&str>) -> anyhow::Resu
     let filter = labels::run_filter(run_id);
     let mut out = Vec::new();
     let containers = host
-        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filter).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new().all(true).filters(&filter).build(),
+        ))
         .await
         .context("listing containers")?;
     for c in containers {
@@ -257,7 +264,13 @@ pub async fn find_resources(host: &Docker, run_id: Option<&str>) -> anyhow::Resu
                 .map(|n| n.trim_start_matches('/').to_string())
                 .or(c.id)
                 .unwrap_or_default();
-            out.push(LocalResource { kind: ResourceKind::Container, name, run_id: run, created, kept });
+            out.push(LocalResource {
+                kind: ResourceKind::Container,
+                name,
+                run_id: run,
+                created,
+                kept,
+            });
         }
     }
     let networks = host
@@ -281,7 +294,13 @@ pub async fn find_resources(host: &Docker, run_id: Option<&str>) -> anyhow::Resu
         .context("listing volumes")?;
     for v in volumes.volumes.unwrap_or_default() {
         if let Some((run, created, kept)) = label_info(&Some(v.labels)) {
-            out.push(LocalResource { kind: ResourceKind::Volume, name: v.name, run_id: run, created, kept });
+            out.push(LocalResource {
+                kind: ResourceKind::Volume,
+                name: v.name,
+                run_id: run,
+                created,
+                kept,
+            });
         }
     }
     for (kind, path) in host_paths(run_id) {
@@ -291,7 +310,13 @@ pub async fn find_resources(host: &Docker, run_id: Option<&str>) -> anyhow::Resu
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs());
-        out.push(LocalResource { kind, name: path.display().to_string(), run_id: run, created, kept: false });
+        out.push(LocalResource {
+            kind,
+            name: path.display().to_string(),
+            run_id: run,
+            created,
+            kept: false,
+        });
     }
     Ok(out)
 }
@@ -441,7 +466,10 @@ mod tests {
 
     #[test]
     fn run_ids_are_read_back_from_paths() {
-        assert_eq!(run_of_path(Path::new("/tmp/swarm-e2e-ab12cd34")).as_deref(), Some("ab12cd34"));
+        assert_eq!(
+            run_of_path(Path::new("/tmp/swarm-e2e-ab12cd34")).as_deref(),
+            Some("ab12cd34")
+        );
         assert_eq!(
             run_of_path(Path::new("/sys/fs/cgroup/memory/swarm-e2e-ab12cd34-node-1")).as_deref(),
             Some("ab12cd34")

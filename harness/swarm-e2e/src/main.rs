@@ -37,7 +37,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate scenario files and report every problem with file:line:column.
-    #[command(after_help = "Example:\n  swarm-e2e validate scenarios/*.toml\n\nExits 0 when all are valid, 2 otherwise.")]
+    #[command(
+        after_help = "Example:\n  swarm-e2e validate scenarios/*.toml\n\nExits 0 when all are valid, 2 otherwise."
+    )]
     Validate {
         /// Scenario files (TOML).
         #[arg(required = true)]
@@ -136,7 +138,8 @@ fn main() -> ExitCode {
     swarm_e2e::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -30,16 +31,24 @@ pub struct CertBundle {
 
 impl std::fmt::Debug for CertBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertBundle").field("key_pem", &"[REDACTED]").finish_non_exhaustive()
+        f.debug_struct("CertBundle")
+            .field("key_pem", &"[REDACTED]")
+            .finish_non_exhaustive()
     }
 }
 
 impl Pki {
     pub fn new(run_id: &str) -> anyhow::Result<Pki> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, format!("swarm-e2e run {run_id} CA"));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("swarm-e2e run {run_id} CA"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?).context("creating the run CA")?;
         let client = {
             let mut p = CertificateParams::new(Vec::<String>::new())?;

@@ -103,8 +103,15 @@ impl Default for HumanReporter {
 impl Reporter for HumanReporter {
     fn event(&self, event: &Event) {
         match event {
-            Event::RunStarted { run_id, scenario, target, nodes } => {
-                self.line(&format!("swarm-e2e: run {run_id}: scenario {scenario}, {nodes} node(s) on target {target}"));
+            Event::RunStarted {
+                run_id,
+                scenario,
+                target,
+                nodes,
+            } => {
+                self.line(&format!(
+                    "swarm-e2e: run {run_id}: scenario {scenario}, {nodes} node(s) on target {target}"
+                ));
             }
             Event::PhaseStarted { phase } => {
                 if self.tty && *phase != Phase::Checks {
@@ -117,15 +124,33 @@ impl Reporter for HumanReporter {
                     self.line(&format!("  … {}", phase.as_str()));
                 }
             }
-            Event::PhaseFinished { phase, elapsed, ok, detail } => {
+            Event::PhaseFinished {
+                phase,
+                elapsed,
+                ok,
+                detail,
+            } => {
                 if let Some(bar) = self.spinner.lock().unwrap().take() {
                     bar.finish_and_clear();
                 }
                 let mark = if *ok { "✓" } else { "✗" };
-                let detail = if detail.is_empty() { String::new() } else { format!("  {detail}") };
-                self.line(&format!("  {mark} {:<15}{:>7.2}s{detail}", phase.as_str(), elapsed.as_secs_f64()));
+                let detail = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {detail}")
+                };
+                self.line(&format!(
+                    "  {mark} {:<15}{:>7.2}s{detail}",
+                    phase.as_str(),
+                    elapsed.as_secs_f64()
+                ));
             }
-            Event::NodeReady { node, address, engine_version, elapsed } => {
+            Event::NodeReady {
+                node,
+                address,
+                engine_version,
+                elapsed,
+            } => {
                 self.line(&format!(
                     "      {node} ({address}): engine {engine_version}, answered after {:.2}s",
                     elapsed.as_secs_f64()

@@ -204,7 +204,11 @@ pub fn run_scenario(
     let listed = trials(&scenario, None);
     if args.list || listed.iter().all(|t| args.is_filtered_out(t)) {
         let conclusion = libtest_mimic::run(&args, listed);
-        summary.exit_code = if conclusion.has_failed() { exit::CHECK_FAILED } else { exit::OK };
+        summary.exit_code = if conclusion.has_failed() {
+            exit::CHECK_FAILED
+        } else {
+            exit::OK
+        };
         return summary;
     }
 
@@ -231,7 +235,31 @@ pub fn run_scenario(
         armed: true,
     };
     let mut handles: NodeHandles = Vec::new();
-    let result = cluster_and_checks(rt, &host, &scenario, opts, &args, &reporter, interrupt, &run_id, &mut handles, &mut summary);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cluster_and_checks(
+            rt,
+            &host,
+            &scenario,
+            opts,
+            &args,
+            &reporter,
+            interrupt,
+            &run_id,
+            &mut handles,
+            &mut summary,
+        )
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err((
+            exit::INFRASTRUCTURE,
+            format!("internal error (panic: {what}); tearing down"),
+        ))
+    });
     match result {
         Ok(code) => summary.exit_code = code,
         Err((code, message)) => {
@@ -331,8 +359,13 @@ fn cluster_and_checks(
     let provisioned: Vec<ProvisionedNode> = {
         let started = start_phase(reporter, Phase::Provision);
         let task = {
-            let (host, scenario, pki, run_id, keep) =
-                (host.clone(), scenario.clone(), pki.clone(), run_id.to_string(), opts.keep);
+            let (host, scenario, pki, run_id, keep) = (
+                host.clone(),
+                scenario.clone(),
+                pki.clone(),
+                run_id.to_string(),
+                opts.keep,
+            );
             rt.spawn(async move { local::provision(&host, &scenario, &run_id, keep, &pki).await })
         };
         let abort = task.abort_handle();
@@ -360,7 +393,11 @@ fn cluster_and_checks(
             Ok(Ok(Err(e))) => Err(PhaseError::Failed(e)),
             Ok(Ok(Ok((nodes, h)))) => {
                 handles.extend(h);
-                if interrupted { Err(PhaseError::Interrupted) } else { Ok(nodes) }
+                if interrupted {
+                    Err(PhaseError::Interrupted)
+                } else {
+                    Ok(nodes)
+                }
             }
         };
         let nodes = finish_phase(reporter, summary, Phase::Provision, started, result, |n| {
@@ -478,7 +515,12 @@ fn cluster_and_checks(
     });
     let records: Arc<Mutex<Vec<CheckRecord>>> = Arc::new(Mutex::new(Vec::new()));
     let body: Arc<dyn Fn(usize) -> Outcome + Send + Sync> = {
-        let (env, records, handle, stop) = (env.clone(), records.clone(), rt.handle().clone(), interrupt.stop.clone());
+        let (env, records, handle, stop) = (
+            env.clone(),
+            records.clone(),
+            rt.handle().clone(),
+            interrupt.stop.clone(),
+        );
         let panic_check = opts.panic_in == Some(Phase::Checks);
         Arc::new(move |i: usize| {
             let check = &env.scenario.checks[i];
@@ -529,7 +571,11 @@ fn cluster_and_checks(
     if interrupted {
         return Err((exit::INTERRUPTED, "interrupted during checks".into()));
     }
-    Ok(if conclusion.has_failed() { exit::CHECK_FAILED } else { exit::OK })
+    Ok(if conclusion.has_failed() {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    })
 }
 
 fn start_phase(reporter: &Arc<dyn Reporter>, phase: Phase) -> Instant {
@@ -553,7 +599,12 @@ fn finish_phase<T>(
         Err(PhaseError::Interrupted) => (false, "interrupted".into()),
         Err(PhaseError::Failed(e)) => (false, format!("{}", e.root_cause())),
     };
-    reporter.event(&Event::PhaseFinished { phase, elapsed, ok, detail: text });
+    reporter.event(&Event::PhaseFinished {
+        phase,
+        elapsed,
+        ok,
+        detail: text,
+    });
     result.map_err(|e| match e {
         PhaseError::Timeout(d) => (
             exit::INFRASTRUCTURE,
@@ -565,6 +616,9 @@ fn finish_phase<T>(
             ),
         ),
         PhaseError::Interrupted => (exit::INTERRUPTED, format!("interrupted during `{}`", phase.as_str())),
-        PhaseError::Failed(e) => (exit::INFRASTRUCTURE, format!("phase `{}` failed: {e:#}", phase.as_str())),
+        PhaseError::Failed(e) => (
+            exit::INFRASTRUCTURE,
+            format!("phase `{}` failed: {e:#}", phase.as_str()),
+        ),
     })
 }

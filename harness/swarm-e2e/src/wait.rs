@@ -45,7 +45,13 @@ mod tests {
         let v = poll_until(Duration::from_secs(1), Duration::from_millis(1), || {
             n += 1;
             let k = n;
-            async move { if k < 3 { Err(anyhow::anyhow!("attempt {k}")) } else { Ok(Some(k)) } }
+            async move {
+                if k < 3 {
+                    Err(anyhow::anyhow!("attempt {k}"))
+                } else {
+                    Ok(Some(k))
+                }
+            }
         })
         .await
         .unwrap();

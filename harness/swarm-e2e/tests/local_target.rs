@@ -1,0 +1,302 @@
+//! End-to-end tests against real engines on this machine (the local target).
+//!
+//! Every file in `scenarios/` is a test case: adding a file adds a trial here. The other
+//! trials prove the promises around a run: a wrong expectation fails clearly, panics and
+//! SIGINT still tear everything down, bad input exits 2, a kept cluster is reachable
+//! with the docker CLI and `down` removes it. After every run the test asks the host
+//! engine (and /sys/fs/cgroup, and the temp dir) for anything still carrying the run id.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const BIN: &str = env!("CARGO_BIN_EXE_swarm-e2e");
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn run_id(&self) -> Option<String> {
+        self.stderr.lines().find_map(|l| {
+            l.strip_prefix("swarm-e2e: run ")
+                .and_then(|r| r.split(':').next())
+                .map(str::to_string)
+        })
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .current_dir(repo())
+        .env("CI", "1")
+        .env_remove("DOCKER_HOST")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Runs the binary; when a stderr line contains `signal_at`, sends SIGINT.
+fn run(args: &[&str], signal_at: Option<&str>) -> Output {
+    let mut child: Child = command(args).spawn().expect("spawn swarm-e2e");
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel::<String>();
+    let err_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let start = Instant::now();
+    if let Some(marker) = signal_at {
+        while let Ok(line) = rx.recv_timeout(RUN_LIMIT.saturating_sub(start.elapsed())) {
+            if line.contains(marker) {
+                let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+                break;
+            }
+        }
+    }
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        code,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+/// Everything still labelled (or named) with the run id.
+fn leftovers(run_id: &str) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let host = swarm_e2e::engine::host_engine().unwrap();
+        swarm_e2e::local::find_resources(&host, Some(run_id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{} {}", r.kind.as_str(), r.name))
+            .collect()
+    })
+}
+
+fn assert_clean(out: &Output) -> Result<(), Failed> {
+    let Some(run_id) = out.run_id() else {
+        return Err(format!("no run id in the output\n{}", out.context()).into());
+    };
+    let left = leftovers(&run_id);
+    if !left.is_empty() {
+        return Err(format!(
+            "run {run_id} left {} resource(s): {left:?}\n{}",
+            left.len(),
+            out.context()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn expect_code(out: &Output, code: i32) -> Result<(), Failed> {
+    if out.code != code {
+        return Err(format!("expected exit code {code}\n{}", out.context()).into());
+    }
+    Ok(())
+}
+
+/// The node image, built once per test process (a no-op when cached).
+fn node_image() -> Result<(), Failed> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = run(&["node-image", "build"], None);
+            if out.code == 0 {
+                Ok(())
+            } else {
+                Err(format!("node image build failed\n{}", out.context()))
+            }
+        })
+        .clone()
+        .map_err(Failed::from)
+}
+
+fn scenario_trial(path: PathBuf) -> Trial {
+    let name = format!("scenario::{}", path.file_stem().unwrap().to_string_lossy());
+    Trial::test(name, move || {
+        node_image()?;
+        let out = run(&["run", "--timings", path.to_str().unwrap()], None);
+        expect_code(&out, 0)?;
+        if !out.stdout.contains("test result: ok.") {
+            return Err(format!("no passing summary\n{}", out.context()).into());
+        }
+        assert_clean(&out)
+    })
+}
+
+fn main() {
+    swarm_e2e::install_crypto_provider();
+    let mut args = Arguments::from_args();
+    // Clusters share two cores: one at a time unless asked otherwise.
+    args.test_threads.get_or_insert(1);
+
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(repo().join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    scenarios.sort();
+    let mut trials: Vec<Trial> = scenarios.into_iter().map(scenario_trial).collect();
+    let wrong = "fixtures/failing/wrong-placement.toml";
+
+    trials.push(Trial::test("bad-scenarios-exit-2-with-locations", || {
+        let mut n = 0;
+        for entry in std::fs::read_dir(repo().join("fixtures/bad")).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = format!("fixtures/bad/{}", path.file_name().unwrap().to_string_lossy());
+            for sub in ["validate", "run"] {
+                let out = run(&[sub, &rel], None);
+                expect_code(&out, 2)?;
+                let located = out.stderr.lines().any(|l| {
+                    l.strip_prefix(&format!("{rel}:"))
+                        .and_then(|r| r.split(':').next())
+                        .is_some_and(|line| line.parse::<u32>().is_ok())
+                });
+                if !located || out.stderr.contains("panicked") {
+                    return Err(format!("`{sub} {rel}` gave no file:line:column\n{}", out.context()).into());
+                }
+                n += 1;
+            }
+        }
+        if n < 20 {
+            return Err(format!("only {n} bad inputs tried").into());
+        }
+        Ok(())
+    }));
+
+    trials.push(Trial::test(
+        "wrong-expectation-fails-clearly-and-tears-down",
+        move || {
+            node_image()?;
+            let out = run(&["run", wrong], None);
+            expect_code(&out, 1)?;
+            let said = "a task of `pinned` runs on wp-2, but it may only run on [wp-1]";
+            if !out.stdout.contains(said) {
+                return Err(format!("the failure does not say `{said}`\n{}", out.context()).into());
+            }
+            assert_clean(&out)
+        },
+    ));
+
+    for (phase, code) in [("provision", 3), ("cluster-formed", 3), ("checks", 1)] {
+        trials.push(Trial::test(format!("panic-in-{phase}-tears-down"), move || {
+            node_image()?;
+            let out = run(&["run", "--inject-panic", phase, wrong], None);
+            expect_code(&out, code)?;
+            if !out.stderr.contains("injected panic") {
+                return Err(format!("the panic was not reported\n{}", out.context()).into());
+            }
+            assert_clean(&out)
+        }));
+    }
+
+    for (phase, marker) in [
+        ("provision", "… provision"),
+        ("engines-ready", "… engines ready"),
+        ("checks", "… checks"),
+    ] {
+        trials.push(Trial::test(format!("sigint-during-{phase}-tears-down"), move || {
+            node_image()?;
+            let out = run(&["run", "scenarios/swarm-demo.toml"], Some(marker));
+            expect_code(&out, 130)?;
+            assert_clean(&out)
+        }));
+    }
+
+    trials.push(Trial::test(
+        "keep-prints-working-docker-cli-lines-and-down-removes",
+        move || {
+            node_image()?;
+            // Kept even though its check fails: a kept cluster is for inspecting failures.
+            let out = run(&["run", "--keep", wrong], None);
+            let run_id = out.run_id();
+            let result = (|| -> Result<(), Failed> {
+                expect_code(&out, 1)?;
+                let export = out
+                    .stderr
+                    .lines()
+                    .find(|l| l.trim_start().starts_with("export DOCKER_HOST="))
+                    .ok_or_else(|| format!("no export line\n{}", out.context()))?;
+                let mut cmd = Command::new("docker");
+                for assignment in export.trim_start().trim_start_matches("export ").split_whitespace() {
+                    let (k, v) = assignment.split_once('=').unwrap();
+                    cmd.env(k, v);
+                }
+                let info = cmd
+                    .args(["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.Nodes}}"])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&info.stdout);
+                if !info.status.success() || !text.contains("active 2") {
+                    return Err(format!(
+                        "docker CLI with the printed lines: {text} {}\n{}",
+                        String::from_utf8_lossy(&info.stderr),
+                        out.context()
+                    )
+                    .into());
+                }
+                Ok(())
+            })();
+            let run_id = run_id.ok_or_else(|| format!("no run id\n{}", out.context()))?;
+            let down = run(&["down", &run_id], None);
+            result?;
+            expect_code(&down, 0)?;
+            let left = leftovers(&run_id);
+            if !left.is_empty() {
+                return Err(format!("down left {left:?}").into());
+            }
+            Ok(())
+        },
+    ));
+
+    libtest_mimic::run(&args, trials).exit();
+}
