@@ -192,15 +192,16 @@ fn toml_problem(e: &toml::de::Error, default_help: &str) -> Problem {
     let mut problem = Problem::new(message.clone(), e.span());
     // serde says: "unknown field `rol`, expected one of `name`, `role`, ...".
     if let Some(rest) = message.strip_prefix("unknown field `")
-        && let Some((field, expected)) = rest.split_once('`') {
-            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            problem.label = Some("unknown key".into());
-            problem.help = Some(match did_you_mean(field, candidates.iter().copied()) {
-                Some(g) => format!("did you mean `{g}`?"),
-                None => format!("allowed keys here: {}", candidates.join(", ")),
-            });
-            return problem;
-        }
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        problem.label = Some("unknown key".into());
+        problem.help = Some(match did_you_mean(field, candidates.iter().copied()) {
+            Some(g) => format!("did you mean `{g}`?"),
+            None => format!("allowed keys here: {}", candidates.join(", ")),
+        });
+        return problem;
+    }
     problem.help = Some(default_help.to_string());
     problem
 }
@@ -558,12 +559,13 @@ impl Parser {
                 self.name_rule(&n.name, "network name", 63, true, true);
                 self.duplicate(&mut seen, &n.name, "network");
                 if let Some(subnet) = &n.subnet
-                    && !valid_ipv4_cidr(subnet.get_ref()) {
-                        self.push(
-                            Problem::new(format!("`{}` is not an IPv4 subnet", subnet.get_ref()), span_of(subnet))
-                                .help("write it in CIDR form, e.g. \"10.10.0.0/24\""),
-                        );
-                    }
+                    && !valid_ipv4_cidr(subnet.get_ref())
+                {
+                    self.push(
+                        Problem::new(format!("`{}` is not an IPv4 subnet", subnet.get_ref()), span_of(subnet))
+                            .help("write it in CIDR form, e.g. \"10.10.0.0/24\""),
+                    );
+                }
                 Network {
                     name: n.name.into_inner(),
                     attachable: n.attachable.unwrap_or(true),
@@ -610,15 +612,16 @@ impl Parser {
                 None | Some("replicated") => {
                     let replicas = s.replicas.as_ref().map(|r| *r.get_ref()).unwrap_or(1);
                     if let Some(r) = &s.replicas
-                        && *r.get_ref() > MAX_REPLICAS {
-                            self.push(
-                                Problem::new(
-                                    format!("{} replicas is more than {MAX_REPLICAS}", r.get_ref()),
-                                    span_of(r),
-                                )
-                                .help("a check needs a handful of tasks, not thousands"),
-                            );
-                        }
+                        && *r.get_ref() > MAX_REPLICAS
+                    {
+                        self.push(
+                            Problem::new(
+                                format!("{} replicas is more than {MAX_REPLICAS}", r.get_ref()),
+                                span_of(r),
+                            )
+                            .help("a check needs a handful of tasks, not thousands"),
+                        );
+                    }
                     ServiceMode::Replicated { replicas }
                 }
                 Some("global") => {

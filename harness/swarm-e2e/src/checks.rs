@@ -348,11 +348,13 @@ async fn pending(env: &CheckEnv, service: &str) -> anyhow::Result<Outcome> {
 /// The headline check: `from` resolves `target` by name over `network` and pings it.
 async fn ping_by_name(env: &CheckEnv, check: &str, from: &str, network: &str, target: &str) -> anyhow::Result<Outcome> {
     if let Some(service) = env.scenario.service(target)
-        && service.endpoint_mode == EndpointMode::Vip && !env.ipvs {
-            return Ok(Outcome::Ignored(format!(
-                "`{target}` uses VIP endpoint mode, which needs IPVS; this kernel has none (use endpoint_mode = \"dnsrr\")"
-            )));
-        }
+        && service.endpoint_mode == EndpointMode::Vip
+        && !env.ipvs
+    {
+        return Ok(Outcome::Ignored(format!(
+            "`{target}` uses VIP endpoint mode, which needs IPVS; this kernel has none (use endpoint_mode = \"dnsrr\")"
+        )));
+    }
     if let Some(e) = env.deploy_errors.get(target) {
         return Ok(Outcome::Failed(format!("target `{target}` could not be deployed: {e}")));
     }
@@ -455,9 +457,9 @@ fn answers(out: &str) -> Vec<String> {
             && let Some(a) = line
                 .strip_prefix("Address:")
                 .or_else(|| line.strip_prefix("Address 1:"))
-            {
-                addrs.push(a.trim().to_string());
-            }
+        {
+            addrs.push(a.trim().to_string());
+        }
     }
     addrs
 }

@@ -29,12 +29,14 @@ const API_TIMEOUT_SECS: u64 = 60;
 /// the next run would otherwise build its cluster inside that node.
 pub fn host_engine() -> anyhow::Result<Docker> {
     if let Ok(cert_path) = std::env::var("DOCKER_CERT_PATH")
-        && cert_path.contains("swarm-e2e") && std::env::var_os("DOCKER_HOST").is_some() {
-            bail!(
-                "DOCKER_HOST points at a swarm-e2e node (DOCKER_CERT_PATH={cert_path})\n\
+        && cert_path.contains("swarm-e2e")
+        && std::env::var_os("DOCKER_HOST").is_some()
+    {
+        bail!(
+            "DOCKER_HOST points at a swarm-e2e node (DOCKER_CERT_PATH={cert_path})\n\
                  hint: run `unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH` so the local target uses the host engine"
-            );
-        }
+        );
+    }
     Docker::connect_with_defaults().context("connecting to the host Docker engine")
 }
 

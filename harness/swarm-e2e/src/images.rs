@@ -119,14 +119,13 @@ pub async fn build_node_image(
     progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<NodeImageInfo> {
     let release = release_for(engine)?;
-    if !force
-        && let Some(info) = find_node_image(host, release.engine).await? {
-            progress(&format!(
-                "{} is cached ({}), nothing to do",
-                info.tag, info.engine_package
-            ));
-            return Ok(info);
-        }
+    if !force && let Some(info) = find_node_image(host, release.engine).await? {
+        progress(&format!(
+            "{} is cached ({}), nothing to do",
+            info.tag, info.engine_package
+        ));
+        return Ok(info);
+    }
     for tool in ["debootstrap", "tar"] {
         if which(tool).is_none() {
             bail!("`{tool}` is not installed\nhint: apt-get install -y debootstrap tar");
@@ -265,9 +264,11 @@ pub fn package_versions(status: &str, wanted: &[&str]) -> HashMap<String, String
                 .map(str::trim)
         };
         if let (Some(pkg), Some(version)) = (field("Package"), field("Version"))
-            && wanted.contains(&pkg) && field("Status").is_some_and(|s| s.ends_with("installed")) {
-                out.insert(pkg.to_string(), version.to_string());
-            }
+            && wanted.contains(&pkg)
+            && field("Status").is_some_and(|s| s.ends_with("installed"))
+        {
+            out.insert(pkg.to_string(), version.to_string());
+        }
     }
     out
 }
