@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job on a fresh Debian machine: set up, build the node image (once), and run
+# the seed scenario on the local target with its phase timings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ci/setup.sh
+cargo build --release --locked --bin swarm-e2e
+./target/release/swarm-e2e node-image build
+./target/release/swarm-e2e run --timings scenarios/swarm-demo.toml

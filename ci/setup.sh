@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Prepares a Debian machine for swarm-e2e (run as root; idempotent):
+#   - installs the engine, debootstrap and busybox-static from Debian's packages
+#   - starts a Docker engine unless one already answers
+# When it starts dockerd itself, it writes the PID to $SWARM_E2E_DOCKERD_PIDFILE
+# (default /run/swarm-e2e-dockerd.pid) so a caller can stop exactly that process.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "ci/setup.sh: run as root (it installs packages and starts dockerd)" >&2
+  exit 2
+fi
+
+packages=(docker.io debootstrap busybox-static iproute2 iptables procps tar ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "ci/setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if docker info >/dev/null 2>&1; then
+  echo "ci/setup.sh: a Docker engine is running: $(docker version --format '{{.Server.Version}}')"
+  exit 0
+fi
+
+pidfile=${SWARM_E2E_DOCKERD_PIDFILE:-/run/swarm-e2e-dockerd.pid}
+log=${SWARM_E2E_DOCKERD_LOG:-/var/log/swarm-e2e-dockerd.log}
+echo "ci/setup.sh: starting dockerd (log: $log)"
+# Offline-preferring services: nothing here may reach a registry.
+DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd >"$log" 2>&1 </dev/null &
+echo $! >"$pidfile"
+for _ in $(seq 1 150); do
+  if docker info >/dev/null 2>&1; then
+    echo "ci/setup.sh: dockerd $(docker version --format '{{.Server.Version}}') is ready"
+    exit 0
+  fi
+  if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "ci/setup.sh: dockerd exited; last lines of $log:" >&2
+    tail -20 "$log" >&2
+    exit 3
+  fi
+  sleep 0.2
+done
+echo "ci/setup.sh: dockerd did not answer within 30s; last lines of $log:" >&2
+tail -20 "$log" >&2
+exit 3
