@@ -5,6 +5,7 @@
 //! ([`checks`]) -> report ([`report`]) -> teardown ([`local::teardown`]). [`run`] drives
 //! the phases. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod artifacts;
 pub mod checks;
 pub mod cluster;
 pub mod daemon;
@@ -14,6 +15,7 @@ pub mod labels;
 pub mod local;
 pub mod pki;
 pub mod report;
+pub mod reports;
 pub mod run;
 pub mod wait;
 

@@ -75,6 +75,15 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
         /// Print the per-phase timing table at the end.
         #[arg(long)]
         timings: bool,
+        /// Write a JUnit XML report (one testsuite per scenario, one testcase per check).
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
+        /// Write a JSON report (schema: harness/swarm-e2e/report.schema.json).
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Where failure artefacts go: engine logs, docker info, nodes, tasks, networks.
+        #[arg(long, value_name = "DIR", default_value = "target/swarm-e2e-artifacts")]
+        artifacts: PathBuf,
         /// Test hook: panic in this phase to prove teardown still happens.
         #[arg(long, hide = true, value_parser = ["provision", "engines-ready", "cluster-formed", "checks"])]
         inject_panic: Option<String>,
@@ -174,6 +183,9 @@ fn main() -> ExitCode {
             target: _,
             keep,
             timings,
+            junit,
+            json,
+            artifacts,
             inject_panic,
             libtest,
         } => {
@@ -185,6 +197,7 @@ fn main() -> ExitCode {
             let reporter: Arc<dyn Reporter> = Arc::new(HumanReporter::new());
             let opts = RunOptions {
                 keep,
+                artifacts: Some(artifacts),
                 libtest_args: libtest,
                 panic_in: inject_panic.as_deref().map(|p| match p {
                     "provision" => Phase::Provision,
@@ -194,6 +207,7 @@ fn main() -> ExitCode {
                 }),
             };
             let mut code = exit::OK;
+            let mut summaries = Vec::new();
             for scenario in scenarios {
                 let summary = run_scenario(&rt, Arc::new(scenario), &opts, reporter.clone(), &interrupt);
                 if let Some(e) = &summary.error {
@@ -203,9 +217,32 @@ fn main() -> ExitCode {
                     eprint!("\n{}", summary.timings.table());
                 }
                 code = exit::worst(code, summary.exit_code);
+                summaries.push(summary);
                 if interrupt.stop.is_cancelled() {
                     code = exit::INTERRUPTED;
                     break;
+                }
+            }
+            if summaries.len() > 1 {
+                eprintln!("\n{}", swarm_e2e::report::summary_table(&summaries));
+            }
+            let written = [
+                (junit, swarm_e2e::reports::junit(&summaries)),
+                (json, swarm_e2e::reports::json(&summaries)),
+            ];
+            for (path, body) in written {
+                let Some(path) = path else { continue };
+                match body.and_then(|b| swarm_e2e::reports::write(&path, &b)) {
+                    Ok(()) => eprintln!("report: {}", path.display()),
+                    Err(e) => {
+                        eprintln!("error: writing {}: {e:#}", path.display());
+                        code = exit::worst(code, exit::INFRASTRUCTURE);
+                    }
+                }
+            }
+            for s in &summaries {
+                if let Some(dir) = &s.artifacts {
+                    eprintln!("artifacts of failed run {}: {}", s.run_id, dir.display());
                 }
             }
             code

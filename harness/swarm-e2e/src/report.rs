@@ -185,3 +185,24 @@ impl Timings {
         out
     }
 }
+
+/// One line per scenario run: what ran, how it ended, how long it took.
+pub fn summary_table(runs: &[crate::run::RunSummary]) -> String {
+    let mut out = format!(
+        "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8}\n",
+        "scenario", "run", "passed", "failed", "ignored", "seconds"
+    );
+    for r in runs {
+        let count = |o: &str| r.checks.iter().filter(|c| c.outcome == o).count();
+        out.push_str(&format!(
+            "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8.2}\n",
+            r.scenario,
+            r.run_id,
+            count("passed"),
+            count("failed"),
+            count("ignored"),
+            r.timings.total().as_secs_f64()
+        ));
+    }
+    out
+}

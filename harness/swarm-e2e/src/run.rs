@@ -86,6 +86,8 @@ pub struct RunOptions {
     pub libtest_args: Vec<String>,
     /// Test hook: panic in the given phase (exercises teardown on panic).
     pub panic_in: Option<Phase>,
+    /// Where failure artefacts go (`<dir>/<run-id>/`); `None` collects none.
+    pub artifacts: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -108,12 +110,18 @@ pub struct NodeRecord {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub run_id: String,
+    pub scenario: String,
+    /// The scenario file, as given.
+    pub source: String,
+    pub target: String,
     pub exit_code: i32,
     pub timings: Timings,
     pub checks: Vec<CheckRecord>,
     pub nodes: Vec<NodeRecord>,
     pub error: Option<String>,
     pub leftovers: Vec<String>,
+    /// Where failure artefacts were written, if any.
+    pub artifacts: Option<std::path::PathBuf>,
 }
 
 enum PhaseError {
@@ -193,6 +201,10 @@ pub fn run_scenario(
     let run_id = new_run_id();
     let mut summary = RunSummary {
         run_id: run_id.clone(),
+        scenario: scenario.name.clone(),
+        source: scenario.source.clone(),
+        target: "local".into(),
+        artifacts: None,
         exit_code: exit::OK,
         timings: Timings::default(),
         checks: Vec::new(),
@@ -235,6 +247,7 @@ pub fn run_scenario(
         armed: true,
     };
     let mut handles: NodeHandles = Vec::new();
+    let mut cluster: Option<Arc<Cluster>> = None;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         cluster_and_checks(
             rt,
@@ -246,6 +259,7 @@ pub fn run_scenario(
             interrupt,
             &run_id,
             &mut handles,
+            &mut cluster,
             &mut summary,
         )
     }))
@@ -269,6 +283,19 @@ pub fn run_scenario(
                 text: format!("swarm-e2e: {message}"),
             });
         }
+    }
+
+    if let Some(dir) = &opts.artifacts
+        && matches!(summary.exit_code, exit::CHECK_FAILED | exit::INFRASTRUCTURE)
+    {
+        let path = rt.block_on(crate::artifacts::collect(
+            &host,
+            &scenario,
+            &summary,
+            cluster.as_deref(),
+            dir,
+        ));
+        summary.artifacts = Some(path);
     }
 
     if opts.keep && summary.exit_code != exit::INTERRUPTED {
@@ -340,6 +367,7 @@ fn cluster_and_checks(
     interrupt: &Interrupt,
     run_id: &str,
     handles: &mut NodeHandles,
+    cluster_out: &mut Option<Arc<Cluster>>,
     summary: &mut RunSummary,
 ) -> Result<i32, PhaseFailure> {
     let timeouts = scenario.timeouts;
@@ -487,7 +515,9 @@ fn cluster_and_checks(
             )
         })?;
         panic_in(Phase::ClusterFormed);
-        Arc::new(cluster)
+        let cluster = Arc::new(cluster);
+        *cluster_out = Some(cluster.clone());
+        cluster
     };
 
     // Phase: checks, as libtest-mimic trials running concurrently.

@@ -164,8 +164,24 @@ fn scenario_trial(path: PathBuf) -> Trial {
     let name = format!("scenario::{}", path.file_stem().unwrap().to_string_lossy());
     Trial::test(name, move || {
         node_image()?;
-        let out = run(&["run", "--timings", path.to_str().unwrap()], None);
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("report.json");
+        let out = run(
+            &[
+                "run",
+                "--timings",
+                "--json",
+                json.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+            None,
+        );
         expect_code(&out, 0)?;
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+        if !jsonschema::is_valid(&schema, &report) {
+            return Err(format!("JSON report violates its schema: {report:#}").into());
+        }
         if !out.stdout.contains("test result: ok.") {
             return Err(format!("no passing summary\n{}", out.context()).into());
         }
@@ -214,16 +230,91 @@ fn main() {
     }));
 
     trials.push(Trial::test(
-        "wrong-expectation-fails-clearly-and-tears-down",
+        "wrong-expectation-fails-clearly-with-reports-and-artifacts",
         move || {
             node_image()?;
-            let out = run(&["run", wrong], None);
+            let dir = tempfile::tempdir().unwrap();
+            let (junit, json, artifacts) = (
+                dir.path().join("r.xml"),
+                dir.path().join("r.json"),
+                dir.path().join("art"),
+            );
+            let out = run(
+                &[
+                    "run",
+                    "--junit",
+                    junit.to_str().unwrap(),
+                    "--json",
+                    json.to_str().unwrap(),
+                    "--artifacts",
+                    artifacts.to_str().unwrap(),
+                    wrong,
+                ],
+                None,
+            );
             expect_code(&out, 1)?;
             let said = "a task of `pinned` runs on wp-2, but it may only run on [wp-1]";
             if !out.stdout.contains(said) {
                 return Err(format!("the failure does not say `{said}`\n{}", out.context()).into());
             }
-            assert_clean(&out)
+            assert_clean(&out)?;
+            let run_id = out.run_id().unwrap();
+
+            // JUnit: parses, one failing testcase with the message, engine versions as properties.
+            let xml = std::fs::read_to_string(&junit).map_err(|e| format!("no JUnit file: {e}"))?;
+            let doc = roxmltree::Document::parse(&xml).map_err(|e| format!("JUnit does not parse: {e}"))?;
+            let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+            let case = cases
+                .iter()
+                .find(|c| c.attribute("name") == Some("placement-claims-node-1"));
+            let failure = case.and_then(|c| c.children().find(|n| n.has_tag_name("failure")));
+            if cases.len() != 1
+                || !failure
+                    .and_then(|f| f.attribute("message"))
+                    .is_some_and(|m| m.contains(said))
+            {
+                return Err(format!("JUnit does not match the run:\n{xml}").into());
+            }
+            let props: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("property")).collect();
+            let engine = props.iter().find(|p| p.attribute("name") == Some("engine.wp-1"));
+            if !engine
+                .and_then(|p| p.attribute("value"))
+                .is_some_and(|v| v.starts_with("20.10"))
+            {
+                return Err(format!("no engine version property:\n{xml}").into());
+            }
+
+            // JSON: valid against the published schema, and says what happened.
+            let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+            let validator = jsonschema::validator_for(&schema).map_err(|e| format!("schema: {e}"))?;
+            let errors: Vec<String> = validator.iter_errors(&report).map(|e| e.to_string()).collect();
+            if !errors.is_empty() {
+                return Err(format!("JSON report violates its schema: {errors:?}").into());
+            }
+            let run0 = &report["runs"][0];
+            if run0["run_id"] != run_id.as_str() || run0["exit_code"] != 1 || run0["checks"][0]["outcome"] != "failed" {
+                return Err(format!("JSON report does not match the run: {report:#}").into());
+            }
+
+            // Artefacts: per node engine log, and the swarm's view of tasks.
+            let root = artifacts.join(&run_id);
+            for f in [
+                "summary.txt",
+                "wp-1/engine.log",
+                "wp-2/info.json",
+                "swarm/tasks.json",
+                "swarm/nodes.json",
+            ] {
+                let p = root.join(f);
+                if !p.is_file() || std::fs::metadata(&p).unwrap().len() == 0 {
+                    return Err(format!("artefact {} missing or empty", p.display()).into());
+                }
+            }
+            if !out.stderr.contains(&root.display().to_string()) {
+                return Err(format!("artefact path not printed\n{}", out.context()).into());
+            }
+            Ok(())
         },
     ));
 
