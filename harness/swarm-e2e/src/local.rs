@@ -205,6 +205,30 @@ async fn deliver_config(
     Ok(())
 }
 
+/// The address of a kept run's node on the run network, found by labels.
+pub async fn node_address(host: &Docker, run_id: &str, node: &str) -> anyhow::Result<IpAddr> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={run_id}", labels::RUN), format!("{}={node}", labels::NODE)],
+    )]);
+    let found = host
+        .list_containers(Some(ListContainersOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .context("listing node containers")?;
+    let container = found.first().with_context(|| {
+        format!("no running node `{node}` in run {run_id}\nhint: `swarm-e2e ls` lists runs and their containers")
+    })?;
+    let network = network_name(run_id);
+    container
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|n| n.get(&network))
+        .and_then(|e| e.ip_address.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .with_context(|| format!("node `{node}` has no address on {network}"))
+}
+
 /// One resource found by its labels (or, for host paths, by its name).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LocalResource {

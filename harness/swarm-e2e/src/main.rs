@@ -100,6 +100,14 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
         /// The run id printed by `run`.
         run_id: String,
     },
+    /// Print the environment that points the docker CLI at a node of a kept run.
+    #[command(after_help = "Example:\n  eval \"$(swarm-e2e env k3x9a0qz swarm-demo-1)\"\n  docker node ls")]
+    Env {
+        /// The run id printed by `run --keep`.
+        run_id: String,
+        /// The node's name in the scenario.
+        node: String,
+    },
     /// List runs that still have resources on this machine (kept or leaked).
     Ls,
     /// Find resources any run left behind (crashes, kills) and remove them.
@@ -305,6 +313,28 @@ fn main() -> ExitCode {
                 if !errors.is_empty() {
                     anyhow::bail!("some resources could not be removed:\n{}", errors.join("\n"));
                 }
+                anyhow::Ok(())
+            }
+            .await;
+            result.map(|_| exit::OK).unwrap_or_else(report_error)
+        }),
+        Command::Env { run_id, node } => rt.block_on(async {
+            let result = async {
+                let host = engine::host_engine()?;
+                engine::ping_host_engine(&host).await?;
+                let address = local::node_address(&host, &run_id, &node).await?;
+                let certs = local::run_dir(&run_id).join("certs");
+                if !certs.join("key.pem").is_file() {
+                    anyhow::bail!(
+                        "run {run_id} has no client certificates at {}\nhint: only runs started with `--keep` can be reached",
+                        certs.display()
+                    );
+                }
+                println!(
+                    "export DOCKER_HOST=tcp://{address}:{} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}",
+                    engine::ENGINE_TLS_PORT,
+                    certs.display()
+                );
                 anyhow::Ok(())
             }
             .await;

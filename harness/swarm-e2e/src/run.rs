@@ -350,6 +350,9 @@ fn print_keep_lines(reporter: &Arc<dyn Reporter>, run_id: &str, nodes: &[NodeRec
             certs.display()
         ));
     }
+    if let Some(first) = nodes.first() {
+        text.push_str(&format!("Or: eval \"$(swarm-e2e env {run_id} {})\"\n", first.name));
+    }
     text.push_str(&format!("Remove it with: swarm-e2e down {run_id}"));
     reporter.event(&Event::Note { text });
 }

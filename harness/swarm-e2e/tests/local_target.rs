@@ -357,6 +357,12 @@ fn main() {
                     .lines()
                     .find(|l| l.trim_start().starts_with("export DOCKER_HOST="))
                     .ok_or_else(|| format!("no export line\n{}", out.context()))?;
+                // `swarm-e2e env RUN NODE` prints the same line for the first node (wp-1).
+                let env = run(&["env", out.run_id().as_deref().unwrap_or_default(), "wp-1"], None);
+                expect_code(&env, 0)?;
+                if env.stdout.trim() != export.trim() {
+                    return Err(format!("`env` printed {:?}, `run --keep` printed {export:?}", env.stdout).into());
+                }
                 let mut cmd = Command::new("docker");
                 for assignment in export.trim_start().trim_start_matches("export ").split_whitespace() {
                     let (k, v) = assignment.split_once('=').unwrap();
