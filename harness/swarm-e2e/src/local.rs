@@ -18,13 +18,14 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
-use futures_util::future::{join_all, try_join_all};
+use futures_util::future::join_all;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use swarm_e2e_model::{Node, Scenario};
 use testcontainers::core::Mount;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{CONFIG_DIR, daemon_json};
 use crate::images::{find_node_image, node_image_tag};
@@ -74,33 +75,70 @@ pub async fn require_node_images(host: &Docker, scenario: &Scenario) -> anyhow::
 /// Creates the run's network and volumes, then starts every node container in parallel
 /// and delivers its engine configuration. The first error wins; whatever was created
 /// carries the run label, so teardown finds it.
+///
+/// `stop` ends provisioning between steps. Requests already sent are never abandoned
+/// (a dropped create can still land after teardown looked), so a stopped provision
+/// returns once what it started has landed.
 pub async fn provision(
     host: &Docker,
     scenario: &Scenario,
     run_id: &str,
     keep: bool,
     pki: &Pki,
-) -> anyhow::Result<(Vec<ProvisionedNode>, NodeHandles)> {
+    stop: CancellationToken,
+) -> (NodeHandles, anyhow::Result<Vec<ProvisionedNode>>) {
     let run_labels = labels::run_labels(run_id, &scenario.name, keep);
     let network = network_name(run_id);
-    host.create_network(NetworkCreateRequest {
-        name: network.clone(),
-        driver: Some("bridge".into()),
-        internal: Some(true),
-        labels: Some(run_labels.clone()),
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("creating the run network {network}"))?;
-
-    let started = try_join_all(scenario.nodes.iter().map(|node| {
+    let created = host
+        .create_network(NetworkCreateRequest {
+            name: network.clone(),
+            driver: Some("bridge".into()),
+            internal: Some(true),
+            labels: Some(run_labels.clone()),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating the run network {network}"));
+    if let Err(e) = created {
+        return (Vec::new(), Err(e));
+    }
+    // Every node start runs to its end, even after one failed: a start abandoned midway
+    // could still create a container after teardown looked. A failure stops the others
+    // at their next step instead.
+    let results = join_all(scenario.nodes.iter().map(|node| {
         let run_labels = run_labels.clone();
         let network = network.clone();
-        async move { start_node(host, run_id, node, &network, run_labels, pki).await }
+        let stop = stop.clone();
+        async move {
+            let r = start_node(host, run_id, node, &network, run_labels, pki, &stop).await;
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        }
     }))
-    .await?;
-    let (nodes, handles) = started.into_iter().unzip();
-    Ok((nodes, handles))
+    .await;
+    let mut handles = Vec::new();
+    let mut nodes = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok((node, handle)) => {
+                nodes.push(node);
+                handles.push(handle);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        return (handles, Ok(nodes));
+    }
+    // "provisioning stopped" errors are the echo of the first real one.
+    let first = errors
+        .iter()
+        .position(|e| !e.to_string().contains("provisioning stopped"))
+        .unwrap_or(0);
+    (handles, Err(errors.swap_remove(first)))
 }
 
 async fn start_node(
@@ -110,7 +148,15 @@ async fn start_node(
     network: &str,
     mut node_labels: HashMap<String, String>,
     pki: &Pki,
+    stop: &CancellationToken,
 ) -> anyhow::Result<(ProvisionedNode, ContainerAsync<GenericImage>)> {
+    let check_stop = || {
+        if stop.is_cancelled() {
+            bail!("provisioning stopped");
+        }
+        Ok(())
+    };
+    check_stop()?;
     node_labels.insert(labels::NODE.into(), node.name.clone());
     let container_name = node_container_name(run_id, &node.name);
     let volume = format!("{container_name}-data");
@@ -122,6 +168,7 @@ async fn start_node(
     .await
     .with_context(|| format!("creating volume {volume}"))?;
 
+    check_stop()?;
     let tag = node_image_tag(&node.engine);
     let (repo, version) = tag.split_once(':').expect("tag has a version");
     let request = GenericImage::new(repo, version)
@@ -195,11 +242,13 @@ async fn deliver_config(
     add("key.pem", 0o600, server.key_pem.expose_secret().as_bytes())?;
     add("daemon.json", 0o644, serde_json::to_string_pretty(config)?.as_bytes())?;
     add("ready", 0o644, b"")?;
-    let body = tar.into_inner()?;
+    let body = bytes::Bytes::from(tar.into_inner()?);
+    // Sent as a stream, never as a full body: bollard logs full request bodies at trace
+    // level, and this one holds the node's private key.
     host.upload_to_container(
         container,
         Some(UploadToContainerOptionsBuilder::new().path(CONFIG_DIR).build()),
-        bollard::body_full(body.into()),
+        bollard::body_stream(futures_util::stream::once(async move { body })),
     )
     .await?;
     Ok(())
@@ -472,16 +521,29 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// Tears a run down: the testcontainers handles first (so their Drop has nothing left
-/// to do), then everything else carrying the run's label. Returns what was removed and
+/// to do), then everything else carrying the run's label. A create that was in flight
+/// when the run was stopped can land after the first listing, so teardown lists again
+/// until a listing comes back empty (at most three rounds). Returns what was removed and
 /// the errors met.
 pub async fn teardown(host: &Docker, run_id: &str, handles: NodeHandles) -> (Vec<LocalResource>, Vec<String>) {
     join_all(handles.into_iter().map(|h| h.rm())).await;
-    let found = match find_resources(host, Some(run_id)).await {
-        Ok(f) => f,
-        Err(e) => return (Vec::new(), vec![format!("{e:#}")]),
-    };
-    let errors = remove_resources(host, &found).await;
-    (found, errors)
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..3 {
+        let found = match find_resources(host, Some(run_id)).await {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                break;
+            }
+        };
+        if found.is_empty() {
+            break;
+        }
+        errors = remove_resources(host, &found).await;
+        removed.extend(found);
+    }
+    (removed, errors)
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ use crate::local::{self, NodeHandles, ProvisionedNode};
 use crate::pki::Pki;
 use crate::report::{Event, Phase, Reporter, Timings};
 
+/// How long a stopped provisioning may take to land what it already sent.
+const PROVISION_GRACE: Duration = Duration::from_secs(30);
+
 /// Documented, stable exit codes.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -309,7 +312,16 @@ pub fn run_scenario(
     }
     reporter.event(&Event::PhaseStarted { phase: Phase::Teardown });
     let started = Instant::now();
-    let (removed, errors) = rt.block_on(local::teardown(&host, &run_id, handles));
+    let limit = scenario.timeouts.teardown;
+    let (removed, errors) = rt
+        .block_on(async { tokio::time::timeout(limit, local::teardown(&host, &run_id, handles)).await })
+        .unwrap_or_else(|_| {
+            let hint = format!(
+                "teardown timed out after {}s\nhint: run `swarm-e2e sweep --yes` to remove what run {run_id} left",
+                limit.as_secs()
+            );
+            (Vec::new(), vec![hint])
+        });
     guard.armed = false;
     let elapsed = started.elapsed();
     summary.timings.record(Phase::Teardown, elapsed);
@@ -320,6 +332,10 @@ pub fn run_scenario(
         ok,
         detail: format!("{} resource(s) removed", removed.len()),
     });
+    if interrupt.stop.is_cancelled() {
+        // Interrupted at any point, teardown included: it still ran to the end.
+        summary.exit_code = exit::INTERRUPTED;
+    }
     if !ok {
         for e in &errors {
             reporter.event(&Event::Note {
@@ -389,47 +405,53 @@ fn cluster_and_checks(
     // finish (and be torn down) instead of abandoning them half-made.
     let provisioned: Vec<ProvisionedNode> = {
         let started = start_phase(reporter, Phase::Provision);
-        let task = {
-            let (host, scenario, pki, run_id, keep) = (
+        let stop = CancellationToken::new();
+        let mut task = {
+            let (host, scenario, pki, run_id, keep, stop) = (
                 host.clone(),
                 scenario.clone(),
                 pki.clone(),
                 run_id.to_string(),
                 opts.keep,
+                stop.clone(),
             );
-            rt.spawn(async move { local::provision(&host, &scenario, &run_id, keep, &pki).await })
+            rt.spawn(async move { local::provision(&host, &scenario, &run_id, keep, &pki, stop).await })
         };
         let abort = task.abort_handle();
-        let outcome = rt.block_on(async {
-            let mut task = task;
+        enum Ended {
+            Done,
+            TimedOut,
+            Interrupted,
+        }
+        let (joined, ended) = rt.block_on(async {
+            let ended = tokio::select! {
+                r = &mut task => return (Some(r), Ended::Done),
+                _ = tokio::time::sleep(timeouts.provision) => Ended::TimedOut,
+                _ = interrupt.stop.cancelled() => Ended::Interrupted,
+            };
+            // Stop starting new work and let what is in flight land, so teardown sees
+            // it; a second signal (or a stuck engine) cuts this short.
+            stop.cancel();
             tokio::select! {
-                r = tokio::time::timeout(timeouts.provision, &mut task) => (r, false),
-                _ = interrupt.stop.cancelled() => {
-                    // Let what is in flight land, unless told to hurry.
-                    tokio::select! {
-                        r = tokio::time::timeout(timeouts.provision, &mut task) => (r, true),
-                        _ = interrupt.hurry.cancelled() => { abort.abort(); (Ok(task.await), true) }
-                    }
-                }
+                r = &mut task => (Some(r), ended),
+                _ = tokio::time::sleep(PROVISION_GRACE) => { abort.abort(); (None, ended) }
+                _ = interrupt.hurry.cancelled() => { abort.abort(); (None, ended) }
             }
         });
-        let (result, interrupted) = outcome;
-        let result = match result {
-            Err(_) => {
-                abort.abort();
-                Err(PhaseError::Timeout(timeouts.provision))
-            }
-            Ok(Err(join)) if join.is_panic() => Err(PhaseError::Failed(anyhow::anyhow!("provisioning panicked"))),
-            Ok(Err(_)) => Err(PhaseError::Interrupted),
-            Ok(Ok(Err(e))) => Err(PhaseError::Failed(e)),
-            Ok(Ok(Ok((nodes, h)))) => {
+        let provisioned = match joined {
+            Some(Ok((h, r))) => {
                 handles.extend(h);
-                if interrupted {
-                    Err(PhaseError::Interrupted)
-                } else {
-                    Ok(nodes)
-                }
+                Some(r)
             }
+            Some(Err(join)) if join.is_panic() => Some(Err(anyhow::anyhow!("provisioning panicked"))),
+            _ => None,
+        };
+        let result = match (provisioned, ended) {
+            (_, Ended::TimedOut) => Err(PhaseError::Timeout(timeouts.provision)),
+            (_, Ended::Interrupted) => Err(PhaseError::Interrupted),
+            (Some(Ok(nodes)), Ended::Done) => Ok(nodes),
+            (Some(Err(e)), Ended::Done) => Err(PhaseError::Failed(e)),
+            (None, Ended::Done) => Err(PhaseError::Interrupted),
         };
         let nodes = finish_phase(reporter, summary, Phase::Provision, started, result, |n| {
             format!("{} node container(s)", n.len())

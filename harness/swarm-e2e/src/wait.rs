@@ -35,6 +35,21 @@ where
     }
 }
 
+/// The blocking twin of [`poll_until`] for plain threads (tests, trials): true once
+/// `probe` holds, false after `limit`.
+pub fn poll_until_blocking(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if probe() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
