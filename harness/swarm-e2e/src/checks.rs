@@ -211,9 +211,24 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
         CheckKind::Placement { service, expect_nodes } => placement(env, service, expect_nodes).await,
         CheckKind::Pending { service } => pending(env, service).await,
     };
-    match result {
+    let outcome = match result {
         Ok(o) => o,
         Err(e) => Outcome::Failed(format!("{e:#}")),
+    };
+    // A node that died explains most failures: say so instead of leaving a riddle.
+    match outcome {
+        Outcome::Failed(m) => {
+            let down = env.cluster.unresponsive().await;
+            if down.is_empty() {
+                Outcome::Failed(m)
+            } else {
+                Outcome::Failed(format!(
+                    "{m}\nnode(s) not answering: {} (the engine does not answer /_ping: the node died or was stopped)",
+                    down.join(", ")
+                ))
+            }
+        }
+        other => other,
     }
 }
 

@@ -57,6 +57,19 @@ impl Cluster {
             .expect("validated manager")
     }
 
+    /// Nodes whose engine does not answer `/_ping` within two seconds.
+    pub async fn unresponsive(&self) -> Vec<String> {
+        let pings = futures_util::future::join_all(self.nodes.iter().map(|n| async move {
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(2), n.docker.ping()).await,
+                Ok(Ok(_))
+            );
+            (n.name.clone(), ok)
+        }))
+        .await;
+        pings.into_iter().filter(|(_, ok)| !ok).map(|(n, _)| n).collect()
+    }
+
     /// Swarm node ID -> scenario node name.
     pub fn names_by_id(&self) -> HashMap<String, String> {
         self.nodes.iter().map(|n| (n.node_id.clone(), n.name.clone())).collect()

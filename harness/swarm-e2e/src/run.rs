@@ -27,6 +27,9 @@ use crate::report::{Event, Phase, Reporter, Timings};
 /// How long a stopped provisioning may take to land what it already sent.
 const PROVISION_GRACE: Duration = Duration::from_secs(30);
 
+/// Bound on creating a scenario's services and containers.
+const WORKLOAD_DEPLOY_LIMIT: Duration = Duration::from_secs(60);
+
 /// Documented, stable exit codes.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -549,7 +552,9 @@ fn cluster_and_checks(
     let started = start_phase(reporter, Phase::Checks);
     let images = HashMap::from([(BUSYBOX.to_string(), BUSYBOX_IMAGE.to_string())]);
     let deploy_errors = {
-        let result = rt.block_on(bounded(timeouts.checks, &interrupt.stop, async {
+        // `[timeouts] checks` bounds each check's waits; creating the workloads is a few
+        // API calls with a bound of its own.
+        let result = rt.block_on(bounded(WORKLOAD_DEPLOY_LIMIT, &interrupt.stop, async {
             Ok(deploy_workloads(scenario, &cluster, &images).await)
         }));
         match result {

@@ -60,8 +60,30 @@ fn command(args: &[&str]) -> Command {
     c
 }
 
-/// Runs the binary; when a stderr line contains `signal_at`, sends SIGINT.
+/// Runs the binary to its end (or, with `signal_at`, sends SIGINT when a stderr line
+/// contains it).
 fn run(args: &[&str], signal_at: Option<&str>) -> Output {
+    match signal_at {
+        Some(marker) => run_signalled(args, marker, "INT"),
+        None => run_inner(args, None, |_, _| {}),
+    }
+}
+
+/// Runs the binary; when a stderr line contains `marker`, sends `signal` (INT, TERM).
+fn run_signalled(args: &[&str], marker: &str, signal: &'static str) -> Output {
+    run_inner(args, Some(marker), move |_, pid| {
+        let _ = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status();
+    })
+}
+
+/// Runs the binary; when a stderr line contains `marker`, calls `action(run_id)`.
+fn run_with_action(args: &[&str], marker: &str, action: impl FnOnce(&str)) -> Output {
+    run_inner(args, Some(marker), move |run_id, _| action(run_id))
+}
+
+fn run_inner(args: &[&str], marker: Option<&str>, action: impl FnOnce(&str, u32)) -> Output {
     let mut child: Child = command(args).spawn().expect("spawn swarm-e2e");
     let pid = child.id();
     let mut stdout = child.stdout.take().unwrap();
@@ -82,12 +104,16 @@ fn run(args: &[&str], signal_at: Option<&str>) -> Output {
         all
     });
     let start = Instant::now();
-    if let Some(marker) = signal_at {
-        while let Ok(line) = rx.recv_timeout(RUN_LIMIT.saturating_sub(start.elapsed())) {
-            if line.contains(marker) {
-                let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
-                break;
-            }
+    let mut run_id = String::new();
+    let mut action = Some(action);
+    while let Ok(line) = rx.recv_timeout(RUN_LIMIT.saturating_sub(start.elapsed())) {
+        if let Some(id) = line.strip_prefix("swarm-e2e: run ").and_then(|r| r.split(':').next()) {
+            run_id = id.to_string();
+        }
+        if marker.is_some_and(|m| line.contains(m))
+            && let Some(a) = action.take()
+        {
+            a(&run_id, pid);
         }
     }
     let code = loop {
@@ -329,31 +355,6 @@ fn main() {
         },
     ));
 
-    for (phase, code) in [("provision", 3), ("cluster-formed", 3), ("checks", 1)] {
-        trials.push(Trial::test(format!("panic-in-{phase}-tears-down"), move || {
-            node_image()?;
-            let out = run(&["run", "--inject-panic", phase, wrong], None);
-            expect_code(&out, code)?;
-            if !out.stderr.contains("injected panic") {
-                return Err(format!("the panic was not reported\n{}", out.context()).into());
-            }
-            assert_clean(&out)
-        }));
-    }
-
-    for (phase, marker) in [
-        ("provision", "… provision"),
-        ("engines-ready", "… engines ready"),
-        ("checks", "… checks"),
-    ] {
-        trials.push(Trial::test(format!("sigint-during-{phase}-tears-down"), move || {
-            node_image()?;
-            let out = run(&["run", "scenarios/swarm-demo.toml"], Some(marker));
-            expect_code(&out, 130)?;
-            assert_clean(&out)
-        }));
-    }
-
     trials.push(Trial::test(
         "keep-prints-working-docker-cli-lines-and-down-removes",
         move || {
@@ -405,26 +406,6 @@ fn main() {
             Ok(())
         },
     ));
-
-    for phase in ["provision", "engines_ready", "cluster_formed"] {
-        trials.push(Trial::test(
-            format!("timeout-in-{phase}-names-it-and-tears-down"),
-            move || {
-                node_image()?;
-                let dir = tempfile::tempdir().unwrap();
-                let file = dir.path().join("timeout.toml");
-                let text = std::fs::read_to_string(repo().join(wrong)).unwrap();
-                std::fs::write(&file, format!("{text}\n[timeouts]\n{phase} = \"1ms\"\n")).unwrap();
-                let out = run(&["run", file.to_str().unwrap()], None);
-                expect_code(&out, 3)?;
-                let said = format!("phase `{}` timed out", phase.replace('_', " "));
-                if !out.stderr.contains(&said) {
-                    return Err(format!("the error does not say `{said}`\n{}", out.context()).into());
-                }
-                assert_clean(&out)
-            },
-        ));
-    }
 
     trials.push(Trial::test(
         "crash-leftovers-are-found-and-swept-and-nothing-else",
@@ -649,6 +630,96 @@ fn main() {
             expect_code(&down, 0)
         },
     ));
+
+    // The interrupt matrix: every phase x {SIGINT, SIGTERM, panic, phase timeout}, and a
+    // signal during teardown itself. Each run must end with the documented exit code and
+    // leave nothing carrying its run id.
+    const PHASES: [(&str, &str, &str); 4] = [
+        ("provision", "… provision", "provision"),
+        ("engines-ready", "… engines ready", "engines_ready"),
+        ("cluster-formed", "… cluster formed", "cluster_formed"),
+        ("checks", "… checks", "checks"),
+    ];
+    for (phase, marker, timeout_key) in PHASES {
+        for signal in ["INT", "TERM"] {
+            trials.push(Trial::test(
+                format!("matrix::{phase}::sig{}", signal.to_lowercase()),
+                move || {
+                    node_image()?;
+                    let out = run_signalled(&["run", wrong], marker, signal);
+                    expect_code(&out, 130)?;
+                    assert_clean(&out)
+                },
+            ));
+        }
+        trials.push(Trial::test(format!("matrix::{phase}::panic"), move || {
+            node_image()?;
+            let out = run(&["run", "--inject-panic", phase, wrong], None);
+            // A panic inside a check fails that check; anywhere else it is an internal error.
+            expect_code(&out, if phase == "checks" { 1 } else { 3 })?;
+            if !out.stderr.contains("injected panic") {
+                return Err(format!("the panic was not reported\n{}", out.context()).into());
+            }
+            assert_clean(&out)
+        }));
+        trials.push(Trial::test(format!("matrix::{phase}::timeout"), move || {
+            node_image()?;
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("timeout.toml");
+            let text = std::fs::read_to_string(repo().join(wrong)).unwrap();
+            std::fs::write(&file, format!("{text}\n[timeouts]\n{timeout_key} = \"1ms\"\n")).unwrap();
+            let out = run(&["run", file.to_str().unwrap()], None);
+            if phase == "checks" {
+                // The bound applies to each check's waits: the check fails, saying so.
+                expect_code(&out, 1)?;
+                if !out.stdout.contains("gave up after") {
+                    return Err(format!("the failure does not say it gave up\n{}", out.context()).into());
+                }
+            } else {
+                expect_code(&out, 3)?;
+                // Either the phase bound fires, or a wait inside it (bounded by the same
+                // limit) gives up first, naming the node and the last error it saw.
+                let phase_name = phase.replace('-', " ");
+                let timed_out = out.stderr.contains(&format!("phase `{phase_name}` timed out"));
+                let gave_up = out.stderr.contains(&format!("phase `{phase_name}` failed"))
+                    && out.stderr.contains("gave up after")
+                    && out.stderr.contains("node wp-");
+                if !timed_out && !gave_up {
+                    return Err(format!("the error does not say `{phase_name}` timed out\n{}", out.context()).into());
+                }
+            }
+            assert_clean(&out)
+        }));
+    }
+    trials.push(Trial::test("matrix::teardown::sigint", move || {
+        node_image()?;
+        let out = run_signalled(&["run", "scenarios/swarm-demo.toml"], "… teardown", "INT");
+        expect_code(&out, 130)?;
+        if !out.stderr.contains("✓ teardown") {
+            return Err(format!("teardown did not finish after the signal\n{}", out.context()).into());
+        }
+        assert_clean(&out)
+    }));
+
+    trials.push(Trial::test("node-death-is-named-in-the-failure", move || {
+        node_image()?;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node-dies.toml");
+        let text = std::fs::read_to_string(repo().join(wrong))
+            .unwrap()
+            .replace("expect_nodes = [\"wp-1\"]", "expect_nodes = [\"wp-2\"]");
+        std::fs::write(&file, format!("{text}\n[timeouts]\nchecks = \"10s\"\n")).unwrap();
+        // Kill node 2's container as soon as the cluster is formed.
+        let out = run_with_action(&["run", file.to_str().unwrap()], "✓ cluster formed", |run_id| {
+            let name = swarm_e2e::local::node_container_name(run_id, "wp-2");
+            let _ = Command::new("docker").args(["kill", &name]).output();
+        });
+        expect_code(&out, 1)?;
+        if !out.stdout.contains("not answering: wp-2") {
+            return Err(format!("the failure does not name the dead node\n{}", out.context()).into());
+        }
+        assert_clean(&out)
+    }));
 
     libtest_mimic::run(&args, trials).exit();
 }
