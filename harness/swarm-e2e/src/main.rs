@@ -94,6 +94,9 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
     /// Build or list node images (Debian root filesystems with a packaged engine).
     #[command(subcommand)]
     NodeImage(NodeImageCommand),
+    /// A stateful fake of the DigitalOcean API (no account needed).
+    #[command(subcommand)]
+    FakeDo(FakeDoCommand),
     /// Remove a kept run (`run --keep`) and everything labelled with its id.
     #[command(after_help = "Example:\n  swarm-e2e down k3x9a0qz")]
     Down {
@@ -127,6 +130,36 @@ are ever touched.")]
         /// Remove; without it, only show what would be removed.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FakeDoCommand {
+    /// Serve the fake DigitalOcean API until interrupted; prints its base URL and token.
+    #[command(after_help = "Examples:
+  swarm-e2e fake-do serve --port 8080
+  curl -H \"Authorization: Bearer dop_v1_fake\" http://127.0.0.1:8080/v2/account
+  doctl --api-url http://127.0.0.1:8080 -t dop_v1_fake compute droplet list
+
+Point any client at it: pydo `endpoint=`, python-digitalocean `DIGITALOCEAN_END_POINT`
+(with /v2/), terraform `api_endpoint`, godo `SetBaseURL`.")]
+    Serve {
+        /// Port on the listen address (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Address to listen on. Loopback by default; node containers need the bridge.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: std::net::IpAddr,
+        /// The bearer token the fake accepts.
+        #[arg(long, default_value = "dop_v1_fake")]
+        token: String,
+        /// How long new droplets stay `new`.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        boot_latency: Duration,
+        /// Faults to inject, as TOML (the keys of a scenario's `[faults]` table), e.g.
+        /// 'burst_429 = 3' or 'lose_create_responses = 1'.
+        #[arg(long)]
+        faults: Option<String>,
     },
 }
 
@@ -296,6 +329,46 @@ fn main() -> ExitCode {
             }
             .await;
             result.map(|_| exit::OK).unwrap_or_else(report_error)
+        }),
+        Command::FakeDo(FakeDoCommand::Serve {
+            port,
+            listen,
+            token,
+            boot_latency,
+            faults,
+        }) => rt.block_on(async {
+            use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean, Faults};
+            let faults: Faults = match faults.as_deref().map(toml::from_str).transpose() {
+                Ok(f) => f.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("error: --faults: {e}");
+                    return exit::INVALID_INPUT;
+                }
+            };
+            let listener = match std::net::TcpListener::bind((listen, port)) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: cannot listen on {listen}:{port}: {e}\nhint: pick another --port, or 0 for a free one");
+                    return exit::INFRASTRUCTURE;
+                }
+            };
+            let config = FakeConfig {
+                token,
+                boot_latency,
+                faults,
+                ..Default::default()
+            };
+            let fake = FakeDigitalOcean::start(config, Some(listener)).await;
+            println!("fake DigitalOcean API: {}", fake.base_url());
+            println!("token: {}", fake.token());
+            eprintln!("serving until Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            let stats = fake.stats();
+            eprintln!(
+                "served {} request(s), peak {}/min, {} rate-limited",
+                stats.total, stats.peak_per_minute, stats.rate_limited
+            );
+            exit::OK
         }),
         Command::Down { run_id } => rt.block_on(async {
             let result = async {

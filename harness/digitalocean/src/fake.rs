@@ -1,0 +1,943 @@
+//! A stateful fake of the DigitalOcean API v2 on wiremock, faithful where swarm-e2e
+//! depends on the real API's behaviour (see shared/reference/digitalocean-api.md):
+//!
+//! * droplets are created `new` with no networks and become `active` with a public IPv4
+//!   after the boot latency; deletes are eventually consistent (still listed for a while);
+//! * requests are validated as the real API does (bearer token, names, tags, sizes,
+//!   `user_data` size, at most 10 names) with the real error body `{id, message,
+//!   request_id}`;
+//! * every response carries the `ratelimit-*` headers and 250 requests/minute is enforced;
+//! * faults can be injected: 429 bursts, a 5xx on the Nth request to an endpoint, slow
+//!   responses, lost create responses (droplets made, connection dropped), droplets stuck
+//!   in `new`, droplets that power `off`;
+//! * a request log (per-endpoint counts, peak rate) that tests assert on.
+//!
+//! Responders run under wiremock's lock and must not block: all state changes are
+//! computed from timestamps when a request arrives, no background work.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use wiremock::matchers::any;
+use wiremock::{Match, Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// Regions, sizes and images the fake knows (a small, realistic subset).
+pub const REGIONS: &[&str] = &[
+    "nyc1", "nyc3", "sfo3", "ams3", "fra1", "lon1", "sgp1", "tor1", "blr1", "syd1",
+];
+pub const SIZES: &[(&str, u32, u32, u32, f64, f64)] = &[
+    // slug, memory MB, vcpus, disk GB, price_monthly, price_hourly
+    ("s-1vcpu-1gb", 1024, 1, 25, 6.0, 0.00893),
+    ("s-1vcpu-2gb", 2048, 1, 50, 12.0, 0.01786),
+    ("s-2vcpu-2gb", 2048, 2, 60, 18.0, 0.02679),
+    ("s-2vcpu-4gb", 4096, 2, 80, 24.0, 0.03571),
+];
+pub const IMAGES: &[&str] = &["ubuntu-24-04-x64", "ubuntu-22-04-x64", "debian-12-x64", "docker-22-04"];
+const USER_DATA_LIMIT: usize = 64 * 1024;
+const PER_MINUTE: usize = 250;
+const PER_HOUR: usize = 5000;
+
+/// Faults to inject; counters count down as they fire.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// The next N requests (any endpoint) get 429 with `retry-after`.
+    pub burst_429: u32,
+    /// `retry-after` seconds sent with injected 429s.
+    pub retry_after_secs: u64,
+    /// 500 on the Nth request (1-based) to an endpoint, e.g. "POST /v2/droplets" = 1.
+    pub fail_5xx: BTreeMap<String, u32>,
+    /// This many consecutive 5xx answers from the first failing request on.
+    pub fail_5xx_streak: u32,
+    /// Every response is delayed this long (milliseconds).
+    pub slow_ms: u64,
+    /// The next N droplet creates are carried out but their responses are lost.
+    pub lose_create_responses: u32,
+    /// Droplets with these names stay `new` forever.
+    pub stuck_in_new: BTreeSet<String>,
+    /// Droplets with these names power `off` right after becoming active.
+    pub goes_off: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// The only bearer token accepted.
+    pub token: String,
+    /// How long a droplet stays `new`.
+    pub boot_latency: Duration,
+    /// How long a deleted droplet is still listed.
+    pub delete_latency: Duration,
+    /// How long a new droplet is missing from list queries (real API lag).
+    pub list_lag: Duration,
+    pub droplet_limit: u32,
+    pub faults: Faults,
+    /// Droplets are backed by real engines: a droplet becomes active only once its
+    /// backer reported the engine's address.
+    pub backed: bool,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            token: "dop_v1_fake".into(),
+            boot_latency: Duration::from_secs(2),
+            delete_latency: Duration::from_millis(500),
+            list_lag: Duration::ZERO,
+            droplet_limit: 25,
+            faults: Faults::default(),
+            backed: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Droplet {
+    id: i64,
+    name: String,
+    region: String,
+    size: String,
+    image: String,
+    tags: Vec<String>,
+    user_data: Option<String>,
+    created: Instant,
+    created_at: String,
+    deleted: Option<Instant>,
+    public: Ipv4Addr,
+    private: Ipv4Addr,
+    /// Set by a backer: the address of the engine behind this droplet.
+    backing_address: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SshKey {
+    id: i64,
+    name: String,
+    public_key: String,
+    fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+struct Firewall {
+    id: String,
+    body: Value,
+}
+
+/// One logged request.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedRequest {
+    pub endpoint: String,
+    pub status: u16,
+    #[serde(skip)]
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    droplets: BTreeMap<i64, Droplet>,
+    keys: BTreeMap<i64, SshKey>,
+    firewalls: BTreeMap<String, Firewall>,
+    tags: BTreeSet<String>,
+    next_id: i64,
+    log: Vec<LoggedRequest>,
+    window: VecDeque<Instant>,
+    hour: VecDeque<(Instant, u64)>,
+    endpoint_counts: BTreeMap<String, u32>,
+    faults: Faults,
+    streak_left: u32,
+}
+
+/// The fake API. Keep it alive as long as it should answer.
+pub struct FakeDigitalOcean {
+    server: MockServer,
+    state: Arc<Mutex<State>>,
+    config: Arc<FakeConfig>,
+}
+
+/// Request counts the tests and reports use.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestStats {
+    pub total: usize,
+    pub by_endpoint: BTreeMap<String, usize>,
+    /// Most requests seen in any 60 s window.
+    pub peak_per_minute: usize,
+    pub rate_limited: usize,
+}
+
+impl FakeDigitalOcean {
+    /// Starts the fake on 127.0.0.1 (random port) or on `listen` when given.
+    pub async fn start(config: FakeConfig, listen: Option<std::net::TcpListener>) -> FakeDigitalOcean {
+        let state = Arc::new(Mutex::new(State {
+            next_id: 3_000_000,
+            faults: config.faults.clone(),
+            ..Default::default()
+        }));
+        let config = Arc::new(config);
+        let mut builder = MockServer::builder().disable_request_recording();
+        if let Some(l) = listen {
+            builder = builder.listener(l);
+        }
+        let server = builder.start().await;
+        Mock::given(LoseCreate(state.clone()))
+            .respond_with_err(lost_create(state.clone(), config.clone()))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(any())
+            .respond_with(Handler {
+                state: state.clone(),
+                config: config.clone(),
+            })
+            .with_priority(5)
+            .mount(&server)
+            .await;
+        FakeDigitalOcean { server, state, config }
+    }
+
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`.
+    pub fn base_url(&self) -> String {
+        self.server.uri()
+    }
+
+    pub fn token(&self) -> &str {
+        &self.config.token
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        let s = self.state.lock().unwrap();
+        let mut by_endpoint = BTreeMap::new();
+        for r in &s.log {
+            *by_endpoint.entry(r.endpoint.clone()).or_insert(0) += 1;
+        }
+        let mut peak = 0;
+        let times: Vec<Instant> = s.log.iter().map(|r| r.at).collect();
+        let mut start = 0;
+        for (i, t) in times.iter().enumerate() {
+            while t.duration_since(times[start]) >= Duration::from_secs(60) {
+                start += 1;
+            }
+            peak = peak.max(i - start + 1);
+        }
+        RequestStats {
+            total: s.log.len(),
+            by_endpoint,
+            peak_per_minute: peak,
+            rate_limited: s.log.iter().filter(|r| r.status == 429).count(),
+        }
+    }
+
+    /// Names of droplets that exist (not deleted), for tests.
+    pub fn live_droplets(&self) -> Vec<(i64, String, Vec<String>)> {
+        let s = self.state.lock().unwrap();
+        s.droplets
+            .values()
+            .filter(|d| d.deleted.is_none())
+            .map(|d| (d.id, d.name.clone(), d.tags.clone()))
+            .collect()
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.state.lock().unwrap().keys.len()
+    }
+
+    pub fn firewall_count(&self) -> usize {
+        self.state.lock().unwrap().firewalls.len()
+    }
+
+    /// The `user_data` a droplet was created with (what a backer boots from).
+    pub fn user_data(&self, id: i64) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .droplets
+            .get(&id)
+            .and_then(|d| d.user_data.clone())
+    }
+
+    /// A backer reports the address of the engine behind a droplet: it becomes the
+    /// droplet's public IPv4.
+    pub fn set_backing_address(&self, id: i64, address: Ipv4Addr) {
+        if let Some(d) = self.state.lock().unwrap().droplets.get_mut(&id) {
+            d.backing_address = Some(address);
+        }
+    }
+}
+
+fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn rfc3339_now() -> String {
+    // Seconds precision is what the real API shows ("2026-11-25T10:00:00Z").
+    let secs = now_epoch();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn request_id() -> String {
+    use rand::Rng;
+    let mut r = rand::rng();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        r.random::<u32>(),
+        r.random::<u16>(),
+        r.random::<u16>() & 0xfff,
+        r.random::<u16>() & 0xfff,
+        r.random::<u64>() & 0xffff_ffff_ffff
+    )
+}
+
+fn error(status: u16, id: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({"id": id, "message": message, "request_id": request_id()}))
+}
+
+fn unprocessable(message: &str) -> ResponseTemplate {
+    error(422, "unprocessable_entity", message)
+}
+
+/// `GET /v2/droplets/123` -> `GET /v2/droplets/{id}` (for counts).
+fn endpoint(req: &Request) -> String {
+    let path = req.url.path().trim_end_matches('/');
+    let norm: Vec<String> = path
+        .split('/')
+        .enumerate()
+        .map(|(i, seg)| {
+            let looks_like_id = seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty();
+            let uuid = seg.len() == 36 && seg.chars().filter(|c| *c == '-').count() == 4;
+            if i >= 3 && (looks_like_id || uuid) {
+                "{id}".to_string()
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect();
+    format!("{} {}", req.method, norm.join("/"))
+}
+
+fn valid_droplet_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 255
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && n.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn valid_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 255
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'))
+}
+
+struct Handler {
+    state: Arc<Mutex<State>>,
+    config: Arc<FakeConfig>,
+}
+
+impl Respond for Handler {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut s = self.state.lock().unwrap();
+        let ep = endpoint(req);
+        let template = self.route(&mut s, req, &ep);
+        finish(&mut s, ep, template)
+    }
+}
+
+/// Logs the request, applies slow-response faults and adds the rate-limit headers.
+fn finish(s: &mut State, ep: String, (status, template): Reply) -> ResponseTemplate {
+    let now = Instant::now();
+    s.log.push(LoggedRequest {
+        endpoint: ep,
+        status,
+        at: now,
+    });
+    while s
+        .hour
+        .front()
+        .is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(3600))
+    {
+        s.hour.pop_front();
+    }
+    s.hour.push_back((now, now_epoch()));
+    let remaining = PER_HOUR.saturating_sub(s.hour.len());
+    let reset = s.hour.front().map(|(_, e)| e + 3600).unwrap_or_else(now_epoch);
+    let mut t = template
+        .insert_header("ratelimit-limit", PER_HOUR.to_string().as_str())
+        .insert_header("ratelimit-remaining", remaining.to_string().as_str())
+        .insert_header("ratelimit-reset", reset.to_string().as_str())
+        .insert_header("x-request-id", request_id().as_str());
+    if s.faults.slow_ms > 0 {
+        t = t.set_delay(Duration::from_millis(s.faults.slow_ms));
+    }
+    t
+}
+
+/// A response and its status (wiremock does not expose a template's status).
+type Reply = (u16, ResponseTemplate);
+
+fn with_status(status: u16, t: ResponseTemplate) -> Reply {
+    (status, t)
+}
+
+impl Handler {
+    fn route(&self, s: &mut State, req: &Request, ep: &str) -> Reply {
+        // Rate limit (per minute, sliding) before anything else, as the real API does.
+        let now = Instant::now();
+        while s
+            .window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            s.window.pop_front();
+        }
+        if s.faults.burst_429 > 0 {
+            s.faults.burst_429 -= 1;
+            let after = s.faults.retry_after_secs.max(1);
+            return with_status(
+                429,
+                error(429, "too_many_requests", "API Rate limit exceeded.")
+                    .insert_header("retry-after", after.to_string().as_str()),
+            );
+        }
+        if s.window.len() >= PER_MINUTE {
+            let oldest = *s.window.front().unwrap();
+            let after = 60u64.saturating_sub(now.duration_since(oldest).as_secs()).max(1);
+            return with_status(
+                429,
+                error(429, "too_many_requests", "API Rate limit exceeded.")
+                    .insert_header("retry-after", after.to_string().as_str()),
+            );
+        }
+        s.window.push_back(now);
+
+        let token_ok = req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t == self.config.token);
+        if !token_ok {
+            return with_status(401, error(401, "unauthorized", "Unable to authenticate you."));
+        }
+
+        let count = {
+            let c = s.endpoint_counts.entry(ep.to_string()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        if s.streak_left > 0 || s.faults.fail_5xx.get(ep).is_some_and(|n| *n == count) {
+            if s.streak_left == 0 {
+                s.streak_left = s.faults.fail_5xx_streak.max(1);
+            }
+            s.streak_left -= 1;
+            return with_status(500, error(500, "server_error", "Unexpected server-side error"));
+        }
+
+        let path = req.url.path().trim_end_matches('/').to_string();
+        let segs: Vec<&str> = path.split('/').skip(1).collect();
+        let method = req.method.as_str();
+        let query: BTreeMap<String, String> = req.url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+        match (method, segs.as_slice()) {
+            ("GET", ["v2", "account"]) => with_status(
+                200,
+                ResponseTemplate::new(200).set_body_json(json!({"account": {
+                    "droplet_limit": self.config.droplet_limit, "floating_ip_limit": 3,
+                    "email": "ci@example.invalid", "name": "swarm-e2e fake", "uuid": "fake-account",
+                    "email_verified": true, "status": "active", "status_message": ""}})),
+            ),
+            ("GET", ["v2", "regions"]) => {
+                let items: Vec<Value> = REGIONS
+                    .iter()
+                    .map(|r| json!({"slug": r, "name": r, "features": ["metadata"], "available": true, "sizes": SIZES.iter().map(|s| s.0).collect::<Vec<_>>()}))
+                    .collect();
+                paged(&query, "regions", items)
+            }
+            ("GET", ["v2", "sizes"]) => {
+                let items: Vec<Value> = SIZES.iter().map(|(slug, mem, cpu, disk, pm, ph)| json!({
+                    "slug": slug, "memory": mem, "vcpus": cpu, "disk": disk, "transfer": 1.0,
+                    "price_monthly": pm, "price_hourly": ph, "regions": REGIONS, "available": true, "description": "Basic"})).collect();
+                paged(&query, "sizes", items)
+            }
+            ("GET", ["v2", "images", slug]) => match IMAGES.iter().find(|i| *i == slug) {
+                Some(i) => with_status(
+                    200,
+                    ResponseTemplate::new(200).set_body_json(json!({"image": image_json(i)})),
+                ),
+                None => with_status(
+                    404,
+                    error(404, "not_found", "The resource you were accessing could not be found."),
+                ),
+            },
+            ("POST", ["v2", "droplets"]) => self.create_droplets(s, req),
+            ("GET", ["v2", "droplets"]) => {
+                let tag = query.get("tag_name");
+                let items: Vec<Value> = s
+                    .droplets
+                    .values()
+                    .filter(|d| visible(d, &self.config))
+                    .filter(|d| now.duration_since(d.created) >= self.config.list_lag)
+                    .filter(|d| tag.is_none_or(|t| d.tags.contains(t)))
+                    .map(|d| droplet_json(d, &self.config, &s.faults))
+                    .collect();
+                paged(&query, "droplets", items)
+            }
+            ("DELETE", ["v2", "droplets"]) => {
+                let Some(tag) = query.get("tag_name") else {
+                    return with_status(400, error(400, "bad_request", "tag_name is required"));
+                };
+                for d in s.droplets.values_mut() {
+                    if d.tags.contains(tag) && d.deleted.is_none() {
+                        d.deleted = Some(now);
+                    }
+                }
+                with_status(204, ResponseTemplate::new(204))
+            }
+            ("GET", ["v2", "droplets", id]) => match id.parse::<i64>().ok().and_then(|i| s.droplets.get(&i)) {
+                Some(d) if visible(d, &self.config) => with_status(
+                    200,
+                    ResponseTemplate::new(200)
+                        .set_body_json(json!({"droplet": droplet_json(d, &self.config, &s.faults)})),
+                ),
+                _ => with_status(
+                    404,
+                    error(404, "not_found", "The resource you were accessing could not be found."),
+                ),
+            },
+            ("DELETE", ["v2", "droplets", id]) => match id.parse::<i64>().ok().and_then(|i| s.droplets.get_mut(&i)) {
+                Some(d) if d.deleted.is_none() => {
+                    d.deleted = Some(now);
+                    with_status(204, ResponseTemplate::new(204))
+                }
+                _ => with_status(
+                    404,
+                    error(404, "not_found", "The resource you were accessing could not be found."),
+                ),
+            },
+            ("POST", ["v2", "tags"]) => {
+                let name = req
+                    .body_json::<Value>()
+                    .ok()
+                    .and_then(|v| v["name"].as_str().map(String::from));
+                match name {
+                    Some(n) if valid_tag(&n) => {
+                        s.tags.insert(n.clone());
+                        with_status(201, ResponseTemplate::new(201).set_body_json(json!({"tag": {"name": n, "resources": {"count": 0}}})))
+                    }
+                    _ => with_status(400, ResponseTemplate::new(400).set_body_json(json!({"error": "invalid tag name", "messages": null, "root_causes": ["tag names may contain letters, numbers, colons, dashes and underscores"]}))),
+                }
+            }
+            ("GET", ["v2", "account", "keys"]) => {
+                let items: Vec<Value> = s.keys.values().map(|k| serde_json::to_value(k).unwrap()).collect();
+                paged(&query, "ssh_keys", items)
+            }
+            ("POST", ["v2", "account", "keys"]) => {
+                #[derive(Deserialize)]
+                struct Body {
+                    name: String,
+                    public_key: String,
+                }
+                let Ok(b) = req.body_json::<Body>() else {
+                    return with_status(422, unprocessable("name and public_key are required"));
+                };
+                if s.keys.values().any(|k| k.public_key == b.public_key) {
+                    return with_status(422, unprocessable("SSH Key is already in use on your account"));
+                }
+                s.next_id += 1;
+                let id = s.next_id;
+                let fingerprint = fingerprint_of(&b.public_key);
+                let key = SshKey {
+                    id,
+                    name: b.name,
+                    public_key: b.public_key,
+                    fingerprint,
+                };
+                s.keys.insert(id, key.clone());
+                with_status(201, ResponseTemplate::new(201).set_body_json(json!({"ssh_key": key})))
+            }
+            ("DELETE", ["v2", "account", "keys", id]) => {
+                let found = s
+                    .keys
+                    .iter()
+                    .find(|(k, v)| k.to_string() == *id || v.fingerprint == *id)
+                    .map(|(k, _)| *k);
+                match found {
+                    Some(k) => {
+                        s.keys.remove(&k);
+                        with_status(204, ResponseTemplate::new(204))
+                    }
+                    None => with_status(
+                        404,
+                        error(404, "not_found", "The resource you were accessing could not be found."),
+                    ),
+                }
+            }
+            ("POST", ["v2", "firewalls"]) => {
+                let Ok(mut body) = req.body_json::<Value>() else {
+                    return with_status(400, error(400, "bad_request", "error parsing request body"));
+                };
+                let name_ok = body["name"].as_str().is_some_and(|n| {
+                    n.len() >= 2
+                        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                });
+                let rules = body["inbound_rules"].as_array().map_or(0, |a| a.len())
+                    + body["outbound_rules"].as_array().map_or(0, |a| a.len());
+                if !name_ok || rules == 0 {
+                    return with_status(
+                        400,
+                        error(
+                            400,
+                            "bad_request",
+                            "a firewall needs a valid name and at least one rule",
+                        ),
+                    );
+                }
+                if let Some(tags) = body["tags"].as_array() {
+                    for t in tags {
+                        let t = t.as_str().unwrap_or_default();
+                        if !s.tags.contains(t) {
+                            return with_status(422, unprocessable(&format!("tag {t} does not exist")));
+                        }
+                    }
+                }
+                let id = format!(
+                    "{:08x}-0000-4000-8000-{:012x}",
+                    rand::random::<u32>(),
+                    rand::random::<u64>() & 0xffff_ffff_ffff
+                );
+                body["id"] = json!(id);
+                body["status"] = json!("succeeded");
+                body["created_at"] = json!(rfc3339_now());
+                body["pending_changes"] = json!([]);
+                s.firewalls.insert(
+                    id.clone(),
+                    Firewall {
+                        id: id.clone(),
+                        body: body.clone(),
+                    },
+                );
+                with_status(202, ResponseTemplate::new(202).set_body_json(json!({"firewall": body})))
+            }
+            ("GET", ["v2", "firewalls"]) => {
+                let items: Vec<Value> = s.firewalls.values().map(|f| f.body.clone()).collect();
+                paged(&query, "firewalls", items)
+            }
+            ("DELETE", ["v2", "firewalls", id]) => match s.firewalls.remove(*id) {
+                Some(f) => {
+                    let _ = f.id;
+                    with_status(204, ResponseTemplate::new(204))
+                }
+                None => with_status(
+                    404,
+                    error(404, "not_found", "The resource you were accessing could not be found."),
+                ),
+            },
+            _ => with_status(
+                404,
+                error(404, "not_found", "The resource you were accessing could not be found."),
+            ),
+        }
+    }
+
+    /// Validates and performs a (single or multi) create.
+    fn create_droplets(&self, s: &mut State, req: &Request) -> Reply {
+        let created = match create(s, &self.config, req) {
+            Ok(c) => c,
+            Err(reply) => return reply,
+        };
+        let droplets: Vec<Value> = created
+            .iter()
+            .map(|d| droplet_json(d, &self.config, &s.faults))
+            .collect();
+        let actions: Vec<Value> = created
+            .iter()
+            .map(|d| json!({"id": d.id + 1, "rel": "create", "href": format!("https://api.digitalocean.com/v2/actions/{}", d.id + 1)}))
+            .collect();
+        let body = if droplets.len() == 1 && req.body_json::<Value>().is_ok_and(|v| v.get("name").is_some()) {
+            json!({"droplet": droplets[0], "links": {"actions": actions}})
+        } else {
+            json!({"droplets": droplets, "links": {"actions": actions}})
+        };
+        with_status(202, ResponseTemplate::new(202).set_body_json(body))
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: Option<String>,
+    names: Option<Vec<String>>,
+    region: Option<String>,
+    size: Option<String>,
+    image: Option<Value>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    user_data: Option<String>,
+    #[serde(default)]
+    ssh_keys: Option<Vec<Value>>,
+}
+
+/// Validates and records a create; `Err` is the finished error response (built once per
+/// request, so its size does not matter).
+#[allow(clippy::result_large_err)]
+fn create(s: &mut State, config: &FakeConfig, req: &Request) -> Result<Vec<Droplet>, Reply> {
+    let b: CreateBody = req
+        .body_json()
+        .map_err(|_| with_status(400, error(400, "bad_request", "error parsing request body")))?;
+    let names = match (b.name, b.names) {
+        (Some(n), None) => vec![n],
+        (None, Some(ns)) if !ns.is_empty() => ns,
+        _ => {
+            return Err(with_status(
+                422,
+                unprocessable("You must specify either name or names."),
+            ));
+        }
+    };
+    if names.len() > 10 {
+        return Err(with_status(
+            422,
+            unprocessable("You may only create up to 10 droplets at a time."),
+        ));
+    }
+    if let Some(bad) = names.iter().find(|n| !valid_droplet_name(n)) {
+        return Err(with_status(
+            422,
+            unprocessable(&format!(
+                "Only valid hostname characters are allowed. (a-z, A-Z, 0-9, . and -): {bad}"
+            )),
+        ));
+    }
+    let size = b.size.unwrap_or_default();
+    if !SIZES.iter().any(|s| s.0 == size) {
+        return Err(with_status(
+            422,
+            unprocessable("You specified an invalid size for Droplet creation."),
+        ));
+    }
+    let image = match b.image {
+        Some(Value::String(i)) if IMAGES.contains(&i.as_str()) => i,
+        _ => {
+            return Err(with_status(
+                422,
+                unprocessable("You specified an invalid image for Droplet creation."),
+            ));
+        }
+    };
+    let region = b.region.unwrap_or_else(|| "nyc3".into());
+    if !REGIONS.contains(&region.as_str()) {
+        return Err(with_status(
+            422,
+            unprocessable("You specified an invalid region for Droplet creation."),
+        ));
+    }
+    let tags = b.tags.unwrap_or_default();
+    if let Some(t) = tags.iter().find(|t| !valid_tag(t)) {
+        return Err(with_status(422, unprocessable(&format!("invalid tag name: {t}"))));
+    }
+    if b.user_data.as_ref().is_some_and(|u| u.len() > USER_DATA_LIMIT) {
+        return Err(with_status(422, unprocessable("user_data is limited to 64 KiB")));
+    }
+    for k in b.ssh_keys.unwrap_or_default() {
+        let known = match &k {
+            Value::Number(n) => s.keys.contains_key(&n.as_i64().unwrap_or(-1)),
+            Value::String(f) => s.keys.values().any(|key| &key.fingerprint == f),
+            _ => false,
+        };
+        if !known {
+            return Err(with_status(
+                422,
+                unprocessable(&format!("{k} are invalid key identifiers for Droplet creation.")),
+            ));
+        }
+    }
+    let live = s.droplets.values().filter(|d| d.deleted.is_none()).count();
+    if live + names.len() > config.droplet_limit as usize {
+        return Err(with_status(
+            422,
+            unprocessable("creating this/these droplet(s) will exceed your droplet limit"),
+        ));
+    }
+    for t in &tags {
+        s.tags.insert(t.clone());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        s.next_id += 2;
+        let id = s.next_id;
+        let n = (id % 250) as u8 + 2;
+        let d = Droplet {
+            id,
+            name,
+            region: region.clone(),
+            size: size.clone(),
+            image: image.clone(),
+            tags: tags.clone(),
+            user_data: b.user_data.clone(),
+            created: Instant::now(),
+            created_at: rfc3339_now(),
+            deleted: None,
+            // Loopback addresses: nothing ever leaves this machine, even by mistake.
+            public: Ipv4Addr::new(127, 77, (id / 250 % 250) as u8, n),
+            private: Ipv4Addr::new(127, 78, (id / 250 % 250) as u8, n),
+            backing_address: None,
+        };
+        s.droplets.insert(id, d.clone());
+        out.push(d);
+    }
+    Ok(out)
+}
+
+fn visible(d: &Droplet, c: &FakeConfig) -> bool {
+    d.deleted.is_none_or(|t| t.elapsed() < c.delete_latency)
+}
+
+fn image_json(slug: &str) -> Value {
+    json!({"id": 100_000 + slug.len(), "name": slug, "type": "base", "distribution": "Ubuntu", "slug": slug,
+           "public": true, "regions": REGIONS, "created_at": "2026-01-01T00:00:00Z", "min_disk_size": 10,
+           "size_gigabytes": 2.4, "description": slug, "tags": [], "status": "available", "error_message": ""})
+}
+
+fn droplet_json(d: &Droplet, c: &FakeConfig, f: &Faults) -> Value {
+    let booted = d.created.elapsed() >= c.boot_latency && !f.stuck_in_new.contains(&d.name);
+    // A backed droplet is active only once its engine exists.
+    let ready = booted && (!c.backed || d.backing_address.is_some());
+    let status = if d.deleted.is_some() {
+        "archive"
+    } else if !ready {
+        "new"
+    } else if f.goes_off.contains(&d.name) {
+        "off"
+    } else {
+        "active"
+    };
+    let networks = if ready {
+        let public = d.backing_address.unwrap_or(d.public);
+        json!({"v4": [
+            {"ip_address": public.to_string(), "netmask": "255.255.240.0", "gateway": "127.77.0.1", "type": "public"},
+            {"ip_address": d.private.to_string(), "netmask": "255.255.0.0", "gateway": null, "type": "private"}
+        ], "v6": []})
+    } else {
+        json!({"v4": [], "v6": []})
+    };
+    let size = SIZES.iter().find(|s| s.0 == d.size).unwrap();
+    json!({
+        "id": d.id, "name": d.name, "memory": size.1, "vcpus": size.2, "disk": size.3, "locked": status == "new",
+        "status": status, "kernel": null, "created_at": d.created_at, "features": [], "backup_ids": [],
+        "next_backup_window": null, "snapshot_ids": [], "image": image_json(&d.image), "volume_ids": [],
+        "size": {"slug": d.size, "memory": size.1, "vcpus": size.2, "disk": size.3, "price_monthly": size.4, "price_hourly": size.5},
+        "size_slug": d.size, "networks": networks,
+        "region": {"slug": d.region, "name": d.region, "features": [], "available": true, "sizes": []},
+        "tags": d.tags, "vpc_uuid": "fake-vpc"
+    })
+}
+
+/// Paginates like the real API: `page` (1-based), `per_page` (default 20, max 200),
+/// `links.pages.next/last` as full URLs, `meta.total`.
+fn paged(query: &BTreeMap<String, String>, key: &str, items: Vec<Value>) -> Reply {
+    let per_page = query
+        .get("per_page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 200);
+    let page = query
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let total = items.len();
+    let last = total.div_ceil(per_page).max(1);
+    let slice: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let mut pages = serde_json::Map::new();
+    let mut link = |rel: &str, p: usize| {
+        let mut q: Vec<String> = query
+            .iter()
+            .filter(|(k, _)| *k != "page")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        q.push(format!("page={p}"));
+        pages.insert(
+            rel.into(),
+            json!(format!("https://api.digitalocean.com/v2/{key}?{}", q.join("&"))),
+        );
+    };
+    if page > 1 {
+        link("first", 1);
+        link("prev", page - 1);
+    }
+    if page < last {
+        link("next", page + 1);
+        link("last", last);
+    }
+    with_status(
+        200,
+        ResponseTemplate::new(200)
+            .set_body_json(json!({key: slice, "links": {"pages": pages}, "meta": {"total": total}})),
+    )
+}
+
+fn fingerprint_of(public_key: &str) -> String {
+    // The real API shows an MD5-style 16-byte colon-hex fingerprint; any stable digest
+    // of the key works for the fake.
+    use std::hash::{Hash, Hasher};
+    let mut out = Vec::new();
+    for salt in 0..2u8 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, public_key).hash(&mut h);
+        out.extend(h.finish().to_be_bytes());
+    }
+    out.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Matches a droplet create while lost-response faults remain.
+struct LoseCreate(Arc<Mutex<State>>);
+
+impl Match for LoseCreate {
+    fn matches(&self, req: &Request) -> bool {
+        req.method.as_str() == "POST"
+            && req.url.path().trim_end_matches('/') == "/v2/droplets"
+            && self.0.lock().unwrap().faults.lose_create_responses > 0
+    }
+}
+
+/// Carries out the create, then drops the connection: the droplets exist, the client
+/// never hears so.
+fn lost_create(state: Arc<Mutex<State>>, config: Arc<FakeConfig>) -> impl Fn(&Request) -> std::io::Error + Send + Sync {
+    move |req: &Request| {
+        let mut s = state.lock().unwrap();
+        s.faults.lose_create_responses -= 1;
+        let ep = endpoint(req);
+        let _ = create(&mut s, &config, req);
+        s.log.push(LoggedRequest {
+            endpoint: ep,
+            status: 0,
+            at: Instant::now(),
+        });
+        std::io::Error::from(std::io::ErrorKind::ConnectionReset)
+    }
+}
