@@ -22,6 +22,9 @@ use serde_json::{Value, json};
 /// The real API.
 pub const DEFAULT_BASE_URL: &str = "https://api.digitalocean.com";
 
+/// Longest pause between two polls of a wait.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DoError {
     /// The API answered with an error body.
@@ -428,6 +431,7 @@ impl DoClient {
         every: Duration,
     ) -> Result<Vec<Droplet>, WaitError> {
         let started = Instant::now();
+        let mut interval = every;
         loop {
             let droplets = self.droplets_by_tag(run_tag).await.map_err(WaitError::Api)?;
             let ours: Vec<Droplet> = droplets.into_iter().filter(|d| names.contains(&d.name)).collect();
@@ -456,7 +460,10 @@ impl DoClient {
                     .collect();
                 return Err(WaitError::Timeout { limit, pending });
             }
-            tokio::time::sleep(every).await;
+            // Doubling intervals: a fast boot is seen quickly, a slow one costs few
+            // requests (the budget is 2N + 15 requests per run).
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(MAX_POLL_INTERVAL);
         }
     }
 
@@ -464,6 +471,7 @@ impl DoClient {
     /// eventually consistent), bounded by `limit`.
     pub async fn delete_by_tag_verified(&self, run_tag: &str, limit: Duration) -> Result<(), WaitError> {
         let started = Instant::now();
+        let mut interval = Duration::from_millis(250);
         match self
             .send(
                 Method::DELETE,
@@ -488,7 +496,8 @@ impl DoClient {
                     pending: left.iter().map(|d| format!("{} ({})", d.name, d.status)).collect(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(MAX_POLL_INTERVAL);
         }
     }
 

@@ -9,6 +9,8 @@ pub mod artifacts;
 pub mod checks;
 pub mod cluster;
 pub mod daemon;
+pub mod do_run;
+pub mod do_target;
 pub mod engine;
 pub mod images;
 pub mod labels;

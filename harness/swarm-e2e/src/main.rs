@@ -66,9 +66,22 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
         /// Scenario files (TOML); each builds its own cluster, one after the other.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Where the cluster runs. Only `local` (node containers on this machine) for now.
-        #[arg(long, default_value = "local", value_parser = ["local"])]
+        /// Where the cluster runs: `local` (node containers on this machine), `do-fake`
+        /// (the DigitalOcean code path against an in-process fake API), or `digitalocean`
+        /// (the real API; needs DIGITALOCEAN_ACCESS_TOKEN).
+        #[arg(long, default_value = "local", value_parser = ["local", "do-fake", "digitalocean"])]
         target: String,
+        /// DigitalOcean targets: provision and tear down through the API only; engine
+        /// checks are reported ignored with that reason.
+        #[arg(long)]
+        no_engines: bool,
+        /// do-fake: how long fake droplets stay `new`.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        fake_boot_latency: Duration,
+        /// do-fake: faults to inject, as TOML, e.g. 'burst_429 = 3' or
+        /// 'lose_create_responses = 1' (see `fake-do serve --help`).
+        #[arg(long)]
+        fake_faults: Option<String>,
         /// Leave the cluster up and print how to reach each node; remove it with `down`.
         #[arg(long)]
         keep: bool,
@@ -221,7 +234,10 @@ fn main() -> ExitCode {
         },
         Command::Run {
             files,
-            target: _,
+            target,
+            no_engines,
+            fake_boot_latency,
+            fake_faults,
             keep,
             timings,
             junit,
@@ -236,7 +252,26 @@ fn main() -> ExitCode {
             };
             let interrupt = Interrupt::install(&rt);
             let reporter: Arc<dyn Reporter> = Arc::new(HumanReporter::new());
+            let target = match target.as_str() {
+                "local" => swarm_e2e::run::Target::Local,
+                "do-fake" => {
+                    let faults = match fake_faults.as_deref().map(toml::from_str).transpose() {
+                        Ok(f) => f.unwrap_or_default(),
+                        Err(e) => {
+                            eprintln!("error: --fake-faults: {e}");
+                            return ExitCode::from(exit::INVALID_INPUT as u8);
+                        }
+                    };
+                    swarm_e2e::run::Target::DoFake {
+                        no_engines,
+                        boot_latency: fake_boot_latency,
+                        faults,
+                    }
+                }
+                _ => swarm_e2e::run::Target::DigitalOcean { no_engines },
+            };
             let opts = RunOptions {
+                target,
                 keep,
                 artifacts: Some(artifacts),
                 libtest_args: libtest,

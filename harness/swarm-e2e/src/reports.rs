@@ -142,7 +142,7 @@ pub fn json(runs: &[RunSummary]) -> anyhow::Result<String> {
                     })
                     .collect(),
                 leftovers: &r.leftovers,
-                digitalocean_requests: None,
+                digitalocean_requests: r.digitalocean_requests.clone(),
             })
             .collect(),
     };

@@ -25,7 +25,7 @@ use crate::pki::Pki;
 use crate::report::{Event, Phase, Reporter, Timings};
 
 /// How long a stopped provisioning may take to land what it already sent.
-const PROVISION_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const PROVISION_GRACE: Duration = Duration::from_secs(30);
 
 /// Bound on creating a scenario's services and containers.
 const WORKLOAD_DEPLOY_LIMIT: Duration = Duration::from_secs(60);
@@ -94,6 +94,34 @@ pub struct RunOptions {
     pub panic_in: Option<Phase>,
     /// Where failure artefacts go (`<dir>/<run-id>/`); `None` collects none.
     pub artifacts: Option<std::path::PathBuf>,
+    /// Where the cluster runs.
+    pub target: Target,
+}
+
+/// Where a run's nodes come from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Target {
+    /// Node containers on the host engine.
+    #[default]
+    Local,
+    /// The in-process fake DigitalOcean API.
+    DoFake {
+        no_engines: bool,
+        boot_latency: Duration,
+        faults: swarm_e2e_digitalocean::fake::Faults,
+    },
+    /// The real DigitalOcean API (needs DIGITALOCEAN_ACCESS_TOKEN).
+    DigitalOcean { no_engines: bool },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Local => "local",
+            Target::DoFake { .. } => "do-fake",
+            Target::DigitalOcean { .. } => "digitalocean",
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -128,9 +156,11 @@ pub struct RunSummary {
     pub leftovers: Vec<String>,
     /// Where failure artefacts were written, if any.
     pub artifacts: Option<std::path::PathBuf>,
+    /// DigitalOcean API requests of the run (DigitalOcean targets only).
+    pub digitalocean_requests: Option<serde_json::Value>,
 }
 
-enum PhaseError {
+pub(crate) enum PhaseError {
     Timeout(Duration),
     Interrupted,
     Failed(anyhow::Error),
@@ -174,7 +204,7 @@ impl Drop for TeardownGuard<'_> {
 
 /// The trials a scenario's checks become. `body` runs one check; `None` makes trials
 /// that only serve `--list` and filtering.
-fn trials(scenario: &Scenario, body: Option<Arc<dyn Fn(usize) -> Outcome + Send + Sync>>) -> Vec<Trial> {
+pub(crate) fn trials(scenario: &Scenario, body: Option<Arc<dyn Fn(usize) -> Outcome + Send + Sync>>) -> Vec<Trial> {
     scenario
         .checks
         .iter()
@@ -209,8 +239,9 @@ pub fn run_scenario(
         run_id: run_id.clone(),
         scenario: scenario.name.clone(),
         source: scenario.source.clone(),
-        target: "local".into(),
+        target: opts.target.name().into(),
         artifacts: None,
+        digitalocean_requests: None,
         exit_code: exit::OK,
         timings: Timings::default(),
         checks: Vec::new(),
@@ -220,7 +251,8 @@ pub fn run_scenario(
     };
     // Listing or filtering everything away needs no cluster.
     let listed = trials(&scenario, None);
-    if args.list || listed.iter().all(|t| args.is_filtered_out(t)) {
+    // (A scenario without checks still builds its cluster: for --keep and benchmarks.)
+    if args.list || (!listed.is_empty() && listed.iter().all(|t| args.is_filtered_out(t))) {
         let conclusion = libtest_mimic::run(&args, listed);
         summary.exit_code = if conclusion.has_failed() {
             exit::CHECK_FAILED
@@ -228,6 +260,9 @@ pub fn run_scenario(
             exit::OK
         };
         return summary;
+    }
+    if opts.target != Target::Local {
+        return crate::do_run::run(rt, &scenario, opts, &args, reporter, interrupt, summary);
     }
 
     let host = match host_engine() {
@@ -376,7 +411,7 @@ fn print_keep_lines(reporter: &Arc<dyn Reporter>, run_id: &str, nodes: &[NodeRec
     reporter.event(&Event::Note { text });
 }
 
-type PhaseFailure = (i32, String);
+pub(crate) type PhaseFailure = (i32, String);
 
 #[allow(clippy::too_many_arguments)]
 fn cluster_and_checks(
@@ -638,12 +673,12 @@ fn cluster_and_checks(
     })
 }
 
-fn start_phase(reporter: &Arc<dyn Reporter>, phase: Phase) -> Instant {
+pub(crate) fn start_phase(reporter: &Arc<dyn Reporter>, phase: Phase) -> Instant {
     reporter.event(&Event::PhaseStarted { phase });
     Instant::now()
 }
 
-fn finish_phase<T>(
+pub(crate) fn finish_phase<T>(
     reporter: &Arc<dyn Reporter>,
     summary: &mut RunSummary,
     phase: Phase,

@@ -1,0 +1,330 @@
+//! Provisioning on DigitalOcean (the real API or the fake): the same code path for both.
+//!
+//! All state lives in tags and names: droplets carry `swarm-e2e` and
+//! `swarm-e2e-run-<run-id>` from their create request; the run's SSH key and firewall
+//! are named `swarm-e2e-<run-id>`. Teardown and sweep find everything that way.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use swarm_e2e_digitalocean::client::{DoClient, DropletTemplate};
+use swarm_e2e_model::Scenario;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{CONFIG_DIR, daemon_json};
+use crate::local::ProvisionedNode;
+use crate::pki::Pki;
+
+pub const PROJECT_TAG: &str = "swarm-e2e";
+
+/// Tags allow letters, digits, `:`, `-`, `_`: run ids are made of those.
+pub fn run_tag(run_id: &str) -> String {
+    format!("swarm-e2e-run-{run_id}")
+}
+
+/// Name of the run's SSH key and firewall.
+pub fn run_resource_name(run_id: &str) -> String {
+    format!("swarm-e2e-{run_id}")
+}
+
+/// Where droplets go and what they run. Defaults are what most tooling uses; each can be
+/// overridden by environment (`DIGITALOCEAN_REGION`, `DIGITALOCEAN_SIZE`,
+/// `DIGITALOCEAN_IMAGE`) or flags.
+#[derive(Debug, Clone)]
+pub struct DoSettings {
+    pub region: String,
+    pub size: String,
+    pub image: String,
+    /// Addresses allowed to reach SSH and the engines' TLS port (the harness's egress).
+    pub admin_cidrs: Vec<String>,
+    pub boot_limit: Duration,
+    pub poll_every: Duration,
+}
+
+impl DoSettings {
+    pub fn from_env() -> DoSettings {
+        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        DoSettings {
+            region: var("DIGITALOCEAN_REGION", "nyc3"),
+            size: var("DIGITALOCEAN_SIZE", "s-1vcpu-1gb"),
+            image: var("DIGITALOCEAN_IMAGE", "ubuntu-24-04-x64"),
+            admin_cidrs: vec!["0.0.0.0/0".into(), "::/0".into()],
+            boot_limit: Duration::from_secs(300),
+            poll_every: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The cloud firewall of a run: the engines' and swarm's ports only between the run's
+/// droplets, SSH and the engine TLS port from the admin addresses, all egress.
+pub fn firewall_body(run_id: &str, admin_cidrs: &[String]) -> Value {
+    let tag = run_tag(run_id);
+    let from_run = json!({"tags": [tag]});
+    let admin = json!({"addresses": admin_cidrs});
+    let everywhere = json!({"addresses": ["0.0.0.0/0", "::/0"]});
+    json!({
+        "name": run_resource_name(run_id),
+        "tags": [tag],
+        "inbound_rules": [
+            {"protocol": "tcp", "ports": "22", "sources": admin},
+            {"protocol": "tcp", "ports": "2376", "sources": {"tags": [tag], "addresses": admin_cidrs}},
+            {"protocol": "tcp", "ports": "2377", "sources": from_run},
+            {"protocol": "tcp", "ports": "7946", "sources": from_run},
+            {"protocol": "udp", "ports": "7946", "sources": from_run},
+            {"protocol": "udp", "ports": "4789", "sources": from_run},
+            {"protocol": "icmp", "sources": from_run}
+        ],
+        "outbound_rules": [
+            {"protocol": "tcp", "ports": "0", "destinations": everywhere},
+            {"protocol": "udp", "ports": "0", "destinations": everywhere},
+            {"protocol": "icmp", "destinations": everywhere}
+        ]
+    })
+}
+
+/// Marks the machine-readable configuration inside `user_data`.
+pub const CONFIG_BEGIN: &str = "# swarm-e2e-config:";
+
+/// Renders the droplets' shared `user_data`: a shell script for cloud-init that installs
+/// the engine, picks this droplet's configuration by hostname and starts dockerd with it.
+/// The same configuration is embedded as one JSON line after [`CONFIG_BEGIN`], which is
+/// what a fake droplet's backer boots from.
+///
+/// Server certificates name the droplet (the address is unknown until boot); the
+/// harness verifies engines by that name.
+pub fn user_data(scenario: &Scenario, pki: &Pki) -> anyhow::Result<String> {
+    let mut nodes = BTreeMap::new();
+    for node in &scenario.nodes {
+        let server = pki.server(&node.name, &[])?;
+        nodes.insert(
+            node.name.clone(),
+            json!({
+                "engine": node.engine,
+                "daemon_json": daemon_json(node, &[]),
+                "ca_pem": server.ca_pem,
+                "cert_pem": server.cert_pem,
+                "key_pem": server.key_pem.expose_secret(),
+            }),
+        );
+    }
+    let config = json!({"version": 1, "nodes": nodes});
+    let script = format!(
+        r#"#!/bin/sh
+# swarm-e2e node bootstrap for scenario {name}. Installs the engine, writes this
+# droplet's TLS files and daemon.json (chosen by hostname), starts dockerd on 2376.
+set -eu
+{CONFIG_BEGIN}{config}
+me=$(hostname)
+mkdir -p {CONFIG_DIR} && chmod 700 {CONFIG_DIR}
+python3 - "$me" "$0" <<'PY'
+import json, os, sys
+me, script = sys.argv[1], sys.argv[2]
+line = next(l for l in open(script) if l.startswith("{CONFIG_BEGIN}"))
+node = json.loads(line[len("{CONFIG_BEGIN}"):])["nodes"][me]
+for name, key in (("ca.pem", "ca_pem"), ("cert.pem", "cert_pem"), ("key.pem", "key_pem")):
+    path = os.path.join("{CONFIG_DIR}", name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(node[key])
+with open("{CONFIG_DIR}/daemon.json", "w") as f:
+    json.dump(node["daemon_json"], f)
+PY
+export DEBIAN_FRONTEND=noninteractive
+command -v dockerd >/dev/null || {{ apt-get update -q && apt-get install -y -q docker.io; }}
+mkdir -p /etc/systemd/system/docker.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/dockerd --config-file {CONFIG_DIR}/daemon.json\n' > /etc/systemd/system/docker.service.d/swarm-e2e.conf
+systemctl daemon-reload
+systemctl restart docker
+"#,
+        name = scenario.name,
+    );
+    if script.len() > 64 * 1024 {
+        bail!(
+            "the rendered user_data is {} bytes; DigitalOcean allows 64 KiB\nhint: split the scenario into fewer nodes",
+            script.len()
+        );
+    }
+    Ok(script)
+}
+
+/// Reads the embedded configuration back out of `user_data` (what a backer boots from).
+pub fn config_from_user_data(user_data: &str) -> Option<Value> {
+    let line = user_data.lines().find_map(|l| l.strip_prefix(CONFIG_BEGIN))?;
+    serde_json::from_str(line).ok()
+}
+
+/// What a run created on DigitalOcean, for teardown and `--keep`.
+#[derive(Debug, Default, Clone)]
+pub struct DoResources {
+    pub ssh_key_id: Option<i64>,
+    pub ssh_private_key: Option<secrecy::SecretString>,
+    pub firewall_id: Option<String>,
+}
+
+/// Creates the run's tags, SSH key, firewall and droplets, and waits until every droplet
+/// is active with a public IPv4. `stop` ends it between steps; what was created is
+/// recorded in `created` as it happens, so teardown sees it even after an error.
+pub async fn provision(
+    client: &DoClient,
+    scenario: &Scenario,
+    run_id: &str,
+    settings: &DoSettings,
+    pki: &Pki,
+    created: &std::sync::Mutex<DoResources>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<ProvisionedNode>> {
+    let check_stop = || {
+        if stop.is_cancelled() {
+            bail!("provisioning stopped")
+        } else {
+            Ok(())
+        }
+    };
+    let n = scenario.nodes.len() as u64;
+    let account = client
+        .account()
+        .await
+        .context("checking the account (GET /v2/account)")?;
+    let existing = client.count_droplets().await?;
+    if existing + n > u64::from(account.droplet_limit) {
+        bail!(
+            "the account may have {} droplets and has {existing}; this scenario needs {n} more\n\
+             hint: remove droplets, or ask DigitalOcean to raise the droplet limit",
+            account.droplet_limit
+        );
+    }
+    check_stop()?;
+    let tag = run_tag(run_id);
+    client.create_tag(PROJECT_TAG).await?;
+    client.create_tag(&tag).await?;
+
+    let key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+        .map_err(|e| anyhow::anyhow!("generating the run's SSH key: {e}"))?;
+    let public = key.public_key().to_openssh().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let private = key
+        .to_openssh(ssh_key::LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("encoding the run's SSH key: {e}"))?;
+    let registered = client.create_ssh_key(&run_resource_name(run_id), &public).await?;
+    {
+        let mut c = created.lock().unwrap();
+        c.ssh_key_id = Some(registered.id);
+        c.ssh_private_key = Some(secrecy::SecretString::from(private.to_string()));
+    }
+    check_stop()?;
+    let firewall = client
+        .create_firewall(&firewall_body(run_id, &settings.admin_cidrs))
+        .await?;
+    created.lock().unwrap().firewall_id = Some(firewall);
+    check_stop()?;
+
+    let template = DropletTemplate {
+        region: settings.region.clone(),
+        size: settings.size.clone(),
+        image: settings.image.clone(),
+        tags: vec![PROJECT_TAG.into(), tag.clone()],
+        ssh_keys: vec![registered.id],
+        user_data: Some(user_data(scenario, pki)?),
+    };
+    let names: Vec<String> = scenario.nodes.iter().map(|n| n.name.clone()).collect();
+    client.create_droplets(&names, &template, &tag).await?;
+    let droplets = tokio::select! {
+        r = client.wait_active(&tag, &names, settings.boot_limit, settings.poll_every) => r?,
+        _ = stop.cancelled() => bail!("provisioning stopped"),
+    };
+    let mut nodes = Vec::new();
+    for name in &names {
+        let d = droplets
+            .iter()
+            .find(|d| &d.name == name)
+            .context("an active droplet vanished")?;
+        let address = d.public_ipv4().context("an active droplet has no public IPv4")?;
+        nodes.push(ProvisionedNode {
+            name: name.clone(),
+            address: IpAddr::V4(address),
+            container: d.id.to_string(),
+        });
+    }
+    Ok(nodes)
+}
+
+/// Removes everything of a run: droplets by tag (verified by listing until none is
+/// left), then the firewall and SSH key (by the ids recorded, and by name for anything
+/// a lost answer hid). Returns the errors met; keeps going past them.
+pub async fn teardown(client: &DoClient, run_id: &str, created: &DoResources, limit: Duration) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Err(e) = client.delete_by_tag_verified(&run_tag(run_id), limit).await {
+        errors.push(format!("droplets: {e}"));
+    }
+    let name = run_resource_name(run_id);
+    // Ids recorded at creation are enough; look up by name only when one is missing
+    // (its create answer was lost, or the run stopped before it was recorded).
+    let mut firewalls: Vec<String> = created.firewall_id.iter().cloned().collect();
+    if firewalls.is_empty() {
+        match client.firewalls().await {
+            Ok(all) => firewalls.extend(
+                all.iter()
+                    .filter(|f| f["name"] == name.as_str())
+                    .filter_map(|f| f["id"].as_str().map(str::to_string)),
+            ),
+            Err(e) => errors.push(format!("listing firewalls: {e}")),
+        }
+    }
+    firewalls.sort();
+    firewalls.dedup();
+    for id in firewalls {
+        if let Err(e) = client.delete_firewall(&id).await {
+            errors.push(format!("firewall {id}: {e}"));
+        }
+    }
+    let mut keys: Vec<i64> = created.ssh_key_id.into_iter().collect();
+    if keys.is_empty() {
+        match client.ssh_keys().await {
+            Ok(all) => keys.extend(all.iter().filter(|k| k.name == name).map(|k| k.id)),
+            Err(e) => errors.push(format!("listing SSH keys: {e}")),
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    for id in keys {
+        if let Err(e) = client.delete_ssh_key(id).await {
+            errors.push(format!("SSH key {id}: {e}"));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_embeds_each_nodes_configuration() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/swarm-demo.toml")).unwrap();
+        let scenario = swarm_e2e_model::parse_scenario("swarm-demo.toml", &text).unwrap();
+        let pki = Pki::new("t").unwrap();
+        let ud = user_data(&scenario, &pki).unwrap();
+        assert!(ud.starts_with("#!/bin/sh"));
+        let config = config_from_user_data(&ud).unwrap();
+        let node = &config["nodes"]["swarm-demo-3"];
+        assert_eq!(node["daemon_json"]["log-level"], "warn");
+        assert_eq!(node["daemon_json"]["labels"], json!(["provider=local", "storage=ssd"]));
+        assert!(node["cert_pem"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+        assert!(ud.len() < 64 * 1024);
+    }
+
+    #[test]
+    fn tags_and_names_obey_the_api_rules() {
+        let tag = run_tag("ab12cd34");
+        assert!(
+            tag.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_'))
+        );
+        let fw = firewall_body("ab12cd34", &["203.0.113.7/32".into()]);
+        assert_eq!(fw["tags"], json!([tag]));
+        assert_eq!(fw["inbound_rules"].as_array().unwrap().len(), 7);
+    }
+}

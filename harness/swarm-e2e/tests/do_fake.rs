@@ -1,0 +1,265 @@
+//! The DigitalOcean code path against the fake, end to end through the binary: the
+//! API-only dry run, every injected fault (survived, or reported clearly), interrupts,
+//! the request budget, and no droplet, key or firewall left behind in any case.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_swarm-e2e");
+const SEED: &str = "scenarios/swarm-demo.toml";
+
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .current_dir(repo())
+        .env("CI", "1")
+        .env_remove("DIGITALOCEAN_ACCESS_TOKEN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+fn dry_run(extra: &[&str], file: &str) -> (Out, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut args = vec![
+        "run",
+        "--target",
+        "do-fake",
+        "--no-engines",
+        "--fake-boot-latency",
+        "1s",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(file);
+    let out = run(&args, &[]);
+    let report = std::fs::read_to_string(&json)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_default();
+    (out, report)
+}
+
+fn assert_no_leak(out: &Out) {
+    assert!(!out.stderr.contains("left on the fake"), "leak:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("✓ teardown"),
+        "teardown did not finish cleanly:\n{}",
+        out.stderr
+    );
+}
+
+fn requests(report: &serde_json::Value) -> u64 {
+    report["runs"][0]["digitalocean_requests"]["fake"]["total"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn api_only_dry_run_ignores_engine_checks_with_the_reason_and_stays_in_budget() {
+    let (out, report) = dry_run(&[], SEED);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("7 ignored"), "{}", out.stdout);
+    assert!(out.stdout.contains("ignored (--no-engines"), "{}", out.stdout);
+    assert_no_leak(&out);
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+    assert!(jsonschema::is_valid(&schema, &report), "{report:#}");
+    assert!(
+        report["runs"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"] == "ignored")
+    );
+    let n = 3;
+    assert!(
+        requests(&report) <= 2 * n + 15,
+        "{} requests for {n} droplets",
+        requests(&report)
+    );
+    let by = &report["runs"][0]["digitalocean_requests"]["fake"]["by_endpoint"];
+    assert_eq!(by["POST /v2/droplets"], 1, "one multi-create for the cluster");
+}
+
+#[test]
+fn ten_droplets_cost_no_more_requests_than_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ten.toml");
+    let mut text = String::from("name = \"ten\"\n");
+    for i in 1..=10 {
+        text.push_str(&format!(
+            "[[nodes]]\nname = \"t-{i}\"\nrole = \"{}\"\n",
+            if i == 1 { "manager" } else { "worker" }
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    let (out, report) = dry_run(&[], file.to_str().unwrap());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_no_leak(&out);
+    assert!(
+        requests(&report) <= 2 * 10 + 15,
+        "{} requests for 10 droplets",
+        requests(&report)
+    );
+}
+
+#[test]
+fn survivable_faults_are_survived_without_duplicates_or_leaks() {
+    for faults in [
+        "burst_429 = 3\nretry_after_secs = 1",
+        "fail_5xx = { \"POST /v2/droplets\" = 1 }",
+        "fail_5xx = { \"GET /v2/droplets\" = 2 }\nfail_5xx_streak = 3",
+        "slow_ms = 300",
+        "lose_create_responses = 1",
+    ] {
+        let (out, report) = dry_run(&["--fake-faults", faults], SEED);
+        assert_eq!(out.code, 0, "fault `{faults}`:\n{}", out.stderr);
+        assert_no_leak(&out);
+        let by = &report["runs"][0]["digitalocean_requests"]["fake"]["by_endpoint"];
+        assert!(
+            by["POST /v2/droplets"].as_u64().unwrap() <= 2,
+            "fault `{faults}`: creates {by}"
+        );
+    }
+}
+
+#[test]
+fn fatal_faults_fail_clearly_and_still_tear_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("short.toml");
+    let text = std::fs::read_to_string(repo().join(SEED)).unwrap();
+    std::fs::write(&file, format!("{text}\n[timeouts]\nprovision = \"4s\"\n")).unwrap();
+    for (faults, said) in [
+        ("stuck_in_new = [\"swarm-demo-2\"]", "swarm-demo-2 (new)"),
+        ("goes_off = [\"swarm-demo-3\"]", "droplet swarm-demo-3 powered off"),
+    ] {
+        let (out, _) = dry_run(&["--fake-faults", faults], file.to_str().unwrap());
+        assert_eq!(out.code, 3, "fault `{faults}`:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(said),
+            "fault `{faults}` not explained (`{said}`):\n{}",
+            out.stderr
+        );
+        assert_no_leak(&out);
+    }
+}
+
+#[test]
+fn sigint_during_provisioning_tears_down_on_the_fake() {
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--target",
+            "do-fake",
+            "--no-engines",
+            "--fake-boot-latency",
+            "3s",
+            SEED,
+        ])
+        .current_dir(repo())
+        .env("CI", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        all.push_str(&line);
+        if line.contains("… provision") {
+            Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = child.stdout.take().unwrap().read_to_string(&mut rest);
+    assert_eq!(status.code(), Some(130), "{all}");
+    assert!(!all.contains("left on the fake") && all.contains("✓ teardown"), "{all}");
+}
+
+#[test]
+fn the_real_target_needs_a_token_and_says_so() {
+    let out = run(&["run", "--target", "digitalocean", "--no-engines", SEED], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("DIGITALOCEAN_ACCESS_TOKEN"), "{}", out.stderr);
+}
+
+#[test]
+fn the_real_target_path_keeps_a_canary_token_out_of_everything() {
+    // `--target digitalocean` pointed at a fake over HTTP: the real code path, a canary
+    // token, trace-level logging, a JSON report.
+    const CANARY: &str = "dop_v1_canary_e2e_0123456789abcdef";
+    let mut fake = Command::new(BIN)
+        .args([
+            "fake-do",
+            "serve",
+            "--port",
+            "0",
+            "--token",
+            CANARY,
+            "--boot-latency",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().replace("fake DigitalOcean API: ", "");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = run(
+        &[
+            "run",
+            "--target",
+            "digitalocean",
+            "--no-engines",
+            "--json",
+            json.to_str().unwrap(),
+            SEED,
+        ],
+        &[
+            ("DIGITALOCEAN_ACCESS_TOKEN", CANARY),
+            ("DIGITALOCEAN_API_URL", &url),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    Command::new("kill")
+        .args(["-INT", &fake.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = fake.wait();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.lines().filter(|l| l.contains("TRACE")).count() > 20,
+        "no trace output to search"
+    );
+    let report = std::fs::read_to_string(&json).unwrap();
+    for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr), ("report", &report)] {
+        assert!(!text.contains(CANARY), "the token leaked into {what}");
+    }
+}
