@@ -3,3 +3,8 @@
 
 pub mod client;
 pub mod fake;
+
+/// Droplet sizes with list prices (USD), shared by the fake and by `plan`'s estimate:
+/// slug, memory MB, vCPUs, disk GB, price per month, price per hour. These are 2026 list
+/// prices; the real API's `GET /v2/sizes` is the authority.
+pub use fake::SIZES as SIZE_PRICES;

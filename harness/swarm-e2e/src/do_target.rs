@@ -296,6 +296,51 @@ pub async fn teardown(client: &DoClient, run_id: &str, created: &DoResources, li
     errors
 }
 
+/// What a run would create on DigitalOcean, from the scenario alone: no request, no
+/// token.
+pub fn plan(scenario: &Scenario, settings: &DoSettings, run_id: &str) -> String {
+    let n = scenario.nodes.len();
+    let price = swarm_e2e_digitalocean::SIZE_PRICES
+        .iter()
+        .find(|s| s.0 == settings.size);
+    let mut out = format!(
+        "plan for scenario {} on DigitalOcean (nothing is created)\n\n{:<24} {:<8} {:<14} {:<18} {}\n",
+        scenario.name, "droplet", "region", "size", "image", "engine"
+    );
+    for node in &scenario.nodes {
+        out.push_str(&format!(
+            "{:<24} {:<8} {:<14} {:<18} {}\n",
+            node.name, settings.region, settings.size, settings.image, node.engine
+        ));
+    }
+    out.push_str(&format!(
+        "\nalso: tags `{PROJECT_TAG}` and `{}`, SSH key and firewall `{}` (2376/tcp mutual TLS, swarm ports between the run's droplets, 22/tcp)\n",
+        run_tag(run_id),
+        run_resource_name(run_id)
+    ));
+    match price {
+        Some(p) => out.push_str(&format!(
+            "estimated cost: ${:.4}/hour for {n} droplet(s) of {} at ${:.5}/hour list price (check GET /v2/sizes)\n",
+            p.5 * n as f64,
+            p.0,
+            p.5
+        )),
+        None => out.push_str(&format!(
+            "estimated cost: unknown for size {} (not in the price table)\n",
+            settings.size
+        )),
+    }
+    // account, droplet count, 2 tags, key, firewall, ceil(N/10) creates, ~8 polls with
+    // doubling intervals, delete by tag, ~2 verifying lists, firewall and key deletes.
+    let expected = 6 + n.div_ceil(10) + 8 + 1 + 2 + 2;
+    out.push_str(&format!(
+        "expected API requests: about {expected} (budget 2N + 15 = {}); droplets are created {} per request\n",
+        2 * n + 15,
+        n.min(10)
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

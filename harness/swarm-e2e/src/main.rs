@@ -104,6 +104,19 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
         #[arg(last = true)]
         libtest: Vec<String>,
     },
+    /// Show what a run would create on DigitalOcean and what it would cost; sends no
+    /// request and needs no token.
+    #[command(
+        after_help = "Example:\n  DIGITALOCEAN_SIZE=s-2vcpu-4gb swarm-e2e plan scenarios/swarm-demo.toml --target digitalocean\n\nRegion, size and image come from DIGITALOCEAN_REGION, DIGITALOCEAN_SIZE, DIGITALOCEAN_IMAGE\n(defaults nyc3, s-1vcpu-1gb, ubuntu-24-04-x64)."
+    )]
+    Plan {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The target to plan for.
+        #[arg(long, default_value = "digitalocean", value_parser = ["digitalocean", "do-fake"])]
+        target: String,
+    },
     /// Build or list node images (Debian root filesystems with a packaged engine).
     #[command(subcommand)]
     NodeImage(NodeImageCommand),
@@ -323,6 +336,16 @@ fn main() -> ExitCode {
             }
             code
         }
+        Command::Plan { files, target: _ } => match load_all(&files) {
+            Ok(scenarios) => {
+                let settings = swarm_e2e::do_target::DoSettings::from_env();
+                for s in &scenarios {
+                    println!("{}", swarm_e2e::do_target::plan(s, &settings, "<run-id>"));
+                }
+                exit::OK
+            }
+            Err(code) => code,
+        },
         Command::NodeImage(NodeImageCommand::Build { engine, force }) => rt.block_on(async {
             let result = async {
                 let host = engine::host_engine()?;

@@ -263,3 +263,43 @@ fn the_real_target_path_keeps_a_canary_token_out_of_everything() {
         assert!(!text.contains(CANARY), "the token leaked into {what}");
     }
 }
+
+#[test]
+fn plan_shows_droplets_cost_and_requests_without_any_request() {
+    // A token and an API URL are set, and still nothing may be asked.
+    let mut fake = Command::new(BIN)
+        .args(["fake-do", "serve", "--port", "0", "--token", "dop_v1_plan"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().replace("fake DigitalOcean API: ", "");
+    let out = run(
+        &["plan", SEED, "--target", "digitalocean"],
+        &[
+            ("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_plan"),
+            ("DIGITALOCEAN_API_URL", &url),
+        ],
+    );
+    Command::new("kill")
+        .args(["-INT", &fake.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = fake.wait();
+    let mut served = String::new();
+    fake.stderr.take().unwrap().read_to_string(&mut served).unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for want in [
+        "swarm-demo-1",
+        "swarm-demo-3",
+        "nyc3",
+        "s-1vcpu-1gb",
+        "/hour",
+        "expected API requests",
+    ] {
+        assert!(out.stdout.contains(want), "plan lacks `{want}`:\n{}", out.stdout);
+    }
+    assert!(out.stdout.contains("$0.0268/hour"), "3 x 0.00893:\n{}", out.stdout);
+    assert!(served.contains("served 0 request(s)"), "plan sent requests: {served}");
+}
