@@ -95,7 +95,7 @@ pub(crate) fn run(
     // droplets not ready and their status) is the one reported.
     settings.boot_limit = scenario.timeouts.provision.mul_f64(0.9);
     if fake.is_some() {
-        settings.poll_every = std::time::Duration::from_millis(250);
+        settings.poll_every = std::time::Duration::from_secs(1);
     }
     reporter.event(&Event::RunStarted {
         run_id: summary.run_id.clone(),
