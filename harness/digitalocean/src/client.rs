@@ -462,7 +462,9 @@ impl DoClient {
             }
             // Doubling intervals: a fast boot is seen quickly, a slow one costs few
             // requests (the budget is 2N + 15 requests per run).
-            tokio::time::sleep(interval).await;
+            // Never sleep past the limit: the last look happens at it, so a timeout
+            // reports what was seen then.
+            tokio::time::sleep(interval.min(limit.saturating_sub(started.elapsed()))).await;
             interval = (interval * 2).min(MAX_POLL_INTERVAL);
         }
     }
@@ -496,7 +498,9 @@ impl DoClient {
                     pending: left.iter().map(|d| format!("{} ({})", d.name, d.status)).collect(),
                 });
             }
-            tokio::time::sleep(interval).await;
+            // Never sleep past the limit: the last look happens at it, so a timeout
+            // reports what was seen then.
+            tokio::time::sleep(interval.min(limit.saturating_sub(started.elapsed()))).await;
             interval = (interval * 2).min(MAX_POLL_INTERVAL);
         }
     }
