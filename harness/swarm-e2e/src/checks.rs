@@ -242,6 +242,15 @@ async fn service_tasks(docker: &Docker, service: &str) -> anyhow::Result<Vec<Tas
         .await?)
 }
 
+/// The scenario name of the node a task is on ("" when unassigned).
+fn node_of(t: &Task, names: &HashMap<String, String>) -> String {
+    t.node_id
+        .as_ref()
+        .and_then(|id| names.get(id))
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn state_of(t: &Task) -> TaskState {
     t.status.as_ref().and_then(|s| s.state).unwrap_or(TaskState::NEW)
 }
@@ -285,12 +294,7 @@ async fn placement(env: &CheckEnv, service: &str, expect_nodes: &[String]) -> an
         let tasks = service_tasks(manager, service).await?;
         let running: Vec<&Task> = tasks.iter().filter(|t| state_of(t) == TaskState::RUNNING).collect();
         for t in &running {
-            let node = t
-                .node_id
-                .as_ref()
-                .and_then(|id| names.get(id))
-                .cloned()
-                .unwrap_or_default();
+            let node = node_of(t, &names);
             if !expect_nodes.contains(&node) {
                 return Ok(Some(Some(format!(
                     "a task of `{service}` runs on {node}, but it may only run on [{}] (constraints: [{}])",
@@ -327,12 +331,7 @@ async fn pending(env: &CheckEnv, service: &str) -> anyhow::Result<Outcome> {
     let waited = poll_until(env.timeout, Duration::from_millis(50), || async {
         let tasks = service_tasks(manager, service).await?;
         if let Some(t) = tasks.iter().find(|t| state_of(t) == TaskState::RUNNING) {
-            let node = t
-                .node_id
-                .as_ref()
-                .and_then(|id| names.get(id))
-                .cloned()
-                .unwrap_or_default();
+            let node = node_of(t, &names);
             return Ok(Some(Err(format!(
                 "expected `{service}` to stay pending, but a task runs on {node}"
             ))));
