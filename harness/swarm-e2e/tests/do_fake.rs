@@ -35,6 +35,33 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Out {
     }
 }
 
+/// Starts `swarm-e2e fake-do serve` on a free port; returns the process and its base URL.
+fn serve_fake(extra: &[&str]) -> (std::process::Child, String) {
+    let mut fake = Command::new(BIN)
+        .args(["fake-do", "serve", "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().replace("fake DigitalOcean API: ", "");
+    (fake, url)
+}
+
+/// Stops a fake started by [`serve_fake`] (SIGINT, by its PID); returns what it printed
+/// on stderr (its request summary).
+fn stop_fake(mut fake: std::process::Child) -> String {
+    Command::new("kill")
+        .args(["-INT", &fake.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = fake.wait();
+    let mut served = String::new();
+    fake.stderr.take().unwrap().read_to_string(&mut served).unwrap();
+    served
+}
+
 fn dry_run(extra: &[&str], file: &str) -> (Out, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
@@ -213,23 +240,7 @@ fn the_real_target_path_keeps_a_canary_token_out_of_everything() {
     // `--target digitalocean` pointed at a fake over HTTP: the real code path, a canary
     // token, trace-level logging, a JSON report.
     const CANARY: &str = "dop_v1_canary_e2e_0123456789abcdef";
-    let mut fake = Command::new(BIN)
-        .args([
-            "fake-do",
-            "serve",
-            "--port",
-            "0",
-            "--token",
-            CANARY,
-            "--boot-latency",
-            "1s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
-    let url = lines.next().unwrap().unwrap().replace("fake DigitalOcean API: ", "");
+    let (fake, url) = serve_fake(&["--token", CANARY, "--boot-latency", "1s"]);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let out = run(
@@ -248,11 +259,7 @@ fn the_real_target_path_keeps_a_canary_token_out_of_everything() {
             ("RUST_LOG", "trace"),
         ],
     );
-    Command::new("kill")
-        .args(["-INT", &fake.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = fake.wait();
+    stop_fake(fake);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr.lines().filter(|l| l.contains("TRACE")).count() > 20,
@@ -267,14 +274,7 @@ fn the_real_target_path_keeps_a_canary_token_out_of_everything() {
 #[test]
 fn plan_shows_droplets_cost_and_requests_without_any_request() {
     // A token and an API URL are set, and still nothing may be asked.
-    let mut fake = Command::new(BIN)
-        .args(["fake-do", "serve", "--port", "0", "--token", "dop_v1_plan"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
-    let url = lines.next().unwrap().unwrap().replace("fake DigitalOcean API: ", "");
+    let (fake, url) = serve_fake(&["--token", "dop_v1_plan"]);
     let out = run(
         &["plan", SEED, "--target", "digitalocean"],
         &[
@@ -282,13 +282,7 @@ fn plan_shows_droplets_cost_and_requests_without_any_request() {
             ("DIGITALOCEAN_API_URL", &url),
         ],
     );
-    Command::new("kill")
-        .args(["-INT", &fake.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = fake.wait();
-    let mut served = String::new();
-    fake.stderr.take().unwrap().read_to_string(&mut served).unwrap();
+    let served = stop_fake(fake);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for want in [
         "swarm-demo-1",
