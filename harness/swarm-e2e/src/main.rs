@@ -417,8 +417,14 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             let fake = FakeDigitalOcean::start(config, Some(listener)).await;
-            println!("fake DigitalOcean API: {}", fake.base_url());
-            println!("token: {}", fake.token());
+            // A reader that takes only the URL line and closes the pipe must not kill the
+            // fake (println! panics on EPIPE), so write errors are ignored here.
+            {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "fake DigitalOcean API: {}\ntoken: {}", fake.base_url(), fake.token());
+                let _ = out.flush();
+            }
             eprintln!("serving until Ctrl-C");
             let _ = tokio::signal::ctrl_c().await;
             let stats = fake.stats();

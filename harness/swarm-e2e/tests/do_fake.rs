@@ -46,6 +46,8 @@ fn serve_fake(extra: &[&str]) -> (std::process::Child, String) {
         .unwrap();
     let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
     let url = lines.next().unwrap().unwrap().replace("fake DigitalOcean API: ", "");
+    // Keep draining stdout, as a real consumer would, until the fake exits.
+    std::thread::spawn(move || lines.for_each(drop));
     (fake, url)
 }
 
