@@ -148,6 +148,41 @@ struct State {
     endpoint_counts: BTreeMap<String, u32>,
     faults: Faults,
     streak_left: u32,
+    /// Where droplet lifecycle events go (to a backer); `None` until someone listens.
+    events: Option<tokio::sync::mpsc::UnboundedSender<DropletEvent>>,
+}
+
+/// What happened to a droplet, for a backer that gives droplets real engines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DropletEvent {
+    /// Created (also when the create answer was lost on the way).
+    Created {
+        id: i64,
+        name: String,
+        tags: Vec<String>,
+        user_data: Option<String>,
+    },
+    /// Deletion requested (by id or by tag).
+    Deleted { id: i64 },
+}
+
+impl State {
+    fn emit(&self, event: DropletEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    fn mark_deleted(&mut self, id: i64, now: Instant) -> bool {
+        match self.droplets.get_mut(&id) {
+            Some(d) if d.deleted.is_none() => {
+                d.deleted = Some(now);
+                self.emit(DropletEvent::Deleted { id });
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The fake API. Keep it alive as long as it should answer.
@@ -257,8 +292,37 @@ impl FakeDigitalOcean {
             .and_then(|d| d.user_data.clone())
     }
 
+    /// Droplet lifecycle events from now on, for one listener (a backer). Call it before
+    /// the first droplet is created; a second call replaces the first listener.
+    pub fn events(&self) -> tokio::sync::mpsc::UnboundedReceiver<DropletEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.state.lock().unwrap().events = Some(tx);
+        rx
+    }
+
     /// A backer reports the address of the engine behind a droplet: it becomes the
     /// droplet's public IPv4.
+    pub fn set_backing_address(&self, id: i64, address: Ipv4Addr) {
+        self.control().set_backing_address(id, address);
+    }
+
+    /// A handle a backer task keeps (the fake itself stays with its owner).
+    pub fn control(&self) -> FakeControl {
+        FakeControl {
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// What a backer may do to the fake's droplets.
+#[derive(Clone)]
+pub struct FakeControl {
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeControl {
+    /// The droplet's public IPv4 becomes `address` (its engine's); a backed droplet is
+    /// `active` only from then on.
     pub fn set_backing_address(&self, id: i64, address: Ipv4Addr) {
         if let Some(d) = self.state.lock().unwrap().droplets.get_mut(&id) {
             d.backing_address = Some(address);
@@ -511,10 +575,14 @@ impl Handler {
                 let Some(tag) = query.get("tag_name") else {
                     return with_status(400, error(400, "bad_request", "tag_name is required"));
                 };
-                for d in s.droplets.values_mut() {
-                    if d.tags.contains(tag) && d.deleted.is_none() {
-                        d.deleted = Some(now);
-                    }
+                let ids: Vec<i64> = s
+                    .droplets
+                    .values()
+                    .filter(|d| d.tags.contains(tag))
+                    .map(|d| d.id)
+                    .collect();
+                for id in ids {
+                    s.mark_deleted(id, now);
                 }
                 with_status(204, ResponseTemplate::new(204))
             }
@@ -529,11 +597,8 @@ impl Handler {
                     error(404, "not_found", "The resource you were accessing could not be found."),
                 ),
             },
-            ("DELETE", ["v2", "droplets", id]) => match id.parse::<i64>().ok().and_then(|i| s.droplets.get_mut(&i)) {
-                Some(d) if d.deleted.is_none() => {
-                    d.deleted = Some(now);
-                    with_status(204, ResponseTemplate::new(204))
-                }
+            ("DELETE", ["v2", "droplets", id]) => match id.parse::<i64>() {
+                Ok(id) if s.mark_deleted(id, now) => with_status(204, ResponseTemplate::new(204)),
                 _ => with_status(
                     404,
                     error(404, "not_found", "The resource you were accessing could not be found."),
@@ -808,6 +873,12 @@ fn create(s: &mut State, config: &FakeConfig, req: &Request) -> Result<Vec<Dropl
             backing_address: None,
         };
         s.droplets.insert(id, d.clone());
+        s.emit(DropletEvent::Created {
+            id,
+            name: d.name.clone(),
+            tags: d.tags.clone(),
+            user_data: d.user_data.clone(),
+        });
         out.push(d);
     }
     Ok(out)

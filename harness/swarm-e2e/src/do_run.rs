@@ -1,12 +1,15 @@
 //! The run loop for the DigitalOcean targets (real API or the in-process fake).
 //!
-//! For now the API-only dry run (`--no-engines`): the whole provisioning and teardown
-//! path against the API, with the scenario's engine checks reported ignored, with that
-//! reason. Droplets backed by real engines come next (see ARCHITECTURE.md).
+//! Provisioning and teardown go through the DigitalOcean API; once droplets are active
+//! the phases are the ones every target shares (engines ready over mutual TLS, verified
+//! by node name; cluster formed; checks). On `do-fake` the droplets are backed by node
+//! containers (see [`crate::fake_backer`]); `--no-engines` is the API-only dry run, where
+//! the checks are reported ignored with that reason.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bollard::Docker;
 use libtest_mimic::{Arguments, Completion, Trial};
 use secrecy::SecretString;
 use swarm_e2e_digitalocean::client::DoClient;
@@ -15,12 +18,16 @@ use swarm_e2e_model::Scenario;
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::do_target::{self, DoResources, DoSettings};
+use crate::engine::{host_engine, ping_host_engine};
+use crate::fake_backer::Backer;
+use crate::local;
 use crate::pki::Pki;
 use crate::report::{Event, Phase, Reporter};
 use crate::run::{
-    CheckRecord, Interrupt, PROVISION_GRACE, PhaseError, RunOptions, RunSummary, Target, exit, finish_phase,
-    start_phase,
+    CheckRecord, Interrupt, PROVISION_GRACE, PhaseError, PhaseFailure, RunOptions, RunSummary, Target, Verify,
+    engines_cluster_checks, exit, finish_phase, inject_panic, panic_message, start_phase,
 };
 
 /// The environment variable the real target reads its token from (as doctl does).
@@ -39,17 +46,40 @@ pub(crate) fn run(
         Target::DoFake { no_engines, .. } | Target::DigitalOcean { no_engines } => *no_engines,
         Target::Local => unreachable!("local runs do not come here"),
     };
-    if !no_engines {
+    let is_fake = matches!(opts.target, Target::DoFake { .. });
+    if opts.keep {
         summary.exit_code = exit::INVALID_INPUT;
         summary.error = Some(format!(
-            "engine checks on target {} are not available yet: droplets are provisioned, but not yet backed by engines \
-             the harness can reach\nhint: add --no-engines for the API-only dry run, or use --target local",
+            "--keep is not available on target {} yet\nhint: use --keep with --target local",
             opts.target.name()
         ));
         return summary;
     }
+    // Engines need the host engine: it runs the containers behind fake droplets and
+    // holds the test images every node gets.
+    let host: Option<Docker> = if no_engines {
+        None
+    } else {
+        let host = rt.block_on(async {
+            let host = host_engine()?;
+            ping_host_engine(&host).await?;
+            if is_fake {
+                local::require_node_images(&host, scenario).await?;
+            }
+            anyhow::Ok(host)
+        });
+        match host {
+            Ok(h) => Some(h),
+            Err(e) => {
+                summary.exit_code = exit::INFRASTRUCTURE;
+                summary.error = Some(format!("{e:#}"));
+                return summary;
+            }
+        }
+    };
     // The fake lives as long as the run; the client sees only a base URL and a token.
     let mut fake: Option<FakeDigitalOcean> = None;
+    let mut backer: Option<Backer> = None;
     let client = match &opts.target {
         Target::DoFake {
             boot_latency, faults, ..
@@ -58,10 +88,15 @@ pub(crate) fn run(
                 FakeConfig {
                     boot_latency: *boot_latency,
                     faults: faults.clone(),
+                    backed: host.is_some(),
                     ..Default::default()
                 },
                 None,
             ));
+            if let Some(host) = &host {
+                let _guard = rt.enter();
+                backer = Some(Backer::spawn(host.clone(), f.control(), f.events()));
+            }
             let c = DoClient::new(&f.base_url(), SecretString::from(f.token().to_string()));
             fake = Some(f);
             c
@@ -94,7 +129,7 @@ pub(crate) fn run(
     // The droplet wait gives up inside the phase bound, so its error (which names the
     // droplets not ready and their status) is the one reported.
     settings.boot_limit = scenario.timeouts.provision.mul_f64(0.9);
-    if fake.is_some() {
+    if is_fake {
         settings.poll_every = std::time::Duration::from_secs(1);
     }
     reporter.event(&Event::RunStarted {
@@ -105,104 +140,76 @@ pub(crate) fn run(
     });
     let run_id = summary.run_id.clone();
     let created = Arc::new(Mutex::new(DoResources::default()));
+    let mut cluster: Option<Arc<Cluster>> = None;
 
-    let result: Result<(), (i32, String)> = (|| {
-        let pki = Pki::new(&run_id).map_err(|e| (exit::INFRASTRUCTURE, format!("{e:#}")))?;
-        let started = start_phase(&reporter, Phase::Provision);
-        let stop = CancellationToken::new();
-        let (client2, scenario2, created2, settings2, run2, stop2) = (
-            client.clone(),
-            scenario.clone(),
-            created.clone(),
-            settings.clone(),
-            run_id.clone(),
-            stop.clone(),
-        );
-        let mut task = rt.spawn(async move {
-            do_target::provision(&client2, &scenario2, &run2, &settings2, &pki, &created2, &stop2).await
-        });
-        let limit = scenario.timeouts.provision;
-        let outcome = rt.block_on(async {
-            let ended = tokio::select! {
-                r = &mut task => return (Some(r), None),
-                _ = tokio::time::sleep(limit) => PhaseError::Timeout(limit),
-                _ = interrupt.stop.cancelled() => PhaseError::Interrupted,
-            };
-            // Let requests in flight land (a create answered late is still ours).
-            stop.cancel();
-            tokio::select! {
-                r = &mut task => (Some(r), Some(ended)),
-                _ = tokio::time::sleep(PROVISION_GRACE) => (None, Some(ended)),
-                _ = interrupt.hurry.cancelled() => (None, Some(ended)),
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let pki = Arc::new(Pki::new(&run_id).map_err(|e| (exit::INFRASTRUCTURE, format!("{e:#}")))?);
+        let nodes = provision_phase(
+            rt,
+            &client,
+            scenario,
+            &settings,
+            &pki,
+            &created,
+            backer.as_ref(),
+            &reporter,
+            interrupt,
+            &mut summary,
+        )?;
+        inject_panic(opts, Phase::Provision);
+        match &host {
+            Some(host) => engines_cluster_checks(
+                rt,
+                host,
+                scenario,
+                opts,
+                args,
+                &reporter,
+                interrupt,
+                &pki,
+                nodes,
+                Verify::NodeName,
+                &mut cluster,
+                &mut summary,
+            ),
+            None => {
+                ignored_checks(scenario, args, &reporter, &mut summary, &nodes);
+                Ok(exit::OK)
             }
-        });
-        let result = match outcome {
-            (_, Some(ended)) => Err(ended),
-            (Some(Ok(Ok(nodes))), None) => Ok(nodes),
-            (Some(Ok(Err(e))), None) => Err(PhaseError::Failed(e)),
-            (_, None) => Err(PhaseError::Failed(anyhow::anyhow!("provisioning panicked"))),
-        };
-        let nodes = finish_phase(&reporter, &mut summary, Phase::Provision, started, result, |n| {
-            format!("{} droplet(s) active", n.len())
-        })?;
-        summary.nodes = nodes
-            .iter()
-            .map(|n| crate::run::NodeRecord {
-                name: n.name.clone(),
-                role: scenario
-                    .node(&n.name)
-                    .map(|d| d.role.as_str())
-                    .unwrap_or("worker")
-                    .into(),
-                address: n.address.to_string(),
-                engine_version: "not started (--no-engines)".into(),
-            })
-            .collect();
-
-        // Checks: reported ignored, with the reason, never passed.
-        let started = start_phase(&reporter, Phase::Checks);
-        let reason = "--no-engines: API-only dry run, no engine behind the droplets";
-        let trials: Vec<Trial> = scenario
-            .checks
-            .iter()
-            .map(|c| {
-                Trial::ignorable_test(format!("{}::{}", scenario.name, c.name), move || {
-                    Ok(Completion::ignored_with(reason))
-                })
-                .with_kind(c.kind.kind_name())
-            })
-            .collect();
-        let conclusion = libtest_mimic::run(args, trials);
-        summary.checks = scenario
-            .checks
-            .iter()
-            .map(|c| CheckRecord {
-                name: c.name.clone(),
-                kind: c.kind.kind_name().into(),
-                outcome: "ignored".into(),
-                message: Some(reason.into()),
-                duration: std::time::Duration::ZERO,
-            })
-            .collect();
-        let elapsed = started.elapsed();
-        summary.timings.record(Phase::Checks, elapsed);
-        reporter.event(&Event::PhaseFinished {
-            phase: Phase::Checks,
-            elapsed,
-            ok: true,
-            detail: format!("{} ignored ({reason})", conclusion.num_ignored),
-        });
-        Ok(())
-    })();
-    if let Err((code, message)) = result {
-        summary.exit_code = code;
-        reporter.event(&Event::Note {
-            text: format!("swarm-e2e: {message}"),
-        });
-        summary.error = Some(message);
+        }
+    }))
+    .unwrap_or_else(|panic| {
+        Err((
+            exit::INFRASTRUCTURE,
+            format!("internal error (panic: {}); tearing down", panic_message(&panic)),
+        ))
+    });
+    match result {
+        Ok(code) => summary.exit_code = code,
+        Err((code, message)) => {
+            summary.exit_code = code;
+            reporter.event(&Event::Note {
+                text: format!("swarm-e2e: {message}"),
+            });
+            summary.error = Some(message);
+        }
     }
+    if let (Some(dir), Some(host)) = (&opts.artifacts, &host)
+        && matches!(summary.exit_code, exit::CHECK_FAILED | exit::INFRASTRUCTURE)
+    {
+        let path = rt.block_on(crate::artifacts::collect(
+            host,
+            scenario,
+            &summary,
+            cluster.as_deref(),
+            dir,
+        ));
+        summary.artifacts = Some(path);
+    }
+    drop(cluster);
 
-    // Teardown, always: by tag, verified.
+    // Teardown, always: droplets by tag (verified), firewall, key; then what backed the
+    // fake's droplets, by run label.
     let started = Instant::now();
     reporter.event(&Event::PhaseStarted { phase: Phase::Teardown });
     let recorded = created.lock().unwrap().clone();
@@ -212,6 +219,18 @@ pub(crate) fn run(
         &recorded,
         scenario.timeouts.teardown,
     ));
+    let mut backing_removed = 0;
+    if let Some(host) = &host {
+        let handles = match backer {
+            Some(b) => rt.block_on(b.shutdown()),
+            None => Vec::new(),
+        };
+        if is_fake {
+            let (removed, local_errors) = rt.block_on(local::teardown(host, &run_id, handles));
+            backing_removed = removed.len();
+            errors.extend(local_errors);
+        }
+    }
     if let Some(f) = &fake {
         // The fake can say what is really left: the strongest leak check there is.
         let (droplets, keys, firewalls) = (f.live_droplets().len(), f.key_count(), f.firewall_count());
@@ -227,7 +246,11 @@ pub(crate) fn run(
         phase: Phase::Teardown,
         elapsed,
         ok: errors.is_empty(),
-        detail: "droplets, firewall and SSH key removed by run tag".into(),
+        detail: if host.is_some() && is_fake {
+            format!("droplets, firewall and SSH key removed by run tag; {backing_removed} backing resource(s) removed")
+        } else {
+            "droplets, firewall and SSH key removed by run tag".into()
+        },
     });
     if !errors.is_empty() {
         for e in &errors {
@@ -253,4 +276,122 @@ pub(crate) fn run(
         ),
     });
     summary
+}
+
+/// Phase: provision. Tags, key, firewall and droplets through the API, until every
+/// droplet is active (on the fake with engines: until its engine container exists).
+#[allow(clippy::too_many_arguments)]
+fn provision_phase(
+    rt: &Runtime,
+    client: &DoClient,
+    scenario: &Arc<Scenario>,
+    settings: &DoSettings,
+    pki: &Arc<Pki>,
+    created: &Arc<Mutex<DoResources>>,
+    backer: Option<&Backer>,
+    reporter: &Arc<dyn Reporter>,
+    interrupt: &Interrupt,
+    summary: &mut RunSummary,
+) -> Result<Vec<local::ProvisionedNode>, PhaseFailure> {
+    let started = start_phase(reporter, Phase::Provision);
+    let stop = CancellationToken::new();
+    let mut task = rt.spawn({
+        let (client, scenario, created, settings, run_id, stop, pki) = (
+            client.clone(),
+            scenario.clone(),
+            created.clone(),
+            settings.clone(),
+            summary.run_id.clone(),
+            stop.clone(),
+            pki.clone(),
+        );
+        async move { do_target::provision(&client, &scenario, &run_id, &settings, &pki, &created, &stop).await }
+    });
+    let limit = scenario.timeouts.provision;
+    let backing_failed = async {
+        match backer {
+            Some(b) => b.failed().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = rt.block_on(async {
+        let ended = tokio::select! {
+            r = &mut task => return (Some(r), None),
+            _ = tokio::time::sleep(limit) => PhaseError::Timeout(limit),
+            _ = interrupt.stop.cancelled() => PhaseError::Interrupted,
+            f = backing_failed => PhaseError::Failed(anyhow::anyhow!("{f}\nhint: `swarm-e2e node-image ls` shows the node images the fake's droplets run on")),
+        };
+        // Let requests in flight land (a create answered late is still ours).
+        stop.cancel();
+        tokio::select! {
+            r = &mut task => (Some(r), Some(ended)),
+            _ = tokio::time::sleep(PROVISION_GRACE) => (None, Some(ended)),
+            _ = interrupt.hurry.cancelled() => (None, Some(ended)),
+        }
+    });
+    let result = match outcome {
+        (_, Some(ended)) => Err(ended),
+        (Some(Ok(Ok(nodes))), None) => Ok(nodes),
+        (Some(Ok(Err(e))), None) => Err(PhaseError::Failed(e)),
+        (_, None) => Err(PhaseError::Failed(anyhow::anyhow!("provisioning panicked"))),
+    };
+    finish_phase(reporter, summary, Phase::Provision, started, result, |n| match backer {
+        Some(b) => format!("{} droplet(s) active, {} backed by engines", n.len(), b.backed()),
+        None => format!("{} droplet(s) active", n.len()),
+    })
+}
+
+/// `--no-engines`: the checks are reported ignored, with the reason, never passed.
+fn ignored_checks(
+    scenario: &Scenario,
+    args: &Arguments,
+    reporter: &Arc<dyn Reporter>,
+    summary: &mut RunSummary,
+    nodes: &[local::ProvisionedNode],
+) {
+    summary.nodes = nodes
+        .iter()
+        .map(|n| crate::run::NodeRecord {
+            name: n.name.clone(),
+            role: scenario
+                .node(&n.name)
+                .map(|d| d.role.as_str())
+                .unwrap_or("worker")
+                .into(),
+            address: n.address.to_string(),
+            engine_version: "not started (--no-engines)".into(),
+        })
+        .collect();
+    let started = start_phase(reporter, Phase::Checks);
+    let reason = "--no-engines: API-only dry run, no engine behind the droplets";
+    let trials: Vec<Trial> = scenario
+        .checks
+        .iter()
+        .map(|c| {
+            Trial::ignorable_test(format!("{}::{}", scenario.name, c.name), move || {
+                Ok(Completion::ignored_with(reason))
+            })
+            .with_kind(c.kind.kind_name())
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(args, trials);
+    summary.checks = scenario
+        .checks
+        .iter()
+        .map(|c| CheckRecord {
+            name: c.name.clone(),
+            kind: c.kind.kind_name().into(),
+            outcome: "ignored".into(),
+            message: Some(reason.into()),
+            duration: std::time::Duration::ZERO,
+        })
+        .collect();
+    let elapsed = started.elapsed();
+    summary.timings.record(Phase::Checks, elapsed);
+    reporter.event(&Event::PhaseFinished {
+        phase: Phase::Checks,
+        elapsed,
+        ok: true,
+        detail: format!("{} ignored ({reason})", conclusion.num_ignored),
+    });
 }

@@ -111,7 +111,7 @@ pub fn user_data(scenario: &Scenario, pki: &Pki) -> anyhow::Result<String> {
             }),
         );
     }
-    let config = json!({"version": 1, "nodes": nodes});
+    let config = json!({"version": 1, "scenario": scenario.name, "nodes": nodes});
     let script = format!(
         r#"#!/bin/sh
 # swarm-e2e node bootstrap for scenario {name}. Installs the engine, writes this

@@ -61,23 +61,48 @@ fn host_description() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
+/// How a node engine's server certificate is matched, beyond being issued by the run CA.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerIdentity<'a> {
+    /// By the address connected to (local nodes: certificates are issued once the
+    /// address is known).
+    Address,
+    /// By the node's name, whatever address it has (droplets: their certificates are
+    /// rendered into `user_data` before any address exists).
+    Name(&'a str),
+}
+
 /// A client for one node engine over mutual TLS, verifying the server certificate
-/// against the run's CA and the node's address. Connections are pooled.
-pub fn tls_engine(addr: SocketAddr, creds: &CertBundle) -> anyhow::Result<Docker> {
+/// against the run's CA and `identity`. Connections are pooled.
+pub fn tls_engine(addr: SocketAddr, creds: &CertBundle, identity: ServerIdentity) -> anyhow::Result<Docker> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(creds.ca_pem.as_bytes()) {
         roots.add(cert.context("reading the run CA")?)?;
     }
+    let roots = Arc::new(roots);
     let chain = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .context("reading the client certificate")?;
     // The error of from_pem_slice names no key material, only what went wrong.
     let key = PrivateKeyDer::from_pem_slice(creds.key_pem.expose_secret().as_bytes())
         .map_err(|e| anyhow::anyhow!("reading the client key: {e}"))?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = match identity {
+        ServerIdentity::Address => builder.with_root_certificates(roots),
+        ServerIdentity::Name(name) => {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                .build()
+                .context("building the certificate verifier")?;
+            let name = rustls::pki_types::ServerName::try_from(name.to_string())
+                .with_context(|| format!("`{name}` is not a valid TLS server name"))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(VerifyAsName { webpki, name }))
+        }
+    };
+    let config = builder
         .with_client_auth_cert(chain, key)
         .context("building the TLS client configuration")?;
     let mut http = HttpConnector::new();
@@ -101,6 +126,50 @@ pub fn tls_engine(addr: SocketAddr, creds: &CertBundle) -> anyhow::Result<Docker
         API_TIMEOUT_SECS,
         API_DEFAULT_VERSION,
     )?)
+}
+
+/// Full WebPKI verification against the run CA, for a fixed expected name instead of
+/// the address in the URL. Only the name differs from the default verifier.
+#[derive(Debug)]
+struct VerifyAsName {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for VerifyAsName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _address: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Polls `/_ping` until the engine answers, bounded by `limit`. Returns the time it took.

@@ -11,6 +11,8 @@ pub const NODE: &str = "swarm-e2e.node";
 pub const SCENARIO: &str = "swarm-e2e.scenario";
 pub const CREATED: &str = "swarm-e2e.created";
 pub const KEEP: &str = "swarm-e2e.keep";
+/// On the container behind a fake droplet: the droplet's id.
+pub const DROPLET: &str = "swarm-e2e.droplet";
 /// Prefix of every local resource name (containers, networks, volumes, cgroup parents,
 /// temp directories): `swarm-e2e-<run-id>-...`.
 pub const NAME_PREFIX: &str = "swarm-e2e-";

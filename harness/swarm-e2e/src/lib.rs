@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod do_run;
 pub mod do_target;
 pub mod engine;
+pub mod fake_backer;
 pub mod images;
 pub mod labels;
 pub mod local;

@@ -110,7 +110,12 @@ pub async fn provision(
         let network = network.clone();
         let stop = stop.clone();
         async move {
-            let r = start_node(host, run_id, node, &network, run_labels, pki, &stop).await;
+            let spec = NodeSpec {
+                name: &node.name,
+                engine: &node.engine,
+                config: EngineConfig::Issue { pki, node },
+            };
+            let r = start_node(host, run_id, spec, &network, run_labels, &stop).await;
             if r.is_err() {
                 stop.cancel();
             }
@@ -141,15 +146,35 @@ pub async fn provision(
     (handles, Err(errors.swap_remove(first)))
 }
 
-async fn start_node(
+/// Where a node container's engine configuration comes from.
+pub enum EngineConfig<'a> {
+    /// Issued here once the container's address is known (the local target).
+    Issue { pki: &'a Pki, node: &'a Node },
+    /// Rendered before any address existed (a droplet's `user_data`), used as given.
+    Given {
+        daemon_json: serde_json::Value,
+        server: CertBundle,
+    },
+}
+
+/// One node container to start: its hostname, engine version and configuration.
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub engine: &'a str,
+    pub config: EngineConfig<'a>,
+}
+
+/// Starts one node container on `network` (its data volume first), then delivers its
+/// engine configuration. Everything carries `node_labels` plus the node's name.
+pub async fn start_node(
     host: &Docker,
     run_id: &str,
-    node: &Node,
+    spec: NodeSpec<'_>,
     network: &str,
     mut node_labels: HashMap<String, String>,
-    pki: &Pki,
     stop: &CancellationToken,
 ) -> anyhow::Result<(ProvisionedNode, ContainerAsync<GenericImage>)> {
+    let node_name = spec.name;
     let check_stop = || {
         if stop.is_cancelled() {
             bail!("provisioning stopped");
@@ -157,8 +182,8 @@ async fn start_node(
         Ok(())
     };
     check_stop()?;
-    node_labels.insert(labels::NODE.into(), node.name.clone());
-    let container_name = node_container_name(run_id, &node.name);
+    node_labels.insert(labels::NODE.into(), node_name.to_string());
+    let container_name = node_container_name(run_id, node_name);
     let volume = format!("{container_name}-data");
     host.create_volume(VolumeCreateRequest {
         name: Some(volume.clone()),
@@ -169,11 +194,11 @@ async fn start_node(
     .with_context(|| format!("creating volume {volume}"))?;
 
     check_stop()?;
-    let tag = node_image_tag(&node.engine);
+    let tag = node_image_tag(spec.engine);
     let (repo, version) = tag.split_once(':').expect("tag has a version");
     let request = GenericImage::new(repo, version)
         .with_container_name(&container_name)
-        .with_hostname(&node.name)
+        .with_hostname(node_name)
         .with_network(network)
         .with_labels(node_labels)
         .with_env_var("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
@@ -204,16 +229,27 @@ async fn start_node(
         .await
         .with_context(|| format!("reading the address of {container_name}"))?;
 
-    let server = pki.server(&node.name, &[address])?;
     // The inner engine's containers get cgroups under a parent named after the node
     // container, so teardown can find and remove them.
-    let config = daemon_json(node, &[("cgroup-parent", json!(format!("/{container_name}")))]);
+    let cgroup_parent = ("cgroup-parent", json!(format!("/{container_name}")));
+    let (server, config) = match spec.config {
+        EngineConfig::Issue { pki, node } => (pki.server(&node.name, &[address])?, daemon_json(node, &[cgroup_parent])),
+        EngineConfig::Given {
+            mut daemon_json,
+            server,
+        } => {
+            if let Some(m) = daemon_json.as_object_mut() {
+                m.insert(cgroup_parent.0.into(), cgroup_parent.1);
+            }
+            (server, daemon_json)
+        }
+    };
     deliver_config(host, container.id(), &server, &config)
         .await
         .with_context(|| format!("delivering the engine configuration to {container_name}"))?;
     Ok((
         ProvisionedNode {
-            name: node.name.clone(),
+            name: node_name.to_string(),
             address,
             container: container.id().to_string(),
         },

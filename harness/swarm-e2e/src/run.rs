@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checks::{CheckEnv, Outcome, deploy_workloads, host_has_ipvs, run_check};
 use crate::cluster::{Cluster, EngineNode, form};
-use crate::engine::{ENGINE_TLS_PORT, host_engine, ping_host_engine, tls_engine, wait_ready};
+use crate::engine::{ENGINE_TLS_PORT, ServerIdentity, host_engine, ping_host_engine, tls_engine, wait_ready};
 use crate::images::{BUSYBOX_IMAGE, busybox_image_tarball, load_image};
 use crate::labels::new_run_id;
 use crate::local::{self, NodeHandles, ProvisionedNode};
@@ -305,14 +305,9 @@ pub fn run_scenario(
         )
     }))
     .unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
         Err((
             exit::INFRASTRUCTURE,
-            format!("internal error (panic: {what}); tearing down"),
+            format!("internal error (panic: {}); tearing down", panic_message(&panic)),
         ))
     });
     match result {
@@ -386,6 +381,15 @@ pub fn run_scenario(
     summary
 }
 
+/// What a caught panic said.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 fn fail_early(mut summary: RunSummary, e: anyhow::Error) -> RunSummary {
     summary.exit_code = exit::INFRASTRUCTURE;
     summary.error = Some(format!("{e:#}"));
@@ -433,11 +437,6 @@ fn cluster_and_checks(
         pki.write_client_dir(&local::run_dir(run_id).join("certs"))
             .map_err(|e| (exit::INFRASTRUCTURE, format!("{e:#}")))?;
     }
-    let panic_in = |phase: Phase| {
-        if opts.panic_in == Some(phase) {
-            panic!("injected panic in phase {}", phase.as_str());
-        }
-    };
 
     // Phase: provision. Runs as a task so an interrupt can let in-flight creations
     // finish (and be torn down) instead of abandoning them half-made.
@@ -494,10 +493,57 @@ fn cluster_and_checks(
         let nodes = finish_phase(reporter, summary, Phase::Provision, started, result, |n| {
             format!("{} node container(s)", n.len())
         })?;
-        panic_in(Phase::Provision);
+        inject_panic(opts, Phase::Provision);
         nodes
     };
+    engines_cluster_checks(
+        rt,
+        host,
+        scenario,
+        opts,
+        args,
+        reporter,
+        interrupt,
+        &pki,
+        provisioned,
+        Verify::Address,
+        cluster_out,
+        summary,
+    )
+}
 
+/// Test hook: panics in `phase` when the run was asked to (`--inject-panic`).
+pub(crate) fn inject_panic(opts: &RunOptions, phase: Phase) {
+    if opts.panic_in == Some(phase) {
+        panic!("injected panic in phase {}", phase.as_str());
+    }
+}
+
+/// How the harness checks it talks to the right engine (see [`ServerIdentity`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Verify {
+    Address,
+    NodeName,
+}
+
+/// The phases every target shares once its nodes exist: engines ready, cluster formed,
+/// checks. `host` provides the test images.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn engines_cluster_checks(
+    rt: &Runtime,
+    host: &Docker,
+    scenario: &Arc<Scenario>,
+    opts: &RunOptions,
+    args: &Arguments,
+    reporter: &Arc<dyn Reporter>,
+    interrupt: &Interrupt,
+    pki: &Arc<Pki>,
+    provisioned: Vec<ProvisionedNode>,
+    verify: Verify,
+    cluster_out: &mut Option<Arc<Cluster>>,
+    summary: &mut RunSummary,
+) -> Result<i32, PhaseFailure> {
+    let timeouts = scenario.timeouts;
     // Phase: engines ready (mTLS /_ping), then the busybox test image into every node.
     let nodes: Vec<EngineNode> = {
         let started = start_phase(reporter, Phase::EnginesReady);
@@ -510,7 +556,11 @@ fn cluster_and_checks(
                 let pki = pki.clone();
                 let reporter = reporter.clone();
                 async move {
-                    let docker = tls_engine(SocketAddr::new(p.address, ENGINE_TLS_PORT), &pki.client)?;
+                    let identity = match verify {
+                        Verify::Address => ServerIdentity::Address,
+                        Verify::NodeName => ServerIdentity::Name(&p.name),
+                    };
+                    let docker = tls_engine(SocketAddr::new(p.address, ENGINE_TLS_PORT), &pki.client, identity)?;
                     let waited = wait_ready(&docker, timeouts.engines_ready)
                         .await
                         .with_context(|| format!("node {} ({}:{ENGINE_TLS_PORT})", p.name, p.address))?;
@@ -557,7 +607,7 @@ fn cluster_and_checks(
                 engine_version: n.engine_version.clone(),
             })
             .collect();
-        panic_in(Phase::EnginesReady);
+        inject_panic(opts, Phase::EnginesReady);
         nodes
     };
 
@@ -577,7 +627,7 @@ fn cluster_and_checks(
                 scenario.networks.len()
             )
         })?;
-        panic_in(Phase::ClusterFormed);
+        inject_panic(opts, Phase::ClusterFormed);
         let cluster = Arc::new(cluster);
         *cluster_out = Some(cluster.clone());
         cluster

@@ -197,8 +197,17 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn scenario_trial(path: PathBuf) -> Trial {
-    let name = format!("scenario::{}", path.file_stem().unwrap().to_string_lossy());
+/// A do-fake run must also leave nothing on the fake (the run checks that itself and
+/// says so) and finish its teardown.
+fn assert_fake_clean(out: &Output) -> Result<(), Failed> {
+    if out.stderr.contains("left on the fake") || !out.stderr.contains("✓ teardown") {
+        return Err(format!("the fake was not left empty\n{}", out.context()).into());
+    }
+    assert_clean(out)
+}
+
+fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
+    let name = format!("scenario::{}::{target}", path.file_stem().unwrap().to_string_lossy());
     Trial::test(name, move || {
         node_image()?;
         let dir = tempfile::tempdir().unwrap();
@@ -206,6 +215,8 @@ fn scenario_trial(path: PathBuf) -> Trial {
         let out = run(
             &[
                 "run",
+                "--target",
+                target,
                 "--timings",
                 "--json",
                 json.to_str().unwrap(),
@@ -219,8 +230,32 @@ fn scenario_trial(path: PathBuf) -> Trial {
         if !jsonschema::is_valid(&schema, &report) {
             return Err(format!("JSON report violates its schema: {report:#}").into());
         }
-        if !out.stdout.contains("test result: ok.") {
+        let dry = report["runs"][0]["checks"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["message"].as_str().is_some_and(|m| m.contains("--no-engines")))
+        });
+        if !out.stdout.contains("test result: ok.") || dry {
             return Err(format!("no passing summary\n{}", out.context()).into());
+        }
+        if target == "do-fake" {
+            // Real engines answered behind the droplets (not the fake's loopback addresses),
+            // in a request budget of 2N + 15.
+            let report = &report["runs"][0];
+            let nodes = report["nodes"].as_array().cloned().unwrap_or_default();
+            if nodes.iter().any(|n| {
+                n["address"].as_str().is_none_or(|a| a.starts_with("127."))
+                    || n["engine_version"].as_str().is_none_or(|v| !v.starts_with("20.10"))
+            }) {
+                return Err(format!("droplets were not backed by engines: {nodes:?}").into());
+            }
+            let requests = report["digitalocean_requests"]["fake"]["total"]
+                .as_u64()
+                .unwrap_or(u64::MAX);
+            let budget = 2 * nodes.len() as u64 + 15;
+            if requests > budget {
+                return Err(format!("{requests} API requests for {} droplets (budget {budget})", nodes.len()).into());
+            }
+            return assert_fake_clean(&out);
         }
         assert_clean(&out)
     })
@@ -238,7 +273,10 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     scenarios.sort();
-    let mut trials: Vec<Trial> = scenarios.into_iter().map(scenario_trial).collect();
+    let mut trials: Vec<Trial> = scenarios
+        .iter()
+        .flat_map(|p| ["local", "do-fake"].map(|t| scenario_trial(p.clone(), t)))
+        .collect();
     let wrong = "fixtures/failing/wrong-placement.toml";
 
     trials.push(Trial::test("bad-scenarios-exit-2-with-locations", || {
@@ -640,35 +678,42 @@ fn main() {
         ("cluster-formed", "… cluster formed", "cluster_formed"),
         ("checks", "… checks", "checks"),
     ];
-    for (phase, marker, timeout_key) in PHASES {
+    for ((phase, marker, timeout_key), target) in PHASES.into_iter().flat_map(|p| [(p, "local"), (p, "do-fake")]) {
+        let clean = move |out: &Output| {
+            if target == "do-fake" {
+                assert_fake_clean(out)
+            } else {
+                assert_clean(out)
+            }
+        };
         for signal in ["INT", "TERM"] {
             trials.push(Trial::test(
-                format!("matrix::{phase}::sig{}", signal.to_lowercase()),
+                format!("matrix::{target}::{phase}::sig{}", signal.to_lowercase()),
                 move || {
                     node_image()?;
-                    let out = run_signalled(&["run", wrong], marker, signal);
+                    let out = run_signalled(&["run", "--target", target, wrong], marker, signal);
                     expect_code(&out, 130)?;
-                    assert_clean(&out)
+                    clean(&out)
                 },
             ));
         }
-        trials.push(Trial::test(format!("matrix::{phase}::panic"), move || {
+        trials.push(Trial::test(format!("matrix::{target}::{phase}::panic"), move || {
             node_image()?;
-            let out = run(&["run", "--inject-panic", phase, wrong], None);
+            let out = run(&["run", "--target", target, "--inject-panic", phase, wrong], None);
             // A panic inside a check fails that check; anywhere else it is an internal error.
             expect_code(&out, if phase == "checks" { 1 } else { 3 })?;
             if !out.stderr.contains("injected panic") {
                 return Err(format!("the panic was not reported\n{}", out.context()).into());
             }
-            assert_clean(&out)
+            clean(&out)
         }));
-        trials.push(Trial::test(format!("matrix::{phase}::timeout"), move || {
+        trials.push(Trial::test(format!("matrix::{target}::{phase}::timeout"), move || {
             node_image()?;
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("timeout.toml");
             let text = std::fs::read_to_string(repo().join(wrong)).unwrap();
             std::fs::write(&file, format!("{text}\n[timeouts]\n{timeout_key} = \"1ms\"\n")).unwrap();
-            let out = run(&["run", file.to_str().unwrap()], None);
+            let out = run(&["run", "--target", target, file.to_str().unwrap()], None);
             if phase == "checks" {
                 // The bound applies to each check's waits: the check fails, saying so.
                 expect_code(&out, 1)?;
@@ -688,18 +733,27 @@ fn main() {
                     return Err(format!("the error does not say `{phase_name}` timed out\n{}", out.context()).into());
                 }
             }
+            clean(&out)
+        }));
+    }
+    for target in ["local", "do-fake"] {
+        trials.push(Trial::test(format!("matrix::{target}::teardown::sigint"), move || {
+            node_image()?;
+            let out = run_signalled(
+                &["run", "--target", target, "scenarios/swarm-demo.toml"],
+                "… teardown",
+                "INT",
+            );
+            expect_code(&out, 130)?;
+            if target == "do-fake" {
+                return assert_fake_clean(&out);
+            }
+            if !out.stderr.contains("✓ teardown") {
+                return Err(format!("teardown did not finish after the signal\n{}", out.context()).into());
+            }
             assert_clean(&out)
         }));
     }
-    trials.push(Trial::test("matrix::teardown::sigint", move || {
-        node_image()?;
-        let out = run_signalled(&["run", "scenarios/swarm-demo.toml"], "… teardown", "INT");
-        expect_code(&out, 130)?;
-        if !out.stderr.contains("✓ teardown") {
-            return Err(format!("teardown did not finish after the signal\n{}", out.context()).into());
-        }
-        assert_clean(&out)
-    }));
 
     trials.push(Trial::test("node-death-is-named-in-the-failure", move || {
         node_image()?;
