@@ -41,27 +41,8 @@ const USER_DATA_LIMIT: usize = 64 * 1024;
 const PER_MINUTE: usize = 250;
 const PER_HOUR: usize = 5000;
 
-/// Faults to inject; counters count down as they fire.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Faults {
-    /// The next N requests (any endpoint) get 429 with `retry-after`.
-    pub burst_429: u32,
-    /// `retry-after` seconds sent with injected 429s.
-    pub retry_after_secs: u64,
-    /// 500 on the Nth request (1-based) to an endpoint, e.g. "POST /v2/droplets" = 1.
-    pub fail_5xx: BTreeMap<String, u32>,
-    /// This many consecutive 5xx answers from the first failing request on.
-    pub fail_5xx_streak: u32,
-    /// Every response is delayed this long (milliseconds).
-    pub slow_ms: u64,
-    /// The next N droplet creates are carried out but their responses are lost.
-    pub lose_create_responses: u32,
-    /// Droplets with these names stay `new` forever.
-    pub stuck_in_new: BTreeSet<String>,
-    /// Droplets with these names power `off` right after becoming active.
-    pub goes_off: BTreeSet<String>,
-}
+/// Faults to inject; declared in a scenario's `[faults]` table or by flags.
+pub use swarm_e2e_model::FakeFaults as Faults;
 
 #[derive(Debug, Clone)]
 pub struct FakeConfig {

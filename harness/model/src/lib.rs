@@ -38,6 +38,8 @@ pub struct Scenario {
     pub containers: Vec<Container>,
     pub checks: Vec<Check>,
     pub timeouts: PhaseTimeouts,
+    /// Faults for the fake DigitalOcean API, when the scenario declares them.
+    pub faults: Option<FakeFaults>,
 }
 
 impl Scenario {
@@ -226,4 +228,28 @@ impl Default for PhaseTimeouts {
             teardown: Duration::from_secs(60),
         }
     }
+}
+
+/// Faults the fake DigitalOcean API injects (`[faults]` in a scenario, `--fake-faults`
+/// on the command line); counters count down as they fire. Only `--target do-fake`
+/// uses them.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FakeFaults {
+    /// The next N requests (any endpoint) get 429 with `retry-after`.
+    pub burst_429: u32,
+    /// `retry-after` seconds sent with injected 429s.
+    pub retry_after_secs: u64,
+    /// 500 on the Nth request (1-based) to an endpoint, e.g. "POST /v2/droplets" = 1.
+    pub fail_5xx: std::collections::BTreeMap<String, u32>,
+    /// This many consecutive 5xx answers from the first failing request on.
+    pub fail_5xx_streak: u32,
+    /// Every response is delayed this long (milliseconds).
+    pub slow_ms: u64,
+    /// The next N droplet creates are carried out but their responses are lost.
+    pub lose_create_responses: u32,
+    /// Droplets with these names stay `new` forever.
+    pub stuck_in_new: std::collections::BTreeSet<String>,
+    /// Droplets with these names power `off` right after becoming active.
+    pub goes_off: std::collections::BTreeSet<String>,
 }

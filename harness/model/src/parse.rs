@@ -17,8 +17,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use crate::constraint::Constraint;
 use crate::diag::{Problem, ScenarioError, did_you_mean};
 use crate::{
-    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, EndpointMode, Network, Node, PhaseTimeouts, Role, Scenario,
-    Service, ServiceMode,
+    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, EndpointMode, FakeFaults, Network, Node, PhaseTimeouts, Role,
+    Scenario, Service, ServiceMode,
 };
 
 /// More nodes than this is refused: a local run of that size cannot fit one machine, and a
@@ -111,6 +111,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "description",
     "engine",
     "timeouts",
+    "faults",
     "nodes",
     "networks",
     "services",
@@ -295,6 +296,14 @@ impl Parser {
             get("engine").and_then(|v| self.de(v, "an engine version like \"20.10\""));
         let timeouts: Option<RawTimeouts> =
             get("timeouts").and_then(|v| self.de(v, "durations are strings like \"90s\" or \"2m\""));
+        let faults_value = get("faults");
+        let faults: Option<FakeFaults> = faults_value.and_then(|v| {
+            self.de(
+                v,
+                "keys: burst_429, retry_after_secs, fail_5xx, fail_5xx_streak, slow_ms, lose_create_responses, \
+                 stuck_in_new, goes_off",
+            )
+        });
 
         let nodes_value = get("nodes");
         let too_many = nodes_value
@@ -366,6 +375,21 @@ impl Parser {
         let containers = self.containers(raw_containers, &nodes, &networks);
         let checks = self.checks(raw_checks, &nodes, &networks, &services, &containers);
         let timeouts = timeouts.map(merge_timeouts).unwrap_or_default();
+        if let (Some(f), Some(v)) = (&faults, faults_value) {
+            for name in f.stuck_in_new.iter().chain(&f.goes_off) {
+                if !nodes.iter().any(|n| &n.name == name) {
+                    let help = match did_you_mean(name, nodes.iter().map(|n| n.name.as_str())) {
+                        Some(g) => format!("did you mean `{g}`?"),
+                        None => "name a node declared in [[nodes]]".into(),
+                    };
+                    self.push(
+                        Problem::new(format!("fault names unknown node `{name}`"), Some(v.span()))
+                            .label("in this table")
+                            .help(help),
+                    );
+                }
+            }
+        }
 
         Some(Scenario {
             name: name?,
@@ -377,6 +401,7 @@ impl Parser {
             containers,
             checks,
             timeouts,
+            faults,
         })
     }
 

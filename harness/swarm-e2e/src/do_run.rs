@@ -87,7 +87,7 @@ pub(crate) fn run(
             let f = rt.block_on(FakeDigitalOcean::start(
                 FakeConfig {
                     boot_latency: *boot_latency,
-                    faults: faults.clone(),
+                    faults: faults.clone().or_else(|| scenario.faults.clone()).unwrap_or_default(),
                     backed: host.is_some(),
                     ..Default::default()
                 },

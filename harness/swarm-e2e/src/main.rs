@@ -269,7 +269,7 @@ fn main() -> ExitCode {
                 "local" => swarm_e2e::run::Target::Local,
                 "do-fake" => {
                     let faults = match fake_faults.as_deref().map(toml::from_str).transpose() {
-                        Ok(f) => f.unwrap_or_default(),
+                        Ok(f) => f,
                         Err(e) => {
                             eprintln!("error: --fake-faults: {e}");
                             return ExitCode::from(exit::INVALID_INPUT as u8);

@@ -108,7 +108,8 @@ pub enum Target {
     DoFake {
         no_engines: bool,
         boot_latency: Duration,
-        faults: swarm_e2e_digitalocean::fake::Faults,
+        /// From `--fake-faults`; `None`: the scenario's `[faults]`, if any.
+        faults: Option<swarm_e2e_digitalocean::fake::Faults>,
     },
     /// The real DigitalOcean API (needs DIGITALOCEAN_ACCESS_TOKEN).
     DigitalOcean { no_engines: bool },
@@ -281,6 +282,12 @@ pub fn run_scenario(
         target: "local".into(),
         nodes: scenario.nodes.len(),
     });
+    if scenario.faults.is_some() {
+        reporter.event(&Event::Note {
+            text: "  note: the scenario's [faults] are for the fake DigitalOcean API (--target do-fake); ignored here"
+                .into(),
+        });
+    }
 
     let mut guard = TeardownGuard {
         rt,

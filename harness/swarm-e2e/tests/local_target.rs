@@ -736,6 +736,51 @@ fn main() {
             clean(&out)
         }));
     }
+    trials.push(Trial::test(
+        "do-fake::scenario-faults-are-survived-with-real-engines",
+        || {
+            node_image()?;
+            let out = run(&["run", "--target", "do-fake", "fixtures/do-fake/flaky-api.toml"], None);
+            expect_code(&out, 0)?;
+            // A duplicate droplet (the lost create retried blindly) would be backed too.
+            if !out.stderr.contains("3 droplet(s) active, 3 backed by engines") {
+                return Err(format!("not exactly the 3 declared droplets\n{}", out.context()).into());
+            }
+            if !out.stderr.contains("retried") || out.stderr.contains(" 0 retried") {
+                return Err(format!("no fault fired\n{}", out.context()).into());
+            }
+            assert_fake_clean(&out)
+        },
+    ));
+    trials.push(Trial::test(
+        "do-fake::wrong-expectation-fails-with-artifacts",
+        move || {
+            node_image()?;
+            let dir = tempfile::tempdir().unwrap();
+            let artifacts = dir.path().join("artifacts");
+            let out = run(
+                &[
+                    "run",
+                    "--target",
+                    "do-fake",
+                    "--artifacts",
+                    artifacts.to_str().unwrap(),
+                    wrong,
+                ],
+                None,
+            );
+            expect_code(&out, 1)?;
+            let run_id = out.run_id().unwrap_or_default();
+            let root = artifacts.join(&run_id);
+            for f in ["summary.txt", "wp-1/engine.log", "wp-2/info.json", "swarm/tasks.json"] {
+                let text = std::fs::read_to_string(root.join(f)).unwrap_or_default();
+                if text.trim().is_empty() {
+                    return Err(format!("artifact {f} is missing or empty\n{}", out.context()).into());
+                }
+            }
+            assert_fake_clean(&out)
+        },
+    ));
     for target in ["local", "do-fake"] {
         trials.push(Trial::test(format!("matrix::{target}::teardown::sigint"), move || {
             node_image()?;
