@@ -114,6 +114,9 @@ pub struct Droplet {
     #[serde(default)]
     pub tags: Vec<String>,
     pub networks: Networks,
+    /// RFC 3339 creation time.
+    #[serde(default)]
+    pub created_at: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

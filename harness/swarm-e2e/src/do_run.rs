@@ -33,6 +33,26 @@ use crate::run::{
 /// The environment variable the real target reads its token from (as doctl does).
 pub const TOKEN_VAR: &str = "DIGITALOCEAN_ACCESS_TOKEN";
 
+/// A client for the real API from the environment: the token from
+/// [`TOKEN_VAR`], the base URL from `DIGITALOCEAN_API_URL` (default: the real API).
+/// Errors carry the exit code and what to do.
+pub fn client_from_env() -> Result<DoClient, (i32, String)> {
+    match std::env::var(TOKEN_VAR) {
+        Ok(token) if !token.trim().is_empty() => {
+            let base = std::env::var("DIGITALOCEAN_API_URL")
+                .unwrap_or_else(|_| swarm_e2e_digitalocean::client::DEFAULT_BASE_URL.into());
+            DoClient::new(&base, SecretString::from(token)).map_err(|e| (exit::INFRASTRUCTURE, e.to_string()))
+        }
+        _ => Err((
+            exit::INVALID_INPUT,
+            format!(
+                "--target digitalocean needs an API token\nhint: export {TOKEN_VAR}=dop_v1_... (a token with droplet, \
+                 tag, ssh_key and firewall scopes), or use --target do-fake for a dry run without an account"
+            ),
+        )),
+    }
+}
+
 pub(crate) fn run(
     rt: &Runtime,
     scenario: &Arc<Scenario>,
@@ -101,18 +121,11 @@ pub(crate) fn run(
             fake = Some(f);
             c
         }
-        _ => match std::env::var(TOKEN_VAR) {
-            Ok(token) if !token.trim().is_empty() => {
-                let base = std::env::var("DIGITALOCEAN_API_URL")
-                    .unwrap_or_else(|_| swarm_e2e_digitalocean::client::DEFAULT_BASE_URL.into());
-                DoClient::new(&base, SecretString::from(token))
-            }
-            _ => {
-                summary.exit_code = exit::INVALID_INPUT;
-                summary.error = Some(format!(
-                    "--target digitalocean needs an API token\nhint: export {TOKEN_VAR}=dop_v1_... (a token with droplet, \
-                     tag, ssh_key and firewall scopes), or use --target do-fake for a dry run without an account"
-                ));
+        _ => match client_from_env() {
+            Ok(c) => Ok(c),
+            Err((code, message)) => {
+                summary.exit_code = code;
+                summary.error = Some(message);
                 return summary;
             }
         },

@@ -139,14 +139,35 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
     },
     /// List runs that still have resources on this machine (kept or leaked).
     Ls,
+    /// Check that a target can be used, before anything is created.
+    #[command(after_help = "Examples:
+  swarm-e2e doctor                          # host engine, node images, busybox, kernel
+  DIGITALOCEAN_ACCESS_TOKEN=dop_v1_... swarm-e2e doctor --target digitalocean
+
+--target digitalocean checks the token (GET /v2/account), that the account is active,
+that the droplet limit leaves room, and lists leftovers of earlier runs. Exit code 0 when
+the target is usable, 2 when the token is missing, 3 when something else is wrong.")]
+    Doctor {
+        #[arg(long, default_value = "local", value_parser = ["local", "digitalocean"])]
+        target: String,
+        /// Droplets a run will need (checked against the droplet limit).
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+    },
     /// Find resources any run left behind (crashes, kills) and remove them.
     #[command(after_help = "Examples:
   swarm-e2e sweep                       # dry run: show what would be removed
   swarm-e2e sweep --older-than 1h --yes # remove leftovers older than an hour
+  swarm-e2e sweep --target digitalocean --older-than 2h --yes
 
-Only resources carrying the swarm-e2e.run label (or named swarm-e2e-<run-id> on the host)
-are ever touched.")]
+Only resources carrying the project's marks are ever touched: locally the swarm-e2e.run
+label (or a host path named swarm-e2e-<run-id>); on DigitalOcean droplets tagged
+swarm-e2e and swarm-e2e-run-<id>, and SSH keys and firewalls named swarm-e2e-<id>.")]
     Sweep {
+        /// Where to look: this machine's engine, or the DigitalOcean account of
+        /// DIGITALOCEAN_ACCESS_TOKEN.
+        #[arg(long, default_value = "local", value_parser = ["local", "digitalocean"])]
+        target: String,
         /// Only resources older than this (e.g. 30m, 2h).
         #[arg(long, value_parser = humantime::parse_duration)]
         older_than: Option<Duration>,
@@ -488,7 +509,76 @@ fn main() -> ExitCode {
             .await;
             result.map(|_| exit::OK).unwrap_or_else(report_error)
         }),
+        Command::Doctor { target, nodes } => rt.block_on(async {
+            let (findings, failed_code) = if target == "digitalocean" {
+                match swarm_e2e::do_run::client_from_env() {
+                    Ok(client) => (swarm_e2e::doctor::digitalocean(&client, nodes).await, exit::INFRASTRUCTURE),
+                    Err((code, message)) => {
+                        eprintln!("error: {message}");
+                        return code;
+                    }
+                }
+            } else {
+                (swarm_e2e::doctor::local().await, exit::INFRASTRUCTURE)
+            };
+            let (text, code) = swarm_e2e::doctor::render(&findings, failed_code);
+            print!("{text}");
+            code
+        }),
         Command::Sweep {
+            target,
+            older_than,
+            include_kept: _,
+            yes,
+        } if target == "digitalocean" => rt.block_on(async {
+            let client = match swarm_e2e::do_run::client_from_env() {
+                Ok(c) => c,
+                Err((code, message)) => {
+                    eprintln!("error: {message}");
+                    return code;
+                }
+            };
+            let result = async {
+                let found = swarm_e2e::do_sweep::find(&client).await?;
+                let found = swarm_e2e::do_sweep::older_than(found, older_than.unwrap_or_default());
+                if found.is_empty() {
+                    println!("nothing to sweep on DigitalOcean");
+                    return anyhow::Ok(());
+                }
+                println!("{:<10} {:<10} {:<9} {:<12} name", "run", "age", "kind", "id");
+                for r in &found {
+                    let age = r
+                        .age
+                        .map(|a| humantime::format_duration(Duration::from_secs(a.as_secs())).to_string())
+                        .unwrap_or_else(|| "?".into());
+                    println!(
+                        "{:<10} {:<10} {:<9} {:<12} {}",
+                        r.run_id,
+                        age.split(' ').next().unwrap_or("?"),
+                        r.kind.as_str(),
+                        r.id,
+                        r.name
+                    );
+                }
+                if !yes {
+                    println!("dry run: nothing removed (add --yes to remove these {} resource(s))", found.len());
+                    return Ok(());
+                }
+                let errors = swarm_e2e::do_sweep::remove(&client, &found, Duration::from_secs(300)).await;
+                if !errors.is_empty() {
+                    anyhow::bail!(
+                        "some resources could not be removed:\n{}\nhint: run the sweep again; deletes on DigitalOcean are eventually consistent",
+                        errors.join("\n")
+                    );
+                }
+                println!("removed {} resource(s)", found.len());
+                Ok(())
+            }
+            .await;
+            result.map(|_| exit::OK).unwrap_or_else(report_error)
+        }),
+        Command::Sweep {
+            target: _,
             older_than,
             include_kept,
             yes,

@@ -299,3 +299,140 @@ fn plan_shows_droplets_cost_and_requests_without_any_request() {
     assert!(out.stdout.contains("$0.0268/hour"), "3 x 0.00893:\n{}", out.stdout);
     assert!(served.contains("served 0 request(s)"), "plan sent requests: {served}");
 }
+
+#[test]
+fn doctor_checks_token_account_and_droplet_limit_over_http() {
+    let (fake, url) = serve_fake(&["--token", "dop_v1_doctor"]);
+    let env = |token: &'static str| {
+        [
+            ("DIGITALOCEAN_ACCESS_TOKEN", token),
+            ("DIGITALOCEAN_API_URL", url.as_str()),
+        ]
+    };
+    let good = run(&["doctor", "--target", "digitalocean"], &env("dop_v1_doctor"));
+    let too_big = run(
+        &["doctor", "--target", "digitalocean", "--nodes", "30"],
+        &env("dop_v1_doctor"),
+    );
+    let refused = run(&["doctor", "--target", "digitalocean"], &env("dop_v1_wrong"));
+    let served = stop_fake(fake);
+    assert_eq!(good.code, 0, "{}{}", good.stdout, good.stderr);
+    assert!(good.stdout.contains("✓ token"), "{}", good.stdout);
+    assert!(good.stdout.contains("room for 25"), "{}", good.stdout);
+    assert!(good.stdout.contains("✓ leftovers"), "{}", good.stdout);
+    assert_eq!(too_big.code, 3, "{}", too_big.stdout);
+    assert!(too_big.stdout.contains("30 node(s) does not fit"), "{}", too_big.stdout);
+    assert_eq!(refused.code, 3, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("✗ token") && refused.stdout.contains("DIGITALOCEAN_ACCESS_TOKEN"),
+        "{}",
+        refused.stdout
+    );
+    assert!(!refused.stdout.contains("dop_v1_wrong"), "the token was echoed");
+    // Missing token: nothing is asked, exit 2 with the variable to set.
+    let missing = run(&["doctor", "--target", "digitalocean"], &[]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("export DIGITALOCEAN_ACCESS_TOKEN"),
+        "{}",
+        missing.stderr
+    );
+    assert!(served.contains("served "), "{served}");
+}
+
+#[tokio::test]
+async fn sweep_removes_only_what_carries_the_projects_marks() {
+    use swarm_e2e_digitalocean::client::{DoClient, DropletTemplate};
+    let (fake, url) = serve_fake(&["--token", "dop_v1_sweep", "--boot-latency", "0s"]);
+    let client = DoClient::new(&url, secrecy::SecretString::from("dop_v1_sweep".to_string())).unwrap();
+    let public_key = |seed: u8| {
+        let key = ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]);
+        ssh_key::PublicKey::from(key.public).to_openssh().unwrap()
+    };
+    let template = |tags: &[&str]| DropletTemplate {
+        region: "nyc3".into(),
+        size: "s-1vcpu-1gb".into(),
+        image: "ubuntu-24-04-x64".into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ssh_keys: vec![],
+        user_data: None,
+    };
+    // What a crashed run "deadbeef" left: two droplets, its firewall and its key.
+    let run_tag = swarm_e2e::do_target::run_tag("deadbeef");
+    for t in ["swarm-e2e", run_tag.as_str(), "prod"] {
+        client.create_tag(t).await.unwrap();
+    }
+    let names = ["sw-1".to_string(), "sw-2".to_string()];
+    client
+        .create_droplets(&names, &template(&["swarm-e2e", &run_tag]), &run_tag)
+        .await
+        .unwrap();
+    client
+        .create_firewall(&swarm_e2e::do_target::firewall_body("deadbeef", &["0.0.0.0/0".into()]))
+        .await
+        .unwrap();
+    client
+        .create_ssh_key("swarm-e2e-deadbeef", &public_key(1))
+        .await
+        .unwrap();
+    // Decoys: none of these carries the project's marks in full.
+    client
+        .create_droplets(&["prod-db".into()], &template(&["prod"]), "prod")
+        .await
+        .unwrap();
+    client
+        .create_droplets(&["tagged-by-hand".into()], &template(&["swarm-e2e"]), "swarm-e2e")
+        .await
+        .unwrap();
+    client.create_ssh_key("laptop", &public_key(2)).await.unwrap();
+    let mut decoy_fw = swarm_e2e::do_target::firewall_body("decoy", &["0.0.0.0/0".into()]);
+    decoy_fw["name"] = "swarm-e2e-decoy".into();
+    decoy_fw["tags"] = serde_json::json!(["prod"]);
+    client.create_firewall(&decoy_fw).await.unwrap();
+
+    let env = [
+        ("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_sweep"),
+        ("DIGITALOCEAN_API_URL", url.as_str()),
+    ];
+    let sweep = |extra: &[&str]| {
+        let mut args = vec!["sweep", "--target", "digitalocean"];
+        args.extend_from_slice(extra);
+        run(&args, &env)
+    };
+    let young = sweep(&["--older-than", "1h", "--yes"]);
+    assert_eq!(young.code, 0, "{}", young.stderr);
+    assert!(young.stdout.contains("nothing to sweep"), "{}", young.stdout);
+    let dry = sweep(&[]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(dry.stdout.contains("dry run: nothing removed"), "{}", dry.stdout);
+    for want in ["sw-1", "sw-2", "firewall", "ssh key", "deadbeef"] {
+        assert!(dry.stdout.contains(want), "dry run lacks {want}:\n{}", dry.stdout);
+    }
+    for decoy in ["prod-db", "tagged-by-hand", "laptop", "swarm-e2e-decoy"] {
+        assert!(!dry.stdout.contains(decoy), "decoy {decoy} listed:\n{}", dry.stdout);
+    }
+    assert_eq!(
+        client.droplets_by_tag(&run_tag).await.unwrap().len(),
+        2,
+        "a dry run removed droplets"
+    );
+    let swept = sweep(&["--yes"]);
+    assert_eq!(swept.code, 0, "{}{}", swept.stdout, swept.stderr);
+    assert!(swept.stdout.contains("removed 4 resource(s)"), "{}", swept.stdout);
+    assert!(client.droplets_by_tag(&run_tag).await.unwrap().is_empty());
+    let keys: Vec<String> = client.ssh_keys().await.unwrap().into_iter().map(|k| k.name).collect();
+    assert_eq!(keys, ["laptop"]);
+    let firewalls = client.firewalls().await.unwrap();
+    assert_eq!(firewalls.len(), 1);
+    assert_eq!(firewalls[0]["name"], "swarm-e2e-decoy");
+    let left: Vec<String> = client
+        .droplets_by_tag("swarm-e2e")
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(client.droplets_by_tag("prod").await.unwrap())
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(left.len(), 2, "decoy droplets must stay: {left:?}");
+    stop_fake(fake);
+}
