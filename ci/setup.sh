@@ -11,7 +11,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-packages=(docker.io debootstrap busybox-static iproute2 iptables procps tar ca-certificates)
+packages=(debootstrap busybox-static iproute2 iptables procps tar ca-certificates)
+# An engine installed another way (docker-ce on CI runners) is used as it is: docker.io
+# would conflict with its containerd.io.
+command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

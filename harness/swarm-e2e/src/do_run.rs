@@ -30,6 +30,9 @@ use crate::run::{
     engines_cluster_checks, exit, finish_phase, inject_panic, panic_message, start_phase,
 };
 
+/// Least `engines ready` bound on real droplets (cloud-init installs the engine).
+pub const REAL_ENGINES_READY_FLOOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The environment variable the real target reads its token from (as doctl does).
 pub const TOKEN_VAR: &str = "DIGITALOCEAN_ACCESS_TOKEN";
 
@@ -67,6 +70,15 @@ pub(crate) fn run(
         Target::Local => unreachable!("local runs do not come here"),
     };
     let is_fake = matches!(opts.target, Target::DoFake { .. });
+    // On a real droplet cloud-init installs and starts the engine after the droplet is
+    // active: minutes, not the seconds a local node takes.
+    let scenario = &if !is_fake && !no_engines && scenario.timeouts.engines_ready < REAL_ENGINES_READY_FLOOR {
+        let mut s = (**scenario).clone();
+        s.timeouts.engines_ready = REAL_ENGINES_READY_FLOOR;
+        Arc::new(s)
+    } else {
+        scenario.clone()
+    };
     if opts.keep {
         summary.exit_code = exit::INVALID_INPUT;
         summary.error = Some(format!(
