@@ -134,8 +134,7 @@ impl Constraint {
     /// is only known at run time (node IDs, platform).
     pub fn matches(&self, node: &NodeFacts<'_>) -> Option<bool> {
         let actual: Option<String> = match &self.key {
-            // Swarm compares hostnames case-insensitively.
-            ConstraintKey::NodeHostname => Some(node.hostname.to_ascii_lowercase()),
+            ConstraintKey::NodeHostname => Some(node.hostname.to_string()),
             ConstraintKey::NodeRole => Some(if node.is_manager { "manager" } else { "worker" }.into()),
             ConstraintKey::NodeLabel(k) => node.labels.get(k).cloned(),
             ConstraintKey::EngineLabel(k) => node.engine_labels.get(k).cloned(),
@@ -143,12 +142,8 @@ impl Constraint {
                 return None;
             }
         };
-        let wanted = if self.key == ConstraintKey::NodeHostname {
-            self.value.to_ascii_lowercase()
-        } else {
-            self.value.clone()
-        };
-        let equal = actual.as_deref() == Some(wanted.as_str());
+        // Swarmkit compares every value case-insensitively (strings.EqualFold).
+        let equal = actual.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&self.value));
         Some(match self.op {
             Operator::Eq => equal,
             Operator::Ne => !equal,

@@ -158,6 +158,8 @@ pub struct Service {
     pub constraints: Vec<Constraint>,
     pub networks: Vec<String>,
     pub endpoint_mode: EndpointMode,
+    /// Placement preferences, e.g. `spread=node.labels.rack`.
+    pub preferences: Vec<String>,
 }
 
 /// A plain container started on one node (`docker run`), as in the 2015 flow.
@@ -168,6 +170,8 @@ pub struct Container {
     pub image: String,
     pub command: Vec<String>,
     pub networks: Vec<String>,
+    /// Network aliases (`--network-alias`) on every network it joins.
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -184,10 +188,51 @@ pub enum CheckKind {
         network: String,
         target: String,
     },
-    /// Every running task of `service` is on one of `expect_nodes`, and every replica runs.
-    Placement { service: String, expect_nodes: Vec<String> },
+    /// Every running task of `service` is on one of `expect_nodes`, and every replica runs;
+    /// with `expect_counts`, exactly that many tasks on each node (others: none).
+    Placement {
+        service: String,
+        expect_nodes: Vec<String>,
+        expect_counts: Option<BTreeMap<String, u64>>,
+    },
     /// `service` stays pending, and its tasks say the constraints are not satisfied.
     Pending { service: String },
+    /// From a container on `from` attached to `network`, `query` resolves to exactly the
+    /// addresses of `service`'s tasks on that network (one record per task).
+    Dns {
+        from: String,
+        network: String,
+        query: String,
+        service: String,
+    },
+    /// The overlay `network` as every node that sees it reports it: driver overlay, swarm
+    /// scope, attachable and subnet as declared.
+    Network { network: String },
+    /// The manager lists exactly the declared nodes, each node ID matching what that
+    /// node's engine says, and every node knows a manager's address.
+    Membership,
+    /// `service` is pending until `node` gets the node label `label` (`key=value`), then
+    /// runs there.
+    StartsWhenLabelled {
+        service: String,
+        node: String,
+        label: String,
+    },
+    /// Draining `node` moves every task of `service` off it; the replicas keep running.
+    Drain { service: String, node: String },
+    /// Pausing `node` keeps its tasks of `service`; a new replica goes elsewhere.
+    Pause { service: String, node: String },
+    /// Restarting `node`'s engine: afterwards every replica of `service` runs again and,
+    /// with `from`/`network`, its name still resolves from there.
+    NodeRestart {
+        node: String,
+        service: String,
+        from: Option<String>,
+        network: Option<String>,
+    },
+    /// With all but one manager down, creating a service fails for lack of quorum;
+    /// with one back, it works.
+    Quorum,
 }
 
 impl CheckKind {
@@ -196,14 +241,39 @@ impl CheckKind {
             CheckKind::PingByName { .. } => "ping-by-name",
             CheckKind::Placement { .. } => "placement",
             CheckKind::Pending { .. } => "pending",
+            CheckKind::Dns { .. } => "dns",
+            CheckKind::Network { .. } => "network",
+            CheckKind::Membership => "membership",
+            CheckKind::StartsWhenLabelled { .. } => "starts-when-labelled",
+            CheckKind::Drain { .. } => "drain",
+            CheckKind::Pause { .. } => "pause",
+            CheckKind::NodeRestart { .. } => "node-restart",
+            CheckKind::Quorum => "quorum",
         }
+    }
+
+    /// Checks that change the cluster (node availability, engines stopped): they run
+    /// one at a time, after or between the others, never alongside them.
+    pub fn is_disruptive(&self) -> bool {
+        matches!(
+            self,
+            CheckKind::Drain { .. } | CheckKind::Pause { .. } | CheckKind::NodeRestart { .. } | CheckKind::Quorum
+        )
     }
 
     /// Services this check observes (they are deployed before checks start).
     pub fn services(&self) -> Vec<&str> {
         match self {
-            CheckKind::PingByName { .. } => vec![],
-            CheckKind::Placement { service, .. } | CheckKind::Pending { service } => vec![service],
+            CheckKind::PingByName { .. } | CheckKind::Network { .. } | CheckKind::Membership | CheckKind::Quorum => {
+                vec![]
+            }
+            CheckKind::Placement { service, .. }
+            | CheckKind::Pending { service }
+            | CheckKind::Dns { service, .. }
+            | CheckKind::StartsWhenLabelled { service, .. }
+            | CheckKind::Drain { service, .. }
+            | CheckKind::Pause { service, .. }
+            | CheckKind::NodeRestart { service, .. } => vec![service],
         }
     }
 }

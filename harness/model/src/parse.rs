@@ -81,6 +81,8 @@ struct RawService {
     #[serde(default)]
     networks: Vec<S<String>>,
     endpoint_mode: Option<S<String>>,
+    #[serde(default)]
+    preferences: Vec<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +94,8 @@ struct RawContainer {
     command: Option<Vec<String>>,
     #[serde(default)]
     networks: Vec<S<String>>,
+    #[serde(default)]
+    aliases: Vec<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +108,10 @@ struct RawCheck {
     target: Option<S<String>>,
     service: Option<S<String>>,
     expect_nodes: Option<S<Vec<S<String>>>>,
+    expect_counts: Option<S<BTreeMap<S<String>, S<u64>>>>,
+    node: Option<S<String>>,
+    label: Option<S<String>>,
+    query: Option<S<String>>,
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -118,7 +126,19 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "containers",
     "checks",
 ];
-const CHECK_KINDS: &[&str] = &["ping-by-name", "placement", "pending"];
+const CHECK_KINDS: &[&str] = &[
+    "ping-by-name",
+    "placement",
+    "pending",
+    "dns",
+    "network",
+    "membership",
+    "starts-when-labelled",
+    "drain",
+    "pause",
+    "node-restart",
+    "quorum",
+];
 
 /// Reads and validates a scenario file.
 pub fn parse_scenario_file(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
@@ -681,6 +701,25 @@ impl Parser {
             };
             let constraints = self.constraints(&s.constraints);
             let nets = self.known_networks(&s.networks, networks, false);
+            for p in &s.preferences {
+                let ok = p
+                    .get_ref()
+                    .strip_prefix("spread=")
+                    .and_then(|k| {
+                        k.strip_prefix("node.labels.")
+                            .or_else(|| k.strip_prefix("engine.labels."))
+                    })
+                    .is_some_and(|k| !k.is_empty());
+                if !ok {
+                    self.push(
+                        Problem::new(
+                            format!("placement preference `{}` is not understood", p.get_ref()),
+                            span_of(p),
+                        )
+                        .help("write `spread=node.labels.KEY` (or `spread=engine.labels.KEY`)"),
+                    );
+                }
+            }
             out.push(Service {
                 name: s.name.into_inner(),
                 image: self.image(s.image),
@@ -689,6 +728,7 @@ impl Parser {
                 constraints,
                 networks: nets,
                 endpoint_mode,
+                preferences: s.preferences.into_iter().map(|p| p.into_inner()).collect(),
             });
         }
         out
@@ -726,12 +766,16 @@ impl Parser {
             self.duplicate(&mut seen, &c.name, "container");
             self.known_node(&c.node, nodes);
             let nets = self.known_networks(&c.networks, networks, true);
+            for a in &c.aliases {
+                self.name_rule(a, "network alias", 63, true, true);
+            }
             out.push(Container {
                 name: c.name.into_inner(),
                 node: c.node.into_inner(),
                 image: self.image(c.image),
                 command: c.command.unwrap_or_else(|| vec!["top".into()]),
                 networks: nets,
+                aliases: c.aliases.into_iter().map(|a| a.into_inner()).collect(),
             });
         }
         out
@@ -770,17 +814,27 @@ impl Parser {
             let span = c.span();
             let c = c.into_inner();
             let kind_name = c.kind.get_ref().as_str();
-            let fields: [(&str, bool); 5] = [
+            let fields: [(&str, bool); 9] = [
                 ("from", c.from.is_some()),
                 ("network", c.network.is_some()),
                 ("target", c.target.is_some()),
                 ("service", c.service.is_some()),
                 ("expect_nodes", c.expect_nodes.is_some()),
+                ("expect_counts", c.expect_counts.is_some()),
+                ("node", c.node.is_some()),
+                ("label", c.label.is_some()),
+                ("query", c.query.is_some()),
             ];
             let (required, optional): (&[&str], &[&str]) = match kind_name {
                 "ping-by-name" => (&["from", "network", "target"], &[]),
-                "placement" => (&["service"], &["expect_nodes"]),
+                "placement" => (&["service"], &["expect_nodes", "expect_counts"]),
                 "pending" => (&["service"], &[]),
+                "dns" => (&["from", "network", "query", "service"], &[]),
+                "network" => (&["network"], &[]),
+                "membership" | "quorum" => (&[], &[]),
+                "starts-when-labelled" => (&["service", "node", "label"], &[]),
+                "drain" | "pause" => (&["service", "node"], &[]),
+                "node-restart" => (&["node", "service"], &["from", "network"]),
                 other => {
                     let help = match did_you_mean(other, CHECK_KINDS.iter().copied()) {
                         Some(g) => format!("did you mean `{g}`?"),
@@ -819,8 +873,9 @@ impl Parser {
                 .service
                 .as_ref()
                 .or(c.target.as_ref())
+                .or(c.network.as_ref())
                 .map(|s| s.get_ref().clone())
-                .unwrap_or_default();
+                .unwrap_or_else(|| kind_name.to_string());
             let name = match &c.name {
                 Some(n) => {
                     self.name_rule(n, "check name", 80, true, true);
@@ -845,13 +900,16 @@ impl Parser {
                         .or_else(|| {
                             containers
                                 .iter()
-                                .find(|x| &x.name == target.get_ref())
+                                .find(|x| &x.name == target.get_ref() || x.aliases.contains(target.get_ref()))
                                 .map(|x| &x.networks)
                         });
                     match target_networks {
                         None => self.push(
                             Problem::new(
-                                format!("`{}` is neither a declared service nor a container", target.get_ref()),
+                                format!(
+                                    "`{}` is neither a declared service, a container, nor a container's alias",
+                                    target.get_ref()
+                                ),
                                 span_of(&target),
                             )
                             .help("declare the target in `[[services]]` or `[[containers]]`"),
@@ -919,9 +977,145 @@ impl Parser {
                             }
                         },
                     };
+                    let expect_counts = c.expect_counts.map(|counts| {
+                        let counts = counts.into_inner();
+                        let total: u64 = counts.values().map(|v| *v.get_ref()).sum();
+                        if let ServiceMode::Replicated { replicas } = service.mode
+                            && total != replicas
+                        {
+                            self.push(
+                                Problem::new(
+                                    format!(
+                                        "`expect_counts` adds up to {total}, but `{}` has {replicas} replica(s)",
+                                        service.name
+                                    ),
+                                    span_of(&service_name),
+                                )
+                                .help("the counts per node must add up to the replicas"),
+                            );
+                        }
+                        counts
+                            .into_iter()
+                            .filter(|(n, _)| self.known_node(n, nodes))
+                            .map(|(n, v)| (n.into_inner(), v.into_inner()))
+                            .collect::<BTreeMap<String, u64>>()
+                    });
+                    let expect_nodes = match &expect_counts {
+                        Some(counts) => counts.iter().filter(|(_, v)| **v > 0).map(|(n, _)| n.clone()).collect(),
+                        None => expect_nodes,
+                    };
                     CheckKind::Placement {
                         service: service_name.into_inner(),
                         expect_nodes,
+                        expect_counts,
+                    }
+                }
+                "dns" => {
+                    let (from, network, query, service) = (
+                        c.from.unwrap(),
+                        c.network.unwrap(),
+                        c.query.unwrap(),
+                        c.service.unwrap(),
+                    );
+                    self.known_node(&from, nodes);
+                    self.known_networks(std::slice::from_ref(&network), networks, true);
+                    if let Some(s) = self.known_service(&service, services)
+                        && !s.networks.contains(network.get_ref())
+                    {
+                        self.push(
+                            Problem::new(
+                                format!("`{}` is not attached to network `{}`", s.name, network.get_ref()),
+                                span_of(&service),
+                            )
+                            .help(format!("add \"{}\" to its `networks`", network.get_ref())),
+                        );
+                    }
+                    CheckKind::Dns {
+                        from: from.into_inner(),
+                        network: network.into_inner(),
+                        query: query.into_inner(),
+                        service: service.into_inner(),
+                    }
+                }
+                "network" => {
+                    let network = c.network.unwrap();
+                    self.known_networks(std::slice::from_ref(&network), networks, false);
+                    CheckKind::Network {
+                        network: network.into_inner(),
+                    }
+                }
+                "membership" => CheckKind::Membership,
+                "quorum" => {
+                    let managers = nodes.iter().filter(|n| n.role == Role::Manager).count();
+                    if managers < 3 {
+                        self.push(
+                            Problem::new(
+                                format!("a quorum check needs at least 3 managers; the scenario has {managers}"),
+                                Some(span.clone()),
+                            )
+                            .help("declare three nodes with role = \"manager\""),
+                        );
+                    }
+                    CheckKind::Quorum
+                }
+                "starts-when-labelled" => {
+                    let (service_name, node, label) = (c.service.unwrap(), c.node.unwrap(), c.label.unwrap());
+                    self.known_node(&node, nodes);
+                    if !label.get_ref().contains('=') || label.get_ref().starts_with('=') {
+                        self.push(
+                            Problem::new(format!("label `{}` is not KEY=VALUE", label.get_ref()), span_of(&label))
+                                .help("e.g. label = \"gpu=yes\""),
+                        );
+                    }
+                    if let Some(service) = self.known_service(&service_name, services)
+                        && let Some(e) = eligible_nodes(service, nodes).filter(|e| !e.is_empty())
+                    {
+                        self.push(
+                            Problem::new(
+                                format!("`{}` can already be placed on {}", service.name, e.join(", ")),
+                                span_of(&service_name),
+                            )
+                            .help("the service must be pending until the label is added"),
+                        );
+                    }
+                    CheckKind::StartsWhenLabelled {
+                        service: service_name.into_inner(),
+                        node: node.into_inner(),
+                        label: label.into_inner(),
+                    }
+                }
+                "drain" | "pause" => {
+                    let (service_name, node) = (c.service.unwrap(), c.node.unwrap());
+                    self.known_node(&node, nodes);
+                    self.known_service(&service_name, services);
+                    let (service, node) = (service_name.into_inner(), node.into_inner());
+                    if kind_name == "drain" {
+                        CheckKind::Drain { service, node }
+                    } else {
+                        CheckKind::Pause { service, node }
+                    }
+                }
+                "node-restart" => {
+                    let (service_name, node) = (c.service.unwrap(), c.node.unwrap());
+                    self.known_node(&node, nodes);
+                    self.known_service(&service_name, services);
+                    if let Some(f) = &c.from {
+                        self.known_node(f, nodes);
+                    }
+                    if let Some(n) = &c.network {
+                        self.known_networks(std::slice::from_ref(n), networks, true);
+                    }
+                    if c.from.is_some() != c.network.is_some() {
+                        self.push(
+                            Problem::new("`from` and `network` go together", Some(span.clone()))
+                                .help("give both to check name resolution after the restart, or neither"),
+                        );
+                    }
+                    CheckKind::NodeRestart {
+                        node: node.into_inner(),
+                        service: service_name.into_inner(),
+                        from: c.from.map(|f| f.into_inner()),
+                        network: c.network.map(|n| n.into_inner()),
                     }
                 }
                 _ => {

@@ -10,7 +10,8 @@ use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointSpec, EndpointSpecModeEnum, HostConfig, NetworkAttachmentConfig, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskState,
+    ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskState,
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, ListTasksOptionsBuilder};
 use futures_util::StreamExt;
@@ -41,10 +42,26 @@ pub struct CheckEnv {
     pub timeout: Duration,
     /// Services or containers that failed to deploy, with the error.
     pub deploy_errors: HashMap<String, String>,
+    /// Stops and starts node engines, where the target allows it.
+    pub node_control: Option<crate::conformance::NodeControl>,
+    /// Disruptive checks run one at a time (each holds this) ...
+    pub disruption: tokio::sync::Mutex<()>,
+    /// ... and only once the other checks that run have ended: how many are left.
+    /// Their workloads must not be moved by a drain or a stopped node while observed.
+    pub plain_left: tokio::sync::watch::Sender<usize>,
+}
+
+/// Counts a non-disruptive check as ended, also when its future is dropped or panics.
+struct PlainDone<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl Drop for PlainDone<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl CheckEnv {
-    fn image(&self, name: &str) -> String {
+    pub(crate) fn image(&self, name: &str) -> String {
         self.images.get(name).cloned().unwrap_or_else(|| name.to_string())
     }
 }
@@ -80,6 +97,16 @@ pub async fn deploy_workloads(
                 }),
                 placement: Some(TaskSpecPlacement {
                     constraints: Some(s.constraints.iter().map(|c| c.to_string()).collect()),
+                    preferences: Some(
+                        s.preferences
+                            .iter()
+                            .map(|p| TaskSpecPlacementPreferences {
+                                spread: Some(TaskSpecPlacementSpread {
+                                    spread_descriptor: p.strip_prefix("spread=").map(str::to_string),
+                                }),
+                            })
+                            .collect(),
+                    ),
                     ..Default::default()
                 }),
                 networks: Some(
@@ -126,12 +153,13 @@ pub async fn deploy_workloads(
         let docker = cluster.node(&c.node).docker.clone();
         let img = image(&c.image);
         async move {
-            let r = run_container(
+            let r = run_container_with_aliases(
                 &docker,
                 &c.name,
                 &img,
                 &c.command,
                 c.networks.first().map(String::as_str),
+                &c.aliases,
             )
             .await
             .map(|_| ());
@@ -151,14 +179,38 @@ pub async fn deploy_workloads(
     failed
 }
 
-async fn run_container(
+pub(crate) async fn run_container(
     docker: &Docker,
     name: &str,
     image: &str,
     command: &[String],
     network: Option<&str>,
 ) -> anyhow::Result<String> {
+    run_container_with_aliases(docker, name, image, command, network, &[]).await
+}
+
+async fn run_container_with_aliases(
+    docker: &Docker,
+    name: &str,
+    image: &str,
+    command: &[String],
+    network: Option<&str>,
+    aliases: &[String],
+) -> anyhow::Result<String> {
+    let networking_config = match (network, aliases.is_empty()) {
+        (Some(n), false) => Some(bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                n.to_string(),
+                bollard::models::EndpointSettings {
+                    aliases: Some(aliases.to_vec()),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        _ => None,
+    };
     let body = ContainerCreateBody {
+        networking_config,
         image: Some(image.to_string()),
         cmd: Some(command.to_vec()),
         labels: Some(HashMap::from([(WORKLOAD_LABEL.to_string(), "true".to_string())])),
@@ -206,10 +258,44 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
             return Outcome::Failed(format!("workload `{service}` could not be deployed: {e}"));
         }
     }
+    // Disruptive checks (drain, node restarts, quorum loss) run alone, after the rest.
+    let (_done, _exclusive) = if check.kind.is_disruptive() {
+        let mut left = env.plain_left.subscribe();
+        // Bounded: a check that never ends is already failing on its own bound.
+        let _ = tokio::time::timeout(env.timeout * 2, left.wait_for(|n| *n == 0)).await;
+        (None, Some(env.disruption.lock().await))
+    } else {
+        (Some(PlainDone(&env.plain_left)), None)
+    };
+    use crate::conformance as c;
     let result = match &check.kind {
         CheckKind::PingByName { from, network, target } => ping_by_name(env, &check.name, from, network, target).await,
-        CheckKind::Placement { service, expect_nodes } => placement(env, service, expect_nodes).await,
+        CheckKind::Placement {
+            service,
+            expect_nodes,
+            expect_counts,
+        } => placement(env, service, expect_nodes, expect_counts.as_ref()).await,
         CheckKind::Pending { service } => pending(env, service).await,
+        CheckKind::Dns {
+            from,
+            network,
+            query,
+            service,
+        } => c::dns(env, &check.name, from, network, query, service).await,
+        CheckKind::Network { network } => c::network(env, network).await,
+        CheckKind::Membership => c::membership(env).await,
+        CheckKind::StartsWhenLabelled { service, node, label } => {
+            c::starts_when_labelled(env, service, node, label).await
+        }
+        CheckKind::Drain { service, node } => c::drain(env, service, node).await,
+        CheckKind::Pause { service, node } => c::pause(env, service, node).await,
+        CheckKind::NodeRestart {
+            node,
+            service,
+            from,
+            network,
+        } => c::node_restart(env, &check.name, node, service, from.as_deref(), network.as_deref()).await,
+        CheckKind::Quorum => c::quorum(env).await,
     };
     let outcome = match result {
         Ok(o) => o,
@@ -232,7 +318,7 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
     }
 }
 
-async fn service_tasks(docker: &Docker, service: &str) -> anyhow::Result<Vec<Task>> {
+pub(crate) async fn service_tasks(docker: &Docker, service: &str) -> anyhow::Result<Vec<Task>> {
     let filters = HashMap::from([
         ("service".to_string(), vec![service.to_string()]),
         ("desired-state".to_string(), vec!["running".to_string()]),
@@ -243,7 +329,7 @@ async fn service_tasks(docker: &Docker, service: &str) -> anyhow::Result<Vec<Tas
 }
 
 /// The scenario name of the node a task is on ("" when unassigned).
-fn node_of(t: &Task, names: &HashMap<String, String>) -> String {
+pub(crate) fn node_of(t: &Task, names: &HashMap<String, String>) -> String {
     t.node_id
         .as_ref()
         .and_then(|id| names.get(id))
@@ -251,11 +337,11 @@ fn node_of(t: &Task, names: &HashMap<String, String>) -> String {
         .unwrap_or_default()
 }
 
-fn state_of(t: &Task) -> TaskState {
+pub(crate) fn state_of(t: &Task) -> TaskState {
     t.status.as_ref().and_then(|s| s.state).unwrap_or(TaskState::NEW)
 }
 
-fn describe_tasks(tasks: &[Task], names: &HashMap<String, String>) -> String {
+pub(crate) fn describe_tasks(tasks: &[Task], names: &HashMap<String, String>) -> String {
     if tasks.is_empty() {
         return "no tasks".into();
     }
@@ -280,7 +366,12 @@ fn describe_tasks(tasks: &[Task], names: &HashMap<String, String>) -> String {
         .join("; ")
 }
 
-async fn placement(env: &CheckEnv, service: &str, expect_nodes: &[String]) -> anyhow::Result<Outcome> {
+async fn placement(
+    env: &CheckEnv,
+    service: &str,
+    expect_nodes: &[String],
+    expect_counts: Option<&std::collections::BTreeMap<String, u64>>,
+) -> anyhow::Result<Outcome> {
     let declared = env.scenario.service(service).context("validated service")?;
     let expected_count = match declared.mode {
         ServiceMode::Replicated { replicas } => replicas as usize,
@@ -304,6 +395,34 @@ async fn placement(env: &CheckEnv, service: &str, expect_nodes: &[String]) -> an
             }
         }
         if running.len() == expected_count {
+            // Every task is placed: now the spread must be exactly as expected (and a
+            // global service has one task per node).
+            let mut seen: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+            for t in &running {
+                *seen.entry(node_of(t, &names)).or_default() += 1;
+            }
+            let wanted: std::collections::BTreeMap<String, u64> = match expect_counts {
+                Some(c) => c
+                    .iter()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                None if declared.mode == ServiceMode::Global => expect_nodes.iter().map(|n| (n.clone(), 1)).collect(),
+                None => return Ok(Some(None)),
+            };
+            if seen != wanted {
+                let show = |m: &std::collections::BTreeMap<String, u64>| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Ok(Some(Some(format!(
+                    "tasks of `{service}` per node: expected {{{}}}, saw {{{}}}",
+                    show(&wanted),
+                    show(&seen)
+                ))));
+            }
             return Ok(Some(None));
         }
         anyhow::bail!(
@@ -323,6 +442,13 @@ async fn placement(env: &CheckEnv, service: &str, expect_nodes: &[String]) -> an
         Some(m) => Outcome::Failed(m),
         None => Outcome::Passed,
     })
+}
+
+/// The `pending` check, for checks that start from a pending service.
+pub(crate) async fn run_pending(env: &CheckEnv, service: &str) -> Outcome {
+    pending(env, service)
+        .await
+        .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
 }
 
 async fn pending(env: &CheckEnv, service: &str) -> anyhow::Result<Outcome> {
@@ -403,7 +529,7 @@ async fn ping_by_name(env: &CheckEnv, check: &str, from: &str, network: &str, ta
     outcome
 }
 
-async fn remove_probe(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+pub(crate) async fn remove_probe(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
     let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
         .force(true)
         .build();
@@ -459,7 +585,7 @@ async fn probe_ping(
 }
 
 /// Addresses in the answer section of busybox `nslookup` output.
-fn answers(out: &str) -> Vec<String> {
+pub(crate) fn answers(out: &str) -> Vec<String> {
     let mut in_answer = false;
     let mut addrs = Vec::new();
     for line in out.lines() {

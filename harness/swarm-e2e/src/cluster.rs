@@ -188,22 +188,35 @@ async fn label_nodes(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<(
             .filter(|n| !n.labels.is_empty())
             .map(|declared| async move {
                 let id = &cluster.node(&declared.name).node_id;
-                let node = manager.inspect_node(id).await?;
-                let version = node.version.and_then(|v| v.index).context("node has no version")?;
-                let mut spec: NodeSpec = node.spec.unwrap_or_default();
-                let labels = spec.labels.get_or_insert_with(HashMap::new);
-                labels.extend(declared.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                manager
-                    .update_node(
-                        id,
-                        spec,
-                        UpdateNodeOptionsBuilder::new().version(version as i64).build(),
-                    )
-                    .await
-                    .with_context(|| format!("labelling node {}", declared.name))
+                update_node_spec(manager, id, |spec| {
+                    let labels = spec.labels.get_or_insert_with(HashMap::new);
+                    labels.extend(declared.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                })
+                .await
+                .with_context(|| format!("labelling node {}", declared.name))
             }),
     )
     .await?;
+    Ok(())
+}
+
+/// Changes a swarm node's spec (labels, availability) at its current version.
+pub async fn update_node_spec(
+    manager: &Docker,
+    node_id: &str,
+    change: impl FnOnce(&mut NodeSpec),
+) -> anyhow::Result<()> {
+    let node = manager.inspect_node(node_id).await?;
+    let version = node.version.and_then(|v| v.index).context("node has no version")?;
+    let mut spec: NodeSpec = node.spec.unwrap_or_default();
+    change(&mut spec);
+    manager
+        .update_node(
+            node_id,
+            spec,
+            UpdateNodeOptionsBuilder::new().version(version as i64).build(),
+        )
+        .await?;
     Ok(())
 }
 

@@ -194,6 +194,11 @@ pub(crate) fn run(
                 &pki,
                 nodes,
                 Verify::NodeName,
+                // Droplets of the fake are node containers on the host engine.
+                is_fake.then(|| crate::conformance::NodeControl {
+                    host: host.clone(),
+                    run_id: run_id.clone(),
+                }),
                 &mut cluster,
                 &mut summary,
             ),

@@ -8,6 +8,7 @@
 pub mod artifacts;
 pub mod checks;
 pub mod cluster;
+pub mod conformance;
 pub mod daemon;
 pub mod do_run;
 pub mod do_sweep;

@@ -514,6 +514,10 @@ fn cluster_and_checks(
         &pki,
         provisioned,
         Verify::Address,
+        Some(crate::conformance::NodeControl {
+            host: host.clone(),
+            run_id: run_id.to_string(),
+        }),
         cluster_out,
         summary,
     )
@@ -547,6 +551,7 @@ pub(crate) fn engines_cluster_checks(
     pki: &Arc<Pki>,
     provisioned: Vec<ProvisionedNode>,
     verify: Verify,
+    node_control: Option<crate::conformance::NodeControl>,
     cluster_out: &mut Option<Arc<Cluster>>,
     summary: &mut RunSummary,
 ) -> Result<i32, PhaseFailure> {
@@ -664,6 +669,15 @@ pub(crate) fn engines_cluster_checks(
         ipvs: host_has_ipvs(),
         timeout: timeouts.checks,
         deploy_errors,
+        node_control,
+        disruption: tokio::sync::Mutex::new(()),
+        plain_left: tokio::sync::watch::Sender::new(
+            trials(scenario, None)
+                .iter()
+                .zip(&scenario.checks)
+                .filter(|(t, c)| !c.kind.is_disruptive() && !args.is_filtered_out(t))
+                .count(),
+        ),
     });
     let records: Arc<Mutex<Vec<CheckRecord>>> = Arc::new(Mutex::new(Vec::new()));
     let body: Arc<dyn Fn(usize) -> Outcome + Send + Sync> = {
