@@ -449,11 +449,16 @@ pub async fn pause(env: &CheckEnv, service: &str, node: &str) -> anyhow::Result<
     })
 }
 
-/// Waits until the manager sees every node Ready again (after a disruption).
+/// Waits until every engine answers and the manager sees every node Ready (after a
+/// disruption).
 async fn wait_all_ready(env: &CheckEnv, limit: Duration) -> Result<(), String> {
     let manager = &env.cluster.manager().docker;
     let n = env.cluster.nodes.len();
     poll_until(limit, Duration::from_millis(200), || async {
+        let silent = env.cluster.unresponsive().await;
+        if !silent.is_empty() {
+            anyhow::bail!("not answering: {}", silent.join(", "));
+        }
         let nodes = manager.list_nodes(None::<ListNodesOptions>).await?;
         let ready = nodes
             .iter()

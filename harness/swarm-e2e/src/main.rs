@@ -100,6 +100,10 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
         /// Test hook: panic in this phase to prove teardown still happens.
         #[arg(long, hide = true, value_parser = ["provision", "engines-ready", "cluster-formed", "checks"])]
         inject_panic: Option<String>,
+        /// Test hook: stop this node's engine once the workloads are deployed, before
+        /// the checks (proves the checks notice a dead node).
+        #[arg(long, hide = true)]
+        inject_stopped_engine: Option<String>,
         /// Arguments for the test runner (after `--`).
         #[arg(last = true)]
         libtest: Vec<String>,
@@ -278,6 +282,7 @@ fn main() -> ExitCode {
             json,
             artifacts,
             inject_panic,
+            inject_stopped_engine,
             libtest,
         } => {
             let scenarios = match load_all(&files) {
@@ -309,6 +314,7 @@ fn main() -> ExitCode {
                 keep,
                 artifacts: Some(artifacts),
                 libtest_args: libtest,
+                stopped_engine: inject_stopped_engine,
                 panic_in: inject_panic.as_deref().map(|p| match p {
                     "provision" => Phase::Provision,
                     "engines-ready" => Phase::EnginesReady,

@@ -92,6 +92,8 @@ pub struct RunOptions {
     pub libtest_args: Vec<String>,
     /// Test hook: panic in the given phase (exercises teardown on panic).
     pub panic_in: Option<Phase>,
+    /// Test hook: stop this node's engine before the checks start.
+    pub stopped_engine: Option<String>,
     /// Where failure artefacts go (`<dir>/<run-id>/`); `None` collects none.
     pub artifacts: Option<std::path::PathBuf>,
     /// Where the cluster runs.
@@ -662,6 +664,10 @@ pub(crate) fn engines_cluster_checks(
             }
         }
     };
+    if let (Some(node), Some(control)) = (&opts.stopped_engine, &node_control) {
+        rt.block_on(control.stop(node))
+            .map_err(|e| (exit::INFRASTRUCTURE, format!("{e:#}")))?;
+    }
     let env = Arc::new(CheckEnv {
         scenario: scenario.clone(),
         cluster: cluster.clone(),

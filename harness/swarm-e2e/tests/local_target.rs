@@ -261,6 +261,56 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
     })
 }
 
+/// A scenario whose checks must fail (`fixtures/broken/NAME.toml`), with `NAME.expect`
+/// naming each check's failure: proves every check can fail, and says why it did.
+fn broken_trial(path: PathBuf) -> Trial {
+    let name = format!("broken::{}", path.file_stem().unwrap().to_string_lossy());
+    Trial::test(name, move || {
+        node_image()?;
+        let expect: toml::Table = std::fs::read_to_string(path.with_extension("expect"))
+            .map_err(|e| format!("{}: {e}", path.with_extension("expect").display()))?
+            .parse()
+            .map_err(|e| format!("{}.expect: {e}", path.display()))?;
+        let failures = expect["failures"].as_table().cloned().unwrap_or_default();
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("report.json");
+        let mut args = vec!["run".to_string(), "--json".into(), json.to_str().unwrap().into()];
+        for a in expect.get("args").and_then(|a| a.as_array()).into_iter().flatten() {
+            args.push(a.as_str().unwrap_or_default().to_string());
+        }
+        args.push(path.to_str().unwrap().into());
+        let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        expect_code(&out, 1)?;
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let checks = report["runs"][0]["checks"].as_array().cloned().unwrap_or_default();
+        if checks.len() != failures.len() {
+            return Err(format!(
+                "{} checks ran, {} expected to fail\n{}",
+                checks.len(),
+                failures.len(),
+                out.context()
+            )
+            .into());
+        }
+        for c in &checks {
+            let check = c["name"].as_str().unwrap_or_default();
+            let want = failures
+                .get(check)
+                .and_then(|w| w.as_str())
+                .ok_or_else(|| format!("check `{check}` has no expected failure in the .expect file"))?;
+            let message = c["message"].as_str().unwrap_or_default();
+            if c["outcome"] != "failed" || !message.contains(want) {
+                return Err(format!(
+                    "check `{check}`: expected a failure containing {want:?}, got {} with {message:?}",
+                    c["outcome"]
+                )
+                .into());
+            }
+        }
+        assert_clean(&out)
+    })
+}
+
 fn main() {
     swarm_e2e::install_crypto_provider();
     let mut args = Arguments::from_args();
@@ -278,6 +328,13 @@ fn main() {
         .flat_map(|p| ["local", "do-fake"].map(|t| scenario_trial(p.clone(), t)))
         .collect();
     let wrong = "fixtures/failing/wrong-placement.toml";
+    let mut broken: Vec<PathBuf> = std::fs::read_dir(repo().join("fixtures/broken"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    broken.sort();
+    trials.extend(broken.into_iter().map(broken_trial));
 
     trials.push(Trial::test("bad-scenarios-exit-2-with-locations", || {
         let mut n = 0;
