@@ -38,6 +38,8 @@ pub struct CheckEnv {
     pub images: HashMap<String, String>,
     /// Whether the nodes' kernel has IPVS (needed by VIP endpoint mode).
     pub ipvs: bool,
+    /// Whether the nodes' kernel has IPsec ESP (needed by encrypted overlays).
+    pub esp: bool,
     /// Upper bound for each check's waits.
     pub timeout: Duration,
     /// Services or containers that failed to deploy, with the error.
@@ -67,6 +69,24 @@ impl CheckEnv {
 }
 
 /// Whether this kernel has IPVS (local nodes share the host kernel).
+/// Whether this kernel has IPsec ESP, which encrypted overlays need (local nodes share
+/// the host kernel). Read from the kernel configuration; unknown counts as present, so
+/// the check runs and says what it saw.
+pub fn host_has_esp() -> bool {
+    use std::io::Read;
+    if std::path::Path::new("/sys/module/esp4").exists() {
+        return true;
+    }
+    let Ok(file) = std::fs::File::open("/proc/config.gz") else {
+        return true;
+    };
+    let mut config = String::new();
+    if flate2::read::GzDecoder::new(file).read_to_string(&mut config).is_err() {
+        return true;
+    }
+    config.lines().any(|l| l == "CONFIG_INET_ESP=y")
+}
+
 pub fn host_has_ipvs() -> bool {
     std::path::Path::new("/proc/net/ip_vs").exists() || std::path::Path::new("/sys/module/ip_vs").exists()
 }
@@ -493,6 +513,12 @@ async fn ping_by_name(env: &CheckEnv, check: &str, from: &str, network: &str, ta
     {
         return Ok(Outcome::Ignored(format!(
             "`{target}` uses VIP endpoint mode, which needs IPVS; this kernel has none (use endpoint_mode = \"dnsrr\")"
+        )));
+    }
+    if env.scenario.network(network).is_some_and(|n| n.encrypted) && !env.esp {
+        return Ok(Outcome::Ignored(format!(
+            "`{network}` is an encrypted overlay (IPsec ESP between nodes), and this kernel has no ESP \
+             (CONFIG_INET_ESP is not set): encrypted overlays cannot carry traffic here"
         )));
     }
     if let Some(e) = env.deploy_errors.get(target) {

@@ -152,6 +152,16 @@ pub async fn local() -> Vec<Finding> {
             "use endpoint_mode = \"dnsrr\" (the default), or `modprobe ip_vs` where the kernel has it",
         ));
     }
+    if crate::checks::host_has_esp() {
+        out.push(Finding::ok("IPsec ESP", "encrypted overlays can carry traffic"));
+    } else {
+        out.push(Finding::bad(
+            Status::Warn,
+            "IPsec ESP",
+            "CONFIG_INET_ESP is not set: encrypted-overlay checks are reported unsupported",
+            "run on a kernel with ESP (most distribution kernels) to check encrypted overlays",
+        ));
+    }
     out
 }
 
