@@ -525,6 +525,15 @@ fn cluster_and_checks(
     )
 }
 
+/// A task that is aborted when its handle is dropped (a run left early stops it).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Test hook: panics in `phase` when the run was asked to (`--inject-panic`).
 pub(crate) fn inject_panic(opts: &RunOptions, phase: Phase) {
     if opts.panic_in == Some(phase) {
@@ -558,7 +567,9 @@ pub(crate) fn engines_cluster_checks(
     summary: &mut RunSummary,
 ) -> Result<i32, PhaseFailure> {
     let timeouts = scenario.timeouts;
-    // Phase: engines ready (mTLS /_ping), then the busybox test image into every node.
+    // Phase: engines ready (mTLS /_ping). The busybox test image is prepared meanwhile
+    // and loaded into every node while the swarm forms (only workloads need it).
+    let mut images_loaded: AbortOnDrop<anyhow::Result<()>>;
     let nodes: Vec<EngineNode> = {
         let started = start_phase(reporter, Phase::EnginesReady);
         let busybox = rt.spawn({
@@ -597,21 +608,25 @@ pub(crate) fn engines_cluster_checks(
                 }
             }))
             .await?;
-            let tarball = busybox.await.context("preparing the busybox image")??;
-            try_join_all(nodes.iter().map(|n| {
-                let tarball = tarball.clone();
-                async move {
-                    load_image(&n.docker, tarball)
-                        .await
-                        .with_context(|| format!("loading busybox into {}", n.name))
-                }
-            }))
-            .await?;
             Ok(nodes)
         }));
         let nodes = finish_phase(reporter, summary, Phase::EnginesReady, started, result, |n| {
-            format!("{} engine(s) answering over mTLS, busybox loaded", n.len())
+            format!("{} engine(s) answering over mTLS", n.len())
         })?;
+        let engines: Vec<(String, Docker)> = nodes.iter().map(|n| (n.name.clone(), n.docker.clone())).collect();
+        images_loaded = AbortOnDrop(rt.spawn(async move {
+            let tarball = busybox.await.context("preparing the busybox image")??;
+            try_join_all(engines.iter().map(|(name, docker)| {
+                let tarball = tarball.clone();
+                async move {
+                    load_image(docker, tarball)
+                        .await
+                        .with_context(|| format!("loading busybox into {name}"))
+                }
+            }))
+            .await?;
+            Ok(())
+        }));
         summary.nodes = nodes
             .iter()
             .map(|n| NodeRecord {
@@ -654,6 +669,7 @@ pub(crate) fn engines_cluster_checks(
         // `[timeouts] checks` bounds each check's waits; creating the workloads is a few
         // API calls with a bound of its own.
         let result = rt.block_on(bounded(WORKLOAD_DEPLOY_LIMIT, &interrupt.stop, async {
+            (&mut images_loaded.0).await.context("loading the test images")??;
             Ok(deploy_workloads(scenario, &cluster, &images).await)
         }));
         match result {

@@ -1,0 +1,174 @@
+//! Benchmark: clusters of N = 3, 5 and 10 engines on the local target (per-phase wall
+//! time, the slowest engine's start, memory of each node's engine processes), and the
+//! DigitalOcean path on the fake with a 30 s simulated boot for N = 3 and 10 (wall time
+//! and API requests). Prints tables; asserts nothing about time (targets are read off
+//! the tables, not enforced in tests).
+//!
+//! `cargo bench -p swarm-e2e --bench scale` (root, engine running, node image built).
+//! SWARM_E2E_BENCH_SIZES overrides the local sizes (e.g. "3,5").
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use swarm_e2e::report::{Event, Phase, Reporter};
+use swarm_e2e::run::{Interrupt, RunOptions, Target, run_scenario};
+
+/// Collects the per-node engine answer times.
+#[derive(Default)]
+struct Collect {
+    ready: Mutex<Vec<Duration>>,
+}
+
+impl Reporter for Collect {
+    fn event(&self, e: &Event) {
+        if let Event::NodeReady { elapsed, .. } = e {
+            self.ready.lock().unwrap().push(*elapsed);
+        }
+    }
+}
+
+/// A cluster of `n` engines: three managers from five nodes on (one below), an overlay,
+/// a global service, and the headline ping across hosts.
+fn scenario_text(n: usize) -> String {
+    let managers = if n >= 5 { 3 } else { 1 };
+    let mut s = format!("name = \"scale-{n}\"\n\n");
+    for i in 1..=n {
+        let role = if i <= managers { "manager" } else { "worker" };
+        s.push_str(&format!("[[nodes]]\nname = \"s{n}-{i}\"\nrole = \"{role}\"\n\n"));
+    }
+    s.push_str(&format!(
+        "[[networks]]\nname = \"scale-net\"\n\n\
+         [[services]]\nname = \"everywhere\"\nmode = \"global\"\n\n\
+         [[services]]\nname = \"foo\"\nnetworks = [\"scale-net\"]\nconstraints = [\"node.hostname==s{n}-2\"]\n\n\
+         [[checks]]\nkind = \"placement\"\nservice = \"everywhere\"\n\n\
+         [[checks]]\nkind = \"ping-by-name\"\nfrom = \"s{n}-{n}\"\nnetwork = \"scale-net\"\ntarget = \"foo\"\n"
+    ));
+    s
+}
+
+/// Resident memory (KiB) of dockerd + containerd inside each node container.
+fn engine_memory_kib(rt: &tokio::runtime::Runtime, run_id: &str, nodes: &[String]) -> Vec<u64> {
+    let host = swarm_e2e::engine::host_engine().unwrap();
+    nodes
+        .iter()
+        .map(|n| {
+            let container = swarm_e2e::local::node_container_name(run_id, n);
+            let (_, out) = rt
+                .block_on(swarm_e2e::checks::exec(
+                    &host,
+                    &container,
+                    &["ps", "-o", "rss=", "-C", "dockerd,containerd"],
+                ))
+                .unwrap();
+            out.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).sum()
+        })
+        .collect()
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("scale benchmark: run it with `cargo bench -p swarm-e2e --bench scale`");
+        return;
+    }
+    swarm_e2e::install_crypto_provider();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sizes: Vec<usize> = std::env::var("SWARM_E2E_BENCH_SIZES")
+        .unwrap_or_else(|_| "3,5,10".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+
+    println!("\nlocal target, one run per size, seconds (memory: dockerd + containerd RSS per node)");
+    println!(
+        "{:>3} {:>10} {:>8} {:>8} {:>8} {:>9} {:>12} {:>7} {:>10} {:>10}",
+        "N", "provision", "engines", "formed", "checks", "teardown", "slowest eng", "ratio", "mem avg", "mem max"
+    );
+    for n in sizes {
+        let text = scenario_text(n);
+        let scenario = Arc::new(swarm_e2e_model::parse_scenario(&format!("scale-{n}.toml"), &text).unwrap());
+        let collect = Arc::new(Collect::default());
+        let opts = RunOptions {
+            keep: true,
+            libtest_args: vec!["-q".into()],
+            ..Default::default()
+        };
+        let summary = run_scenario(&rt, scenario.clone(), &opts, collect.clone(), &Interrupt::default());
+        let nodes: Vec<String> = scenario.nodes.iter().map(|n| n.name.clone()).collect();
+        let memory = if summary.exit_code == 0 {
+            engine_memory_kib(&rt, &summary.run_id, &nodes)
+        } else {
+            Vec::new()
+        };
+        let host = swarm_e2e::engine::host_engine().unwrap();
+        let started = std::time::Instant::now();
+        let (_, errors) = rt.block_on(swarm_e2e::local::teardown(&host, &summary.run_id, Vec::new()));
+        let teardown = started.elapsed().as_secs_f64();
+        assert!(errors.is_empty(), "teardown of N={n}: {errors:?}");
+        assert_eq!(summary.exit_code, 0, "N={n} failed: {:?}", summary.error);
+        let phase = |p: Phase| {
+            summary
+                .timings
+                .phases
+                .iter()
+                .find(|(x, _)| *x == p)
+                .map(|(_, d)| d.as_secs_f64())
+                .unwrap_or(f64::NAN)
+        };
+        let (provision, engines, formed, checks) = (
+            phase(Phase::Provision),
+            phase(Phase::EnginesReady),
+            phase(Phase::ClusterFormed),
+            phase(Phase::Checks),
+        );
+        // The slowest single engine start: its container started (provision) and its
+        // engine answering. The cluster is formed `ratio` times that after the start.
+        let slowest_answer = collect.ready.lock().unwrap().iter().max().copied().unwrap_or_default();
+        let slowest_engine = provision + slowest_answer.as_secs_f64();
+        let ratio = (provision + engines + formed) / slowest_engine;
+        let avg = memory.iter().sum::<u64>() as f64 / memory.len().max(1) as f64 / 1024.0;
+        let max = memory.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "{n:>3} {provision:>10.2} {engines:>8.2} {formed:>8.2} {checks:>8.2} {teardown:>9.2} {slowest_engine:>12.2} {ratio:>6.2}x {avg:>7.1}MiB {max:>7.1}MiB"
+        );
+    }
+
+    println!("\ndo-fake, API only (--no-engines), 30 s simulated boot");
+    println!(
+        "{:>3} {:>11} {:>14} {:>12}",
+        "N", "provision s", "API requests", "budget 2N+15"
+    );
+    for n in [3usize, 10] {
+        let scenario =
+            Arc::new(swarm_e2e_model::parse_scenario(&format!("scale-{n}.toml"), &scenario_text(n)).unwrap());
+        let opts = RunOptions {
+            libtest_args: vec!["-q".into()],
+            target: Target::DoFake {
+                no_engines: true,
+                boot_latency: Duration::from_secs(30),
+                faults: None,
+            },
+            ..Default::default()
+        };
+        let summary = run_scenario(
+            &rt,
+            scenario,
+            &opts,
+            Arc::new(Collect::default()),
+            &Interrupt::default(),
+        );
+        assert_eq!(summary.exit_code, 0, "do-fake N={n} failed: {:?}", summary.error);
+        let provision = summary
+            .timings
+            .phases
+            .iter()
+            .find(|(p, _)| *p == Phase::Provision)
+            .map(|(_, d)| d.as_secs_f64())
+            .unwrap_or(f64::NAN);
+        let requests = summary
+            .digitalocean_requests
+            .as_ref()
+            .map(|r| r["fake"]["total"].clone())
+            .unwrap_or_default();
+        println!("{n:>3} {provision:>11.2} {requests:>14} {:>12}", 2 * n + 15);
+    }
+}
