@@ -27,7 +27,7 @@ use crate::pki::Pki;
 use crate::report::{Event, Phase, Reporter};
 use crate::run::{
     CheckRecord, Interrupt, PROVISION_GRACE, PhaseError, PhaseFailure, RunOptions, RunSummary, Target, Verify,
-    engines_cluster_checks, exit, finish_phase, inject_panic, panic_message, start_phase,
+    engines_cluster_checks, exit, finish_phase, inject_panic, record_outcome, start_phase,
 };
 
 /// Least `engines ready` bound on real droplets (cloud-init installs the engine).
@@ -207,23 +207,8 @@ pub(crate) fn run(
                 Ok(exit::OK)
             }
         }
-    }))
-    .unwrap_or_else(|panic| {
-        Err((
-            exit::INFRASTRUCTURE,
-            format!("internal error (panic: {}); tearing down", panic_message(&panic)),
-        ))
-    });
-    match result {
-        Ok(code) => summary.exit_code = code,
-        Err((code, message)) => {
-            summary.exit_code = code;
-            reporter.event(&Event::Note {
-                text: format!("swarm-e2e: {message}"),
-            });
-            summary.error = Some(message);
-        }
-    }
+    }));
+    record_outcome(result, &mut summary, &reporter);
     if let (Some(dir), Some(host)) = (&opts.artifacts, &host)
         && matches!(summary.exit_code, exit::CHECK_FAILED | exit::INFRASTRUCTURE)
     {

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bollard::Docker;
-use bollard::models::NetworkCreateRequest;
 use secrecy::SecretString;
 use swarm_e2e_digitalocean::fake::{DropletEvent, FakeControl};
 use testcontainers::{ContainerAsync, GenericImage};
@@ -185,16 +184,7 @@ async fn back(
         match s.networks.get(run_id) {
             Some(n) => n.clone(),
             None => {
-                let network = local::network_name(run_id);
-                host.create_network(NetworkCreateRequest {
-                    name: network.clone(),
-                    driver: Some("bridge".into()),
-                    internal: Some(true),
-                    labels: Some(run_labels.clone()),
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| format!("creating the run network {network}"))?;
+                let network = local::create_run_network(host, run_id, &run_labels).await?;
                 s.networks.insert(run_id.to_string(), network.clone());
                 network
             }

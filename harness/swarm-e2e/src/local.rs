@@ -88,20 +88,10 @@ pub async fn provision(
     stop: CancellationToken,
 ) -> (NodeHandles, anyhow::Result<Vec<ProvisionedNode>>) {
     let run_labels = labels::run_labels(run_id, &scenario.name, keep);
-    let network = network_name(run_id);
-    let created = host
-        .create_network(NetworkCreateRequest {
-            name: network.clone(),
-            driver: Some("bridge".into()),
-            internal: Some(true),
-            labels: Some(run_labels.clone()),
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("creating the run network {network}"));
-    if let Err(e) = created {
-        return (Vec::new(), Err(e));
-    }
+    let network = match create_run_network(host, run_id, &run_labels).await {
+        Ok(n) => n,
+        Err(e) => return (Vec::new(), Err(e)),
+    };
     // Every node start runs to its end, even after one failed: a start abandoned midway
     // could still create a container after teardown looked. A failure stops the others
     // at their next step instead.
@@ -144,6 +134,26 @@ pub async fn provision(
         .position(|e| !e.to_string().contains("provisioning stopped"))
         .unwrap_or(0);
     (handles, Err(errors.swap_remove(first)))
+}
+
+/// Creates the run's `--internal` network (nodes reach each other and the harness,
+/// nothing else); returns its name.
+pub async fn create_run_network(
+    host: &Docker,
+    run_id: &str,
+    run_labels: &HashMap<String, String>,
+) -> anyhow::Result<String> {
+    let network = network_name(run_id);
+    host.create_network(NetworkCreateRequest {
+        name: network.clone(),
+        driver: Some("bridge".into()),
+        internal: Some(true),
+        labels: Some(run_labels.clone()),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the run network {network}"))?;
+    Ok(network)
 }
 
 /// Where a node container's engine configuration comes from.

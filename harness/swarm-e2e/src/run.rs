@@ -312,23 +312,8 @@ pub fn run_scenario(
             &mut cluster,
             &mut summary,
         )
-    }))
-    .unwrap_or_else(|panic| {
-        Err((
-            exit::INFRASTRUCTURE,
-            format!("internal error (panic: {}); tearing down", panic_message(&panic)),
-        ))
-    });
-    match result {
-        Ok(code) => summary.exit_code = code,
-        Err((code, message)) => {
-            summary.exit_code = code;
-            summary.error = Some(message.clone());
-            reporter.event(&Event::Note {
-                text: format!("swarm-e2e: {message}"),
-            });
-        }
-    }
+    }));
+    record_outcome(result, &mut summary, &reporter);
 
     if let Some(dir) = &opts.artifacts
         && matches!(summary.exit_code, exit::CHECK_FAILED | exit::INFRASTRUCTURE)
@@ -388,6 +373,30 @@ pub fn run_scenario(
         summary.exit_code = exit::worst(summary.exit_code, exit::INFRASTRUCTURE);
     }
     summary
+}
+
+/// Records how the phases ended (a caught panic is an internal error) in the summary.
+pub(crate) fn record_outcome(
+    result: std::thread::Result<Result<i32, PhaseFailure>>,
+    summary: &mut RunSummary,
+    reporter: &Arc<dyn Reporter>,
+) {
+    let result = result.unwrap_or_else(|panic| {
+        Err((
+            exit::INFRASTRUCTURE,
+            format!("internal error (panic: {}); tearing down", panic_message(&panic)),
+        ))
+    });
+    match result {
+        Ok(code) => summary.exit_code = code,
+        Err((code, message)) => {
+            summary.exit_code = code;
+            reporter.event(&Event::Note {
+                text: format!("swarm-e2e: {message}"),
+            });
+            summary.error = Some(message);
+        }
+    }
 }
 
 /// What a caught panic said.
