@@ -12,7 +12,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -48,7 +49,7 @@ pub struct Backer {
     stop: CancellationToken,
     shared: Arc<tokio::sync::Mutex<Shared>>,
     failure: watch::Receiver<Option<String>>,
-    backed: Arc<Mutex<usize>>,
+    backed: Arc<AtomicUsize>,
 }
 
 impl Backer {
@@ -58,7 +59,7 @@ impl Backer {
         let shared = Arc::new(tokio::sync::Mutex::new(Shared::default()));
         let (fail_tx, failure) = watch::channel(None);
         let fail_tx = Arc::new(fail_tx);
-        let backed = Arc::new(Mutex::new(0));
+        let backed = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
             let (stop, shared, backed) = (stop.clone(), shared.clone(), backed.clone());
             async move {
@@ -84,7 +85,9 @@ impl Backer {
                         } => {
                             work.spawn(async move {
                                 match back(&host, &control, &shared, id, &name, &tags, user_data.as_deref()).await {
-                                    Ok(()) => *backed.lock().unwrap() += 1,
+                                    Ok(()) => {
+                                        backed.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     Err(e) => {
                                         let message = format!("backing droplet {name} ({id}): {e:#}");
                                         tracing::warn!("{message}");
@@ -135,7 +138,7 @@ impl Backer {
 
     /// Droplets backed so far.
     pub fn backed(&self) -> usize {
-        *self.backed.lock().unwrap()
+        self.backed.load(Ordering::Relaxed)
     }
 
     /// Stops taking events, waits (bounded) for backing work in flight, and returns the

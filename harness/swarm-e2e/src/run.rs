@@ -697,10 +697,11 @@ pub(crate) fn engines_cluster_checks(
         scenario: scenario.clone(),
         cluster: cluster.clone(),
         images,
-        // Local nodes and the fake's droplets run on this kernel; real droplets on theirs
-        // (DigitalOcean's Ubuntu kernels have IPVS and ESP).
-        ipvs: verify == Verify::NodeName && node_control.is_none() || host_has_ipvs(),
-        esp: verify == Verify::NodeName && node_control.is_none() || crate::checks::host_has_esp(),
+        // Nodes the harness can stop (`node_control`) are containers on this kernel:
+        // local nodes and the fake's droplets. Real droplets run their own (DigitalOcean's
+        // Ubuntu kernels have IPVS and ESP).
+        ipvs: node_control.is_none() || host_has_ipvs(),
+        esp: node_control.is_none() || crate::checks::host_has_esp(),
         timeout: timeouts.checks,
         deploy_errors,
         node_control,
