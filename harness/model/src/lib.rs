@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use constraint::{Constraint, ConstraintKey, NodeFacts, Operator};
 pub use diag::{Problem, ScenarioError};
-pub use parse::{MAX_NODES, parse_scenario, parse_scenario_file};
+pub use parse::{MAX_NODES, parse_scenario, parse_scenario_file, valid_engine, valid_engine_version};
 
 /// The engine version a node runs when a scenario does not say: Debian 12's docker.io.
 pub const DEFAULT_ENGINE: &str = "20.10";
@@ -40,6 +40,36 @@ pub struct Scenario {
     pub timeouts: PhaseTimeouts,
     /// Faults for the fake DigitalOcean API, when the scenario declares them.
     pub faults: Option<FakeFaults>,
+    /// How the engines form one cluster.
+    pub topology: Topology,
+}
+
+/// How a scenario's engines become one cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Topology {
+    /// Swarm mode: `swarm init` on the first manager, the other nodes join.
+    #[default]
+    Swarm,
+    /// The 2015 flow: a key-value store node, engines started with `--cluster-store`,
+    /// global-scope overlay networks, plain containers. No swarm mode.
+    Classic,
+}
+
+impl Topology {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Swarm => "swarm",
+            Topology::Classic => "classic",
+        }
+    }
+}
+
+/// The first engine release without `--cluster-store` (the classic topology).
+pub const CLUSTER_STORE_REMOVED_IN: u32 = 23;
+
+/// The major version of an engine version string (`26` of `26.1.5`).
+pub fn engine_major(engine: &str) -> Option<u32> {
+    engine.split('.').next()?.parse().ok()
 }
 
 impl Scenario {
@@ -67,8 +97,54 @@ impl Scenario {
             .expect("validation guarantees a manager")
     }
 
+    /// The node the classic topology creates overlay networks on: the first manager, or
+    /// the first node (classic scenarios need no manager).
+    pub fn first_node(&self) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.role == Role::Manager)
+            .or(self.nodes.first())
+            .expect("validation guarantees a node")
+    }
+
     pub fn manager_count(&self) -> usize {
         self.nodes.iter().filter(|n| n.role == Role::Manager).count()
+    }
+
+    /// Why this scenario cannot run on its engines, when it cannot: decided before
+    /// anything is provisioned, so an unsupported combination is reported, never tried.
+    pub fn unsupported_reason(&self) -> Option<String> {
+        if self.topology != Topology::Classic {
+            return None;
+        }
+        let mut too_new: Vec<(&str, Vec<&str>)> = Vec::new();
+        for n in &self.nodes {
+            if engine_major(&n.engine).is_some_and(|m| m >= CLUSTER_STORE_REMOVED_IN) {
+                match too_new.iter_mut().find(|(e, _)| *e == n.engine) {
+                    Some((_, names)) => names.push(&n.name),
+                    None => too_new.push((&n.engine, vec![&n.name])),
+                }
+            }
+        }
+        (!too_new.is_empty()).then(|| {
+            let which: Vec<String> = too_new
+                .iter()
+                .map(|(engine, names)| format!("{} run(s) engine {engine}", names.join(", ")))
+                .collect();
+            format!(
+                "the classic topology needs `--cluster-store`, which Engine {CLUSTER_STORE_REMOVED_IN}.0 removed; {}",
+                which.join("; ")
+            )
+        })
+    }
+
+    /// The same scenario with every node on `engine` (the matrix and `run --engine`).
+    pub fn with_engine(&self, engine: &str) -> Scenario {
+        let mut s = self.clone();
+        for n in &mut s.nodes {
+            n.engine = engine.to_string();
+        }
+        s
     }
 
     /// Engine versions used by the nodes, without repeats, in node order.

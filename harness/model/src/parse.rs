@@ -18,7 +18,7 @@ use crate::constraint::Constraint;
 use crate::diag::{Problem, ScenarioError, did_you_mean};
 use crate::{
     BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, EndpointMode, FakeFaults, Network, Node, PhaseTimeouts, Role,
-    Scenario, Service, ServiceMode,
+    Scenario, Service, ServiceMode, Topology,
 };
 
 /// More nodes than this is refused: a local run of that size cannot fit one machine, and a
@@ -89,7 +89,9 @@ struct RawService {
 #[serde(deny_unknown_fields)]
 struct RawContainer {
     name: S<String>,
-    node: S<String>,
+    node: Option<S<String>>,
+    #[serde(default)]
+    constraints: Vec<S<String>>,
     image: Option<S<String>>,
     command: Option<Vec<String>>,
     #[serde(default)]
@@ -118,6 +120,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
     "description",
     "engine",
+    "topology",
     "timeouts",
     "faults",
     "nodes",
@@ -314,6 +317,26 @@ impl Parser {
         let description: Option<String> = get("description").and_then(|v| self.de(v, "a description is a string"));
         let default_engine: Option<S<String>> =
             get("engine").and_then(|v| self.de(v, "an engine version like \"20.10\""));
+        let topology_value: Option<S<String>> =
+            get("topology").and_then(|v| self.de(v, "`topology = \"swarm\"` or `topology = \"classic\"`"));
+        let topology = match topology_value.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("swarm") => Topology::Swarm,
+            Some("classic") => Topology::Classic,
+            Some(other) => {
+                let help = match did_you_mean(other, ["swarm", "classic"]) {
+                    Some(g) => format!("did you mean `{g}`?"),
+                    None => "`swarm` (swarm mode, the default) or `classic` (a key-value store and `--cluster-store`, the 2015 flow)".into(),
+                };
+                self.push(
+                    Problem::new(
+                        format!("unknown topology `{other}`"),
+                        topology_value.as_ref().and_then(span_of),
+                    )
+                    .help(help),
+                );
+                Topology::Swarm
+            }
+        };
         let timeouts: Option<RawTimeouts> =
             get("timeouts").and_then(|v| self.de(v, "durations are strings like \"90s\" or \"2m\""));
         let faults_value = get("faults");
@@ -354,7 +377,7 @@ impl Parser {
         let raw_containers: Vec<S<RawContainer>> = self.elements(
             "containers",
             get("containers"),
-            "container keys: name, node, image, command, networks",
+            "container keys: name, node (or constraints), image, command, networks, aliases",
         );
         let raw_checks: Vec<S<RawCheck>> = self.elements(
             "checks",
@@ -389,11 +412,23 @@ impl Parser {
             );
         }
 
-        let nodes = self.nodes(raw_nodes, &default_engine, nodes_value.map(|v| v.span()));
-        let networks = self.networks(raw_networks);
+        let nodes = self.nodes(raw_nodes, &default_engine, topology, nodes_value.map(|v| v.span()));
+        let networks = self.networks(raw_networks, topology);
+        if topology == Topology::Classic {
+            for s in &raw_services {
+                self.push(
+                    Problem::new(
+                        format!("service `{}` needs swarm mode", s.get_ref().name.get_ref()),
+                        span_of(&s.get_ref().name),
+                    )
+                    .label("in a classic scenario")
+                    .help("the classic topology runs plain containers: declare it in `[[containers]]` with `node = ...` or `constraints = [\"constraint:node==NAME\"]`"),
+                );
+            }
+        }
         let services = self.services(raw_services, &networks);
-        let containers = self.containers(raw_containers, &nodes, &networks);
-        let checks = self.checks(raw_checks, &nodes, &networks, &services, &containers);
+        let containers = self.containers(raw_containers, &nodes, &networks, topology);
+        let checks = self.checks(raw_checks, &nodes, &networks, &services, &containers, topology);
         let timeouts = timeouts.map(merge_timeouts).unwrap_or_default();
         if let (Some(f), Some(v)) = (&faults, faults_value) {
             for name in f.stuck_in_new.iter().chain(&f.goes_off) {
@@ -422,6 +457,7 @@ impl Parser {
             checks,
             timeouts,
             faults,
+            topology,
         })
     }
 
@@ -455,15 +491,11 @@ impl Parser {
     }
 
     fn engine_version(&mut self, v: &S<String>) {
-        let parts: Vec<&str> = v.get_ref().split('.').collect();
-        let ok = (2..=3).contains(&parts.len())
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-        if !ok {
+        if !valid_engine(v.get_ref()) {
             self.push(
-                Problem::new(format!("`{}` is not an engine version", v.get_ref()), span_of(v))
-                    .help("write MAJOR.MINOR, e.g. \"20.10\", \"26.1\" or \"28.5\""),
+                Problem::new(format!("`{}` is not an engine version", v.get_ref()), span_of(v)).help(
+                    "write MAJOR.MINOR, e.g. \"20.10\", \"26.1\" or \"28.5\"; the version of a static-binaries image, e.g. \"27.0.0-rc.1\"; or where a static engine archive is (an https:// URL or an absolute path)",
+                ),
             );
         }
     }
@@ -478,7 +510,13 @@ impl Parser {
         }
     }
 
-    fn nodes(&mut self, raw: Vec<S<RawNode>>, default_engine: &str, array_span: Option<Range<usize>>) -> Vec<Node> {
+    fn nodes(
+        &mut self,
+        raw: Vec<S<RawNode>>,
+        default_engine: &str,
+        topology: Topology,
+        array_span: Option<Range<usize>>,
+    ) -> Vec<Node> {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for node in raw {
@@ -508,6 +546,17 @@ impl Parser {
                 }
                 None => default_engine.to_string(),
             };
+            if topology == Topology::Classic
+                && let Some((k, _)) = node.labels.iter().next()
+            {
+                self.push(
+                    Problem::new("node labels are swarm-mode labels", span_of(k))
+                        .label("in a classic scenario")
+                        .help(
+                            "classic engines are told apart by `engine_labels` (matched by `constraint:LABEL==VALUE`)",
+                        ),
+                );
+            }
             for (k, _) in node.labels.iter().chain(node.engine_labels.iter()) {
                 if k.get_ref().trim().is_empty() {
                     self.push(Problem::new("a label key is empty", span_of(k)).help("give the label a name"));
@@ -520,7 +569,7 @@ impl Parser {
                     .find(|ns| key.starts_with(*ns))
                 {
                     let mut help = format!(
-                        "rename the label outside the `{ns}*` namespace; Docker Engine 20.10 and later refuse to start with it"
+                        "rename the label outside the `{ns}*` namespace: this node's engine ({engine}) refuses to start with it, as every engine from 20.10 on does"
                     );
                     if key.starts_with("com.docker.network.driver.overlay") {
                         help.push_str(" (this 2015 overlay setting is now chosen with the swarm data path address)");
@@ -552,10 +601,14 @@ impl Parser {
                     "data-root",
                     "exec-root",
                     "pidfile",
+                    "cluster-store",
+                    "cluster-advertise",
                 ];
                 if MANAGED.contains(&key.as_str()) {
                     let help = if key.starts_with("label") {
                         "engine labels go in `engine_labels = { key = \"value\" }`".to_string()
+                    } else if key.starts_with("cluster-") {
+                        "`topology = \"classic\"` sets the cluster store itself (a key-value store node); engines from 23.0 on have no cluster store".to_string()
                     } else {
                         "swarm-e2e sets this itself (TLS endpoint, cgroup parent, data root); remove it".to_string()
                     };
@@ -587,7 +640,7 @@ impl Parser {
                 engine,
             });
         }
-        if !out.is_empty() && !out.iter().any(|n| n.role == Role::Manager) {
+        if topology == Topology::Swarm && !out.is_empty() && !out.iter().any(|n| n.role == Role::Manager) {
             self.push(
                 Problem::new("no node has `role = \"manager\"`", array_span.map(|s| s.start..s.start))
                     .help("a swarm needs at least one manager: set `role = \"manager\"` on the first node"),
@@ -596,13 +649,20 @@ impl Parser {
         out
     }
 
-    fn networks(&mut self, raw: Vec<S<RawNetwork>>) -> Vec<Network> {
+    fn networks(&mut self, raw: Vec<S<RawNetwork>>, topology: Topology) -> Vec<Network> {
         let mut seen = BTreeSet::new();
         raw.into_iter()
             .map(|n| {
                 let n = n.into_inner();
                 self.name_rule(&n.name, "network name", 63, true, true);
                 self.duplicate(&mut seen, &n.name, "network");
+                if topology == Topology::Classic && n.encrypted == Some(true) {
+                    self.push(
+                        Problem::new(format!("network `{}` cannot be encrypted", n.name.get_ref()), span_of(&n.name))
+                            .label("in a classic scenario")
+                            .help("encrypted overlays are a swarm-mode feature: remove `encrypted` or use `topology = \"swarm\"`"),
+                    );
+                }
                 if let Some(subnet) = &n.subnet
                     && !valid_ipv4_cidr(subnet.get_ref())
                 {
@@ -757,21 +817,56 @@ impl Parser {
             .collect()
     }
 
-    fn containers(&mut self, raw: Vec<S<RawContainer>>, nodes: &[Node], networks: &[Network]) -> Vec<Container> {
+    fn containers(
+        &mut self,
+        raw: Vec<S<RawContainer>>,
+        nodes: &[Node],
+        networks: &[Network],
+        topology: Topology,
+    ) -> Vec<Container> {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for c in raw {
+            let span = c.span();
             let c = c.into_inner();
             self.name_rule(&c.name, "container name", 63, true, true);
             self.duplicate(&mut seen, &c.name, "container");
-            self.known_node(&c.node, nodes);
-            let nets = self.known_networks(&c.networks, networks, true);
+            let node = match (&c.node, c.constraints.is_empty()) {
+                (Some(n), true) => {
+                    self.known_node(n, nodes);
+                    n.get_ref().clone()
+                }
+                (None, false) => self.place_container(&c, nodes).unwrap_or_default(),
+                (Some(_), false) => {
+                    self.push(
+                        Problem::new(
+                            format!("container `{}` has both `node` and `constraints`", c.name.get_ref()),
+                            Some(span.clone()),
+                        )
+                        .help("give one: `node = \"NAME\"`, or constraints the harness resolves to a node"),
+                    );
+                    String::new()
+                }
+                (None, true) => {
+                    self.push(
+                        Problem::new(
+                            format!("container `{}` has no `node`", c.name.get_ref()),
+                            Some(span.clone()),
+                        )
+                        .help("add `node = \"NAME\"` or `constraints = [\"constraint:node==NAME\"]`"),
+                    );
+                    String::new()
+                }
+            };
+            // Global-scope overlays (classic) take any container; swarm overlays only
+            // when attachable.
+            let nets = self.known_networks(&c.networks, networks, topology == Topology::Swarm);
             for a in &c.aliases {
                 self.name_rule(a, "network alias", 63, true, true);
             }
             out.push(Container {
                 name: c.name.into_inner(),
-                node: c.node.into_inner(),
+                node,
                 image: self.image(c.image),
                 command: c.command.unwrap_or_else(|| vec!["top".into()]),
                 networks: nets,
@@ -779,6 +874,42 @@ impl Parser {
             });
         }
         out
+    }
+
+    /// The node a container with constraints runs on: the first declared node that
+    /// satisfies all of them (the classic `docker run -e constraint:node==NAME`).
+    fn place_container(&mut self, c: &RawContainer, nodes: &[Node]) -> Option<String> {
+        let mut parsed = Vec::new();
+        for raw in &c.constraints {
+            match Constraint::parse(raw.get_ref()) {
+                Ok(k) => parsed.push(k),
+                Err(e) => {
+                    self.push(Problem::new(e.message, span_of(raw)).help(e.help));
+                    return None;
+                }
+            }
+        }
+        let found = nodes
+            .iter()
+            .find(|n| parsed.iter().all(|k| k.matches(&n.facts()) == Some(true)));
+        if found.is_none() {
+            let first = &c.constraints[0];
+            self.push(
+                Problem::new(
+                    format!(
+                        "no declared node satisfies the constraints of container `{}`",
+                        c.name.get_ref()
+                    ),
+                    span_of(first),
+                )
+                .label("matches no node")
+                .help(format!(
+                    "declared nodes: {}",
+                    nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+            );
+        }
+        found.map(|n| n.name.clone())
     }
 
     fn known_node(&mut self, n: &S<String>, nodes: &[Node]) -> bool {
@@ -807,6 +938,7 @@ impl Parser {
         networks: &[Network],
         services: &[Service],
         containers: &[Container],
+        topology: Topology,
     ) -> Vec<Check> {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
@@ -844,6 +976,14 @@ impl Parser {
                     continue;
                 }
             };
+            if topology == Topology::Classic && !matches!(kind_name, "ping-by-name" | "network") {
+                self.push(
+                    Problem::new(format!("check kind `{kind_name}` needs swarm mode"), span_of(&c.kind))
+                        .label("in a classic scenario")
+                        .help("classic scenarios check `ping-by-name` and `network`"),
+                );
+                continue;
+            }
             let mut complete = true;
             for (field, present) in fields {
                 if present && !required.contains(&field) && !optional.contains(&field) {
@@ -1200,4 +1340,35 @@ fn valid_ipv4_cidr(s: &str) -> bool {
         return false;
     };
     addr.parse::<std::net::Ipv4Addr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| (8..=30).contains(&p))
+}
+
+/// An engine a node can run: a version (see [`valid_engine_version`]), or where a
+/// static engine archive is: an http(s) URL, or an absolute path on this machine.
+pub fn valid_engine(v: &str) -> bool {
+    let location = (v.starts_with("https://") || v.starts_with("http://") || v.starts_with('/'))
+        && v.len() <= 2048
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '`' | '$'));
+    location || valid_engine_version(v)
+}
+
+/// `MAJOR.MINOR`, `MAJOR.MINOR.PATCH`, optionally with a pre-release suffix
+/// (`27.0.0-rc.1`): the engine a node image provides.
+pub fn valid_engine_version(v: &str) -> bool {
+    let (release, pre) = match v.split_once('-') {
+        Some((r, p)) => (r, Some(p)),
+        None => (v, None),
+    };
+    let parts: Vec<&str> = release.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 6 && p.chars().all(|c| c.is_ascii_digit()))
+        && pre.is_none_or(|p| {
+            !p.is_empty()
+                && p.len() <= 40
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.')
+        })
 }

@@ -11,7 +11,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::UpdateNodeOptionsBuilder;
 use futures_util::future::try_join_all;
-use swarm_e2e_model::{Role, Scenario};
+use swarm_e2e_model::{Network, Role, Scenario, Topology};
 
 use crate::wait::poll_until;
 
@@ -49,12 +49,14 @@ impl Cluster {
         self.nodes.iter().find(|n| n.name == name).expect("validated node name")
     }
 
-    /// The engine to send swarm API calls to.
+    /// The engine to send swarm API calls to (in a classic cluster, which has no swarm,
+    /// the node its networks were created on).
     pub fn manager(&self) -> &EngineNode {
         self.nodes
             .iter()
             .find(|n| n.role == Role::Manager)
-            .expect("validated manager")
+            .or(self.nodes.first())
+            .expect("validated node")
     }
 
     /// Nodes whose engine does not answer `/_ping` within two seconds.
@@ -78,10 +80,63 @@ impl Cluster {
 
 const SWARM_PORT: u16 = 2377;
 
+/// Forms the scenario's cluster from engines that answer: a swarm, or (classic
+/// topology) engines sharing a cluster store.
+pub async fn form(scenario: &Scenario, nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
+    match scenario.topology {
+        Topology::Swarm => form_swarm(scenario, nodes, limit).await,
+        Topology::Classic => form_classic(scenario, nodes, limit).await,
+    }
+}
+
+/// The 2015 flow: every engine already points at the key-value store (daemon.json), so
+/// forming is creating the overlay networks on one node and waiting, bounded, until
+/// every engine sees each of them with global scope (they learn it from the store).
+async fn form_classic(scenario: &Scenario, nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
+    let cluster = Cluster { nodes };
+    let first = cluster.manager();
+    for net in &scenario.networks {
+        // An engine connects to the store in the background after it starts answering;
+        // until then a global-scope network cannot be created.
+        poll_until(limit, Duration::from_millis(100), || async {
+            match first.docker.create_network(network_request(scenario, net)).await {
+                Ok(_) => Ok(Some(())),
+                Err(e) if e.to_string().contains("already exists") => Ok(Some(())),
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            }
+        })
+        .await
+        .with_context(|| format!("creating global overlay network {} on {}", net.name, first.name))?;
+    }
+    for net in &scenario.networks {
+        try_join_all(cluster.nodes.iter().map(|n| async move {
+            poll_until(limit, Duration::from_millis(100), || async {
+                let found = n
+                    .docker
+                    .inspect_network(&net.name, None::<bollard::query_parameters::InspectNetworkOptions>)
+                    .await?;
+                match found.scope.as_deref() {
+                    Some("global") => Ok(Some(())),
+                    other => bail!("scope {other:?}, expected global"),
+                }
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "{} never saw overlay network {} from the cluster store",
+                    n.name, net.name
+                )
+            })
+        }))
+        .await?;
+    }
+    Ok(cluster)
+}
+
 /// Initialises the swarm on the first manager, joins every other node in parallel,
 /// applies node labels, creates the scenario's overlay networks, and waits (bounded by
 /// `limit`) until the manager sees every node Ready with the right manager count.
-pub async fn form(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
+async fn form_swarm(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
     let first = scenario.first_manager().name.clone();
     let leader = nodes
         .iter()
@@ -223,31 +278,38 @@ pub async fn update_node_spec(
 async fn create_networks(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<()> {
     let manager = &cluster.manager().docker;
     for net in &scenario.networks {
-        let mut options = HashMap::new();
-        if net.encrypted {
-            options.insert("encrypted".to_string(), String::new());
-        }
         manager
-            .create_network(NetworkCreateRequest {
-                name: net.name.clone(),
-                driver: Some("overlay".into()),
-                attachable: Some(net.attachable),
-                options: Some(options),
-                ipam: net.subnet.as_ref().map(|s| Ipam {
-                    config: Some(vec![IpamConfig {
-                        subnet: Some(s.clone()),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                }),
-                labels: Some(HashMap::from([(
-                    "swarm-e2e.scenario".to_string(),
-                    scenario.name.clone(),
-                )])),
-                ..Default::default()
-            })
+            .create_network(network_request(scenario, net))
             .await
             .with_context(|| format!("creating overlay network {}", net.name))?;
     }
     Ok(())
+}
+
+/// The create request of one of the scenario's overlay networks (swarm or global scope:
+/// the engine decides by whether it is a swarm manager or has a cluster store).
+fn network_request(scenario: &Scenario, net: &Network) -> NetworkCreateRequest {
+    let mut options = HashMap::new();
+    if net.encrypted {
+        options.insert("encrypted".to_string(), String::new());
+    }
+    NetworkCreateRequest {
+        name: net.name.clone(),
+        driver: Some("overlay".into()),
+        // Attachability is a swarm-scope notion; global-scope networks take any container.
+        attachable: (scenario.topology == Topology::Swarm).then_some(net.attachable),
+        options: Some(options),
+        ipam: net.subnet.as_ref().map(|s| Ipam {
+            config: Some(vec![IpamConfig {
+                subnet: Some(s.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        labels: Some(HashMap::from([(
+            "swarm-e2e.scenario".to_string(),
+            scenario.name.clone(),
+        )])),
+        ..Default::default()
+    }
 }

@@ -176,6 +176,8 @@ pub async fn dns(
 /// The overlay as each node that sees it reports it.
 pub async fn network(env: &CheckEnv, network: &str) -> anyhow::Result<Outcome> {
     let declared = env.scenario.network(network).context("validated network")?;
+    let classic = env.scenario.topology == swarm_e2e_model::Topology::Classic;
+    let want_scope = if classic { "global" } else { "swarm" };
     let mut problems = Vec::new();
     let mut seen_on = Vec::new();
     for node in &env.cluster.nodes {
@@ -185,9 +187,10 @@ pub async fn network(env: &CheckEnv, network: &str) -> anyhow::Result<Outcome> {
             .await
         {
             Ok(n) => n,
-            // Workers learn an overlay only when something of theirs attaches to it.
+            // Swarm workers learn an overlay only when something of theirs attaches to
+            // it; classic engines all learn it from the cluster store.
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
-                if node.role != swarm_e2e_model::Role::Manager =>
+                if node.role != swarm_e2e_model::Role::Manager && !classic =>
             {
                 continue;
             }
@@ -210,10 +213,10 @@ pub async fn network(env: &CheckEnv, network: &str) -> anyhow::Result<Outcome> {
         if driver != "overlay" {
             problems.push(format!("{}: driver `{driver}`, expected `overlay`", node.name));
         }
-        if scope != "swarm" {
-            problems.push(format!("{}: scope `{scope}`, expected `swarm`", node.name));
+        if scope != want_scope {
+            problems.push(format!("{}: scope `{scope}`, expected `{want_scope}`", node.name));
         }
-        if attachable != declared.attachable {
+        if !classic && attachable != declared.attachable {
             problems.push(format!(
                 "{}: attachable = {attachable}, declared {}",
                 node.name, declared.attachable

@@ -131,13 +131,27 @@ for name, key in (("ca.pem", "ca_pem"), ("cert.pem", "cert_pem"), ("key.pem", "k
         f.write(node[key])
 with open("{CONFIG_DIR}/daemon.json", "w") as f:
     json.dump(node["daemon_json"], f)
+with open("{CONFIG_DIR}/engine", "w") as f:
+    f.write(node["engine"])
 PY
 export DEBIAN_FRONTEND=noninteractive
-command -v dockerd >/dev/null || {{ apt-get update -q && apt-get install -y -q docker.io; }}
-mkdir -p /etc/systemd/system/docker.service.d
-printf '[Service]\nExecStart=\nExecStart=/usr/bin/dockerd --config-file {CONFIG_DIR}/daemon.json\n' > /etc/systemd/system/docker.service.d/swarm-e2e.conf
+# This node's engine: a static release archive (URL), or a version from Docker's
+# packages (MAJOR.MINOR picks the newest patch release).
+engine=$(cat {CONFIG_DIR}/engine)
+case "$engine" in
+  http://*|https://*)
+    curl -fsSL --retry 5 "$engine" | tar -xz -C /usr/local/bin --strip-components=1
+    dockerd=/usr/local/bin/dockerd
+    ;;
+  *)
+    dockerd --version 2>/dev/null | grep -q "version $engine" || curl -fsSL --retry 5 https://get.docker.com | sh -s -- --version "$engine"
+    dockerd=$(command -v dockerd)
+    ;;
+esac
+systemctl disable --now docker.service docker.socket 2>/dev/null || true
+printf '[Unit]\nAfter=network-online.target\n[Service]\nExecStart=%s --config-file {CONFIG_DIR}/daemon.json\nRestart=on-failure\nLimitNOFILE=1048576\n[Install]\nWantedBy=multi-user.target\n' "$dockerd" > /etc/systemd/system/swarm-e2e-engine.service
 systemctl daemon-reload
-systemctl restart docker
+systemctl enable --now swarm-e2e-engine.service
 "#,
         name = scenario.name,
     );

@@ -3,6 +3,9 @@
 //! * Node images: a Debian root filesystem made by debootstrap with the distribution's
 //!   `docker.io`, imported into the host engine and tagged by engine version. The Debian
 //!   suite decides the engine version.
+//! * Static-binaries node images: a release candidate's `docker/dockerd`, `docker/containerd`,
+//!   `docker/runc`, ... (the layout of Docker's static release archives) copied onto a
+//!   Debian base without an engine, tagged by the version `dockerd --version` reports.
 //! * The busybox test image: Debian's `busybox-static` binary and its applet links,
 //!   imported once into the host engine, then saved and loaded into every node so the
 //!   image ID is the same everywhere.
@@ -19,11 +22,18 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 /// Bumped whenever the node image recipe changes, so cached images are rebuilt.
-pub const NODE_IMAGE_RECIPE: &str = "2";
+pub const NODE_IMAGE_RECIPE: &str = "3";
 pub const NODE_IMAGE_REPO: &str = "swarm-e2e/node";
 pub const BUSYBOX_IMAGE: &str = "swarm-e2e/busybox:local";
 const NODE_INIT: &str = include_str!("../../../fixtures/node-image/swarm-e2e-node-init");
-const NODE_PACKAGES: &str = "docker.io,iproute2,iptables,procps,ca-certificates";
+/// What every node image has besides its engine.
+const BASE_PACKAGES: &str = "iproute2,iptables,procps,ca-certificates,hostname";
+/// Libraries engines built against Debian need when they come as loose binaries
+/// (a static release archive needs none of them).
+const STATIC_BASE_EXTRA: &str = "libdevmapper1.02.1,libseccomp2,libsystemd0";
+/// The base of static-binaries images: no engine, and the suite of the oldest engine.
+pub const NODE_BASE_REPO: &str = "swarm-e2e/node-base";
+const STATIC_BASE_SUITE: &str = "bookworm";
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// An engine release we can build a node image for, and the Debian suite that ships it.
@@ -32,6 +42,9 @@ pub struct EngineRelease {
     pub engine: &'static str,
     pub suite: &'static str,
     pub debian: &'static str,
+    /// Packages beyond the engine: the classic topology's key-value store (etcd, with
+    /// its v2 API) where the engine still has `--cluster-store`.
+    pub extra_packages: &'static str,
 }
 
 pub const ENGINE_RELEASES: &[EngineRelease] = &[
@@ -39,16 +52,19 @@ pub const ENGINE_RELEASES: &[EngineRelease] = &[
         engine: "20.10",
         suite: "bookworm",
         debian: "Debian 12",
+        extra_packages: "etcd-server",
     },
     EngineRelease {
         engine: "26.1",
         suite: "trixie",
         debian: "Debian 13",
+        extra_packages: "",
     },
     EngineRelease {
         engine: "28.5",
         suite: "sid",
         debian: "Debian unstable",
+        extra_packages: "",
     },
 ];
 
@@ -79,16 +95,20 @@ pub fn node_image_tag(engine: &str) -> String {
 pub struct NodeImageInfo {
     pub tag: String,
     pub id: String,
+    /// `packaged` (a Debian suite's docker.io) or `static` (loose engine binaries).
+    pub kind: String,
     pub engine_package: String,
     pub containerd_package: String,
     pub runc_package: String,
+    /// The Debian suite (packaged), or where the binaries came from (static).
     pub suite: String,
     pub size_bytes: i64,
 }
 
-/// The cached node image for `engine`, if one of the current recipe exists.
-pub async fn find_node_image(host: &Docker, engine: &str) -> anyhow::Result<Option<NodeImageInfo>> {
-    let tag = node_image_tag(engine);
+/// The node image tagged exactly `swarm-e2e/node:<tag>`, if one of the current recipe
+/// exists.
+pub async fn find_node_image(host: &Docker, tag: &str) -> anyhow::Result<Option<NodeImageInfo>> {
+    let tag = node_image_tag(tag);
     let image = match host.inspect_image(&tag).await {
         Ok(i) => i,
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
@@ -102,12 +122,53 @@ pub async fn find_node_image(host: &Docker, engine: &str) -> anyhow::Result<Opti
     Ok(Some(NodeImageInfo {
         tag,
         id: image.id.unwrap_or_default(),
+        kind: labels
+            .get("swarm-e2e.kind")
+            .cloned()
+            .unwrap_or_else(|| "packaged".into()),
         engine_package: get("swarm-e2e.engine-package"),
         containerd_package: get("swarm-e2e.containerd-package"),
         runc_package: get("swarm-e2e.runc-package"),
         suite: get("swarm-e2e.suite"),
         size_bytes: image.size.unwrap_or_default(),
     }))
+}
+
+/// The node image a scenario's `engine` names: an image tagged exactly so (a
+/// static-binaries build, e.g. `27.0.0-rc.1`) wins; otherwise the packaged release of
+/// its MAJOR.MINOR (`20.10.24` -> the Debian 12 image). Fails with the build command.
+pub async fn resolve_node_image(host: &Docker, engine: &str) -> anyhow::Result<NodeImageInfo> {
+    if engine.contains('/') {
+        // Where a static engine archive is: the image built from it records that.
+        let found = list_node_images(host).await?;
+        return found
+            .into_iter()
+            .find(|i| i.kind == "static" && i.suite == engine)
+            .with_context(|| {
+                format!(
+                    "no node image was built from {engine}\nhint: run `swarm-e2e node-image build --static {engine}` (once)"
+                )
+            });
+    }
+    if let Some(found) = find_node_image(host, engine).await? {
+        return Ok(found);
+    }
+    let release = match release_for(engine) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(e.context(format!(
+                "no node image for engine {engine}\nhint: build one from a release candidate's static binaries: \
+                 `swarm-e2e node-image build --static PATH-OR-URL --engine {engine}`"
+            )));
+        }
+    };
+    find_node_image(host, release.engine).await?.with_context(|| {
+        format!(
+            "the node image {} is not built yet\nhint: run `swarm-e2e node-image build --engine {}` (about a minute, once)",
+            node_image_tag(release.engine),
+            release.engine
+        )
+    })
 }
 
 /// Builds the node image for `engine` unless a current one is cached (then a no-op).
@@ -126,6 +187,45 @@ pub async fn build_node_image(
         ));
         return Ok(info);
     }
+    let mut packages = format!("docker.io,{BASE_PACKAGES}");
+    if !release.extra_packages.is_empty() {
+        packages = format!("{packages},{}", release.extra_packages);
+    }
+    let (_work, rootfs) = debootstrap(release.suite, release.debian, &packages, progress).await?;
+    let status = std::fs::read_to_string(rootfs.join("var/lib/dpkg/status")).context("reading dpkg status")?;
+    let versions = package_versions(&status, &["docker.io", "containerd", "runc"]);
+    let engine_package = versions
+        .get("docker.io")
+        .cloned()
+        .context("docker.io is not installed in the rootfs")?;
+    let labels = [
+        ("kind", "packaged".to_string()),
+        ("suite", release.suite.to_string()),
+        ("engine-package", engine_package.clone()),
+        (
+            "containerd-package",
+            versions.get("containerd").cloned().unwrap_or_default(),
+        ),
+        ("runc-package", versions.get("runc").cloned().unwrap_or_default()),
+    ];
+    progress(&format!(
+        "importing {} (engine {engine_package}) into the host engine",
+        node_image_tag(release.engine)
+    ));
+    import_rootfs(host, &rootfs, NODE_IMAGE_REPO, release.engine, &labels, progress).await?;
+    find_node_image(host, release.engine)
+        .await?
+        .context("the node image is missing right after import")
+}
+
+/// A Debian root filesystem by debootstrap, with the node init installed; the temporary
+/// directory holding it goes away with the returned guard.
+async fn debootstrap(
+    suite: &str,
+    debian: &str,
+    packages: &str,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
     for tool in ["debootstrap", "tar"] {
         if which(tool).is_none() {
             bail!("`{tool}` is not installed\nhint: apt-get install -y debootstrap tar");
@@ -138,16 +238,9 @@ pub async fn build_node_image(
         .context("creating a build directory")?;
     let rootfs = work.path().join("rootfs");
     let started = Instant::now();
-    progress(&format!(
-        "debootstrap {} ({}) with {} from {mirror}",
-        release.suite, release.debian, NODE_PACKAGES
-    ));
+    progress(&format!("debootstrap {suite} ({debian}) with {packages} from {mirror}"));
     let out = tokio::process::Command::new("debootstrap")
-        .args([
-            "--variant=minbase",
-            &format!("--include={NODE_PACKAGES}"),
-            release.suite,
-        ])
+        .args(["--variant=minbase", &format!("--include={packages}"), suite])
         .arg(&rootfs)
         .arg(&mirror)
         .stdin(Stdio::null())
@@ -156,56 +249,41 @@ pub async fn build_node_image(
         .context("running debootstrap")?;
     if !out.status.success() {
         let log = String::from_utf8_lossy(&out.stdout);
-        let tail: Vec<&str> = log
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
         bail!(
-            "debootstrap failed ({}):\n{}\n{}\nhint: debootstrap needs root and a reachable Debian mirror (set SWARM_E2E_DEBIAN_MIRROR)",
+            "debootstrap failed ({}):\n{tail}\n{}\nhint: debootstrap needs root and a reachable Debian mirror (set SWARM_E2E_DEBIAN_MIRROR)",
             out.status,
-            tail.join("\n"),
             String::from_utf8_lossy(&out.stderr)
         );
     }
     progress(&format!("debootstrap done in {:.1}s", started.elapsed().as_secs_f64()));
-
-    let status = std::fs::read_to_string(rootfs.join("var/lib/dpkg/status")).context("reading dpkg status")?;
-    let versions = package_versions(&status, &["docker.io", "containerd", "runc"]);
-    let engine_package = versions
-        .get("docker.io")
-        .cloned()
-        .context("docker.io is not installed in the rootfs")?;
     install_init(&rootfs)?;
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let _ = clean_dir(&rootfs.join(dir));
     }
+    Ok((work, rootfs))
+}
 
-    let tag = node_image_tag(release.engine);
-    progress(&format!(
-        "importing {tag} (engine {engine_package}) into the host engine"
-    ));
+/// `docker import` of a root filesystem as `repo:tag`, with the node entrypoint and
+/// `swarm-e2e.*` labels (the recipe among them).
+async fn import_rootfs(
+    host: &Docker,
+    rootfs: &Path,
+    repo: &str,
+    tag: &str,
+    labels: &[(&str, String)],
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<()> {
     let import_started = Instant::now();
-    let changes = vec![
+    let mut changes = vec![
         r#"ENTRYPOINT ["/usr/local/sbin/swarm-e2e-node-init"]"#.to_string(),
         format!("LABEL swarm-e2e.recipe={NODE_IMAGE_RECIPE}"),
-        format!("LABEL swarm-e2e.suite={}", release.suite),
-        format!("LABEL swarm-e2e.engine-package={engine_package}"),
-        format!(
-            "LABEL swarm-e2e.containerd-package={}",
-            versions.get("containerd").cloned().unwrap_or_default()
-        ),
-        format!(
-            "LABEL swarm-e2e.runc-package={}",
-            versions.get("runc").cloned().unwrap_or_default()
-        ),
     ];
+    changes.extend(labels.iter().map(|(k, v)| format!("LABEL swarm-e2e.{k}={v}")));
     let mut tar = tokio::process::Command::new("tar")
         .args(["--numeric-owner", "-C"])
-        .arg(&rootfs)
+        .arg(rootfs)
         .args(["-c", "."])
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
@@ -215,22 +293,285 @@ pub async fn build_node_image(
     let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(stdout));
     let options = CreateImageOptionsBuilder::new()
         .from_src("-")
-        .repo(NODE_IMAGE_REPO)
-        .tag(release.engine)
+        .repo(repo)
+        .tag(tag)
         .changes(changes)
         .build();
     host.create_image(Some(options), Some(body), None)
         .try_collect::<Vec<_>>()
         .await
-        .context("importing the node image")?;
+        .with_context(|| format!("importing {repo}:{tag}"))?;
     let tar_status = tar.wait().await?;
     if !tar_status.success() {
-        bail!("tar of the node root filesystem failed: {tar_status}");
+        bail!("tar of the root filesystem failed: {tar_status}");
     }
     progress(&format!("imported in {:.1}s", import_started.elapsed().as_secs_f64()));
-    find_node_image(host, release.engine)
+    Ok(())
+}
+
+/// The engineless Debian base of static-binaries images, built once (cached by recipe).
+async fn static_base(host: &Docker, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<String> {
+    let tag = format!("{NODE_BASE_REPO}:{STATIC_BASE_SUITE}");
+    let cached = match host.inspect_image(&tag).await {
+        Ok(i) => {
+            let labels = i.config.and_then(|c| c.labels).unwrap_or_default();
+            labels.get("swarm-e2e.recipe").map(String::as_str) == Some(NODE_IMAGE_RECIPE)
+        }
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => false,
+        Err(e) => return Err(e).context("inspecting the static base image"),
+    };
+    if cached {
+        return Ok(tag);
+    }
+    let packages = format!("{BASE_PACKAGES},{STATIC_BASE_EXTRA}");
+    let (_work, rootfs) = debootstrap(STATIC_BASE_SUITE, "Debian 12, no engine", &packages, progress).await?;
+    import_rootfs(
+        host,
+        &rootfs,
+        NODE_BASE_REPO,
+        STATIC_BASE_SUITE,
+        &[("kind", "base".to_string())],
+        progress,
+    )
+    .await?;
+    Ok(tag)
+}
+
+/// The binaries a static engine archive must hold (under `docker/`), and ones it
+/// usually holds. Without `docker-init`, workloads' `--init` fails; without
+/// `docker-proxy`, published ports do.
+const STATIC_REQUIRED: &[&str] = &["dockerd", "containerd", "runc"];
+const STATIC_EXPECTED: &[&str] = &[
+    "docker",
+    "containerd-shim-runc-v2",
+    "docker-init",
+    "docker-proxy",
+    "ctr",
+];
+
+/// Builds a node image from static engine binaries: `source` is a `.tgz`/`.tar` in the
+/// layout of Docker's static release archives (`docker/dockerd`, `docker/containerd`,
+/// `docker/runc`, ...), a directory holding that `docker/` folder, or an http(s) URL of
+/// such an archive. Tagged `swarm-e2e/node:<tag>`, where `tag` defaults to the version
+/// `dockerd --version` reports (`+` becomes `-`).
+pub async fn build_static_node_image(
+    host: &Docker,
+    source: &str,
+    tag: Option<&str>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<NodeImageInfo> {
+    let work = tempfile::Builder::new()
+        .prefix("swarm-e2e-static-engine-")
+        .tempdir()
+        .context("creating a build directory")?;
+    let bin = work.path().join("docker");
+    std::fs::create_dir_all(&bin)?;
+    let archive: Option<Vec<u8>> = if source.starts_with("http://") || source.starts_with("https://") {
+        progress(&format!("downloading {source}"));
+        let response = reqwest::Client::new()
+            .get(source)
+            .timeout(std::time::Duration::from_secs(600))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("downloading {source}"))?;
+        Some(
+            response
+                .bytes()
+                .await
+                .with_context(|| format!("downloading {source}"))?
+                .to_vec(),
+        )
+    } else if Path::new(source).is_dir() {
+        let dir = Path::new(source).join("docker");
+        if !dir.is_dir() {
+            bail!(
+                "{source} has no `docker/` folder\nhint: give the folder that holds `docker/dockerd`, or the archive itself"
+            );
+        }
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), bin.join(entry.file_name()))?;
+            }
+        }
+        None
+    } else {
+        Some(std::fs::read(source).with_context(|| {
+            format!(
+                "reading {source}\nhint: give a .tgz of Docker's static release layout, a folder, or an http(s) URL"
+            )
+        })?)
+    };
+    if let Some(bytes) = archive {
+        unpack_static_archive(&bytes, &bin).with_context(|| format!("unpacking {source}"))?;
+    }
+    for name in STATIC_REQUIRED {
+        if !bin.join(name).is_file() {
+            bail!(
+                "{source} has no `docker/{name}`\nhint: a static engine archive holds docker/dockerd, docker/containerd and docker/runc (the layout of Docker's static release archives)"
+            );
+        }
+    }
+    let missing: Vec<&str> = STATIC_EXPECTED
+        .iter()
+        .copied()
+        .filter(|n| !bin.join(n).is_file())
+        .collect();
+    if !missing.is_empty() {
+        progress(&format!("note: the archive has no {}", missing.join(", ")));
+    }
+    let engine_version = binary_version(&bin.join("dockerd"), &["--version"], |out| {
+        out.split_whitespace()
+            .skip_while(|w| *w != "version")
+            .nth(1)
+            .map(|v| v.trim_end_matches(',').to_string())
+    })
+    .await?;
+    let containerd = binary_version(&bin.join("containerd"), &["--version"], |out| {
+        out.split_whitespace().nth(2).map(str::to_string)
+    })
+    .await
+    .unwrap_or_default();
+    let runc = binary_version(&bin.join("runc"), &["--version"], |out| {
+        out.lines().next()?.split_whitespace().nth(2).map(str::to_string)
+    })
+    .await
+    .unwrap_or_default();
+    let tag = match tag {
+        Some(t) => t.to_string(),
+        None => engine_version.replace(['+', '~'], "-"),
+    };
+    if !swarm_e2e_model::valid_engine_version(&tag) {
+        bail!(
+            "`{tag}` cannot name a node image\nhint: pass `--engine NAME` with MAJOR.MINOR.PATCH and an optional suffix, e.g. 27.0.0-rc.1"
+        );
+    }
+    let base = static_base(host, progress).await?;
+    progress(&format!(
+        "building {} from {base} with dockerd {engine_version}, containerd {containerd}, runc {runc}",
+        node_image_tag(&tag)
+    ));
+    let label = |k: &str, v: &str| format!("LABEL swarm-e2e.{k}={}", serde_json::Value::from(v));
+    let dockerfile = [
+        format!("FROM {base}"),
+        "COPY docker/ /usr/local/bin/".to_string(),
+        label("kind", "static"),
+        label("suite", source),
+        label("engine-package", &engine_version),
+        label("containerd-package", &containerd),
+        label("runc-package", &runc),
+    ]
+    .join("\n");
+    let mut context = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    context.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())?;
+    context.append_dir_all("docker", &bin)?;
+    let context = context.into_inner()?;
+    let started = Instant::now();
+    let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .t(&node_image_tag(&tag))
+        .rm(true)
+        .forcerm(true)
+        .build();
+    let messages: Vec<_> = host
+        .build_image(options, None, Some(bollard::body_full(context.into())))
+        .collect()
+        .await;
+    for m in messages {
+        let info = m.context("building the static-binaries image")?;
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            bail!("building the static-binaries image: {err}");
+        }
+    }
+    progress(&format!("built in {:.1}s", started.elapsed().as_secs_f64()));
+    find_node_image(host, &tag)
         .await?
-        .context("the node image is missing right after import")
+        .context("the static-binaries image is missing right after the build")
+}
+
+/// Unpacks the `docker/*` files of a (gzipped) tar into `bin`; nothing outside it.
+fn unpack_static_archive(bytes: &[u8], bin: &Path) -> anyhow::Result<()> {
+    let reader: Box<dyn std::io::Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(bytes))
+    } else {
+        Box::new(bytes)
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut found = 0;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let mut parts = path.components().filter(|c| !matches!(c, std::path::Component::CurDir));
+        let (Some(dir), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if dir.as_os_str() != "docker" || !entry.header().entry_type().is_file() {
+            continue;
+        }
+        entry.unpack(bin.join(name.as_os_str()))?;
+        found += 1;
+    }
+    if found == 0 {
+        bail!(
+            "no `docker/*` files in the archive\nhint: Docker's static archives hold docker/dockerd, docker/containerd, docker/runc, ..."
+        );
+    }
+    Ok(())
+}
+
+/// Runs `binary args` (bounded) and reads a version out of its output.
+async fn binary_version(
+    binary: &Path,
+    args: &[&str],
+    parse: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<String> {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tokio::process::Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .with_context(|| format!("{} {} did not answer within 20s", binary.display(), args.join(" ")))?
+    .with_context(|| format!("running {}", binary.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse(&text).with_context(|| {
+        format!(
+            "could not read a version from `{} {}`: {}",
+            binary.display(),
+            args.join(" "),
+            text.trim()
+        )
+    })
+}
+
+/// Every node image of the current recipe, packaged and static.
+pub async fn list_node_images(host: &Docker) -> anyhow::Result<Vec<NodeImageInfo>> {
+    let filters = HashMap::from([("reference".to_string(), vec![format!("{NODE_IMAGE_REPO}:*")])]);
+    let images = host
+        .list_images(Some(
+            bollard::query_parameters::ListImagesOptionsBuilder::new()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("listing node images")?;
+    let mut out = Vec::new();
+    for tag in images.into_iter().flat_map(|i| i.repo_tags) {
+        if let Some(t) = tag.strip_prefix(&format!("{NODE_IMAGE_REPO}:"))
+            && let Some(info) = find_node_image(host, t).await?
+        {
+            out.push(info);
+        }
+    }
+    out.sort_by(|a, b| a.tag.cmp(&b.tag));
+    Ok(out)
 }
 
 fn install_init(rootfs: &Path) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ pub mod fake_backer;
 pub mod images;
 pub mod labels;
 pub mod local;
+pub mod matrix;
 pub mod pki;
 pub mod report;
 pub mod reports;

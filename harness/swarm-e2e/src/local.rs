@@ -21,14 +21,14 @@ use bollard::query_parameters::{
 use futures_util::future::join_all;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use swarm_e2e_model::{Node, Scenario};
+use swarm_e2e_model::{Node, Scenario, Topology};
 use testcontainers::core::Mount;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{CONFIG_DIR, daemon_json};
-use crate::images::{find_node_image, node_image_tag};
+use crate::images::resolve_node_image;
 use crate::labels::{self, NAME_PREFIX};
 use crate::pki::{CertBundle, Pki};
 
@@ -58,16 +58,16 @@ pub fn run_dir(run_id: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{NAME_PREFIX}{run_id}"))
 }
 
-/// Fails early, with the build command, when a node image is missing.
+/// Fails early, with the build command, when a node image is missing (the classic
+/// topology's key-value store node included).
 pub async fn require_node_images(host: &Docker, scenario: &Scenario) -> anyhow::Result<()> {
     for engine in scenario.engines() {
-        crate::images::release_for(&engine)?;
-        if find_node_image(host, &engine).await?.is_none() {
-            bail!(
-                "the node image {} is not built yet\nhint: run `swarm-e2e node-image build --engine {engine}` (about a minute, once)",
-                node_image_tag(&engine)
-            );
-        }
+        resolve_node_image(host, &engine).await?;
+    }
+    if scenario.topology == Topology::Classic {
+        resolve_node_image(host, KV_STORE_ENGINE)
+            .await
+            .context("the classic topology's key-value store (etcd) comes from this node image")?;
     }
     Ok(())
 }
@@ -92,6 +92,22 @@ pub async fn provision(
         Ok(n) => n,
         Err(e) => return (Vec::new(), Err(e)),
     };
+    let mut handles = Vec::new();
+    // The classic topology: the key-value store first, since every engine's
+    // configuration names its address.
+    let mut classic_config = Vec::new();
+    let mut kv_address = None;
+    if scenario.topology == Topology::Classic {
+        match start_kv_store(host, run_id, &network, run_labels.clone(), &stop).await {
+            Ok((address, handle)) => {
+                handles.push(handle);
+                classic_config = cluster_store_config(&format!("etcd://{address}:{ETCD_PORT}"));
+                kv_address = Some(address);
+            }
+            Err(e) => return (handles, Err(e)),
+        }
+    }
+    let classic_config = &classic_config;
     // Every node start runs to its end, even after one failed: a start abandoned midway
     // could still create a container after teardown looked. A failure stops the others
     // at their next step instead.
@@ -103,7 +119,11 @@ pub async fn provision(
             let spec = NodeSpec {
                 name: &node.name,
                 engine: &node.engine,
-                config: EngineConfig::Issue { pki, node },
+                config: EngineConfig::Issue {
+                    pki,
+                    node,
+                    extra: classic_config,
+                },
             };
             let r = start_node(host, run_id, spec, &network, run_labels, &stop).await;
             if r.is_err() {
@@ -113,7 +133,6 @@ pub async fn provision(
         }
     }))
     .await;
-    let mut handles = Vec::new();
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
     for r in results {
@@ -126,6 +145,11 @@ pub async fn provision(
         }
     }
     if errors.is_empty() {
+        if let Some(address) = kv_address
+            && let Err(e) = wait_kv_store(address, &stop).await
+        {
+            return (handles, Err(e));
+        }
         return (handles, Ok(nodes));
     }
     // "provisioning stopped" errors are the echo of the first real one.
@@ -158,8 +182,13 @@ pub async fn create_run_network(
 
 /// Where a node container's engine configuration comes from.
 pub enum EngineConfig<'a> {
-    /// Issued here once the container's address is known (the local target).
-    Issue { pki: &'a Pki, node: &'a Node },
+    /// Issued here once the container's address is known (the local target); `extra`
+    /// adds daemon.json keys (the classic topology's cluster store).
+    Issue {
+        pki: &'a Pki,
+        node: &'a Node,
+        extra: &'a [(&'static str, serde_json::Value)],
+    },
     /// Rendered before any address existed (a droplet's `user_data`), used as given.
     Given {
         daemon_json: serde_json::Value,
@@ -204,7 +233,7 @@ pub async fn start_node(
     .with_context(|| format!("creating volume {volume}"))?;
 
     check_stop()?;
-    let tag = node_image_tag(spec.engine);
+    let tag = resolve_node_image(host, spec.engine).await?.tag;
     let (repo, version) = tag.split_once(':').expect("tag has a version");
     let request = GenericImage::new(repo, version)
         .with_container_name(&container_name)
@@ -243,7 +272,11 @@ pub async fn start_node(
     // container, so teardown can find and remove them.
     let cgroup_parent = ("cgroup-parent", json!(format!("/{container_name}")));
     let (server, config) = match spec.config {
-        EngineConfig::Issue { pki, node } => (pki.server(&node.name, &[address])?, daemon_json(node, &[cgroup_parent])),
+        EngineConfig::Issue { pki, node, extra } => {
+            let mut keys = vec![cgroup_parent];
+            keys.extend(extra.iter().cloned());
+            (pki.server(&node.name, &[address])?, daemon_json(node, &keys))
+        }
         EngineConfig::Given {
             mut daemon_json,
             server,
@@ -265,6 +298,90 @@ pub async fn start_node(
         },
         container,
     ))
+}
+
+/// The packaged node image whose Debian suite has the classic topology's key-value store
+/// (Debian 12: etcd 3.4, which still serves the v2 API the engines' libkv speaks).
+pub const KV_STORE_ENGINE: &str = "20.10";
+/// The key-value store container's node label (it is no engine, and no scenario node).
+pub const KV_STORE_NODE: &str = "kv-store";
+const ETCD_PORT: u16 = 2379;
+/// Bound on etcd answering after its container started.
+const KV_STORE_READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// daemon.json keys that put an engine in a classic (pre-swarm-mode) cluster: the
+/// store, and the address other engines reach it by (the TLS port, as docker-machine
+/// advertised it).
+pub fn cluster_store_config(store_url: &str) -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("cluster-store", json!(store_url)),
+        (
+            "cluster-advertise",
+            json!(format!("eth0:{}", crate::engine::ENGINE_TLS_PORT)),
+        ),
+    ]
+}
+
+/// Starts the classic topology's key-value store: etcd with its v2 API, in a container
+/// on the run network (marked like every node container). Returns its address.
+async fn start_kv_store(
+    host: &Docker,
+    run_id: &str,
+    network: &str,
+    mut node_labels: HashMap<String, String>,
+    stop: &CancellationToken,
+) -> anyhow::Result<(IpAddr, ContainerAsync<GenericImage>)> {
+    if stop.is_cancelled() {
+        bail!("provisioning stopped");
+    }
+    node_labels.insert(labels::NODE.into(), KV_STORE_NODE.to_string());
+    let container_name = node_container_name(run_id, KV_STORE_NODE);
+    let tag = resolve_node_image(host, KV_STORE_ENGINE).await?.tag;
+    let (repo, version) = tag.split_once(':').expect("tag has a version");
+    // etcd advertises the client URL it is given, and libkv clients sync their endpoint
+    // list from it: it must be the container's own address, known only inside it.
+    let command = format!(
+        "exec etcd --name kv --data-dir /run/etcd --enable-v2=true \
+         --listen-client-urls http://0.0.0.0:{ETCD_PORT} \
+         --advertise-client-urls http://$(hostname -i):{ETCD_PORT} \
+         --listen-peer-urls http://127.0.0.1:2380"
+    );
+    let container = GenericImage::new(repo, version)
+        .with_entrypoint("/bin/sh")
+        .with_cmd(["-c", command.as_str()])
+        .with_container_name(&container_name)
+        .with_hostname(KV_STORE_NODE)
+        .with_network(network)
+        .with_labels(node_labels)
+        .with_mount(Mount::tmpfs_mount("/run"))
+        .with_startup_timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .with_context(|| format!("starting the key-value store container {container_name}"))?;
+    let address = container
+        .get_bridge_ip_address()
+        .await
+        .with_context(|| format!("reading the address of {container_name}"))?;
+    Ok((address, container))
+}
+
+/// Waits (bounded) until etcd at `address` answers its version endpoint.
+async fn wait_kv_store(address: IpAddr, stop: &CancellationToken) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .context("an HTTP client for etcd")?;
+    let url = format!("http://{address}:{ETCD_PORT}/version");
+    crate::wait::poll_until(KV_STORE_READY_LIMIT, Duration::from_millis(50), || async {
+        if stop.is_cancelled() {
+            bail!("provisioning stopped");
+        }
+        let response = client.get(&url).send().await?.error_for_status()?;
+        anyhow::Ok(Some(response.text().await?))
+    })
+    .await
+    .with_context(|| format!("the key-value store (etcd at {url}) did not answer"))?;
+    Ok(())
 }
 
 /// Uploads TLS files and daemon.json as one tar; `ready` is its last entry, which the

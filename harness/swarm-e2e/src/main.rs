@@ -27,7 +27,8 @@ use swarm_e2e_model::{Scenario, ScenarioError, parse_scenario_file};
   swarm-e2e run scenarios/swarm-demo.toml -- overlay   # only checks matching `overlay`
   swarm-e2e validate scenarios/*.toml
 
-", "Exit codes: 0 passed, 1 check failed, 2 invalid input, 3 infrastructure, 130 interrupted")
+", "Exit codes: 0 passed, 1 check failed, 2 invalid input, 3 infrastructure, 4 unsupported,
+5 regression (matrix), 130 interrupted")
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,6 +53,7 @@ enum Command {
   swarm-e2e run --keep scenarios/swarm-demo.toml      # leave it up; prints DOCKER_HOST lines
   swarm-e2e run scenarios/swarm-demo.toml -- --list    # list checks
   swarm-e2e run scenarios/swarm-demo.toml -- placement --exact swarm-demo::placement-hostname
+  swarm-e2e run --engine 26.1 scenarios/swarm-demo.toml   # every node on Debian 13's engine
 
 Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --list,
 --ignored, --include-ignored, --test-threads, --format, -q.
@@ -61,11 +63,17 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
   1    a check failed
   2    invalid input: a scenario file or the command line
   3    infrastructure error: engine, image, provisioning, cluster formation, or teardown
+  4    unsupported: the scenario cannot run on its engines or target (e.g. the classic
+       topology on Engine 23.0 or later); reported before anything was provisioned
   130  interrupted (SIGINT/SIGTERM); the run was torn down"))]
     Run {
         /// Scenario files (TOML); each builds its own cluster, one after the other.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Run every node on this engine instead of the scenario's: a version (20.10,
+        /// 26.1, 28.5), a static-binaries image's version, or a static archive's URL/path.
+        #[arg(long, value_name = "ENGINE")]
+        engine: Option<String>,
         /// Where the cluster runs: `local` (node containers on this machine), `do-fake`
         /// (the DigitalOcean code path against an in-process fake API), or `digitalocean`
         /// (the real API; needs DIGITALOCEAN_ACCESS_TOKEN).
@@ -107,6 +115,40 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
         /// Arguments for the test runner (after `--`).
         #[arg(last = true)]
         libtest: Vec<String>,
+    },
+    /// Run scenarios on several engines and compare them check by check.
+    #[command(after_help = "Examples:
+  swarm-e2e matrix --engine 20.10 --engine 26.1 scenarios/swarm-demo.toml
+  swarm-e2e matrix --engine 20.10 --engine 26.1 --engine 28.5 --json matrix.json scenarios/*.toml
+  swarm-e2e matrix --engine 20.10 --engine 27.0.0-rc.1 scenarios/swarm-demo.toml   # a static-binaries image
+
+The first --engine is the baseline. Each scenario runs once per engine with every node on
+that engine, as `run --engine` would. The table shows check x engine -> passed / failed /
+ignored / unsupported with timings, marks checks whose outcome differs, and the per-engine
+phase timings. A scenario an engine cannot run (the classic topology on 23.0+) is reported
+unsupported, never provisioned.
+
+Exit codes: 0 no regression, 5 a check passed on the baseline and failed on another
+engine, 1 a check failed on every engine, 2 invalid input, 3 infrastructure, 130 interrupted.")]
+    Matrix {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// An engine to run on (at least two; the first is the baseline).
+        #[arg(long = "engine", value_name = "ENGINE", required = true, num_args = 1)]
+        engines: Vec<String>,
+        /// Clusters at once (default: one per two cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write the comparison as JSON.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// Write a JUnit XML report of every run (one testsuite per scenario and engine).
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
+        /// Where failure artefacts go.
+        #[arg(long, value_name = "DIR", default_value = "target/swarm-e2e-artifacts")]
+        artifacts: PathBuf,
     },
     /// Show what a run would create on DigitalOcean and what it would cost; sends no
     /// request and needs no token.
@@ -220,13 +262,26 @@ enum NodeImageCommand {
     #[command(after_help = "Examples:
   swarm-e2e node-image build                 # engine 20.10 from Debian 12
   swarm-e2e node-image build --engine 26.1   # Debian 13
+  swarm-e2e node-image build --engine 28.5   # Debian unstable
   swarm-e2e node-image build --force         # rebuild even if cached
+  swarm-e2e node-image build --static ./docker-27.0.0-rc.1.tgz          # a release candidate
+  swarm-e2e node-image build --static https://example.org/docker.tgz --engine 27.0.0-rc.1
+
+A static archive has Docker's static release layout: docker/dockerd, docker/containerd,
+docker/runc (and docker-init, docker-proxy, containerd-shim-runc-v2, ...). Its image is
+tagged with --engine, or the version `dockerd --version` reports; scenarios and `matrix`
+select it by that name (`engine = \"27.0.0-rc.1\"`) or by the archive's path or URL.
 
 Needs root, debootstrap and a reachable Debian mirror (SWARM_E2E_DEBIAN_MIRROR).")]
     Build {
-        /// Engine version: 20.10 (Debian 12), 26.1 (Debian 13), 28.5 (Debian unstable).
-        #[arg(long, default_value = swarm_e2e_model::DEFAULT_ENGINE)]
-        engine: String,
+        /// Engine version: 20.10 (Debian 12), 26.1 (Debian 13), 28.5 (Debian unstable);
+        /// with --static, the name to tag the image with.
+        #[arg(long)]
+        engine: Option<String>,
+        /// Build from static engine binaries: a .tgz, a folder holding `docker/`, or an
+        /// http(s) URL.
+        #[arg(long = "static", value_name = "PATH-OR-URL")]
+        static_source: Option<String>,
         /// Rebuild even if a current image is cached.
         #[arg(long)]
         force: bool,
@@ -272,6 +327,7 @@ fn main() -> ExitCode {
         },
         Command::Run {
             files,
+            engine,
             target,
             no_engines,
             fake_boot_latency,
@@ -287,6 +343,11 @@ fn main() -> ExitCode {
         } => {
             let scenarios = match load_all(&files) {
                 Ok(s) => s,
+                Err(code) => return ExitCode::from(code as u8),
+            };
+            let scenarios = match engine.as_deref().map(check_engine).transpose() {
+                Ok(Some(e)) => scenarios.iter().map(|s| s.with_engine(&e)).collect(),
+                Ok(None) => scenarios,
                 Err(code) => return ExitCode::from(code as u8),
             };
             let interrupt = Interrupt::install(&rt);
@@ -373,19 +434,93 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::NodeImage(NodeImageCommand::Build { engine, force }) => rt.block_on(async {
+        Command::Matrix {
+            files,
+            engines,
+            jobs,
+            json,
+            junit,
+            artifacts,
+        } => {
+            let scenarios = match load_all(&files) {
+                Ok(s) => s,
+                Err(code) => return ExitCode::from(code as u8),
+            };
+            let engines = match engines.iter().map(|e| check_engine(e)).collect::<Result<Vec<_>, _>>() {
+                Ok(e) => e,
+                Err(code) => return ExitCode::from(code as u8),
+            };
+            if engines.len() < 2 {
+                eprintln!("error: a matrix compares at least two engines\nhint: add another --engine, e.g. --engine 20.10 --engine 26.1");
+                return ExitCode::from(exit::INVALID_INPUT as u8);
+            }
+            // Every image first: a missing one fails before any cluster is built.
+            if let Err(e) = rt.block_on(async {
+                let host = engine::host_engine()?;
+                engine::ping_host_engine(&host).await?;
+                for e in &engines {
+                    images::resolve_node_image(&host, e).await?;
+                }
+                anyhow::Ok(())
+            }) {
+                return ExitCode::from(report_error(e) as u8);
+            }
+            let interrupt = Interrupt::install(&rt);
+            let reporter: Arc<dyn Reporter> = Arc::new(HumanReporter::new());
+            let opts = RunOptions {
+                artifacts: Some(artifacts),
+                ..Default::default()
+            };
+            let jobs = jobs.unwrap_or_else(|| swarm_e2e::matrix::default_jobs(scenarios.len() * engines.len()));
+            let cells = swarm_e2e::matrix::run_matrix(&rt, &scenarios, &engines, jobs, &opts, reporter, &interrupt);
+            let comparison = swarm_e2e::matrix::Comparison::new(&engines, &cells);
+            println!("\n{}", comparison.table());
+            let mut code = comparison.exit_code();
+            let summaries: Vec<_> = cells.into_iter().map(|c| c.summary).collect();
+            let written = [
+                (json, serde_json::to_string_pretty(&comparison).map_err(anyhow::Error::from)),
+                (junit, swarm_e2e::reports::junit(&summaries)),
+            ];
+            for (path, body) in written {
+                let Some(path) = path else { continue };
+                match body.and_then(|b| swarm_e2e::reports::write(&path, &b)) {
+                    Ok(()) => eprintln!("report: {}", path.display()),
+                    Err(e) => {
+                        eprintln!("error: writing {}: {e:#}", path.display());
+                        code = exit::worst(code, exit::INFRASTRUCTURE);
+                    }
+                }
+            }
+            if interrupt.stop.is_cancelled() {
+                code = exit::INTERRUPTED;
+            }
+            code
+        }
+        Command::NodeImage(NodeImageCommand::Build {
+            engine,
+            static_source,
+            force,
+        }) => rt.block_on(async {
             let result = async {
                 let host = engine::host_engine()?;
                 engine::ping_host_engine(&host).await?;
-                images::build_node_image(&host, &engine, force, &|line: &str| eprintln!("node-image: {line}")).await
+                let progress = |line: &str| eprintln!("node-image: {line}");
+                match &static_source {
+                    Some(source) => images::build_static_node_image(&host, source, engine.as_deref(), &progress).await,
+                    None => {
+                        let engine = engine.as_deref().unwrap_or(swarm_e2e_model::DEFAULT_ENGINE);
+                        images::build_node_image(&host, engine, force, &progress).await
+                    }
+                }
             }
             .await;
             match result {
                 Ok(info) => {
                     println!(
-                        "{} {} (engine {}, containerd {}, runc {}, {} MB)",
+                        "{} {} ({}: engine {}, containerd {}, runc {}, {} MB)",
                         info.tag,
                         &info.id,
+                        info.kind,
                         info.engine_package,
                         info.containerd_package,
                         info.runc_package,
@@ -400,15 +535,21 @@ fn main() -> ExitCode {
             let result = async {
                 let host = engine::host_engine()?;
                 engine::ping_host_engine(&host).await?;
+                let built = images::list_node_images(&host).await?;
                 for r in images::ENGINE_RELEASES {
-                    match images::find_node_image(&host, r.engine).await? {
-                        Some(info) => println!("{:<24} built   engine {}", info.tag, info.engine_package),
-                        None => println!(
-                            "{:<24} missing (swarm-e2e node-image build --engine {})",
+                    if !built.iter().any(|i| i.tag == images::node_image_tag(r.engine)) {
+                        println!(
+                            "{:<32} missing   (swarm-e2e node-image build --engine {})",
                             images::node_image_tag(r.engine),
                             r.engine
-                        ),
+                        );
                     }
+                }
+                for info in &built {
+                    println!(
+                        "{:<32} {:<9} engine {}, containerd {}, runc {} ({})",
+                        info.tag, info.kind, info.engine_package, info.containerd_package, info.runc_package, info.suite
+                    );
                 }
                 anyhow::Ok(())
             }
@@ -643,6 +784,18 @@ fn print_runs(found: &[local::LocalResource]) {
             if r.kept { "yes" } else { "" },
             r.name
         );
+    }
+}
+
+/// An engine given on the command line, checked like a scenario's `engine` field.
+fn check_engine(engine: &str) -> Result<String, i32> {
+    if swarm_e2e_model::valid_engine(engine) {
+        Ok(engine.to_string())
+    } else {
+        eprintln!(
+            "error: `{engine}` is not an engine\nhint: give MAJOR.MINOR (20.10, 26.1, 28.5), a static-binaries image's version (27.0.0-rc.1), or a static archive's URL or absolute path"
+        );
+        Err(exit::INVALID_INPUT)
     }
 }
 

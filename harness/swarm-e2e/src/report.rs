@@ -190,7 +190,7 @@ impl Timings {
 pub fn summary_table(runs: &[crate::run::RunSummary]) -> String {
     let mut out = format!(
         "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8}\n",
-        "scenario", "run", "passed", "failed", "ignored", "seconds"
+        "scenario", "run", "passed", "failed", "skipped", "seconds"
     );
     for r in runs {
         let count = |o: &str| r.checks.iter().filter(|c| c.outcome == o).count();
@@ -200,7 +200,7 @@ pub fn summary_table(runs: &[crate::run::RunSummary]) -> String {
             r.run_id,
             count("passed"),
             count("failed"),
-            count("ignored"),
+            count("ignored") + count("unsupported"),
             r.timings.total().as_secs_f64()
         ));
     }

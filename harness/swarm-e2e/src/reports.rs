@@ -28,10 +28,14 @@ pub fn junit(runs: &[RunSummary]) -> anyhow::Result<String> {
         for c in &run.checks {
             let status = match c.outcome.as_str() {
                 "passed" => TestCaseStatus::success(),
-                "ignored" => {
+                "ignored" | "unsupported" => {
                     let mut s = TestCaseStatus::skipped();
                     if let Some(m) = &c.message {
-                        s.set_message(m.clone());
+                        s.set_message(if c.outcome == "unsupported" {
+                            format!("unsupported: {m}")
+                        } else {
+                            m.clone()
+                        });
                     }
                     s
                 }

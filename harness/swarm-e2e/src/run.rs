@@ -11,7 +11,7 @@ use anyhow::Context;
 use bollard::Docker;
 use futures_util::future::try_join_all;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use swarm_e2e_model::{BUSYBOX, Scenario};
+use swarm_e2e_model::{BUSYBOX, Scenario, Topology};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
@@ -36,16 +36,22 @@ pub mod exit {
     pub const CHECK_FAILED: i32 = 1;
     pub const INVALID_INPUT: i32 = 2;
     pub const INFRASTRUCTURE: i32 = 3;
+    /// The scenario cannot run on its engines or target (reported, nothing provisioned).
+    pub const UNSUPPORTED: i32 = 4;
+    /// `matrix`: a check passed on the baseline engine and failed on a candidate.
+    pub const REGRESSION: i32 = 5;
     pub const INTERRUPTED: i32 = 130;
 
     /// The more serious of two exit codes, for runs over several scenarios.
     pub fn worst(a: i32, b: i32) -> i32 {
         let rank = |c: i32| match c {
             OK => 0,
-            CHECK_FAILED => 1,
-            INVALID_INPUT => 2,
-            INFRASTRUCTURE => 3,
-            _ => 4,
+            UNSUPPORTED => 1,
+            CHECK_FAILED => 2,
+            REGRESSION => 3,
+            INVALID_INPUT => 4,
+            INFRASTRUCTURE => 5,
+            _ => 6,
         };
         if rank(a) >= rank(b) { a } else { b }
     }
@@ -264,6 +270,9 @@ pub fn run_scenario(
         };
         return summary;
     }
+    if let Some(reason) = unsupported_reason(&scenario, &opts.target) {
+        return unsupported(summary, &scenario, &args, reason, &reporter);
+    }
     if opts.target != Target::Local {
         return crate::do_run::run(rt, &scenario, opts, &args, reporter, interrupt, summary);
     }
@@ -372,6 +381,53 @@ pub fn run_scenario(
         summary.leftovers = errors;
         summary.exit_code = exit::worst(summary.exit_code, exit::INFRASTRUCTURE);
     }
+    summary
+}
+
+/// Why `scenario` cannot run on `target`, decided from the validated model alone.
+pub fn unsupported_reason(scenario: &Scenario, target: &Target) -> Option<String> {
+    if let Some(reason) = scenario.unsupported_reason() {
+        return Some(reason);
+    }
+    if scenario.topology == Topology::Classic && *target != Target::Local {
+        return Some(format!(
+            "the classic topology's key-value store node is built on the local target only; \
+             `{}` has no Consul droplet yet (run it with --target local)",
+            target.name()
+        ));
+    }
+    None
+}
+
+/// Reports every selected check as unsupported, with the reason, and provisions nothing.
+fn unsupported(
+    mut summary: RunSummary,
+    scenario: &Scenario,
+    args: &Arguments,
+    reason: String,
+    reporter: &Arc<dyn Reporter>,
+) -> RunSummary {
+    reporter.event(&Event::Note {
+        text: format!(
+            "swarm-e2e: {} is unsupported here, nothing was provisioned: {reason}",
+            scenario.name
+        ),
+    });
+    let listed = trials(scenario, None);
+    summary.checks = scenario
+        .checks
+        .iter()
+        .zip(&listed)
+        .filter(|(_, t)| !args.is_filtered_out(t))
+        .map(|(c, _)| CheckRecord {
+            name: c.name.clone(),
+            kind: c.kind.kind_name().into(),
+            outcome: "unsupported".into(),
+            message: Some(reason.clone()),
+            duration: Duration::ZERO,
+        })
+        .collect();
+    summary.exit_code = exit::UNSUPPORTED;
     summary
 }
 
@@ -657,14 +713,26 @@ pub(crate) fn engines_cluster_checks(
             &interrupt.stop,
             form(scenario, nodes, timeouts.cluster_formed),
         ));
-        let cluster = finish_phase(reporter, summary, Phase::ClusterFormed, started, result, |c| {
-            format!(
-                "swarm of {} node(s), {} manager(s), {} overlay network(s)",
-                c.nodes.len(),
-                scenario.manager_count(),
-                scenario.networks.len()
-            )
-        })?;
+        let cluster = finish_phase(
+            reporter,
+            summary,
+            Phase::ClusterFormed,
+            started,
+            result,
+            |c| match scenario.topology {
+                Topology::Swarm => format!(
+                    "swarm of {} node(s), {} manager(s), {} overlay network(s)",
+                    c.nodes.len(),
+                    scenario.manager_count(),
+                    scenario.networks.len()
+                ),
+                Topology::Classic => format!(
+                    "{} engine(s) sharing a cluster store (etcd), {} global overlay network(s)",
+                    c.nodes.len(),
+                    scenario.networks.len()
+                ),
+            },
+        )?;
         inject_panic(opts, Phase::ClusterFormed);
         let cluster = Arc::new(cluster);
         *cluster_out = Some(cluster.clone());
