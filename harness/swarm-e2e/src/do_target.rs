@@ -376,6 +376,31 @@ mod tests {
     }
 
     #[test]
+    fn user_data_installs_each_nodes_engine_and_is_valid_shell() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/swarm-demo.toml")).unwrap();
+        let mut scenario = swarm_e2e_model::parse_scenario("swarm-demo.toml", &text).unwrap();
+        scenario.nodes[1].engine = "26.1".into();
+        scenario.nodes[2].engine = "https://example.invalid/docker-27.0.0-rc.1.tgz".into();
+        let ud = user_data(&scenario, &Pki::new("t").unwrap()).unwrap();
+        let config = config_from_user_data(&ud).unwrap();
+        assert_eq!(config["nodes"]["swarm-demo-1"]["engine"], "20.10");
+        assert_eq!(config["nodes"]["swarm-demo-2"]["engine"], "26.1");
+        assert!(ud.contains("get.docker.com | sh -s -- --version \"$engine\""));
+        assert!(ud.contains("tar -xz -C /usr/local/bin --strip-components=1"));
+        // The shell parses it (the script itself only runs on a droplet).
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("user_data");
+        std::fs::write(&script, &ud).unwrap();
+        let check = std::process::Command::new("sh")
+            .arg("-n")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    }
+
+    #[test]
     fn tags_and_names_obey_the_api_rules() {
         let tag = run_tag("ab12cd34");
         assert!(

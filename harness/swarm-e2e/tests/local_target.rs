@@ -6,11 +6,12 @@
 //! with the docker CLI and `down` removes it. After every run the test asks the host
 //! engine (and /sys/fs/cgroup, and the temp dir) for anything still carrying the run id.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -170,16 +171,23 @@ fn expect_code(out: &Output, code: i32) -> Result<(), Failed> {
     Ok(())
 }
 
-/// The node image, built once per test process (a no-op when cached).
+/// The default engine's node image, built once per test process (a no-op when cached).
 fn node_image() -> Result<(), Failed> {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = run(&["node-image", "build"], None);
+    node_image_for("20.10")
+}
+
+/// The node image of a packaged engine release, built once per test process.
+fn node_image_for(engine: &str) -> Result<(), Failed> {
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    built
+        .entry(engine.to_string())
+        .or_insert_with(|| {
+            let out = run(&["node-image", "build", "--engine", engine], None);
             if out.code == 0 {
                 Ok(())
             } else {
-                Err(format!("node image build failed\n{}", out.context()))
+                Err(format!("node image build for {engine} failed\n{}", out.context()))
             }
         })
         .clone()
@@ -224,6 +232,20 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
             ],
             None,
         );
+        // A scenario this target cannot run (the classic topology off the local target)
+        // must say so, with every check unsupported, and provision nothing.
+        let scenario = swarm_e2e_model::parse_scenario_file(&path).map_err(|e| e.to_string())?;
+        let target_kind = match target {
+            "local" => swarm_e2e::run::Target::Local,
+            _ => swarm_e2e::run::Target::DoFake {
+                no_engines: false,
+                boot_latency: Duration::from_secs(2),
+                faults: None,
+            },
+        };
+        if swarm_e2e::run::unsupported_reason(&scenario, &target_kind).is_some() {
+            return expect_unsupported(&out, &json, scenario.checks.len());
+        }
         expect_code(&out, 0)?;
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
@@ -259,6 +281,30 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
         }
         assert_clean(&out)
     })
+}
+
+/// An unsupported run: exit 4, every check reported unsupported with a reason, and no
+/// run started (so nothing could be left).
+fn expect_unsupported(out: &Output, json: &Path, checks: usize) -> Result<(), Failed> {
+    expect_code(out, 4)?;
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+    if !jsonschema::is_valid(&schema, &report) {
+        return Err(format!("JSON report violates its schema: {report:#}").into());
+    }
+    let listed = report["runs"][0]["checks"].as_array().cloned().unwrap_or_default();
+    let all_unsupported = listed.len() == checks
+        && listed
+            .iter()
+            .all(|c| c["outcome"] == "unsupported" && c["message"].as_str().is_some_and(|m| !m.is_empty()));
+    if !all_unsupported || out.run_id().is_some() || !out.stderr.contains("nothing was provisioned") {
+        return Err(format!(
+            "not reported unsupported before provisioning: {report:#}\n{}",
+            out.context()
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A scenario whose checks must fail (`fixtures/broken/NAME.toml`), with `NAME.expect`
@@ -876,6 +922,201 @@ fn main() {
         }
         assert_clean(&out)
     }));
+
+    trials.push(Trial::test(
+        "engines::matrix-seed-and-classic-on-20.10-and-26.1",
+        || {
+            node_image_for("20.10")?;
+            node_image_for("26.1")?;
+            let dir = tempfile::tempdir().unwrap();
+            let json = dir.path().join("matrix.json");
+            let out = run(
+                &[
+                    "matrix",
+                    "--engine",
+                    "20.10",
+                    "--engine",
+                    "26.1",
+                    "--json",
+                    json.to_str().unwrap(),
+                    "scenarios/swarm-demo.toml",
+                    "scenarios/swarm-demo-classic.toml",
+                ],
+                None,
+            );
+            expect_code(&out, 0)?;
+            let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            let rows = m["rows"].as_array().cloned().unwrap_or_default();
+            let outcome =
+                |row: &serde_json::Value, e: &str| row["outcomes"][e]["outcome"].as_str().unwrap_or("").to_string();
+            let seed: Vec<_> = rows.iter().filter(|r| r["scenario"] == "swarm-demo").collect();
+            let classic: Vec<_> = rows.iter().filter(|r| r["scenario"] == "swarm-demo-classic").collect();
+            let ok = seed.len() == 7
+                && seed
+                    .iter()
+                    .all(|r| outcome(r, "20.10") == "passed" && outcome(r, "26.1") == "passed")
+                && classic.len() == 3
+                && classic.iter().all(|r| {
+                    outcome(r, "20.10") == "passed"
+                        && outcome(r, "26.1") == "unsupported"
+                        && r["outcomes"]["26.1"]["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("23.0"))
+                        && r["differs"] == true
+                })
+                && m["regressions"] == 0;
+            if !ok || !out.stdout.contains("<- differs") {
+                return Err(format!("unexpected comparison: {m:#}\n{}", out.context()).into());
+            }
+            // The engines that answered are the ones asked for, and every run left nothing.
+            for r in m["runs"].as_array().cloned().unwrap_or_default() {
+                let engine = r["engine"].as_str().unwrap_or_default();
+                let versions = r["engine_versions"].as_array().cloned().unwrap_or_default();
+                let provisioned = r["exit_code"] != 4;
+                if provisioned
+                    && (versions.len() != 3
+                        || !versions
+                            .iter()
+                            .all(|v| v.as_str().is_some_and(|v| v.starts_with(engine))))
+                {
+                    return Err(format!("run on {engine} reported engines {versions:?}").into());
+                }
+                let left = leftovers(r["run_id"].as_str().unwrap_or_default());
+                if !left.is_empty() {
+                    return Err(format!("matrix run left {left:?}").into());
+                }
+            }
+            Ok(())
+        },
+    ));
+
+    trials.push(Trial::test(
+        "engines::static-binaries-image-runs-the-seed-and-a-broken-candidate-is-a-regression",
+        || {
+            node_image()?;
+            let dir = tempfile::tempdir().unwrap();
+            // An archive in the layout of Docker's static releases, assembled from the
+            // packaged binaries this machine's engine runs (docker-init is tini).
+            let good = dir.path().join("good/docker");
+            std::fs::create_dir_all(&good).unwrap();
+            for bin in [
+                "dockerd",
+                "containerd",
+                "runc",
+                "docker",
+                "containerd-shim-runc-v2",
+                "docker-proxy",
+                "docker-init",
+                "ctr",
+            ] {
+                let found = std::env::var("PATH")
+                    .unwrap()
+                    .split(':')
+                    .map(|d| Path::new(d).join(bin))
+                    .find(|p| p.is_file())
+                    .ok_or_else(|| format!("`{bin}` is not installed on this machine"))?;
+                std::fs::copy(&found, good.join(bin)).unwrap();
+            }
+            let tgz = dir.path().join("docker-static.tgz");
+            let status = Command::new("tar")
+                .arg("-C")
+                .arg(dir.path().join("good"))
+                .arg("-czf")
+                .arg(&tgz)
+                .arg("docker")
+                .status()
+                .unwrap();
+            if !status.success() {
+                return Err("tar failed".into());
+            }
+            // Served over HTTP on loopback, as a release candidate's URL would be.
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let server = rt.block_on(wiremock::MockServer::start());
+            rt.block_on(
+                wiremock::Mock::given(wiremock::matchers::path("/rc/docker-static.tgz"))
+                    .respond_with(wiremock::ResponseTemplate::new(200).set_body_bytes(std::fs::read(&tgz).unwrap()))
+                    .mount(&server),
+            );
+            let url = format!("{}/rc/docker-static.tgz", server.uri());
+            let built = run(&["node-image", "build", "--static", &url, "--engine", "20.10.24-rc.1"], None);
+            expect_code(&built, 0)?;
+            if !built.stdout.contains("swarm-e2e/node:20.10.24-rc.1") || !built.stdout.contains("static: engine 20.10") {
+                return Err(format!("unexpected build output\n{}", built.context()).into());
+            }
+            let json = dir.path().join("seed.json");
+            let seed = run(
+                &[
+                    "run",
+                    "--engine",
+                    "20.10.24-rc.1",
+                    "--json",
+                    json.to_str().unwrap(),
+                    "scenarios/swarm-demo.toml",
+                ],
+                None,
+            );
+            expect_code(&seed, 0)?;
+            assert_clean(&seed)?;
+            // The same scenario names the image by its archive's URL.
+            let by_url = run(&["run", "--engine", &url, "fixtures/engines/overlay-ping.toml"], None);
+            expect_code(&by_url, 0)?;
+            assert_clean(&by_url)?;
+
+            // A broken candidate: the same binaries with a runc that cannot start
+            // anything, given as a folder. Passing on the baseline and failing on it is a
+            // regression: exit code 5.
+            let broken = dir.path().join("broken/docker");
+            std::fs::create_dir_all(&broken).unwrap();
+            for entry in std::fs::read_dir(&good).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
+            }
+            std::fs::write(
+                broken.join("runc"),
+                "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'runc version 1.1.5-broken'; exit 0; }\necho 'broken runc' >&2\nexit 1\n",
+            )
+            .unwrap();
+            let folder = dir.path().join("broken");
+            let built = run(
+                &[
+                    "node-image",
+                    "build",
+                    "--static",
+                    folder.to_str().unwrap(),
+                    "--engine",
+                    "20.10.24-broken",
+                ],
+                None,
+            );
+            expect_code(&built, 0)?;
+            let mjson = dir.path().join("matrix.json");
+            let matrix = run(
+                &[
+                    "matrix",
+                    "--engine",
+                    "20.10.24-rc.1",
+                    "--engine",
+                    "20.10.24-broken",
+                    "--json",
+                    mjson.to_str().unwrap(),
+                    "fixtures/engines/overlay-ping.toml",
+                ],
+                None,
+            );
+            expect_code(&matrix, 5)?;
+            let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&mjson).unwrap()).unwrap();
+            if m["regressions"] != 1 || !matrix.stdout.contains("REGRESSION on 20.10.24-broken") {
+                return Err(format!("the broken candidate was not a regression: {m:#}\n{}", matrix.context()).into());
+            }
+            for r in m["runs"].as_array().cloned().unwrap_or_default() {
+                let left = leftovers(r["run_id"].as_str().unwrap_or_default());
+                if !left.is_empty() {
+                    return Err(format!("matrix run left {left:?}").into());
+                }
+            }
+            Ok(())
+        },
+    ));
 
     libtest_mimic::run(&args, trials).exit();
 }
