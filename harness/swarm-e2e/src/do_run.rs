@@ -350,9 +350,19 @@ fn provision_phase(
         (Some(Ok(Err(e))), None) => Err(PhaseError::Failed(e)),
         (_, None) => Err(PhaseError::Failed(anyhow::anyhow!("provisioning panicked"))),
     };
+    // The classic topology's key-value store is a droplet too, but no engine.
+    let store = if scenario.topology == swarm_e2e_model::Topology::Classic {
+        " + the key-value store"
+    } else {
+        ""
+    };
     finish_phase(reporter, summary, Phase::Provision, started, result, |n| match backer {
-        Some(b) => format!("{} droplet(s) active, {} backed by engines", n.len(), b.backed()),
-        None => format!("{} droplet(s) active", n.len()),
+        Some(b) => format!(
+            "{} droplet(s){store} active, {} backed by containers",
+            n.len(),
+            b.backed()
+        ),
+        None => format!("{} droplet(s){store} active", n.len()),
     })
 }
 

@@ -12,11 +12,11 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use swarm_e2e_digitalocean::client::{DoClient, DropletTemplate};
-use swarm_e2e_model::Scenario;
+use swarm_e2e_model::{Scenario, Topology};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{CONFIG_DIR, daemon_json};
-use crate::local::ProvisionedNode;
+use crate::local::{KV_STORE_NODE, ProvisionedNode, cluster_store_config};
 use crate::pki::Pki;
 
 pub const PROJECT_TAG: &str = "swarm-e2e";
@@ -73,6 +73,7 @@ pub fn firewall_body(run_id: &str, admin_cidrs: &[String]) -> Value {
             {"protocol": "tcp", "ports": "22", "sources": admin},
             {"protocol": "tcp", "ports": "2376", "sources": {"tags": [tag], "addresses": admin_cidrs}},
             {"protocol": "tcp", "ports": "2377", "sources": from_run},
+            {"protocol": "tcp", "ports": "2379", "sources": from_run},
             {"protocol": "tcp", "ports": "7946", "sources": from_run},
             {"protocol": "udp", "ports": "7946", "sources": from_run},
             {"protocol": "udp", "ports": "4789", "sources": from_run},
@@ -96,7 +97,9 @@ pub const CONFIG_BEGIN: &str = "# swarm-e2e-config:";
 ///
 /// Server certificates name the droplet (the address is unknown until boot); the
 /// harness verifies engines by that name.
-pub fn user_data(scenario: &Scenario, pki: &Pki) -> anyhow::Result<String> {
+///
+/// `extra` adds daemon.json keys to every node (the classic topology's cluster store).
+pub fn user_data(scenario: &Scenario, pki: &Pki, extra: &[(&str, Value)]) -> anyhow::Result<String> {
     let mut nodes = BTreeMap::new();
     for node in &scenario.nodes {
         let server = pki.server(&node.name, &[])?;
@@ -104,7 +107,7 @@ pub fn user_data(scenario: &Scenario, pki: &Pki) -> anyhow::Result<String> {
             node.name.clone(),
             json!({
                 "engine": node.engine,
-                "daemon_json": daemon_json(node, &[]),
+                "daemon_json": daemon_json(node, extra),
                 "ca_pem": server.ca_pem,
                 "cert_pem": server.cert_pem,
                 "key_pem": server.key_pem.expose_secret(),
@@ -164,6 +167,30 @@ systemctl enable --now swarm-e2e-engine.service
     Ok(script)
 }
 
+/// The key-value store droplet's `user_data` (classic topology): Ubuntu's etcd with its
+/// v2 API (what the engines' cluster store speaks), listening on the droplet's public
+/// address; the firewall admits only the run's droplets. Its embedded configuration
+/// tells a fake droplet's backer to run the same store.
+pub fn kv_store_user_data(scenario: &Scenario) -> String {
+    let config = json!({"version": 1, "scenario": scenario.name, "kv_store": {"kind": "etcd", "port": KV_STORE_PORT}});
+    format!(
+        r#"#!/bin/sh
+# swarm-e2e key-value store for scenario {name} (classic topology): etcd, v2 API.
+set -eu
+{CONFIG_BEGIN}{config}
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q && apt-get install -y -q etcd-server
+me=$(curl -fsS http://169.254.169.254/metadata/v1/interfaces/public/0/ipv4/address)
+printf 'ETCD_NAME=kv\nETCD_ENABLE_V2=true\nETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:{KV_STORE_PORT}\nETCD_ADVERTISE_CLIENT_URLS=http://%s:{KV_STORE_PORT}\nETCD_LISTEN_PEER_URLS=http://127.0.0.1:2380\n' "$me" > /etc/default/etcd
+systemctl restart etcd
+"#,
+        name = scenario.name,
+    )
+}
+
+/// The classic topology's store port (etcd clients).
+pub const KV_STORE_PORT: u16 = 2379;
+
 /// Reads the embedded configuration back out of `user_data` (what a backer boots from).
 pub fn config_from_user_data(user_data: &str) -> Option<Value> {
     let line = user_data.lines().find_map(|l| l.strip_prefix(CONFIG_BEGIN))?;
@@ -197,7 +224,8 @@ pub async fn provision(
             Ok(())
         }
     };
-    let n = scenario.nodes.len() as u64;
+    let classic = scenario.topology == Topology::Classic;
+    let n = scenario.nodes.len() as u64 + u64::from(classic);
     let account = client
         .account()
         .await
@@ -234,14 +262,35 @@ pub async fn provision(
     created.lock().unwrap().firewall_id = Some(firewall);
     check_stop()?;
 
-    let template = DropletTemplate {
+    let template = |user_data: String| DropletTemplate {
         region: settings.region.clone(),
         size: settings.size.clone(),
         image: settings.image.clone(),
         tags: vec![PROJECT_TAG.into(), tag.clone()],
         ssh_keys: vec![registered.id],
-        user_data: Some(user_data(scenario, pki)?),
+        user_data: Some(user_data),
     };
+    // The classic topology: the key-value store droplet first, since every engine's
+    // configuration names its address.
+    let mut cluster_store = Vec::new();
+    if classic {
+        let kv = [KV_STORE_NODE.to_string()];
+        client
+            .create_droplets(&kv, &template(kv_store_user_data(scenario)), &tag)
+            .await?;
+        let active = tokio::select! {
+            r = client.wait_active(&tag, &kv, settings.boot_limit, settings.poll_every) => r?,
+            _ = stop.cancelled() => bail!("provisioning stopped"),
+        };
+        let address = active
+            .iter()
+            .find(|d| d.name == KV_STORE_NODE)
+            .and_then(|d| d.public_ipv4())
+            .context("the key-value store droplet is active without a public IPv4")?;
+        cluster_store = cluster_store_config(&format!("etcd://{address}:{KV_STORE_PORT}"));
+        check_stop()?;
+    }
+    let template = template(user_data(scenario, pki, &cluster_store)?);
     let names: Vec<String> = scenario.nodes.iter().map(|n| n.name.clone()).collect();
     client.create_droplets(&names, &template, &tag).await?;
     let droplets = tokio::select! {
@@ -321,12 +370,20 @@ pub fn plan(scenario: &Scenario, settings: &DoSettings, run_id: &str) -> String 
         "plan for scenario {} on DigitalOcean (nothing is created)\n\n{:<24} {:<8} {:<14} {:<18} {}\n",
         scenario.name, "droplet", "region", "size", "image", "engine"
     );
+    let classic = scenario.topology == Topology::Classic;
+    if classic {
+        out.push_str(&format!(
+            "{:<24} {:<8} {:<14} {:<18} {}\n",
+            KV_STORE_NODE, settings.region, settings.size, settings.image, "etcd (key-value store, created first)"
+        ));
+    }
     for node in &scenario.nodes {
         out.push_str(&format!(
             "{:<24} {:<8} {:<14} {:<18} {}\n",
             node.name, settings.region, settings.size, settings.image, node.engine
         ));
     }
+    let n = n + usize::from(classic);
     out.push_str(&format!(
         "\nalso: tags `{PROJECT_TAG}` and `{}`, SSH key and firewall `{}` (2376/tcp mutual TLS, swarm ports between the run's droplets, 22/tcp)\n",
         run_tag(run_id),
@@ -346,7 +403,8 @@ pub fn plan(scenario: &Scenario, settings: &DoSettings, run_id: &str) -> String 
     }
     // account, droplet count, 2 tags, key, firewall, ceil(N/10) creates, ~8 polls with
     // doubling intervals, delete by tag, ~2 verifying lists, firewall and key deletes.
-    let expected = 6 + n.div_ceil(10) + 8 + 1 + 2 + 2;
+    // The classic topology's store droplet adds a create and its own wait.
+    let expected = 6 + n.div_ceil(10) + 8 + 1 + 2 + 2 + if classic { 1 + 4 } else { 0 };
     out.push_str(&format!(
         "expected API requests: about {expected} (budget 2N + 15 = {}); droplets are created {} per request\n",
         2 * n + 15,
@@ -365,7 +423,7 @@ mod tests {
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/swarm-demo.toml")).unwrap();
         let scenario = swarm_e2e_model::parse_scenario("swarm-demo.toml", &text).unwrap();
         let pki = Pki::new("t").unwrap();
-        let ud = user_data(&scenario, &pki).unwrap();
+        let ud = user_data(&scenario, &pki, &[]).unwrap();
         assert!(ud.starts_with("#!/bin/sh"));
         let config = config_from_user_data(&ud).unwrap();
         let node = &config["nodes"]["swarm-demo-3"];
@@ -382,7 +440,7 @@ mod tests {
         let mut scenario = swarm_e2e_model::parse_scenario("swarm-demo.toml", &text).unwrap();
         scenario.nodes[1].engine = "26.1".into();
         scenario.nodes[2].engine = "https://example.invalid/docker-27.0.0-rc.1.tgz".into();
-        let ud = user_data(&scenario, &Pki::new("t").unwrap()).unwrap();
+        let ud = user_data(&scenario, &Pki::new("t").unwrap(), &[]).unwrap();
         let config = config_from_user_data(&ud).unwrap();
         assert_eq!(config["nodes"]["swarm-demo-1"]["engine"], "20.10");
         assert_eq!(config["nodes"]["swarm-demo-2"]["engine"], "26.1");
@@ -409,6 +467,6 @@ mod tests {
         );
         let fw = firewall_body("ab12cd34", &["203.0.113.7/32".into()]);
         assert_eq!(fw["tags"], json!([tag]));
-        assert_eq!(fw["inbound_rules"].as_array().unwrap().len(), 7);
+        assert_eq!(fw["inbound_rules"].as_array().unwrap().len(), 8);
     }
 }

@@ -173,44 +173,20 @@ async fn back(
     let config = user_data
         .and_then(config_from_user_data)
         .context("the droplet's user_data carries no swarm-e2e configuration")?;
-    let node = &config["nodes"][name];
-    let field = |k: &str| {
-        node[k]
-            .as_str()
-            .map(str::to_string)
-            .with_context(|| format!("user_data has no `{k}` for {name}"))
-    };
     let scenario = config["scenario"].as_str().unwrap_or("unknown");
     let run_labels = labels::run_labels(run_id, scenario, false);
-    let network = {
-        let mut s = shared.lock().await;
-        match s.networks.get(run_id) {
-            Some(n) => n.clone(),
-            None => {
-                let network = local::create_run_network(host, run_id, &run_labels).await?;
-                s.networks.insert(run_id.to_string(), network.clone());
-                network
-            }
-        }
-    };
-    let spec = NodeSpec {
-        name,
-        engine: &field("engine")?,
-        config: EngineConfig::Given {
-            daemon_json: node["daemon_json"].clone(),
-            server: CertBundle {
-                ca_pem: field("ca_pem")?,
-                cert_pem: field("cert_pem")?,
-                key_pem: SecretString::from(field("key_pem")?),
-            },
-        },
-    };
+    let network = run_network(host, shared, run_id, &run_labels).await?;
     let mut node_labels = run_labels;
     node_labels.insert(labels::DROPLET.into(), id.to_string());
-    let (started, container) =
-        local::start_node(host, run_id, spec, &network, node_labels, &CancellationToken::new()).await?;
-    let IpAddr::V4(address) = started.address else {
-        anyhow::bail!("the node container has no IPv4 address");
+    let (address, container) = if config["kv_store"].is_object() {
+        // The classic topology's store droplet: the same etcd the local target runs.
+        local::start_kv_store(host, run_id, &network, node_labels, &CancellationToken::new()).await?
+    } else {
+        let started = start_engine(host, run_id, name, &config, &network, node_labels).await?;
+        (started.0.address, started.1)
+    };
+    let IpAddr::V4(address) = address else {
+        anyhow::bail!("the backing container has no IPv4 address");
     };
     let mut s = shared.lock().await;
     if s.deleted.contains(&id) {
@@ -225,4 +201,53 @@ async fn back(
     s.containers.insert(id, container);
     control.set_backing_address(id, address);
     Ok(())
+}
+
+/// The run's network on the host engine, created by the first droplet backed for it.
+async fn run_network(
+    host: &Docker,
+    shared: &tokio::sync::Mutex<Shared>,
+    run_id: &str,
+    run_labels: &HashMap<String, String>,
+) -> anyhow::Result<String> {
+    let mut s = shared.lock().await;
+    match s.networks.get(run_id) {
+        Some(n) => Ok(n.clone()),
+        None => {
+            let network = local::create_run_network(host, run_id, run_labels).await?;
+            s.networks.insert(run_id.to_string(), network.clone());
+            Ok(network)
+        }
+    }
+}
+
+/// Starts the node container of engine droplet `name`, configured as its user_data says.
+async fn start_engine(
+    host: &Docker,
+    run_id: &str,
+    name: &str,
+    config: &serde_json::Value,
+    network: &str,
+    node_labels: HashMap<String, String>,
+) -> anyhow::Result<(local::ProvisionedNode, ContainerAsync<GenericImage>)> {
+    let node = &config["nodes"][name];
+    let field = |k: &str| {
+        node[k]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("user_data has no `{k}` for {name}"))
+    };
+    let spec = NodeSpec {
+        name,
+        engine: &field("engine")?,
+        config: EngineConfig::Given {
+            daemon_json: node["daemon_json"].clone(),
+            server: CertBundle {
+                ca_pem: field("ca_pem")?,
+                cert_pem: field("cert_pem")?,
+                key_pem: SecretString::from(field("key_pem")?),
+            },
+        },
+    };
+    local::start_node(host, run_id, spec, network, node_labels, &CancellationToken::new()).await
 }

@@ -324,7 +324,7 @@ pub fn cluster_store_config(store_url: &str) -> Vec<(&'static str, serde_json::V
 
 /// Starts the classic topology's key-value store: etcd with its v2 API, in a container
 /// on the run network (marked like every node container). Returns its address.
-async fn start_kv_store(
+pub(crate) async fn start_kv_store(
     host: &Docker,
     run_id: &str,
     network: &str,

@@ -403,20 +403,13 @@ fn main() -> ExitCode {
             if summaries.len() > 1 {
                 eprintln!("\n{}", swarm_e2e::report::summary_table(&summaries));
             }
-            let written = [
-                (junit, swarm_e2e::reports::junit(&summaries)),
-                (json, swarm_e2e::reports::json(&summaries)),
-            ];
-            for (path, body) in written {
-                let Some(path) = path else { continue };
-                match body.and_then(|b| swarm_e2e::reports::write(&path, &b)) {
-                    Ok(()) => eprintln!("report: {}", path.display()),
-                    Err(e) => {
-                        eprintln!("error: writing {}: {e:#}", path.display());
-                        code = exit::worst(code, exit::INFRASTRUCTURE);
-                    }
-                }
-            }
+            code = write_reports(
+                [
+                    (junit, swarm_e2e::reports::junit(&summaries)),
+                    (json, swarm_e2e::reports::json(&summaries)),
+                ],
+                code,
+            );
             for s in &summaries {
                 if let Some(dir) = &s.artifacts {
                     eprintln!("artifacts of failed run {}: {}", s.run_id, dir.display());
@@ -475,26 +468,15 @@ fn main() -> ExitCode {
             let cells = swarm_e2e::matrix::run_matrix(&rt, &scenarios, &engines, jobs, &opts, reporter, &interrupt);
             let comparison = swarm_e2e::matrix::Comparison::new(&engines, &cells);
             println!("\n{}", comparison.table());
-            let mut code = comparison.exit_code();
             let summaries: Vec<_> = cells.into_iter().map(|c| c.summary).collect();
-            let written = [
-                (json, serde_json::to_string_pretty(&comparison).map_err(anyhow::Error::from)),
-                (junit, swarm_e2e::reports::junit(&summaries)),
-            ];
-            for (path, body) in written {
-                let Some(path) = path else { continue };
-                match body.and_then(|b| swarm_e2e::reports::write(&path, &b)) {
-                    Ok(()) => eprintln!("report: {}", path.display()),
-                    Err(e) => {
-                        eprintln!("error: writing {}: {e:#}", path.display());
-                        code = exit::worst(code, exit::INFRASTRUCTURE);
-                    }
-                }
-            }
-            if interrupt.stop.is_cancelled() {
-                code = exit::INTERRUPTED;
-            }
-            code
+            let code = write_reports(
+                [
+                    (json, serde_json::to_string_pretty(&comparison).map_err(anyhow::Error::from)),
+                    (junit, swarm_e2e::reports::junit(&summaries)),
+                ],
+                comparison.exit_code(),
+            );
+            if interrupt.stop.is_cancelled() { exit::INTERRUPTED } else { code }
         }
         Command::NodeImage(NodeImageCommand::Build {
             engine,
@@ -785,6 +767,22 @@ fn print_runs(found: &[local::LocalResource]) {
             r.name
         );
     }
+}
+
+/// Writes each requested report; a report that cannot be written makes the exit code an
+/// infrastructure error (the run's own outcome stays visible above it).
+fn write_reports<const N: usize>(reports: [(Option<PathBuf>, anyhow::Result<String>); N], mut code: i32) -> i32 {
+    for (path, body) in reports {
+        let Some(path) = path else { continue };
+        match body.and_then(|b| swarm_e2e::reports::write(&path, &b)) {
+            Ok(()) => eprintln!("report: {}", path.display()),
+            Err(e) => {
+                eprintln!("error: writing {}: {e:#}", path.display());
+                code = exit::worst(code, exit::INFRASTRUCTURE);
+            }
+        }
+    }
+    code
 }
 
 /// An engine given on the command line, checked like a scenario's `engine` field.

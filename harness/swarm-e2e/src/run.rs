@@ -270,7 +270,7 @@ pub fn run_scenario(
         };
         return summary;
     }
-    if let Some(reason) = unsupported_reason(&scenario, &opts.target) {
+    if let Some(reason) = scenario.unsupported_reason() {
         return unsupported(summary, &scenario, &args, reason, &reporter);
     }
     if opts.target != Target::Local {
@@ -382,21 +382,6 @@ pub fn run_scenario(
         summary.exit_code = exit::worst(summary.exit_code, exit::INFRASTRUCTURE);
     }
     summary
-}
-
-/// Why `scenario` cannot run on `target`, decided from the validated model alone.
-pub fn unsupported_reason(scenario: &Scenario, target: &Target) -> Option<String> {
-    if let Some(reason) = scenario.unsupported_reason() {
-        return Some(reason);
-    }
-    if scenario.topology == Topology::Classic && *target != Target::Local {
-        return Some(format!(
-            "the classic topology's key-value store node is built on the local target only; \
-             `{}` has no Consul droplet yet (run it with --target local)",
-            target.name()
-        ));
-    }
-    None
 }
 
 /// Reports every selected check as unsupported, with the reason, and provisions nothing.

@@ -217,7 +217,11 @@ fn assert_fake_clean(out: &Output) -> Result<(), Failed> {
 fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
     let name = format!("scenario::{}::{target}", path.file_stem().unwrap().to_string_lossy());
     Trial::test(name, move || {
+        let scenario = swarm_e2e_model::parse_scenario_file(&path).map_err(|e| e.to_string())?;
         node_image()?;
+        for engine in scenario.engines() {
+            node_image_for(&engine)?;
+        }
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("report.json");
         let out = run(
@@ -232,20 +236,6 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
             ],
             None,
         );
-        // A scenario this target cannot run (the classic topology off the local target)
-        // must say so, with every check unsupported, and provision nothing.
-        let scenario = swarm_e2e_model::parse_scenario_file(&path).map_err(|e| e.to_string())?;
-        let target_kind = match target {
-            "local" => swarm_e2e::run::Target::Local,
-            _ => swarm_e2e::run::Target::DoFake {
-                no_engines: false,
-                boot_latency: Duration::from_secs(2),
-                faults: None,
-            },
-        };
-        if swarm_e2e::run::unsupported_reason(&scenario, &target_kind).is_some() {
-            return expect_unsupported(&out, &json, scenario.checks.len());
-        }
         expect_code(&out, 0)?;
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
@@ -259,21 +249,38 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
         if !out.stdout.contains("test result: ok.") || dry {
             return Err(format!("no passing summary\n{}", out.context()).into());
         }
+        // Each node runs the engine the scenario gives it (mixed versions included).
+        let nodes = report["runs"][0]["nodes"].as_array().cloned().unwrap_or_default();
+        for declared in &scenario.nodes {
+            let reported = nodes
+                .iter()
+                .find(|n| n["name"] == declared.name.as_str())
+                .and_then(|n| n["engine_version"].as_str())
+                .unwrap_or_default();
+            if !reported.starts_with(&declared.engine) {
+                return Err(format!(
+                    "{} runs engine {reported:?}, declared {}",
+                    declared.name, declared.engine
+                )
+                .into());
+            }
+        }
         if target == "do-fake" {
             // Real engines answered behind the droplets (not the fake's loopback addresses),
             // in a request budget of 2N + 15.
             let report = &report["runs"][0];
-            let nodes = report["nodes"].as_array().cloned().unwrap_or_default();
-            if nodes.iter().any(|n| {
-                n["address"].as_str().is_none_or(|a| a.starts_with("127."))
-                    || n["engine_version"].as_str().is_none_or(|v| !v.starts_with("20.10"))
-            }) {
+            if nodes
+                .iter()
+                .any(|n| n["address"].as_str().is_none_or(|a| a.starts_with("127.")))
+            {
                 return Err(format!("droplets were not backed by engines: {nodes:?}").into());
             }
             let requests = report["digitalocean_requests"]["fake"]["total"]
                 .as_u64()
                 .unwrap_or(u64::MAX);
-            let budget = 2 * nodes.len() as u64 + 15;
+            // The classic topology's key-value store is a droplet too.
+            let classic = scenario.topology == swarm_e2e_model::Topology::Classic;
+            let budget = 2 * (nodes.len() as u64 + u64::from(classic)) + 15;
             if requests > budget {
                 return Err(format!("{requests} API requests for {} droplets (budget {budget})", nodes.len()).into());
             }
@@ -846,7 +853,7 @@ fn main() {
             let out = run(&["run", "--target", "do-fake", "fixtures/do-fake/flaky-api.toml"], None);
             expect_code(&out, 0)?;
             // A duplicate droplet (the lost create retried blindly) would be backed too.
-            if !out.stderr.contains("3 droplet(s) active, 3 backed by engines") {
+            if !out.stderr.contains("3 droplet(s) active, 3 backed by containers") {
                 return Err(format!("not exactly the 3 declared droplets\n{}", out.context()).into());
             }
             if !out.stderr.contains("retried") || out.stderr.contains(" 0 retried") {
@@ -922,6 +929,36 @@ fn main() {
         }
         assert_clean(&out)
     }));
+
+    trials.push(Trial::test(
+        "engines::classic-on-28.5-is-unsupported-before-provisioning",
+        || {
+            let classic = "scenarios/swarm-demo-classic.toml";
+            for target in ["local", "do-fake"] {
+                let dir = tempfile::tempdir().unwrap();
+                let json = dir.path().join("report.json");
+                // No 28.5 image is needed: nothing is provisioned.
+                let out = run(
+                    &[
+                        "run",
+                        "--target",
+                        target,
+                        "--engine",
+                        "28.5",
+                        "--json",
+                        json.to_str().unwrap(),
+                        classic,
+                    ],
+                    None,
+                );
+                expect_unsupported(&out, &json, 3)?;
+                if !out.stderr.contains("Engine 23.0 removed") {
+                    return Err(format!("the reason is not given\n{}", out.context()).into());
+                }
+            }
+            Ok(())
+        },
+    ));
 
     trials.push(Trial::test(
         "engines::matrix-seed-and-classic-on-20.10-and-26.1",
