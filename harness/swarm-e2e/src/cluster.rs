@@ -137,6 +137,7 @@ async fn form_classic(scenario: &Scenario, nodes: Vec<EngineNode>, limit: Durati
 /// applies node labels, creates the scenario's overlay networks, and waits (bounded by
 /// `limit`) until the manager sees every node Ready with the right manager count.
 async fn form_swarm(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
+    let started = std::time::Instant::now();
     let first = scenario.first_manager().name.clone();
     let leader = nodes
         .iter()
@@ -159,6 +160,7 @@ async fn form_swarm(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Dura
         tokens.manager.context("no manager token")?,
     );
     let remote = format!("{}:{SWARM_PORT}", leader.address);
+    tracing::debug!(elapsed = ?started.elapsed(), "swarm initialised on {}", leader.name);
 
     try_join_all(nodes.iter().filter(|n| n.name != leader.name).map(|n| {
         let token = if n.role == Role::Manager {
@@ -192,6 +194,7 @@ async fn form_swarm(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Dura
     }))
     .await?;
 
+    tracing::debug!(elapsed = ?started.elapsed(), "every node joined");
     // Each engine knows its own node ID.
     let ids = try_join_all(nodes.iter().map(|n| async move {
         let info = n
@@ -222,11 +225,13 @@ async fn form_swarm(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Dura
         if listed.len() == expected && ready == expected && mgrs == managers {
             Ok(Some(()))
         } else {
+            tracing::trace!("{ready}/{expected} nodes ready, {mgrs}/{managers} managers");
             bail!("{ready}/{expected} nodes ready, {mgrs}/{managers} managers")
         }
     })
     .await
     .context("waiting for every node to be Ready")?;
+    tracing::debug!(elapsed = ?started.elapsed(), "every node Ready");
 
     let cluster = Cluster { nodes };
     label_nodes(scenario, &cluster).await?;
