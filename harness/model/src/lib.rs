@@ -64,6 +64,10 @@ impl Topology {
     }
 }
 
+/// The classic topology's key-value store node (container or droplet): no scenario node
+/// may take its name.
+pub const KV_STORE_NODE: &str = "kv-store";
+
 /// The first engine release without `--cluster-store` (the classic topology).
 pub const CLUSTER_STORE_REMOVED_IN: u32 = 23;
 

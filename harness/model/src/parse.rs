@@ -523,6 +523,16 @@ impl Parser {
             let span = node.span();
             let node = node.into_inner();
             self.name_rule(&node.name, "node name", 63, false, false);
+            if topology == Topology::Classic && node.name.get_ref() == crate::KV_STORE_NODE {
+                self.push(
+                    Problem::new(
+                        format!("`{}` is the key-value store's name", crate::KV_STORE_NODE),
+                        span_of(&node.name),
+                    )
+                    .label("reserved in a classic scenario")
+                    .help("give the node another name; swarm-e2e adds the store node itself"),
+                );
+            }
             self.duplicate(&mut seen, &node.name, "node");
             let role = match &node.role {
                 None => Role::Worker,

@@ -16,7 +16,7 @@ use swarm_e2e_model::{Scenario, Topology};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{CONFIG_DIR, daemon_json};
-use crate::local::{KV_STORE_NODE, ProvisionedNode, cluster_store_config};
+use crate::local::{KV_STORE_NODE, KV_STORE_PORT, ProvisionedNode, cluster_store_config};
 use crate::pki::Pki;
 
 pub const PROJECT_TAG: &str = "swarm-e2e";
@@ -187,9 +187,6 @@ systemctl restart etcd
         name = scenario.name,
     )
 }
-
-/// The classic topology's store port (etcd clients).
-pub const KV_STORE_PORT: u16 = 2379;
 
 /// Reads the embedded configuration back out of `user_data` (what a backer boots from).
 pub fn config_from_user_data(user_data: &str) -> Option<Value> {

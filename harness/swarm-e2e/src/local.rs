@@ -101,7 +101,7 @@ pub async fn provision(
         match start_kv_store(host, run_id, &network, run_labels.clone(), &stop).await {
             Ok((address, handle)) => {
                 handles.push(handle);
-                classic_config = cluster_store_config(&format!("etcd://{address}:{ETCD_PORT}"));
+                classic_config = cluster_store_config(&format!("etcd://{address}:{KV_STORE_PORT}"));
                 kv_address = Some(address);
             }
             Err(e) => return (handles, Err(e)),
@@ -304,8 +304,9 @@ pub async fn start_node(
 /// (Debian 12: etcd 3.4, which still serves the v2 API the engines' libkv speaks).
 pub const KV_STORE_ENGINE: &str = "20.10";
 /// The key-value store container's node label (it is no engine, and no scenario node).
-pub const KV_STORE_NODE: &str = "kv-store";
-const ETCD_PORT: u16 = 2379;
+pub use swarm_e2e_model::KV_STORE_NODE;
+/// The key-value store's client port (etcd), on every target.
+pub const KV_STORE_PORT: u16 = 2379;
 /// Bound on etcd answering after its container started.
 const KV_STORE_READY_LIMIT: Duration = Duration::from_secs(30);
 
@@ -342,8 +343,8 @@ pub(crate) async fn start_kv_store(
     // list from it: it must be the container's own address, known only inside it.
     let command = format!(
         "exec etcd --name kv --data-dir /run/etcd --enable-v2=true \
-         --listen-client-urls http://0.0.0.0:{ETCD_PORT} \
-         --advertise-client-urls http://$(hostname -i):{ETCD_PORT} \
+         --listen-client-urls http://0.0.0.0:{KV_STORE_PORT} \
+         --advertise-client-urls http://$(hostname -i):{KV_STORE_PORT} \
          --listen-peer-urls http://127.0.0.1:2380"
     );
     let container = GenericImage::new(repo, version)
@@ -371,7 +372,7 @@ async fn wait_kv_store(address: IpAddr, stop: &CancellationToken) -> anyhow::Res
         .timeout(Duration::from_secs(2))
         .build()
         .context("an HTTP client for etcd")?;
-    let url = format!("http://{address}:{ETCD_PORT}/version");
+    let url = format!("http://{address}:{KV_STORE_PORT}/version");
     crate::wait::poll_until(KV_STORE_READY_LIMIT, Duration::from_millis(50), || async {
         if stop.is_cancelled() {
             bail!("provisioning stopped");
