@@ -290,6 +290,20 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
     })
 }
 
+/// Removes the named images from the host engine when dropped.
+struct RemoveImagesOnDrop(&'static [&'static str]);
+
+impl Drop for RemoveImagesOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "--force"])
+            .args(self.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// An unsupported run: exit 4, every check reported unsupported with a reason, and no
 /// run started (so nothing could be left).
 fn expect_unsupported(out: &Output, json: &Path, checks: usize) -> Result<(), Failed> {
@@ -1031,6 +1045,9 @@ fn main() {
         "engines::static-binaries-image-runs-the-seed-and-a-broken-candidate-is-a-regression",
         || {
             node_image()?;
+            // The images this trial builds go when it ends, passed or not: each build
+            // would otherwise leave the previous one dangling.
+            let _images = RemoveImagesOnDrop(&["swarm-e2e/node:20.10.24-rc.1", "swarm-e2e/node:20.10.24-broken"]);
             let dir = tempfile::tempdir().unwrap();
             // An archive in the layout of Docker's static releases, assembled from the
             // packaged binaries this machine's engine runs (docker-init is tini).
