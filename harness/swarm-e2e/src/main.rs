@@ -129,7 +129,8 @@ phase timings. A scenario an engine cannot run (the classic topology on 23.0+) i
 unsupported, never provisioned.
 
 Exit codes: 0 no regression, 5 a check passed on the baseline and failed on another
-engine, 1 a check failed on every engine, 2 invalid input, 3 infrastructure, 130 interrupted.")]
+engine, 1 a check failed but not as a regression (it failed on the baseline too),
+2 invalid input, 3 infrastructure, 130 interrupted.")]
     Matrix {
         /// Scenario files (TOML).
         #[arg(required = true)]
@@ -468,7 +469,14 @@ fn main() -> ExitCode {
             let cells = swarm_e2e::matrix::run_matrix(&rt, &scenarios, &engines, jobs, &opts, reporter, &interrupt);
             let comparison = swarm_e2e::matrix::Comparison::new(&engines, &cells);
             println!("\n{}", comparison.table());
-            let summaries: Vec<_> = cells.into_iter().map(|c| c.summary).collect();
+            // One JUnit testsuite per scenario and engine: `swarm-demo@26.1`.
+            let summaries: Vec<_> = cells
+                .into_iter()
+                .map(|c| swarm_e2e::run::RunSummary {
+                    scenario: format!("{}@{}", c.scenario, c.engine),
+                    ..c.summary
+                })
+                .collect();
             let code = write_reports(
                 [
                     (json, serde_json::to_string_pretty(&comparison).map_err(anyhow::Error::from)),

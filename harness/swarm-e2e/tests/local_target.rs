@@ -981,6 +981,7 @@ fn main() {
             node_image_for("26.1")?;
             let dir = tempfile::tempdir().unwrap();
             let json = dir.path().join("matrix.json");
+            let junit = dir.path().join("matrix.xml");
             let out = run(
                 &[
                     "matrix",
@@ -990,6 +991,8 @@ fn main() {
                     "26.1",
                     "--json",
                     json.to_str().unwrap(),
+                    "--junit",
+                    junit.to_str().unwrap(),
                     "scenarios/swarm-demo.toml",
                     "scenarios/swarm-demo-classic.toml",
                 ],
@@ -1018,6 +1021,24 @@ fn main() {
                 && m["regressions"] == 0;
             if !ok || !out.stdout.contains("<- differs") {
                 return Err(format!("unexpected comparison: {m:#}\n{}", out.context()).into());
+            }
+            // JUnit: one testsuite per scenario and engine, unsupported checks skipped.
+            let xml = std::fs::read_to_string(&junit).map_err(|e| format!("no JUnit file: {e}"))?;
+            let doc = roxmltree::Document::parse(&xml).map_err(|e| format!("JUnit does not parse: {e}"))?;
+            let suites: Vec<&str> = doc
+                .descendants()
+                .filter(|n| n.has_tag_name("testsuite"))
+                .filter_map(|n| n.attribute("name"))
+                .collect();
+            let skipped = doc.descendants().filter(|n| n.has_tag_name("skipped")).count();
+            let want = [
+                "swarm-demo@20.10",
+                "swarm-demo@26.1",
+                "swarm-demo-classic@20.10",
+                "swarm-demo-classic@26.1",
+            ];
+            if suites != want || skipped != 3 {
+                return Err(format!("JUnit suites {suites:?} with {skipped} skipped:\n{xml}").into());
             }
             // The engines that answered are the ones asked for, and every run left nothing.
             for r in m["runs"].as_array().cloned().unwrap_or_default() {
