@@ -55,15 +55,6 @@ pub enum Topology {
     Classic,
 }
 
-impl Topology {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Topology::Swarm => "swarm",
-            Topology::Classic => "classic",
-        }
-    }
-}
-
 /// The classic topology's key-value store node (container or droplet): no scenario node
 /// may take its name.
 pub const KV_STORE_NODE: &str = "kv-store";
@@ -99,16 +90,6 @@ impl Scenario {
             .iter()
             .find(|n| n.role == Role::Manager)
             .expect("validation guarantees a manager")
-    }
-
-    /// The node the classic topology creates overlay networks on: the first manager, or
-    /// the first node (classic scenarios need no manager).
-    pub fn first_node(&self) -> &Node {
-        self.nodes
-            .iter()
-            .find(|n| n.role == Role::Manager)
-            .or(self.nodes.first())
-            .expect("validation guarantees a node")
     }
 
     pub fn manager_count(&self) -> usize {
