@@ -373,16 +373,15 @@ async fn wait_kv_store(address: IpAddr, stop: &CancellationToken) -> anyhow::Res
         .build()
         .context("an HTTP client for etcd")?;
     let url = format!("http://{address}:{KV_STORE_PORT}/version");
-    crate::wait::poll_until(KV_STORE_READY_LIMIT, Duration::from_millis(50), || async {
-        if stop.is_cancelled() {
-            bail!("provisioning stopped");
-        }
+    let answered = crate::wait::poll_until(KV_STORE_READY_LIMIT, Duration::from_millis(50), || async {
         let response = client.get(&url).send().await?.error_for_status()?;
         anyhow::Ok(Some(response.text().await?))
-    })
-    .await
-    .with_context(|| format!("the key-value store (etcd at {url}) did not answer"))?;
-    Ok(())
+    });
+    // Only reads are in flight here, so a stopped provisioning need not wait for them.
+    tokio::select! {
+        r = answered => r.map(|_| ()).with_context(|| format!("the key-value store (etcd at {url}) did not answer")),
+        _ = stop.cancelled() => bail!("provisioning stopped"),
+    }
 }
 
 /// Uploads TLS files and daemon.json as one tar; `ready` is its last entry, which the
