@@ -61,13 +61,11 @@ impl Cluster {
 
     /// Nodes whose engine does not answer `/_ping` within two seconds.
     pub async fn unresponsive(&self) -> Vec<String> {
-        let pings = futures_util::future::join_all(self.nodes.iter().map(|n| async move {
-            let ok = matches!(
-                tokio::time::timeout(Duration::from_secs(2), n.docker.ping()).await,
-                Ok(Ok(_))
-            );
-            (n.name.clone(), ok)
-        }))
+        let pings = futures_util::future::join_all(
+            self.nodes
+                .iter()
+                .map(|n| async move { (n.name.clone(), answers_ping(&n.docker).await) }),
+        )
         .await;
         pings.into_iter().filter(|(_, ok)| !ok).map(|(n, _)| n).collect()
     }
@@ -76,6 +74,14 @@ impl Cluster {
     pub fn names_by_id(&self) -> HashMap<String, String> {
         self.nodes.iter().map(|n| (n.node_id.clone(), n.name.clone())).collect()
     }
+}
+
+/// Whether `engine` answers `/_ping` within two seconds.
+pub(crate) async fn answers_ping(engine: &Docker) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), engine.ping()).await,
+        Ok(Ok(_))
+    )
 }
 
 const SWARM_PORT: u16 = 2377;

@@ -669,9 +669,17 @@ pub(crate) fn engines_cluster_checks(
             try_join_all(engines.iter().map(|(name, docker)| {
                 let tarball = tarball.clone();
                 async move {
-                    load_image(docker, tarball)
-                        .await
-                        .with_context(|| format!("loading busybox into {name}"))
+                    match load_image(docker, tarball).await {
+                        Ok(()) => Ok(()),
+                        // A node that died after the engines answered is a finding of
+                        // the checks (they name it), not a harness failure: a crashed
+                        // engine is what a release engineer runs this to see.
+                        Err(e) if !crate::cluster::answers_ping(docker).await => {
+                            tracing::warn!("node {name} stopped answering while busybox was loaded: {e:#}");
+                            Ok(())
+                        }
+                        Err(e) => Err(e).with_context(|| format!("loading busybox into {name}")),
+                    }
                 }
             }))
             .await?;
