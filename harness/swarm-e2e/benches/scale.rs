@@ -5,7 +5,8 @@
 //! the tables, not enforced in tests).
 //!
 //! `cargo bench -p swarm-e2e --bench scale` (root, engine running, node image built).
-//! SWARM_E2E_BENCH_SIZES overrides the local sizes (e.g. "3,5").
+//! SWARM_E2E_BENCH_SIZES overrides the local sizes (e.g. "3,5"), SWARM_E2E_BENCH_RUNS
+//! repeats each size (default 1), SWARM_E2E_BENCH_FAKE=0 skips the do-fake part.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,12 +79,17 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
 
-    println!("\nlocal target, one run per size, seconds (memory: dockerd + containerd RSS per node)");
+    // Single runs on 2 cores vary by a second; several rows per size show the spread.
+    let runs: usize = std::env::var("SWARM_E2E_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    println!("\nlocal target, {runs} run(s) per size, seconds (memory: dockerd + containerd RSS per node)");
     println!(
         "{:>3} {:>10} {:>8} {:>8} {:>8} {:>9} {:>12} {:>7} {:>10} {:>10}",
         "N", "provision", "engines", "formed", "checks", "teardown", "slowest eng", "ratio", "mem avg", "mem max"
     );
-    for n in sizes {
+    for n in sizes.into_iter().flat_map(|n| std::iter::repeat_n(n, runs)) {
         let text = scenario_text(n);
         let scenario = Arc::new(swarm_e2e_model::parse_scenario(&format!("scale-{n}.toml"), &text).unwrap());
         let collect = Arc::new(Collect::default());
@@ -132,6 +138,9 @@ fn main() {
         );
     }
 
+    if std::env::var("SWARM_E2E_BENCH_FAKE").is_ok_and(|v| v == "0") {
+        return;
+    }
     println!("\ndo-fake, API only (--no-engines), 30 s simulated boot");
     println!(
         "{:>3} {:>11} {:>14} {:>12}",

@@ -190,12 +190,17 @@ async fn form_swarm(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Dura
                     match n.docker.join_swarm(request).await {
                         Ok(()) => Ok(Some(())),
                         Err(e) if e.to_string().contains("already part of a swarm") => Ok(Some(())),
-                        Err(e) => Err(anyhow::anyhow!("{e}")),
+                        Err(e) => {
+                            tracing::debug!("{} join attempt failed: {e}", n.name);
+                            Err(anyhow::anyhow!("{e}"))
+                        }
                     }
                 }
             })
             .await
-            .with_context(|| format!("{} joining the swarm as {}", n.name, n.role.as_str()))
+            .with_context(|| format!("{} joining the swarm as {}", n.name, n.role.as_str()))?;
+            tracing::debug!(elapsed = ?started.elapsed(), "{} joined as {}", n.name, n.role.as_str());
+            anyhow::Ok(())
         }
     }))
     .await?;
