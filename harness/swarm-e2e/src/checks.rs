@@ -275,7 +275,11 @@ pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> anyhow::Res
 pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
     for service in check.kind.services() {
         if let Some(e) = env.deploy_errors.get(service) {
-            return Outcome::Failed(format!("workload `{service}` could not be deployed: {e}"));
+            return name_dead_nodes(
+                env,
+                Outcome::Failed(format!("workload `{service}` could not be deployed: {e}")),
+            )
+            .await;
         }
     }
     // Disruptive checks (drain, node restarts, quorum loss) run alone, after the rest.
@@ -321,7 +325,12 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
         Ok(o) => o,
         Err(e) => Outcome::Failed(format!("{e:#}")),
     };
-    // A node that died explains most failures: say so instead of leaving a riddle.
+    name_dead_nodes(env, outcome).await
+}
+
+/// A node that died explains most failures: a failure says so instead of leaving a
+/// riddle.
+async fn name_dead_nodes(env: &CheckEnv, outcome: Outcome) -> Outcome {
     match outcome {
         Outcome::Failed(m) => {
             let down = env.cluster.unresponsive().await;
