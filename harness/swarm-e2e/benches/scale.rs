@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarm_e2e::report::{Event, Phase, Reporter};
-use swarm_e2e::run::{Interrupt, RunOptions, Target, run_scenario};
+use swarm_e2e::run::{Interrupt, RunOptions, TargetChoice, run_scenario};
 
 /// Collects the per-node engine answer times.
 #[derive(Default)]
@@ -53,9 +53,9 @@ fn engine_memory_kib(rt: &tokio::runtime::Runtime, run_id: &str, nodes: &[String
     nodes
         .iter()
         .map(|n| {
-            let container = swarm_e2e::local::node_container_name(run_id, n);
+            let container = swarm_e2e::marks::node_container_name(run_id, n);
             let (_, out) = rt
-                .block_on(swarm_e2e::checks::exec(
+                .block_on(swarm_e2e::checks::probe::exec(
                     &host,
                     &container,
                     &["ps", "-o", "rss=", "-C", "dockerd,containerd"],
@@ -107,7 +107,11 @@ fn main() {
         };
         let host = swarm_e2e::engine::host_engine().unwrap();
         let started = std::time::Instant::now();
-        let (_, errors) = rt.block_on(swarm_e2e::local::teardown(&host, &summary.run_id, Vec::new()));
+        let (_, errors) = rt.block_on(swarm_e2e::target::local::resources::teardown(
+            &host,
+            &summary.run_id,
+            Vec::new(),
+        ));
         let teardown = started.elapsed().as_secs_f64();
         assert!(errors.is_empty(), "teardown of N={n}: {errors:?}");
         assert_eq!(summary.exit_code, 0, "N={n} failed: {:?}", summary.error);
@@ -151,7 +155,7 @@ fn main() {
             Arc::new(swarm_e2e_model::parse_scenario(&format!("scale-{n}.toml"), &scenario_text(n)).unwrap());
         let opts = RunOptions {
             libtest_args: vec!["-q".into()],
-            target: Target::DoFake {
+            target: TargetChoice::DoFake {
                 no_engines: true,
                 boot_latency: Duration::from_secs(30),
                 faults: None,

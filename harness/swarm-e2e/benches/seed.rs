@@ -74,7 +74,7 @@ fn main() {
 
 /// Runs fixtures/bench/seed-baseline.sh once; returns per-phase durations.
 fn run_script(repo: &Path, rt: &tokio::runtime::Runtime, i: usize) -> Vec<(&'static str, f64)> {
-    let run_id = swarm_e2e::labels::new_run_id();
+    let run_id = swarm_e2e::marks::new_run_id();
     let subnet = std::env::var("SWARM_E2E_BENCH_SUBNET").unwrap_or_else(|_| "172.30.250".into());
     let dir = tempfile::Builder::new()
         .prefix(&format!("swarm-e2e-{run_id}-bench"))
@@ -116,8 +116,10 @@ fn run_script(repo: &Path, rt: &tokio::runtime::Runtime, i: usize) -> Vec<(&'sta
     // removed here, by the same code teardown uses.
     rt.block_on(async {
         let host = swarm_e2e::engine::host_engine().unwrap();
-        let left = swarm_e2e::local::find_resources(&host, Some(&run_id)).await.unwrap();
-        swarm_e2e::local::remove_resources(&host, &left).await;
+        let left = swarm_e2e::target::local::resources::find_resources(&host, Some(&run_id))
+            .await
+            .unwrap();
+        swarm_e2e::target::local::resources::remove_resources(&host, &left).await;
     });
     assert!(
         out.status.success(),

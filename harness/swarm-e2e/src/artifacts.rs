@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use bollard::Docker;
-use bollard::query_parameters::{InspectNetworkOptions, ListContainersOptionsBuilder, LogsOptionsBuilder};
-use futures_util::StreamExt;
+use bollard::query_parameters::{InspectNetworkOptions, ListContainersOptionsBuilder};
 use swarm_e2e_model::Scenario;
 
 use crate::cluster::Cluster;
-use crate::run::RunSummary;
+use crate::report::RunSummary;
+use crate::target::Target;
 
 struct Sink {
     root: PathBuf,
@@ -41,7 +40,7 @@ impl Sink {
 
 /// Collects artefacts of a failed run into `dir/<run-id>/` and returns that path.
 pub async fn collect(
-    host: &Docker,
+    target: &dyn Target,
     scenario: &Scenario,
     summary: &RunSummary,
     cluster: Option<&Cluster>,
@@ -75,9 +74,7 @@ pub async fn collect(
     sink.put("summary.txt", &text);
 
     for node in &scenario.nodes {
-        let container = crate::local::node_container_name(&summary.run_id, &node.name);
-        let logs = engine_log(host, &container).await;
-        match logs {
+        match target.node_log(&summary.run_id, &node.name).await {
             Ok(l) => sink.put(&format!("{}/engine.log", node.name), &l),
             Err(e) => sink.errors.push(format!("{}/engine.log: {e}", node.name)),
         }
@@ -108,15 +105,4 @@ pub async fn collect(
         sink.put("errors.txt", &errors);
     }
     root
-}
-
-/// The node container's own output: its dockerd log.
-async fn engine_log(host: &Docker, container: &str) -> anyhow::Result<String> {
-    let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).tail("2000").build();
-    let mut stream = host.logs(container, Some(opts));
-    let mut out = String::new();
-    while let Some(chunk) = stream.next().await {
-        out.push_str(&chunk?.to_string());
-    }
-    Ok(out)
 }

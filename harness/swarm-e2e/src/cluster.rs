@@ -41,6 +41,8 @@ impl std::fmt::Debug for EngineNode {
 /// The formed cluster the checks run against.
 #[derive(Clone, Debug)]
 pub struct Cluster {
+    /// The run that formed it: what the run creates inside carries this id.
+    pub run_id: String,
     pub nodes: Vec<EngineNode>,
 }
 
@@ -88,24 +90,36 @@ const SWARM_PORT: u16 = 2377;
 
 /// Forms the scenario's cluster from engines that answer: a swarm, or (classic
 /// topology) engines sharing a cluster store.
-pub async fn form(scenario: &Scenario, nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
+pub async fn form(
+    scenario: &Scenario,
+    run_id: &str,
+    nodes: Vec<EngineNode>,
+    limit: Duration,
+) -> anyhow::Result<Cluster> {
+    let cluster = Cluster {
+        run_id: run_id.to_string(),
+        nodes,
+    };
     match scenario.topology {
-        Topology::Swarm => form_swarm(scenario, nodes, limit).await,
-        Topology::Classic => form_classic(scenario, nodes, limit).await,
+        Topology::Swarm => form_swarm(scenario, cluster, limit).await,
+        Topology::Classic => form_classic(scenario, cluster, limit).await,
     }
 }
 
 /// The 2015 flow: every engine already points at the key-value store (daemon.json), so
 /// forming is creating the overlay networks on one node and waiting, bounded, until
 /// every engine sees each of them with global scope (they learn it from the store).
-async fn form_classic(scenario: &Scenario, nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
-    let cluster = Cluster { nodes };
+async fn form_classic(scenario: &Scenario, cluster: Cluster, limit: Duration) -> anyhow::Result<Cluster> {
     let first = cluster.manager();
     for net in &scenario.networks {
         // An engine connects to the store in the background after it starts answering;
         // until then a global-scope network cannot be created.
         poll_until(limit, Duration::from_millis(100), || async {
-            match first.docker.create_network(network_request(scenario, net)).await {
+            match first
+                .docker
+                .create_network(network_request(scenario, &cluster.run_id, net))
+                .await
+            {
                 Ok(_) => Ok(Some(())),
                 Err(e) if e.to_string().contains("already exists") => Ok(Some(())),
                 Err(e) => Err(anyhow::anyhow!("{e}")),
@@ -142,7 +156,8 @@ async fn form_classic(scenario: &Scenario, nodes: Vec<EngineNode>, limit: Durati
 /// Initialises the swarm on the first manager, joins every other node in parallel,
 /// applies node labels, creates the scenario's overlay networks, and waits (bounded by
 /// `limit`) until the manager sees every node Ready with the right manager count.
-async fn form_swarm(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Duration) -> anyhow::Result<Cluster> {
+async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) -> anyhow::Result<Cluster> {
+    let nodes = &mut cluster.nodes;
     let started = std::time::Instant::now();
     let first = scenario.first_manager().name.clone();
     let leader = nodes
@@ -244,7 +259,6 @@ async fn form_swarm(scenario: &Scenario, mut nodes: Vec<EngineNode>, limit: Dura
     .context("waiting for every node to be Ready")?;
     tracing::debug!(elapsed = ?started.elapsed(), "every node Ready");
 
-    let cluster = Cluster { nodes };
     label_nodes(scenario, &cluster).await?;
     create_networks(scenario, &cluster).await?;
     Ok(cluster)
@@ -295,7 +309,7 @@ async fn create_networks(scenario: &Scenario, cluster: &Cluster) -> anyhow::Resu
     let manager = &cluster.manager().docker;
     for net in &scenario.networks {
         manager
-            .create_network(network_request(scenario, net))
+            .create_network(network_request(scenario, &cluster.run_id, net))
             .await
             .with_context(|| format!("creating overlay network {}", net.name))?;
     }
@@ -304,7 +318,9 @@ async fn create_networks(scenario: &Scenario, cluster: &Cluster) -> anyhow::Resu
 
 /// The create request of one of the scenario's overlay networks (swarm or global scope:
 /// the engine decides by whether it is a swarm manager or has a cluster store).
-fn network_request(scenario: &Scenario, net: &Network) -> NetworkCreateRequest {
+fn network_request(scenario: &Scenario, run_id: &str, net: &Network) -> NetworkCreateRequest {
+    let mut labels = crate::marks::workload_labels(run_id);
+    labels.insert(crate::marks::SCENARIO.to_string(), scenario.name.clone());
     let mut options = HashMap::new();
     if net.encrypted {
         options.insert("encrypted".to_string(), String::new());
@@ -322,10 +338,7 @@ fn network_request(scenario: &Scenario, net: &Network) -> NetworkCreateRequest {
             }]),
             ..Default::default()
         }),
-        labels: Some(HashMap::from([(
-            "swarm-e2e.scenario".to_string(),
-            scenario.name.clone(),
-        )])),
+        labels: Some(labels),
         ..Default::default()
     }
 }

@@ -3,7 +3,7 @@
 
 use swarm_e2e_digitalocean::client::DoClient;
 
-use crate::run::exit;
+use crate::exit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -142,7 +142,7 @@ pub async fn local() -> Vec<Finding> {
             "apt-get install debootstrap",
         ));
     }
-    if crate::checks::host_has_ipvs() {
+    if crate::target::local::host_kernel().ipvs {
         out.push(Finding::ok("IPVS", "VIP endpoint mode can be checked"));
     } else {
         out.push(Finding::bad(
@@ -152,7 +152,7 @@ pub async fn local() -> Vec<Finding> {
             "use endpoint_mode = \"dnsrr\" (the default), or `modprobe ip_vs` where the kernel has it",
         ));
     }
-    if crate::checks::host_has_esp() {
+    if crate::target::local::host_kernel().esp {
         out.push(Finding::ok("IPsec ESP", "encrypted overlays can carry traffic"));
     } else {
         out.push(Finding::bad(
@@ -228,7 +228,7 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
             "retry later",
         )),
     }
-    match crate::do_sweep::find(client).await {
+    match crate::target::digitalocean::sweep::find(client).await {
         Ok(found) if found.is_empty() => out.push(Finding::ok("leftovers", "none from earlier runs")),
         Ok(found) => out.push(Finding::bad(
             Status::Warn,

@@ -12,8 +12,9 @@ use serde::Serialize;
 use swarm_e2e_model::Scenario;
 use tokio::runtime::Runtime;
 
-use crate::report::{Phase, Reporter};
-use crate::run::{Interrupt, RunOptions, RunSummary, exit, run_scenario};
+use crate::exit;
+use crate::report::{CheckOutcome, Phase, Reporter, RunSummary};
+use crate::run::{Interrupt, RunOptions, run_scenario};
 
 /// One run of the matrix: a scenario on one engine.
 #[derive(Debug, Clone)]
@@ -79,10 +80,39 @@ pub fn run_matrix(
     cells.into_iter().map(|(_, c)| c).collect()
 }
 
+/// What became of a check on one engine: its outcome, or `not run` when that engine's
+/// run never reached it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CellOutcome {
+    Ran(CheckOutcome),
+    NotRun(NotRun),
+}
+
+/// Serialized as `"not run"`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum NotRun {
+    #[serde(rename = "not run")]
+    NotRun,
+}
+
+impl CellOutcome {
+    fn is(self, outcome: CheckOutcome) -> bool {
+        self == CellOutcome::Ran(outcome)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CellOutcome::Ran(o) => o.as_str(),
+            CellOutcome::NotRun(_) => "not run",
+        }
+    }
+}
+
 /// A check's outcome on one engine.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Outcome {
-    pub outcome: String,
+    pub outcome: CellOutcome,
     pub seconds: f64,
     pub message: Option<String>,
 }
@@ -150,7 +180,7 @@ impl Comparison {
                 row.outcomes.insert(
                     cell.engine.clone(),
                     Outcome {
-                        outcome: c.outcome.clone(),
+                        outcome: CellOutcome::Ran(c.outcome),
                         seconds: c.duration.as_secs_f64(),
                         message: c.message.clone(),
                     },
@@ -161,17 +191,17 @@ impl Comparison {
         for row in &mut rows {
             for e in engines {
                 row.outcomes.entry(e.clone()).or_insert_with(|| Outcome {
-                    outcome: "not run".into(),
+                    outcome: CellOutcome::NotRun(NotRun::NotRun),
                     seconds: 0.0,
                     message: None,
                 });
             }
-            let first = &row.outcomes[&baseline].outcome;
-            row.differs = row.outcomes.values().any(|o| &o.outcome != first);
-            if first == "passed" {
+            let first = row.outcomes[&baseline].outcome;
+            row.differs = row.outcomes.values().any(|o| o.outcome != first);
+            if first.is(CheckOutcome::Passed) {
                 row.regressions = engines[1..]
                     .iter()
-                    .filter(|e| row.outcomes[*e].outcome == "failed")
+                    .filter(|e| row.outcomes[*e].outcome.is(CheckOutcome::Failed))
                     .cloned()
                     .collect();
             }
@@ -243,9 +273,11 @@ impl Comparison {
             out.push_str(&format!("{:<check_width$}", format!("{}::{}", r.scenario, r.check)));
             for e in &self.engines {
                 let o = &r.outcomes[e];
-                let text = match o.outcome.as_str() {
-                    "passed" | "failed" => format!("{} {:.1}s", o.outcome, o.seconds),
-                    other => other.to_string(),
+                let text = match o.outcome {
+                    CellOutcome::Ran(CheckOutcome::Passed | CheckOutcome::Failed) => {
+                        format!("{} {:.1}s", o.outcome.as_str(), o.seconds)
+                    }
+                    other => other.as_str().to_string(),
                 };
                 out.push_str(&format!("  {text:<col$}"));
             }
@@ -260,7 +292,7 @@ impl Comparison {
             .rows
             .iter()
             .flat_map(|r| r.outcomes.iter())
-            .filter(|(_, o)| o.outcome == "unsupported")
+            .filter(|(_, o)| o.outcome.is(CheckOutcome::Unsupported))
             .filter_map(|(e, o)| Some((e.as_str(), o.message.as_deref()?)))
             .collect();
         for (engine, reason) in reasons {
@@ -311,7 +343,7 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::CheckRecord;
+    use crate::report::CheckRecord;
     use std::time::Duration;
 
     fn cell(engine: &str, outcomes: &[(&str, &str)], exit_code: i32) -> Cell {
@@ -330,7 +362,7 @@ mod tests {
                     .map(|(name, o)| CheckRecord {
                         name: name.to_string(),
                         kind: "ping-by-name".into(),
-                        outcome: o.to_string(),
+                        outcome: serde_json::from_value(serde_json::json!(o)).unwrap(),
                         message: None,
                         duration: Duration::from_millis(500),
                     })
@@ -380,5 +412,14 @@ mod tests {
         assert_eq!(m.regressions, 0);
         assert!(m.rows[0].differs);
         assert_eq!(m.exit_code(), exit::OK);
+    }
+
+    #[test]
+    fn outcomes_serialize_as_the_reports_spell_them() {
+        let engines = vec!["20.10".to_string(), "26.1".to_string()];
+        let cells = [cell("20.10", &[("a", "passed")], exit::OK)];
+        let json = serde_json::to_value(Comparison::new(&engines, &cells)).unwrap();
+        assert_eq!(json["rows"][0]["outcomes"]["20.10"]["outcome"], "passed");
+        assert_eq!(json["rows"][0]["outcomes"]["26.1"]["outcome"], "not run");
     }
 }

@@ -358,7 +358,7 @@ async fn sweep_removes_only_what_carries_the_projects_marks() {
         user_data: None,
     };
     // What a crashed run "deadbeef" left: two droplets, its firewall and its key.
-    let run_tag = swarm_e2e::do_target::run_tag("deadbeef");
+    let run_tag = swarm_e2e::marks::run_tag("deadbeef");
     for t in ["swarm-e2e", run_tag.as_str(), "prod"] {
         client.create_tag(t).await.unwrap();
     }
@@ -368,7 +368,10 @@ async fn sweep_removes_only_what_carries_the_projects_marks() {
         .await
         .unwrap();
     client
-        .create_firewall(&swarm_e2e::do_target::firewall_body("deadbeef", &["0.0.0.0/0".into()]))
+        .create_firewall(&swarm_e2e::target::digitalocean::provision::firewall_body(
+            "deadbeef",
+            &["0.0.0.0/0".into()],
+        ))
         .await
         .unwrap();
     client
@@ -385,7 +388,7 @@ async fn sweep_removes_only_what_carries_the_projects_marks() {
         .await
         .unwrap();
     client.create_ssh_key("laptop", &public_key(2)).await.unwrap();
-    let mut decoy_fw = swarm_e2e::do_target::firewall_body("decoy", &["0.0.0.0/0".into()]);
+    let mut decoy_fw = swarm_e2e::target::digitalocean::provision::firewall_body("decoy", &["0.0.0.0/0".into()]);
     decoy_fw["name"] = "swarm-e2e-decoy".into();
     decoy_fw["tags"] = serde_json::json!(["prod"]);
     client.create_firewall(&decoy_fw).await.unwrap();

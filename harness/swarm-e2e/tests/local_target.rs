@@ -139,7 +139,7 @@ fn leftovers(run_id: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let host = swarm_e2e::engine::host_engine().unwrap();
-        swarm_e2e::local::find_resources(&host, Some(run_id))
+        swarm_e2e::target::local::resources::find_resources(&host, Some(run_id))
             .await
             .unwrap()
             .into_iter()
@@ -660,10 +660,10 @@ fn main() {
                     return Err("RUST_LOG=trace produced no trace output".into());
                 }
                 // The keys of this run: the client's and each node's server key.
-                let client = std::fs::read_to_string(swarm_e2e::local::run_dir(&run_id).join("certs/key.pem")).unwrap();
+                let client = std::fs::read_to_string(swarm_e2e::marks::run_dir(&run_id).join("certs/key.pem")).unwrap();
                 let mut keys = vec![client];
                 for node in ["wp-1", "wp-2"] {
-                    let name = swarm_e2e::local::node_container_name(&run_id, node);
+                    let name = swarm_e2e::marks::node_container_name(&run_id, node);
                     let out = Command::new("docker")
                         .args(["exec", &name, "cat", "/etc/swarm-e2e/key.pem"])
                         .output()
@@ -718,8 +718,8 @@ fn main() {
             let outside_net = format!("swarm-e2e-{run_id}-outside");
             let outside = format!("swarm-e2e-{run_id}-outside-ctr");
             let result = (|| -> Result<(), Failed> {
-                let node1 = swarm_e2e::local::node_container_name(&run_id, "wp-1");
-                let node2 = swarm_e2e::local::node_container_name(&run_id, "wp-2");
+                let node1 = swarm_e2e::marks::node_container_name(&run_id, "wp-1");
+                let node2 = swarm_e2e::marks::node_container_name(&run_id, "wp-2");
                 // Engine 20.10 still gives containers on an --internal network a default
                 // route; the isolation is the host engine's filtering, which this proves.
                 // A listener of our own on a network of our own, outside the run network.
@@ -934,7 +934,7 @@ fn main() {
         std::fs::write(&file, format!("{text}\n[timeouts]\nchecks = \"10s\"\n")).unwrap();
         // Kill node 2's container as soon as the cluster is formed.
         let out = run_with_action(&["run", file.to_str().unwrap()], "✓ cluster formed", |run_id| {
-            let name = swarm_e2e::local::node_container_name(run_id, "wp-2");
+            let name = swarm_e2e::marks::node_container_name(run_id, "wp-2");
             let _ = Command::new("docker").args(["kill", &name]).output();
         });
         expect_code(&out, 1)?;

@@ -26,10 +26,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::do_target::{config_from_user_data, run_tag};
-use crate::labels;
-use crate::local::{self, EngineConfig, NodeSpec};
+use super::cloud_init::config_from_user_data;
+use crate::marks::{self, run_tag};
 use crate::pki::CertBundle;
+use crate::target::local::nodes::{self, EngineConfig, NodeSpec, StartedNode};
 
 /// How long shutting the backer down waits for backing containers still starting.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
@@ -127,18 +127,14 @@ impl Backer {
         }
     }
 
-    /// Resolves with the first backing failure (never, if there is none).
-    pub async fn failed(&self) -> String {
-        let mut rx = self.failure.clone();
-        match rx.wait_for(Option::is_some).await {
-            Ok(f) => f.clone().unwrap_or_default(),
-            Err(_) => std::future::pending().await,
-        }
+    /// The first backing failure, once there is one.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
     }
 
-    /// Droplets backed so far.
-    pub fn backed(&self) -> usize {
-        self.backed.load(Ordering::Relaxed)
+    /// Counts the droplets backed so far.
+    pub fn backed_counter(&self) -> Arc<AtomicUsize> {
+        self.backed.clone()
     }
 
     /// Stops taking events, waits (bounded) for backing work in flight, and returns the
@@ -174,13 +170,13 @@ async fn back(
         .and_then(config_from_user_data)
         .context("the droplet's user_data carries no swarm-e2e configuration")?;
     let scenario = config["scenario"].as_str().unwrap_or("unknown");
-    let run_labels = labels::run_labels(run_id, scenario, false);
+    let run_labels = marks::run_labels(run_id, scenario, false);
     let network = run_network(host, shared, run_id, &run_labels).await?;
     let mut node_labels = run_labels;
-    node_labels.insert(labels::DROPLET.into(), id.to_string());
+    node_labels.insert(marks::DROPLET.into(), id.to_string());
     let (address, container) = if config["kv_store"].is_object() {
         // The classic topology's store droplet: the same etcd the local target runs.
-        local::start_kv_store(host, run_id, &network, node_labels, &CancellationToken::new()).await?
+        nodes::start_kv_store(host, run_id, &network, node_labels, &CancellationToken::new()).await?
     } else {
         let started = start_engine(host, run_id, name, &config, &network, node_labels).await?;
         (started.0.address, started.1)
@@ -214,7 +210,7 @@ async fn run_network(
     match s.networks.get(run_id) {
         Some(n) => Ok(n.clone()),
         None => {
-            let network = local::create_run_network(host, run_id, run_labels).await?;
+            let network = nodes::create_run_network(host, run_id, run_labels).await?;
             s.networks.insert(run_id.to_string(), network.clone());
             Ok(network)
         }
@@ -229,7 +225,7 @@ async fn start_engine(
     config: &serde_json::Value,
     network: &str,
     node_labels: HashMap<String, String>,
-) -> anyhow::Result<(local::ProvisionedNode, ContainerAsync<GenericImage>)> {
+) -> anyhow::Result<(StartedNode, ContainerAsync<GenericImage>)> {
     let node = &config["nodes"][name];
     let field = |k: &str| {
         node[k]
@@ -249,5 +245,5 @@ async fn start_engine(
             },
         },
     };
-    local::start_node(host, run_id, spec, network, node_labels, &CancellationToken::new()).await
+    nodes::start_node(host, run_id, spec, network, node_labels, &CancellationToken::new()).await
 }

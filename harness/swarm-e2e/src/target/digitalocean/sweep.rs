@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use swarm_e2e_digitalocean::client::DoClient;
 
-use crate::do_target::{PROJECT_TAG, run_resource_name, run_tag};
+use crate::marks::{PROJECT_TAG, run_resource_name, run_tag};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CloudKind {

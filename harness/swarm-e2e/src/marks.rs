@@ -1,5 +1,7 @@
-//! Every resource a run creates is marked with these labels at creation time; list,
-//! teardown, `down` and `sweep` find resources by them, so no state file is needed.
+//! Every mark a run puts on what it creates, in one place: labels on containers,
+//! networks and volumes; names of node containers, networks, volumes, cgroup parents and
+//! temp directories; tags and names on DigitalOcean. List, teardown, `down` and `sweep`
+//! find resources by these marks, so no state file is needed.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,6 +18,48 @@ pub const DROPLET: &str = "swarm-e2e.droplet";
 /// Prefix of every local resource name (containers, networks, volumes, cgroup parents,
 /// temp directories): `swarm-e2e-<run-id>-...`.
 pub const NAME_PREFIX: &str = "swarm-e2e-";
+
+/// On services, containers and networks a run creates inside the cluster (workloads,
+/// probes, overlays): teardown on engines the run does not own removes exactly these.
+pub const WORKLOAD: &str = "swarm-e2e.workload";
+
+/// The project's tag on every droplet (with a run tag beside it).
+pub const PROJECT_TAG: &str = "swarm-e2e";
+
+/// The per-run network on the host engine.
+pub fn network_name(run_id: &str) -> String {
+    format!("{NAME_PREFIX}{run_id}")
+}
+
+/// The node container of `node` (also its cgroup parent, `/<name>`).
+pub fn node_container_name(run_id: &str, node: &str) -> String {
+    format!("{NAME_PREFIX}{run_id}-{node}")
+}
+
+/// Per-run directory for files that must live on the host (the client certificates of
+/// a kept cluster). Removed at teardown.
+pub fn run_dir(run_id: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{NAME_PREFIX}{run_id}"))
+}
+
+/// A droplet's run tag. Tags allow letters, digits, `:`, `-`, `_`: run ids are made of
+/// those.
+pub fn run_tag(run_id: &str) -> String {
+    format!("swarm-e2e-run-{run_id}")
+}
+
+/// Name of the run's SSH key and firewall on DigitalOcean.
+pub fn run_resource_name(run_id: &str) -> String {
+    format!("swarm-e2e-{run_id}")
+}
+
+/// Labels of what a run creates inside a cluster: the workload mark and the run id.
+pub fn workload_labels(run_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (WORKLOAD.to_string(), "true".to_string()),
+        (RUN.to_string(), run_id.to_string()),
+    ])
+}
 
 /// A fresh run id: 8 lowercase letters and digits. Valid in container names, hostnames
 /// and DigitalOcean tags alike.

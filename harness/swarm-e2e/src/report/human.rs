@@ -1,5 +1,5 @@
-//! Run events and the human reporter. The run loop only emits events; reporters decide
-//! how they look (plain lines in CI logs, a spinner on a terminal).
+//! Human output on stderr (stdout carries the libtest-style check results): a spinner
+//! per phase on a terminal, plain lines in CI logs.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -7,67 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    Provision,
-    EnginesReady,
-    ClusterFormed,
-    Checks,
-    Teardown,
-}
-
-impl Phase {
-    pub const ALL: [Phase; 5] = [
-        Phase::Provision,
-        Phase::EnginesReady,
-        Phase::ClusterFormed,
-        Phase::Checks,
-        Phase::Teardown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Provision => "provision",
-            Phase::EnginesReady => "engines ready",
-            Phase::ClusterFormed => "cluster formed",
-            Phase::Checks => "checks",
-            Phase::Teardown => "teardown",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum Event {
-    RunStarted {
-        run_id: String,
-        scenario: String,
-        target: String,
-        nodes: usize,
-    },
-    PhaseStarted {
-        phase: Phase,
-    },
-    PhaseFinished {
-        phase: Phase,
-        elapsed: Duration,
-        ok: bool,
-        detail: String,
-    },
-    NodeReady {
-        node: String,
-        address: String,
-        engine_version: String,
-        elapsed: Duration,
-    },
-    Note {
-        text: String,
-    },
-}
-
-pub trait Reporter: Send + Sync {
-    fn event(&self, event: &Event);
-}
+use super::{Event, Phase, Reporter};
 
 /// Human output on stderr (stdout carries the libtest-style check results).
 pub struct HumanReporter {
@@ -157,52 +97,8 @@ impl Reporter for HumanReporter {
                 ));
             }
             Event::Note { text } => self.line(text),
+            // Check results are libtest's lines on stdout; a run's end is the phase lines.
+            Event::CheckFinished { .. } | Event::RunFinished { .. } => {}
         }
     }
-}
-
-/// Phase timings of one run, for `--timings` and reports.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Timings {
-    pub phases: Vec<(Phase, Duration)>,
-}
-
-impl Timings {
-    pub fn record(&mut self, phase: Phase, d: Duration) {
-        self.phases.push((phase, d));
-    }
-
-    pub fn total(&self) -> Duration {
-        self.phases.iter().map(|(_, d)| *d).sum()
-    }
-
-    pub fn table(&self) -> String {
-        let mut out = String::from("phase            seconds\n");
-        for (p, d) in &self.phases {
-            out.push_str(&format!("{:<15}{:>9.2}\n", p.as_str(), d.as_secs_f64()));
-        }
-        out.push_str(&format!("{:<15}{:>9.2}\n", "total", self.total().as_secs_f64()));
-        out
-    }
-}
-
-/// One line per scenario run: what ran, how it ended, how long it took.
-pub fn summary_table(runs: &[crate::run::RunSummary]) -> String {
-    let mut out = format!(
-        "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8}\n",
-        "scenario", "run", "passed", "failed", "skipped", "seconds"
-    );
-    for r in runs {
-        let count = |o: &str| r.checks.iter().filter(|c| c.outcome == o).count();
-        out.push_str(&format!(
-            "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8.2}\n",
-            r.scenario,
-            r.run_id,
-            count("passed"),
-            count("failed"),
-            count("ignored") + count("unsupported"),
-            r.timings.total().as_secs_f64()
-        ));
-    }
-    out
 }

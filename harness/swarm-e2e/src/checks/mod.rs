@@ -1,0 +1,163 @@
+//! The checks: a registry from check kind to its implementation (one file per kind),
+//! the environment checks run in, and the order they run in: disruptive checks wait
+//! until every other check has ended, then run one at a time. Each check observes the
+//! real cluster and fails with what it expected and what it saw; none of them knows
+//! which target built the cluster.
+
+mod dns;
+mod drain;
+mod membership;
+mod network;
+mod node_restart;
+mod pause;
+mod pending;
+mod ping_by_name;
+mod placement;
+pub mod probe;
+mod quorum;
+mod starts_when_labelled;
+pub mod workloads;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_e2e_model::{Check, CheckKind, Scenario};
+
+use crate::cluster::Cluster;
+use crate::target::{KernelFacts, NodeControl};
+
+pub use workloads::deploy_workloads;
+
+/// How a check ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    /// The check cannot run here; the reason says why. Never counted as passed.
+    Ignored(String),
+}
+
+/// What checks need to know about where they run.
+pub struct CheckEnv {
+    pub scenario: Arc<Scenario>,
+    pub cluster: Arc<Cluster>,
+    /// Image references by scenario image name (`busybox` -> the local test image).
+    pub images: HashMap<String, String>,
+    /// What the nodes' kernel has (IPVS for VIP endpoint mode, ESP for encrypted
+    /// overlays), as the target knows it.
+    pub kernel: KernelFacts,
+    /// Upper bound for each check's waits.
+    pub timeout: Duration,
+    /// Services or containers that failed to deploy, with the error.
+    pub deploy_errors: HashMap<String, String>,
+    /// The target's name, for reasons that depend on it.
+    pub target: &'static str,
+    /// Stops and starts node engines, where the target allows it.
+    pub node_control: Option<Arc<dyn NodeControl>>,
+    /// Disruptive checks run one at a time (each holds this) ...
+    pub disruption: tokio::sync::Mutex<()>,
+    /// ... and only once the other checks that run have ended: how many are left.
+    /// Their workloads must not be moved by a drain or a stopped node while observed.
+    pub plain_left: tokio::sync::watch::Sender<usize>,
+}
+
+/// Counts a non-disruptive check as ended, also when its future is dropped or panics.
+struct PlainDone<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl Drop for PlainDone<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl CheckEnv {
+    pub(crate) fn image(&self, name: &str) -> String {
+        self.images.get(name).cloned().unwrap_or_else(|| name.to_string())
+    }
+}
+
+/// Runs one check against the cluster, bounded by `env.timeout`.
+pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
+    for service in check.kind.services() {
+        if let Some(e) = env.deploy_errors.get(service) {
+            return name_dead_nodes(
+                env,
+                Outcome::Failed(format!("workload `{service}` could not be deployed: {e}")),
+            )
+            .await;
+        }
+    }
+    // Disruptive checks (drain, node restarts, quorum loss) run alone, after the rest.
+    let (_done, _exclusive) = if check.kind.is_disruptive() {
+        let mut left = env.plain_left.subscribe();
+        // Bounded: a check that never ends is already failing on its own bound.
+        let _ = tokio::time::timeout(env.timeout * 2, left.wait_for(|n| *n == 0)).await;
+        (None, Some(env.disruption.lock().await))
+    } else {
+        (Some(PlainDone(&env.plain_left)), None)
+    };
+    // The registry: one line per check kind, one file per implementation.
+    let result = match &check.kind {
+        CheckKind::PingByName { from, network, target } => {
+            ping_by_name::run(env, &check.name, from, network, target).await
+        }
+        CheckKind::Placement {
+            service,
+            expect_nodes,
+            expect_counts,
+        } => placement::run(env, service, expect_nodes, expect_counts.as_ref()).await,
+        CheckKind::Pending { service } => pending::run(env, service).await,
+        CheckKind::Dns {
+            from,
+            network,
+            query,
+            service,
+        } => dns::run(env, &check.name, from, network, query, service).await,
+        CheckKind::Network { network } => network::run(env, network).await,
+        CheckKind::Membership => membership::run(env).await,
+        CheckKind::StartsWhenLabelled { service, node, label } => {
+            starts_when_labelled::run(env, service, node, label).await
+        }
+        CheckKind::Drain { service, node } => drain::run(env, service, node).await,
+        CheckKind::Pause { service, node } => pause::run(env, service, node).await,
+        CheckKind::NodeRestart {
+            node,
+            service,
+            from,
+            network,
+        } => node_restart::run(env, &check.name, node, service, from.as_deref(), network.as_deref()).await,
+        CheckKind::Quorum => quorum::run(env).await,
+    };
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    };
+    name_dead_nodes(env, outcome).await
+}
+
+/// A node that died explains most failures: a failure says so instead of leaving a
+/// riddle.
+async fn name_dead_nodes(env: &CheckEnv, outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Failed(m) => {
+            let down = env.cluster.unresponsive().await;
+            if down.is_empty() {
+                Outcome::Failed(m)
+            } else {
+                Outcome::Failed(format!(
+                    "{m}\nnode(s) not answering: {} (the engine does not answer /_ping: the node died or was stopped)",
+                    down.join(", ")
+                ))
+            }
+        }
+        other => other,
+    }
+}
+
+/// The outcome of a disruptive check on a target that cannot stop engines.
+fn no_control(what: &str, target: &str) -> Outcome {
+    Outcome::Ignored(format!(
+        "{what} needs to stop and start node engines, which target {target} cannot do (local and do-fake can)"
+    ))
+}

@@ -1,0 +1,78 @@
+//! `network`: an overlay as each node that sees it reports it (driver, scope,
+//! attachability, subnet, encryption).
+
+use anyhow::Context;
+use bollard::query_parameters::InspectNetworkOptions;
+
+use super::{CheckEnv, Outcome};
+
+/// The overlay as each node that sees it reports it.
+pub(super) async fn run(env: &CheckEnv, network: &str) -> anyhow::Result<Outcome> {
+    let declared = env.scenario.network(network).context("validated network")?;
+    let classic = env.scenario.topology == swarm_e2e_model::Topology::Classic;
+    let want_scope = if classic { "global" } else { "swarm" };
+    let mut problems = Vec::new();
+    let mut seen_on = Vec::new();
+    for node in &env.cluster.nodes {
+        let inspected = match node
+            .docker
+            .inspect_network(network, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(n) => n,
+            // Swarm workers learn an overlay only when something of theirs attaches to
+            // it; classic engines all learn it from the cluster store.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+                if node.role != swarm_e2e_model::Role::Manager && !classic =>
+            {
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("{}: inspect failed: {e}", node.name));
+                continue;
+            }
+        };
+        seen_on.push(node.name.clone());
+        let driver = inspected.driver.unwrap_or_default();
+        let scope = inspected.scope.unwrap_or_default();
+        let attachable = inspected.attachable.unwrap_or(false);
+        let subnets: Vec<String> = inspected
+            .ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.subnet)
+            .collect();
+        if driver != "overlay" {
+            problems.push(format!("{}: driver `{driver}`, expected `overlay`", node.name));
+        }
+        if scope != want_scope {
+            problems.push(format!("{}: scope `{scope}`, expected `{want_scope}`", node.name));
+        }
+        if !classic && attachable != declared.attachable {
+            problems.push(format!(
+                "{}: attachable = {attachable}, declared {}",
+                node.name, declared.attachable
+            ));
+        }
+        if let Some(want) = &declared.subnet
+            && !subnets.contains(want)
+        {
+            problems.push(format!("{}: subnets {subnets:?}, declared {want}", node.name));
+        }
+        if declared.encrypted && !inspected.options.as_ref().is_some_and(|o| o.contains_key("encrypted")) {
+            problems.push(format!("{}: not marked encrypted", node.name));
+        }
+    }
+    if seen_on.is_empty() {
+        problems.push("no node lists the network".into());
+    }
+    Ok(if problems.is_empty() {
+        Outcome::Passed
+    } else {
+        Outcome::Failed(format!(
+            "overlay `{network}` as the nodes see it:\n  {}",
+            problems.join("\n  ")
+        ))
+    })
+}

@@ -1,0 +1,97 @@
+//! `quorum` (disruptive): with most managers stopped the swarm refuses changes; with
+//! one back it accepts them again.
+
+use std::time::Duration;
+
+use bollard::models::{ServiceSpec, TaskSpec, TaskSpecContainerSpec};
+use swarm_e2e_model::BUSYBOX;
+
+use super::probe::wait_all_ready;
+use super::{CheckEnv, Outcome, no_control};
+use crate::wait::poll_until;
+
+fn probe_service(name: &str, image: &str) -> ServiceSpec {
+    ServiceSpec {
+        name: Some(name.to_string()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image.to_string()),
+                command: Some(vec!["top".into()]),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// All managers but the one the harness talks to stop: creating a service must fail
+/// for lack of quorum; one back, it must work. Everything is started again after.
+pub(super) async fn run(env: &CheckEnv) -> anyhow::Result<Outcome> {
+    let Some(control) = &env.node_control else {
+        return Ok(no_control("losing quorum", env.target));
+    };
+    let leader = env.cluster.manager();
+    let others: Vec<String> = env
+        .cluster
+        .nodes
+        .iter()
+        .filter(|n| n.role == swarm_e2e_model::Role::Manager && n.name != leader.name)
+        .map(|n| n.name.clone())
+        .collect();
+    let image = env.image(BUSYBOX);
+    for n in &others {
+        control.stop(n).await?;
+    }
+    let mut attempt = 0;
+    let blocked = poll_until(env.timeout, Duration::from_millis(500), || {
+        attempt += 1;
+        let name = format!("quorum-probe-{attempt}");
+        let spec = probe_service(&name, &image);
+        async move {
+            match tokio::time::timeout(Duration::from_secs(20), leader.docker.create_service(spec, None)).await {
+                Ok(Err(e)) if e.to_string().contains("more than half of the managers") => Ok(Some(())),
+                Ok(Err(e)) => anyhow::bail!("{e}"),
+                Ok(Ok(_)) => {
+                    // Quorum not lost yet (the managers' absence is not noticed at once).
+                    let _ = leader.docker.delete_service(&name).await;
+                    anyhow::bail!("the service was created")
+                }
+                Err(_) => anyhow::bail!("service create hung for 20 s"),
+            }
+        }
+    })
+    .await;
+    // One manager back: quorum (2 of 3) again.
+    control.start(&others[0]).await?;
+    let recovered = poll_until(env.timeout, Duration::from_millis(500), || {
+        let spec = probe_service("quorum-recovered", &image);
+        async move {
+            match leader.docker.create_service(spec, None).await {
+                Ok(_) => Ok(Some(())),
+                Err(e) => anyhow::bail!("{e}"),
+            }
+        }
+    })
+    .await;
+    let _ = leader.docker.delete_service("quorum-recovered").await;
+    for n in &others[1..] {
+        control.start(n).await?;
+    }
+    for n in &others {
+        let _ = crate::engine::wait_ready(&env.cluster.node(n).docker, env.timeout).await;
+    }
+    let restored = wait_all_ready(env, env.timeout).await;
+    Ok(match (blocked, recovered, restored) {
+        (Err(e), _, _) => Outcome::Failed(format!(
+            "with {} of {} managers stopped, creating a service should fail with \"more than half of the managers \
+             are online\"; {e:#}",
+            others.len(),
+            others.len() + 1
+        )),
+        (Ok(()), Err(e), _) => Outcome::Failed(format!("with quorum restored, creating a service still failed; {e:#}")),
+        (Ok(()), Ok(()), Err(m)) => Outcome::Failed(m),
+        (Ok(()), Ok(()), Ok(())) => Outcome::Passed,
+    })
+}

@@ -1,0 +1,38 @@
+//! `doctor`: is a target usable, before anything is created?
+
+use clap::Args;
+use tokio::runtime::Runtime;
+
+use crate::exit::{self, Failure};
+
+pub const DOCTOR_HELP: &str = "Examples:
+  swarm-e2e doctor                          # host engine, node images, busybox, kernel
+  DIGITALOCEAN_ACCESS_TOKEN=dop_v1_... swarm-e2e doctor --target digitalocean
+
+--target digitalocean checks the token (GET /v2/account), that the account is active,
+that the droplet limit leaves room, and lists leftovers of earlier runs. Exit code 0 when
+the target is usable, 2 when the token is missing, 3 when something else is wrong.";
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[arg(long, default_value = "local", value_parser = ["local", "digitalocean"])]
+    target: String,
+    /// Droplets a run will need (checked against the droplet limit).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+}
+
+pub fn main(rt: &Runtime, a: DoctorArgs) -> Result<i32, Failure> {
+    rt.block_on(async {
+        let findings = if a.target == "digitalocean" {
+            let client = crate::target::digitalocean::client_from_env()?;
+            crate::doctor::digitalocean(&client, a.nodes).await
+        } else {
+            crate::doctor::local().await
+        };
+        let (text, code) = crate::doctor::render(&findings, exit::INFRASTRUCTURE);
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), "{text}");
+        Ok(code)
+    })
+}

@@ -1,0 +1,89 @@
+//! `fake-do serve`: the fake DigitalOcean API standalone, for any client.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean, Faults};
+use tokio::runtime::Runtime;
+
+use crate::exit::{self, Failure};
+
+#[derive(Subcommand)]
+pub enum FakeDoCommand {
+    /// Serve the fake DigitalOcean API until interrupted; prints its base URL and token.
+    #[command(after_help = "Examples:
+  swarm-e2e fake-do serve --port 8080
+  curl -H \"Authorization: Bearer dop_v1_fake\" http://127.0.0.1:8080/v2/account
+  doctl --api-url http://127.0.0.1:8080 -t dop_v1_fake compute droplet list
+
+Point any client at it: pydo `endpoint=`, python-digitalocean `DIGITALOCEAN_END_POINT`
+(with /v2/), terraform `api_endpoint`, godo `SetBaseURL`.")]
+    Serve {
+        /// Port on the listen address (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Address to listen on. Loopback by default; node containers need the bridge.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: std::net::IpAddr,
+        /// The bearer token the fake accepts.
+        #[arg(long, default_value = "dop_v1_fake")]
+        token: String,
+        /// How long new droplets stay `new`.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        boot_latency: Duration,
+        /// Faults to inject, as TOML (the keys of a scenario's `[faults]` table), e.g.
+        /// 'burst_429 = 3' or 'lose_create_responses = 1'.
+        #[arg(long)]
+        faults: Option<String>,
+    },
+}
+
+pub fn main(rt: &Runtime, command: FakeDoCommand) -> Result<i32, Failure> {
+    let FakeDoCommand::Serve {
+        port,
+        listen,
+        token,
+        boot_latency,
+        faults,
+    } = command;
+    let faults: Faults = faults
+        .as_deref()
+        .map(toml::from_str)
+        .transpose()
+        .map_err(|e| Failure::invalid_input(format!("--faults: {e}")))?
+        .unwrap_or_default();
+    let listener = std::net::TcpListener::bind((listen, port)).map_err(|e| {
+        Failure::infrastructure(format!("cannot listen on {listen}:{port}: {e}"))
+            .with_hint("pick another --port, or 0 for a free one")
+    })?;
+    rt.block_on(async {
+        let config = FakeConfig {
+            token,
+            boot_latency,
+            faults,
+            ..Default::default()
+        };
+        let fake = FakeDigitalOcean::start(config, Some(listener)).await;
+        // A reader that takes only the URL line and closes the pipe must not kill the
+        // fake (println! panics on EPIPE), so write errors are ignored here.
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "fake DigitalOcean API: {}\ntoken: {}",
+                fake.base_url(),
+                fake.token()
+            );
+            let _ = out.flush();
+        }
+        eprintln!("serving until Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+        let stats = fake.stats();
+        eprintln!(
+            "served {} request(s), peak {}/min, {} rate-limited",
+            stats.total, stats.peak_per_minute, stats.rate_limited
+        );
+        Ok(exit::OK)
+    })
+}

@@ -1,0 +1,214 @@
+//! The `swarm-e2e` command line: one file per subcommand family, each handler returning
+//! an exit code or a [`Failure`], printed once here as `error: …` / `hint: …`.
+
+mod doctor;
+mod fake_do;
+mod node_image;
+mod resources;
+mod run;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bollard::Docker;
+use clap::{Parser, Subcommand};
+use miette::{GraphicalReportHandler, GraphicalTheme};
+use swarm_e2e_model::{Scenario, ScenarioError, parse_scenario_file};
+
+use crate::exit::{self, Failure};
+
+#[derive(Parser)]
+#[command(
+    name = "swarm-e2e",
+    version,
+    about = "End-to-end tests for multi-host Docker clusters, declared in scenario files",
+    long_about = "swarm-e2e builds the cluster a scenario file declares (real Docker engines in node \
+                  containers on this machine), runs its checks as tests, and always tears it down.",
+    after_help = concat!("Examples:
+  swarm-e2e node-image build                      # once: Debian 12 engine (20.10)
+  swarm-e2e run scenarios/swarm-demo.toml         # the 2015 demo as a test
+  swarm-e2e run scenarios/*.toml -- --list        # list checks without building anything
+  swarm-e2e run scenarios/swarm-demo.toml -- overlay   # only checks matching `overlay`
+  swarm-e2e validate scenarios/*.toml
+
+", "Exit codes: 0 passed, 1 check failed, 2 invalid input, 3 infrastructure, 4 unsupported,
+5 regression (matrix), 130 interrupted")
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate scenario files and report every problem with file:line:column.
+    #[command(
+        after_help = "Example:\n  swarm-e2e validate scenarios/*.toml\n\nExits 0 when all are valid, 2 otherwise."
+    )]
+    Validate {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Build each scenario's cluster, run its checks as tests, tear it down.
+    #[command(after_help = run::RUN_HELP)]
+    Run(run::RunArgs),
+    /// Run scenarios on several engines and compare them check by check.
+    #[command(after_help = run::MATRIX_HELP)]
+    Matrix(run::MatrixArgs),
+    /// Show what a run would create on DigitalOcean and what it would cost; sends no
+    /// request and needs no token.
+    #[command(after_help = run::PLAN_HELP)]
+    Plan(run::PlanArgs),
+    /// Build or list node images (Debian root filesystems with a packaged engine).
+    #[command(subcommand)]
+    NodeImage(node_image::NodeImageCommand),
+    /// A stateful fake of the DigitalOcean API (no account needed).
+    #[command(subcommand)]
+    FakeDo(fake_do::FakeDoCommand),
+    /// Remove a kept run (`run --keep`) and everything labelled with its id.
+    #[command(after_help = "Example:\n  swarm-e2e down k3x9a0qz")]
+    Down {
+        /// The run id printed by `run`.
+        run_id: String,
+    },
+    /// Print the environment that points the docker CLI at a node of a kept run.
+    #[command(after_help = "Example:\n  eval \"$(swarm-e2e env k3x9a0qz swarm-demo-1)\"\n  docker node ls")]
+    Env {
+        /// The run id printed by `run --keep`.
+        run_id: String,
+        /// The node's name in the scenario.
+        node: String,
+    },
+    /// List runs that still have resources on this machine (kept or leaked).
+    Ls,
+    /// Check that a target can be used, before anything is created.
+    #[command(after_help = doctor::DOCTOR_HELP)]
+    Doctor(doctor::DoctorArgs),
+    /// Find resources any run left behind (crashes, kills) and remove them.
+    #[command(after_help = resources::SWEEP_HELP)]
+    Sweep(resources::SweepArgs),
+}
+
+/// The binary's `main`.
+pub fn main() -> ExitCode {
+    crate::install_crypto_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::INVALID_INPUT as u8 } else { 0 });
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Run(a) => run::run(&rt, a),
+        Command::Matrix(a) => run::matrix(&rt, a),
+        Command::Plan(a) => run::plan(a),
+        Command::NodeImage(c) => node_image::main(&rt, c),
+        Command::FakeDo(c) => fake_do::main(&rt, c),
+        Command::Down { run_id } => resources::down(&rt, &run_id),
+        Command::Env { run_id, node } => resources::env(&rt, &run_id, &node),
+        Command::Ls => resources::ls(&rt),
+        Command::Doctor(a) => doctor::main(&rt, a),
+        Command::Sweep(a) => resources::sweep(&rt, a),
+    };
+    let code = result.unwrap_or_else(|failure| {
+        failure.print();
+        failure.code
+    });
+    ExitCode::from(code as u8)
+}
+
+fn validate(files: &[PathBuf]) -> Result<i32, Failure> {
+    for s in &load_all(files)? {
+        say(&format!(
+            "{}: ok ({} nodes, {} checks)",
+            s.source,
+            s.nodes.len(),
+            s.checks.len()
+        ));
+    }
+    Ok(exit::OK)
+}
+
+/// A line on stdout; a reader that closed the pipe is not an error worth a panic.
+pub(crate) fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+/// The host engine, answering, or the failure that says how to start one.
+async fn host() -> Result<Docker, Failure> {
+    let host = crate::engine::host_engine().map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+    crate::engine::ping_host_engine(&host)
+        .await
+        .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+    Ok(host)
+}
+
+/// An infrastructure failure from an error chain.
+fn infra(e: anyhow::Error) -> Failure {
+    Failure::from_error(exit::INFRASTRUCTURE, &e)
+}
+
+/// An engine given on the command line, checked like a scenario's `engine` field.
+fn check_engine(engine: &str) -> Result<String, Failure> {
+    if swarm_e2e_model::valid_engine(engine) {
+        Ok(engine.to_string())
+    } else {
+        Err(Failure::invalid_input(format!("`{engine}` is not an engine")).with_hint(
+            "give MAJOR.MINOR (20.10, 26.1, 28.5), a static-binaries image's version (27.0.0-rc.1), or a static archive's URL or absolute path",
+        ))
+    }
+}
+
+/// Parses every file; prints all problems of all files, then fails with exit code 2.
+fn load_all(files: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for f in files {
+        match parse_scenario_file(f) {
+            Ok(s) => ok.push(s),
+            Err(e) => {
+                print_scenario_error(&e);
+                failed.push(e.to_string());
+            }
+        }
+    }
+    match failed.len() {
+        0 => Ok(ok),
+        1 => Err(Failure::invalid_input(failed.remove(0))),
+        n => Err(Failure::invalid_input(format!("{n} scenario files are invalid"))),
+    }
+}
+
+fn print_scenario_error(e: &ScenarioError) {
+    let theme = if std::io::stderr().is_terminal() {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme);
+    for d in e.diagnostics() {
+        let mut out = String::new();
+        if handler.render_report(&mut out, &d).is_ok() {
+            eprintln!("{out}");
+        }
+    }
+    for line in e.short_lines() {
+        eprintln!("{line}");
+    }
+}

@@ -1,0 +1,201 @@
+//! `ls`, `down`, `env` and `sweep`: what runs left, found by their marks alone.
+
+use std::time::Duration;
+
+use clap::Args;
+use tokio::runtime::Runtime;
+
+use super::{host, infra, say};
+use crate::engine::ENGINE_TLS_PORT;
+use crate::exit::{self, Failure};
+use crate::marks::{now_unix, run_dir};
+use crate::target::digitalocean::{client_from_env, sweep as do_sweep};
+use crate::target::local::nodes::node_address;
+use crate::target::local::resources::{LocalResource, find_resources, remove_resources, teardown};
+
+pub const SWEEP_HELP: &str = "Examples:
+  swarm-e2e sweep                       # dry run: show what would be removed
+  swarm-e2e sweep --older-than 1h --yes # remove leftovers older than an hour
+  swarm-e2e sweep --target digitalocean --older-than 2h --yes
+
+Only resources carrying the project's marks are ever touched: locally the swarm-e2e.run
+label (or a host path named swarm-e2e-<run-id>); on DigitalOcean droplets tagged
+swarm-e2e and swarm-e2e-run-<id>, and SSH keys and firewalls named swarm-e2e-<id>.";
+
+#[derive(Args)]
+pub struct SweepArgs {
+    /// Where to look: this machine's engine, or the DigitalOcean account of
+    /// DIGITALOCEAN_ACCESS_TOKEN.
+    #[arg(long, default_value = "local", value_parser = ["local", "digitalocean"])]
+    target: String,
+    /// Only resources older than this (e.g. 30m, 2h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    older_than: Option<Duration>,
+    /// Also sweep kept runs (they are skipped by default).
+    #[arg(long)]
+    include_kept: bool,
+    /// Remove; without it, only show what would be removed.
+    #[arg(long)]
+    yes: bool,
+}
+
+pub fn down(rt: &Runtime, run_id: &str) -> Result<i32, Failure> {
+    rt.block_on(async {
+        let host = host().await?;
+        let (removed, errors) = teardown(&host, run_id, Vec::new()).await;
+        if removed.is_empty() {
+            return Err(
+                Failure::infrastructure(format!("nothing labelled swarm-e2e.run={run_id} was found"))
+                    .with_hint("`swarm-e2e ls` lists runs with resources"),
+            );
+        }
+        for r in &removed {
+            say(&format!("removed {} {}", r.kind.as_str(), r.name));
+        }
+        if !errors.is_empty() {
+            return Err(Failure::infrastructure(format!(
+                "some resources could not be removed:\n{}",
+                errors.join("\n")
+            )));
+        }
+        Ok(exit::OK)
+    })
+}
+
+pub fn env(rt: &Runtime, run_id: &str, node: &str) -> Result<i32, Failure> {
+    rt.block_on(async {
+        let host = host().await?;
+        let address = node_address(&host, run_id, node).await.map_err(infra)?;
+        let certs = run_dir(run_id).join("certs");
+        if !certs.join("key.pem").is_file() {
+            return Err(Failure::infrastructure(format!(
+                "run {run_id} has no client certificates at {}",
+                certs.display()
+            ))
+            .with_hint("only runs started with `--keep` can be reached"));
+        }
+        say(&format!(
+            "export DOCKER_HOST=tcp://{address}:{ENGINE_TLS_PORT} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}",
+            certs.display()
+        ));
+        Ok(exit::OK)
+    })
+}
+
+pub fn ls(rt: &Runtime) -> Result<i32, Failure> {
+    rt.block_on(async {
+        let host = host().await?;
+        let found = find_resources(&host, None).await.map_err(infra)?;
+        print_runs(&found);
+        Ok(exit::OK)
+    })
+}
+
+pub fn sweep(rt: &Runtime, a: SweepArgs) -> Result<i32, Failure> {
+    if a.target == "digitalocean" {
+        let client = client_from_env()?;
+        return rt.block_on(sweep_digitalocean(&client, &a));
+    }
+    rt.block_on(async {
+        let host = host().await?;
+        let now = now_unix();
+        let min_age = a.older_than.map(|d| d.as_secs()).unwrap_or(0);
+        let found: Vec<_> = find_resources(&host, None)
+            .await
+            .map_err(infra)?
+            .into_iter()
+            .filter(|r| a.include_kept || !r.kept)
+            .filter(|r| r.created.is_none_or(|c| now.saturating_sub(c) >= min_age))
+            .collect();
+        if found.is_empty() {
+            say("nothing to sweep");
+            return Ok(exit::OK);
+        }
+        print_runs(&found);
+        if !a.yes {
+            say(&format!(
+                "dry run: nothing removed (add --yes to remove these {} resource(s))",
+                found.len()
+            ));
+            return Ok(exit::OK);
+        }
+        let errors = remove_resources(&host, &found).await;
+        say(&format!(
+            "removed {} resource(s)",
+            found.len() - errors.len().min(found.len())
+        ));
+        if !errors.is_empty() {
+            return Err(Failure::infrastructure(format!(
+                "some resources could not be removed:\n{}",
+                errors.join("\n")
+            )));
+        }
+        Ok(exit::OK)
+    })
+}
+
+async fn sweep_digitalocean(client: &swarm_e2e_digitalocean::client::DoClient, a: &SweepArgs) -> Result<i32, Failure> {
+    let found = do_sweep::find(client).await.map_err(infra)?;
+    let found = do_sweep::older_than(found, a.older_than.unwrap_or_default());
+    if found.is_empty() {
+        say("nothing to sweep on DigitalOcean");
+        return Ok(exit::OK);
+    }
+    say(&format!("{:<10} {:<10} {:<9} {:<12} name", "run", "age", "kind", "id"));
+    for r in &found {
+        let age = r
+            .age
+            .map(|a| humantime::format_duration(Duration::from_secs(a.as_secs())).to_string())
+            .unwrap_or_else(|| "?".into());
+        say(&format!(
+            "{:<10} {:<10} {:<9} {:<12} {}",
+            r.run_id,
+            age.split(' ').next().unwrap_or("?"),
+            r.kind.as_str(),
+            r.id,
+            r.name
+        ));
+    }
+    if !a.yes {
+        say(&format!(
+            "dry run: nothing removed (add --yes to remove these {} resource(s))",
+            found.len()
+        ));
+        return Ok(exit::OK);
+    }
+    let errors = do_sweep::remove(client, &found, Duration::from_secs(300)).await;
+    if !errors.is_empty() {
+        return Err(
+            Failure::infrastructure(format!("some resources could not be removed:\n{}", errors.join("\n")))
+                .with_hint("run the sweep again; deletes on DigitalOcean are eventually consistent"),
+        );
+    }
+    say(&format!("removed {} resource(s)", found.len()));
+    Ok(exit::OK)
+}
+
+fn print_runs(found: &[LocalResource]) {
+    if found.is_empty() {
+        say("no swarm-e2e resources on this machine");
+        return;
+    }
+    let now = now_unix();
+    say(&format!(
+        "{:<10} {:<10} {:<11} {:<5} name",
+        "run", "age", "kind", "kept"
+    ));
+    for r in found {
+        let age = r
+            .created
+            .map(|c| humantime::format_duration(Duration::from_secs(now.saturating_sub(c))).to_string())
+            .unwrap_or_else(|| "?".into());
+        say(&format!(
+            "{:<10} {:<10} {:<11} {:<5} {}",
+            r.run_id,
+            age.split(' ').next().unwrap_or("?"),
+            r.kind.as_str(),
+            if r.kept { "yes" } else { "" },
+            r.name
+        ));
+    }
+}

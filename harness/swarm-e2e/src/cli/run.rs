@@ -1,0 +1,319 @@
+//! `run`, `matrix` and `plan`: scenarios on a target, on several engines, or on paper.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::runtime::Runtime;
+
+use super::{check_engine, host, load_all};
+use crate::exit::{self, Failure};
+use crate::images;
+use crate::matrix::{Comparison, default_jobs, run_matrix};
+use crate::report::{self, FileReporter, HumanReporter, Phase, Reporter, Reporters, RunSummary, summary_table};
+use crate::run::{Interrupt, RunOptions, TargetChoice, run_scenario};
+
+pub const RUN_HELP: &str = concat!(
+    "Examples:
+  swarm-e2e run scenarios/swarm-demo.toml
+  swarm-e2e run --timings scenarios/swarm-demo.toml
+  swarm-e2e run --keep scenarios/swarm-demo.toml      # leave it up; prints DOCKER_HOST lines
+  swarm-e2e run scenarios/swarm-demo.toml -- --list    # list checks
+  swarm-e2e run scenarios/swarm-demo.toml -- placement --exact swarm-demo::placement-hostname
+  swarm-e2e run --engine 26.1 scenarios/swarm-demo.toml   # every node on Debian 13's engine
+  swarm-e2e run --target engines --hosts hosts.toml scenarios/swarm-demo.toml   # your own engines
+
+Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --list,
+--ignored, --include-ignored, --test-threads, --format, -q.
+
+",
+    "Exit codes:
+  0    every check passed (or was ignored with a reason)
+  1    a check failed
+  2    invalid input: a scenario file, a hosts file or the command line
+  3    infrastructure error: engine, image, provisioning, cluster formation, or teardown
+  4    unsupported: the scenario cannot run on its engines or target (e.g. the classic
+       topology on Engine 23.0 or later); reported before anything was provisioned
+  130  interrupted (SIGINT/SIGTERM); the run was torn down"
+);
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Scenario files (TOML); each builds its own cluster, one after the other.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Run every node on this engine instead of the scenario's: a version (20.10,
+    /// 26.1, 28.5), a static-binaries image's version, or a static archive's URL/path.
+    #[arg(long, value_name = "ENGINE")]
+    engine: Option<String>,
+    /// Where the cluster runs: `local` (node containers on this machine), `do-fake`
+    /// (the DigitalOcean code path against an in-process fake API), `digitalocean`
+    /// (the real API; needs DIGITALOCEAN_ACCESS_TOKEN), or `engines` (engines you run,
+    /// named in --hosts).
+    #[arg(long, default_value = "local", value_parser = ["local", "do-fake", "digitalocean", "engines"])]
+    target: String,
+    /// --target engines: a TOML file with one [[engine]] per scenario node: node = NAME,
+    /// host = "tcp://ADDR:2376", tls = DIR holding ca.pem, cert.pem, key.pem.
+    #[arg(long, value_name = "FILE", required_if_eq("target", "engines"))]
+    hosts: Option<PathBuf>,
+    /// --target engines: make engines that are already in a swarm leave it first
+    /// (that swarm's state on them is lost); without it such engines are refused.
+    #[arg(long)]
+    force_leave: bool,
+    /// DigitalOcean targets: provision and tear down through the API only; engine
+    /// checks are reported ignored with that reason.
+    #[arg(long)]
+    no_engines: bool,
+    /// do-fake: how long fake droplets stay `new`.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    fake_boot_latency: Duration,
+    /// do-fake: faults to inject, as TOML, e.g. 'burst_429 = 3' or
+    /// 'lose_create_responses = 1' (see `fake-do serve --help`).
+    #[arg(long)]
+    fake_faults: Option<String>,
+    /// Leave the cluster up and print how to reach each node; remove it with `down`.
+    #[arg(long)]
+    keep: bool,
+    /// Print the per-phase timing table at the end.
+    #[arg(long)]
+    timings: bool,
+    /// Write a JUnit XML report (one testsuite per scenario, one testcase per check).
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// Write a JSON report (schema: harness/swarm-e2e/report.schema.json).
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Where failure artefacts go: engine logs, docker info, nodes, tasks, networks.
+    #[arg(long, value_name = "DIR", default_value = "target/swarm-e2e-artifacts")]
+    artifacts: PathBuf,
+    /// Test hook: panic in this phase to prove teardown still happens.
+    #[arg(long, hide = true, value_parser = ["provision", "engines-ready", "cluster-formed", "checks"])]
+    inject_panic: Option<String>,
+    /// Test hook: stop this node's engine once the workloads are deployed, before
+    /// the checks (proves the checks notice a dead node).
+    #[arg(long, hide = true)]
+    inject_stopped_engine: Option<String>,
+    /// Arguments for the test runner (after `--`).
+    #[arg(last = true)]
+    libtest: Vec<String>,
+}
+
+impl RunArgs {
+    fn target(&self) -> Result<TargetChoice, Failure> {
+        Ok(match self.target.as_str() {
+            "local" => TargetChoice::Local,
+            "do-fake" => TargetChoice::DoFake {
+                no_engines: self.no_engines,
+                boot_latency: self.fake_boot_latency,
+                faults: self
+                    .fake_faults
+                    .as_deref()
+                    .map(toml::from_str)
+                    .transpose()
+                    .map_err(|e| Failure::invalid_input(format!("--fake-faults: {e}")))?,
+            },
+            "engines" => TargetChoice::Engines {
+                hosts: self.hosts.clone().expect("clap requires --hosts with --target engines"),
+                force_leave: self.force_leave,
+            },
+            _ => TargetChoice::DigitalOcean {
+                no_engines: self.no_engines,
+            },
+        })
+    }
+}
+
+pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
+    let scenarios = load_all(&a.files)?;
+    let scenarios = match a.engine.as_deref().map(check_engine).transpose()? {
+        Some(e) => scenarios.iter().map(|s| s.with_engine(&e)).collect(),
+        None => scenarios,
+    };
+    let opts = RunOptions {
+        target: a.target()?,
+        keep: a.keep,
+        artifacts: Some(a.artifacts.clone()),
+        libtest_args: a.libtest.clone(),
+        stopped_engine: a.inject_stopped_engine.clone(),
+        panic_in: a.inject_panic.as_deref().map(|p| match p {
+            "provision" => Phase::Provision,
+            "engines-ready" => Phase::EnginesReady,
+            "cluster-formed" => Phase::ClusterFormed,
+            _ => Phase::Checks,
+        }),
+    };
+    let interrupt = Interrupt::install(rt);
+    let files: Vec<Arc<FileReporter>> = [
+        a.junit.clone().map(|p| FileReporter::new(p, report::junit::render)),
+        a.json.clone().map(|p| FileReporter::new(p, report::json::render)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(Arc::new)
+    .collect();
+    let mut all: Vec<Arc<dyn Reporter>> = vec![Arc::new(HumanReporter::new())];
+    all.extend(files.iter().map(|f| f.clone() as Arc<dyn Reporter>));
+    let reporter: Arc<dyn Reporter> = Arc::new(Reporters(all));
+    let mut code = exit::OK;
+    let mut summaries = Vec::new();
+    for scenario in scenarios {
+        let summary = run_scenario(rt, Arc::new(scenario), &opts, reporter.clone(), &interrupt);
+        if let Some(e) = &summary.error {
+            eprintln!("error: {e}");
+        }
+        if a.timings && !summary.timings.phases.is_empty() {
+            eprint!("\n{}", summary.timings.table());
+        }
+        code = exit::worst(code, summary.exit_code);
+        summaries.push(summary);
+        if interrupt.stop.is_cancelled() {
+            code = exit::INTERRUPTED;
+            break;
+        }
+    }
+    if summaries.len() > 1 {
+        eprintln!("\n{}", summary_table(&summaries));
+    }
+    for f in &files {
+        code = exit::worst(code, written(f.write(), f.path()));
+    }
+    for s in &summaries {
+        if let Some(dir) = &s.artifacts {
+            eprintln!("artifacts of failed run {}: {}", s.run_id, dir.display());
+        }
+    }
+    Ok(code)
+}
+
+/// Says where a report went; a report that cannot be written makes the exit code an
+/// infrastructure error (the run's own outcome stays visible above it).
+fn written(result: anyhow::Result<&std::path::Path>, path: &std::path::Path) -> i32 {
+    match result {
+        Ok(p) => {
+            eprintln!("report: {}", p.display());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: writing {}: {e:#}", path.display());
+            exit::INFRASTRUCTURE
+        }
+    }
+}
+
+pub const MATRIX_HELP: &str = "Examples:
+  swarm-e2e matrix --engine 20.10 --engine 26.1 scenarios/swarm-demo.toml
+  swarm-e2e matrix --engine 20.10 --engine 26.1 --engine 28.5 --json matrix.json scenarios/*.toml
+  swarm-e2e matrix --engine 20.10 --engine 27.0.0-rc.1 scenarios/swarm-demo.toml   # a static-binaries image
+
+The first --engine is the baseline. Each scenario runs once per engine with every node on
+that engine, as `run --engine` would. The table shows check x engine -> passed / failed /
+ignored / unsupported with timings, marks checks whose outcome differs, and the per-engine
+phase timings. A scenario an engine cannot run (the classic topology on 23.0+) is reported
+unsupported, never provisioned.
+
+Exit codes: 0 no regression, 5 a check passed on the baseline and failed on another
+engine, 1 a check failed but not as a regression (it failed on the baseline too),
+2 invalid input, 3 infrastructure, 130 interrupted.";
+
+#[derive(Args)]
+pub struct MatrixArgs {
+    /// Scenario files (TOML).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// An engine to run on (at least two; the first is the baseline).
+    #[arg(long = "engine", value_name = "ENGINE", required = true, num_args = 1)]
+    engines: Vec<String>,
+    /// Clusters at once (default: one per two cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Write the comparison as JSON.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Write a JUnit XML report of every run (one testsuite per scenario and engine).
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// Where failure artefacts go.
+    #[arg(long, value_name = "DIR", default_value = "target/swarm-e2e-artifacts")]
+    artifacts: PathBuf,
+}
+
+pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
+    let scenarios = load_all(&a.files)?;
+    let engines = a
+        .engines
+        .iter()
+        .map(|e| check_engine(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    if engines.len() < 2 {
+        return Err(Failure::invalid_input("a matrix compares at least two engines")
+            .with_hint("add another --engine, e.g. --engine 20.10 --engine 26.1"));
+    }
+    // Every image first: a missing one fails before any cluster is built.
+    rt.block_on(async {
+        let host = host().await?;
+        for e in &engines {
+            images::resolve_node_image(&host, e)
+                .await
+                .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+        }
+        Ok::<_, Failure>(())
+    })?;
+    let interrupt = Interrupt::install(rt);
+    let reporter: Arc<dyn Reporter> = Arc::new(HumanReporter::new());
+    let opts = RunOptions {
+        artifacts: Some(a.artifacts.clone()),
+        ..Default::default()
+    };
+    let jobs = a.jobs.unwrap_or_else(|| default_jobs(scenarios.len() * engines.len()));
+    let cells = run_matrix(rt, &scenarios, &engines, jobs, &opts, reporter, &interrupt);
+    let comparison = Comparison::new(&engines, &cells);
+    println!("\n{}", comparison.table());
+    // One JUnit testsuite per scenario and engine: `swarm-demo@26.1`.
+    let summaries: Vec<RunSummary> = cells
+        .into_iter()
+        .map(|c| RunSummary {
+            scenario: format!("{}@{}", c.scenario, c.engine),
+            ..c.summary
+        })
+        .collect();
+    let mut code = comparison.exit_code();
+    let reports = [
+        (
+            a.json,
+            serde_json::to_string_pretty(&comparison).map_err(anyhow::Error::from),
+        ),
+        (a.junit, report::junit::render(&summaries)),
+    ];
+    for (path, body) in reports {
+        let Some(path) = path else { continue };
+        let result = body.and_then(|b| report::write(&path, &b)).map(|_| path.as_path());
+        code = exit::worst(code, written(result, &path));
+    }
+    Ok(if interrupt.stop.is_cancelled() {
+        exit::INTERRUPTED
+    } else {
+        code
+    })
+}
+
+pub const PLAN_HELP: &str = "Example:\n  DIGITALOCEAN_SIZE=s-2vcpu-4gb swarm-e2e plan scenarios/swarm-demo.toml --target digitalocean\n\nRegion, size and image come from DIGITALOCEAN_REGION, DIGITALOCEAN_SIZE, DIGITALOCEAN_IMAGE\n(defaults nyc3, s-1vcpu-1gb, ubuntu-24-04-x64).";
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// Scenario files (TOML).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The target to plan for.
+    #[arg(long, default_value = "digitalocean", value_parser = ["digitalocean", "do-fake"])]
+    target: String,
+}
+
+pub fn plan(a: PlanArgs) -> Result<i32, Failure> {
+    let scenarios = load_all(&a.files)?;
+    let settings = crate::target::digitalocean::provision::DoSettings::from_env();
+    for s in &scenarios {
+        super::say(&crate::target::digitalocean::provision::plan(s, &settings, "<run-id>"));
+    }
+    Ok(exit::OK)
+}

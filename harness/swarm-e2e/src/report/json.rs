@@ -1,0 +1,88 @@
+//! The JSON report of finished runs (schema in `report.schema.json`, versioned by
+//! `schema_version`).
+
+use serde::Serialize;
+
+use super::{CheckOutcome, NodeRecord, RunSummary};
+
+/// Bumped on any incompatible change of the JSON report.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    schema_version: u32,
+    tool_version: &'static str,
+    runs: Vec<JsonRun<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRun<'a> {
+    run_id: &'a str,
+    target: &'a str,
+    scenario: &'a str,
+    scenario_file: &'a str,
+    exit_code: i32,
+    error: Option<&'a str>,
+    nodes: &'a [NodeRecord],
+    phases: Vec<JsonPhase>,
+    checks: Vec<JsonCheck<'a>>,
+    leftovers: &'a [String],
+    digitalocean_requests: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct JsonPhase {
+    phase: &'static str,
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct JsonCheck<'a> {
+    name: &'a str,
+    kind: &'a str,
+    outcome: CheckOutcome,
+    message: Option<&'a str>,
+    seconds: f64,
+}
+
+pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
+    let report = JsonReport {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION"),
+        runs: runs
+            .iter()
+            .map(|r| JsonRun {
+                run_id: &r.run_id,
+                target: &r.target,
+                scenario: &r.scenario,
+                scenario_file: &r.source,
+                exit_code: r.exit_code,
+                error: r.error.as_deref(),
+                nodes: &r.nodes,
+                phases: r
+                    .timings
+                    .phases
+                    .iter()
+                    .map(|(p, d)| JsonPhase {
+                        phase: p.as_str(),
+                        seconds: d.as_secs_f64(),
+                    })
+                    .collect(),
+                checks: r
+                    .checks
+                    .iter()
+                    .map(|c| JsonCheck {
+                        name: &c.name,
+                        kind: &c.kind,
+                        outcome: c.outcome,
+                        message: c.message.as_deref(),
+                        seconds: c.duration.as_secs_f64(),
+                    })
+                    .collect(),
+                leftovers: &r.leftovers,
+                digitalocean_requests: r.digitalocean_requests.clone(),
+            })
+            .collect(),
+    };
+    Ok(serde_json::to_string_pretty(&report)?)
+}

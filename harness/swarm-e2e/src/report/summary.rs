@@ -1,0 +1,144 @@
+//! What a finished run is, for reporters, the matrix and the CLI: its checks, nodes,
+//! phase timings and exit code.
+
+use std::time::Duration;
+
+use super::Phase;
+
+/// How one check ended, as reports spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckOutcome {
+    Passed,
+    Failed,
+    /// Could not run here (a reason says why); never counted as passed.
+    Ignored,
+    /// The scenario cannot run on its engines or target; nothing was provisioned.
+    Unsupported,
+}
+
+impl CheckOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckOutcome::Passed => "passed",
+            CheckOutcome::Failed => "failed",
+            CheckOutcome::Ignored => "ignored",
+            CheckOutcome::Unsupported => "unsupported",
+        }
+    }
+
+    /// Ignored and unsupported checks: JUnit's `skipped`.
+    pub fn is_skipped(self) -> bool {
+        matches!(self, CheckOutcome::Ignored | CheckOutcome::Unsupported)
+    }
+}
+
+impl std::fmt::Display for CheckOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckRecord {
+    pub name: String,
+    pub kind: String,
+    pub outcome: CheckOutcome,
+    pub message: Option<String>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub role: String,
+    pub address: String,
+    pub engine_version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub scenario: String,
+    /// The scenario file, as given.
+    pub source: String,
+    pub target: String,
+    pub exit_code: i32,
+    pub timings: Timings,
+    pub checks: Vec<CheckRecord>,
+    pub nodes: Vec<NodeRecord>,
+    pub error: Option<String>,
+    pub leftovers: Vec<String>,
+    /// Where failure artefacts were written, if any.
+    pub artifacts: Option<std::path::PathBuf>,
+    /// DigitalOcean API requests of the run (DigitalOcean targets only).
+    pub digitalocean_requests: Option<serde_json::Value>,
+}
+
+impl RunSummary {
+    pub fn new(run_id: &str, scenario: &swarm_e2e_model::Scenario, target: &str) -> RunSummary {
+        RunSummary {
+            run_id: run_id.to_string(),
+            scenario: scenario.name.clone(),
+            source: scenario.source.clone(),
+            target: target.to_string(),
+            exit_code: crate::exit::OK,
+            timings: Timings::default(),
+            checks: Vec::new(),
+            nodes: Vec::new(),
+            error: None,
+            leftovers: Vec::new(),
+            artifacts: None,
+            digitalocean_requests: None,
+        }
+    }
+
+    pub fn count(&self, outcome: CheckOutcome) -> usize {
+        self.checks.iter().filter(|c| c.outcome == outcome).count()
+    }
+}
+
+/// Phase timings of one run, for `--timings` and reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timings {
+    pub phases: Vec<(Phase, Duration)>,
+}
+
+impl Timings {
+    pub fn record(&mut self, phase: Phase, d: Duration) {
+        self.phases.push((phase, d));
+    }
+
+    pub fn total(&self) -> Duration {
+        self.phases.iter().map(|(_, d)| *d).sum()
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::from("phase            seconds\n");
+        for (p, d) in &self.phases {
+            out.push_str(&format!("{:<15}{:>9.2}\n", p.as_str(), d.as_secs_f64()));
+        }
+        out.push_str(&format!("{:<15}{:>9.2}\n", "total", self.total().as_secs_f64()));
+        out
+    }
+}
+
+/// One line per scenario run: what ran, how it ended, how long it took.
+pub fn summary_table(runs: &[RunSummary]) -> String {
+    let mut out = format!(
+        "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8}\n",
+        "scenario", "run", "passed", "failed", "skipped", "seconds"
+    );
+    for r in runs {
+        out.push_str(&format!(
+            "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8.2}\n",
+            r.scenario,
+            r.run_id,
+            r.count(CheckOutcome::Passed),
+            r.count(CheckOutcome::Failed),
+            r.count(CheckOutcome::Ignored) + r.count(CheckOutcome::Unsupported),
+            r.timings.total().as_secs_f64()
+        ));
+    }
+    out
+}

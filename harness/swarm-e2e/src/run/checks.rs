@@ -1,0 +1,236 @@
+//! Phase: checks. The workloads are deployed, then every check becomes a libtest-mimic
+//! trial; they run concurrently, each records its outcome (an event per check) for the
+//! reports. Checks that cannot run (no engines, unsupported) go through the same trials,
+//! reported with their reason, filters honoured.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
+use swarm_e2e_model::{BUSYBOX, Scenario};
+
+use super::RunContext;
+use super::phases::{AbortOnDrop, bounded, finish_phase, start_phase};
+use crate::checks::{CheckEnv, Outcome, deploy_workloads, run_check};
+use crate::cluster::Cluster;
+use crate::exit::{self, Failure};
+use crate::images::BUSYBOX_IMAGE;
+use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
+
+/// Bound on creating a scenario's services and containers.
+const WORKLOAD_DEPLOY_LIMIT: Duration = Duration::from_secs(60);
+
+type CheckBody = Arc<dyn Fn(usize) -> Outcome + Send + Sync>;
+
+/// The trials a scenario's checks become. `body` runs one check; `None` makes trials
+/// that only serve `--list` and filtering.
+pub(super) fn trials(scenario: &Scenario, body: Option<CheckBody>) -> Vec<Trial> {
+    scenario
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(i, check)| {
+            let name = format!("{}::{}", scenario.name, check.name);
+            let body = body.clone();
+            Trial::ignorable_test(name, move || match body {
+                None => Ok(Completion::Completed),
+                Some(b) => match b(i) {
+                    Outcome::Passed => Ok(Completion::Completed),
+                    Outcome::Ignored(reason) => Ok(Completion::ignored_with(reason)),
+                    Outcome::Failed(m) => Err(Failed::from(m)),
+                },
+            })
+            .with_kind(check.kind.kind_name())
+        })
+        .collect()
+}
+
+/// Runs every selected check as a trial that reports `outcome` with `reason` (it never
+/// touches a cluster). Returns the records and libtest's conclusion.
+pub(super) fn skip_all(
+    scenario: &Arc<Scenario>,
+    args: &Arguments,
+    reporter: &Arc<dyn Reporter>,
+    run_id: &str,
+    outcome: CheckOutcome,
+    reason: &str,
+) -> (Vec<CheckRecord>, Conclusion) {
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let body: CheckBody = {
+        let (scenario, records, reporter, run_id, reason) = (
+            scenario.clone(),
+            records.clone(),
+            reporter.clone(),
+            run_id.to_string(),
+            reason.to_string(),
+        );
+        Arc::new(move |i| {
+            let check = &scenario.checks[i];
+            record(
+                &records,
+                &reporter,
+                &run_id,
+                check,
+                outcome,
+                Some(reason.clone()),
+                Duration::ZERO,
+            );
+            Outcome::Ignored(reason.clone())
+        })
+    };
+    let conclusion = libtest_mimic::run(args, trials(scenario, Some(body)));
+    let mut records = records.lock().unwrap().clone();
+    // Records in scenario order, whatever order the trials ran in.
+    records.sort_by_key(|r| scenario.checks.iter().position(|c| c.name == r.name));
+    (records, conclusion)
+}
+
+/// The checks phase of a run whose nodes have no engines: each check is reported with
+/// `outcome` and the reason, never passed.
+pub(super) fn skip_phase(ctx: &mut RunContext, outcome: CheckOutcome, reason: &str) -> i32 {
+    let started = start_phase(ctx, Phase::Checks);
+    let (records, conclusion) = skip_all(&ctx.scenario, &ctx.args, &ctx.reporter, ctx.run_id(), outcome, reason);
+    ctx.summary.checks = records;
+    let elapsed = started.elapsed();
+    ctx.summary.timings.record(Phase::Checks, elapsed);
+    ctx.reporter.event(&Event::PhaseFinished {
+        phase: Phase::Checks,
+        elapsed,
+        ok: true,
+        detail: format!("{} ignored ({reason})", conclusion.num_ignored),
+    });
+    exit::OK
+}
+
+fn record(
+    records: &Mutex<Vec<CheckRecord>>,
+    reporter: &Arc<dyn Reporter>,
+    run_id: &str,
+    check: &swarm_e2e_model::Check,
+    outcome: CheckOutcome,
+    message: Option<String>,
+    duration: Duration,
+) {
+    let record = CheckRecord {
+        name: check.name.clone(),
+        kind: check.kind.kind_name().into(),
+        outcome,
+        message,
+        duration,
+    };
+    records.lock().unwrap().push(record.clone());
+    reporter.event(&Event::CheckFinished {
+        run_id: run_id.to_string(),
+        record,
+    });
+}
+
+/// Phase: checks, against the formed cluster, once the test image is loaded.
+pub(super) fn run(
+    ctx: &mut RunContext,
+    cluster: Arc<Cluster>,
+    mut images_loaded: AbortOnDrop<anyhow::Result<()>>,
+) -> Result<i32, Failure> {
+    let started = start_phase(ctx, Phase::Checks);
+    let images = HashMap::from([(BUSYBOX.to_string(), BUSYBOX_IMAGE.to_string())]);
+    // `[timeouts] checks` bounds each check's waits; creating the workloads is a few API
+    // calls with a bound of its own.
+    let deployed = ctx
+        .rt
+        .block_on(bounded(WORKLOAD_DEPLOY_LIMIT, &ctx.interrupt.stop, async {
+            (&mut images_loaded.0).await.context("loading the test images")??;
+            Ok(deploy_workloads(&ctx.scenario, &cluster, &images).await)
+        }));
+    let deploy_errors = match deployed {
+        Ok(d) => d,
+        Err(e) => {
+            finish_phase::<()>(ctx, Phase::Checks, started, Err(e), |_| String::new())?;
+            unreachable!("finish_phase returns the error")
+        }
+    };
+    let node_control = ctx.target.node_control(ctx.run_id());
+    if let (Some(node), Some(control)) = (&ctx.opts.stopped_engine, &node_control) {
+        ctx.rt
+            .block_on(control.stop(node))
+            .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+    }
+    let env = Arc::new(CheckEnv {
+        scenario: ctx.scenario.clone(),
+        cluster,
+        images,
+        kernel: ctx.target.kernel(),
+        timeout: ctx.scenario.timeouts.checks,
+        deploy_errors,
+        target: ctx.target.name(),
+        node_control,
+        disruption: tokio::sync::Mutex::new(()),
+        plain_left: tokio::sync::watch::Sender::new(
+            trials(&ctx.scenario, None)
+                .iter()
+                .zip(&ctx.scenario.checks)
+                .filter(|(t, c)| !c.kind.is_disruptive() && !ctx.args.is_filtered_out(t))
+                .count(),
+        ),
+    });
+    let records: Arc<Mutex<Vec<CheckRecord>>> = Arc::new(Mutex::new(Vec::new()));
+    let body: CheckBody = {
+        let (env, records, handle, stop, reporter, run_id) = (
+            env.clone(),
+            records.clone(),
+            ctx.rt.handle().clone(),
+            ctx.interrupt.stop.clone(),
+            ctx.reporter.clone(),
+            ctx.run_id().to_string(),
+        );
+        let panic_check = ctx.opts.panic_in == Some(Phase::Checks);
+        Arc::new(move |i: usize| {
+            let check = &env.scenario.checks[i];
+            let started = Instant::now();
+            if panic_check {
+                panic!("injected panic in check {}", check.name);
+            }
+            let outcome = handle.block_on(async {
+                tokio::select! {
+                    o = run_check(&env, check) => o,
+                    _ = stop.cancelled() => Outcome::Failed("interrupted".into()),
+                }
+            });
+            let (label, message) = match &outcome {
+                Outcome::Passed => (CheckOutcome::Passed, None),
+                Outcome::Failed(m) => (CheckOutcome::Failed, Some(m.clone())),
+                Outcome::Ignored(r) => (CheckOutcome::Ignored, Some(r.clone())),
+            };
+            record(&records, &reporter, &run_id, check, label, message, started.elapsed());
+            outcome
+        })
+    };
+    let mut args = ctx.args.clone();
+    if args.test_threads.is_none() {
+        // Checks wait on the cluster, not the CPU: run them all at once.
+        args.test_threads = Some(ctx.scenario.checks.len().max(1));
+    }
+    let conclusion = libtest_mimic::run(&args, trials(&ctx.scenario, Some(body)));
+    ctx.summary.checks = records.lock().unwrap().clone();
+    let elapsed = started.elapsed();
+    ctx.summary.timings.record(Phase::Checks, elapsed);
+    let interrupted = ctx.interrupt.stop.is_cancelled();
+    ctx.reporter.event(&Event::PhaseFinished {
+        phase: Phase::Checks,
+        elapsed,
+        ok: !conclusion.has_failed() && !interrupted,
+        detail: format!(
+            "{} passed, {} failed, {} ignored",
+            conclusion.num_passed, conclusion.num_failed, conclusion.num_ignored
+        ),
+    });
+    if interrupted {
+        return Err(Failure::new(exit::INTERRUPTED, "interrupted during checks"));
+    }
+    Ok(if conclusion.has_failed() {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,291 @@
+//! The phases from provisioning to the checks, each a function of the run context:
+//! bounded by `[timeouts]`, interruptible, reported as events. Provisioning runs as a
+//! task so an interrupt lets in-flight creations land (and be torn down) instead of
+//! abandoning them half-made.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bollard::Docker;
+use futures_util::future::try_join_all;
+use swarm_e2e_model::Topology;
+use tokio_util::sync::CancellationToken;
+
+use super::{RunContext, checks};
+use crate::cluster::{Cluster, EngineNode, form};
+use crate::engine::{ServerIdentity, tls_engine, wait_ready};
+use crate::exit::{self, Failure};
+use crate::images::{busybox_image_tarball, load_image};
+use crate::pki::Pki;
+use crate::report::{CheckOutcome, Event, NodeRecord, Phase};
+use crate::target::{Identity, ProvisionContext, ProvisionedNode};
+
+/// How long a stopped provisioning may take to land what it already sent.
+pub(crate) const PROVISION_GRACE: Duration = Duration::from_secs(30);
+
+pub(super) enum PhaseError {
+    Timeout(Duration),
+    Interrupted,
+    Failed(anyhow::Error),
+}
+
+/// A task that is aborted when its handle is dropped (a run left early stops it).
+pub(super) struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Provision, engines ready, cluster formed, checks. Returns the checks' exit code.
+pub(super) fn provision_to_checks(ctx: &mut RunContext) -> Result<i32, Failure> {
+    let pki = Arc::new(Pki::new(ctx.run_id()).map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?);
+    let provisioned = provision(ctx, &pki)?;
+    inject_panic(ctx, Phase::Provision);
+    if let Some(reason) = ctx.target.without_engines() {
+        ctx.summary.nodes = provisioned
+            .iter()
+            .map(|n| node_record(ctx, &n.name, &n.address.to_string(), "not started (--no-engines)"))
+            .collect();
+        return Ok(checks::skip_phase(ctx, CheckOutcome::Ignored, reason));
+    }
+    let (nodes, images_loaded) = engines_ready(ctx, provisioned)?;
+    inject_panic(ctx, Phase::EnginesReady);
+    let cluster = cluster_formed(ctx, nodes)?;
+    inject_panic(ctx, Phase::ClusterFormed);
+    checks::run(ctx, cluster, images_loaded)
+}
+
+/// Test hook: panics in `phase` when the run was asked to (`--inject-panic`).
+fn inject_panic(ctx: &RunContext, phase: Phase) {
+    if ctx.opts.panic_in == Some(phase) {
+        panic!("injected panic in phase {}", phase.as_str());
+    }
+}
+
+fn node_record(ctx: &RunContext, name: &str, address: &str, engine_version: &str) -> NodeRecord {
+    NodeRecord {
+        name: name.to_string(),
+        role: ctx
+            .scenario
+            .node(name)
+            .map(|d| d.role.as_str())
+            .unwrap_or("worker")
+            .into(),
+        address: address.to_string(),
+        engine_version: engine_version.to_string(),
+    }
+}
+
+/// Phase: provision, as a task of the target's.
+fn provision(ctx: &mut RunContext, pki: &Arc<Pki>) -> Result<Vec<ProvisionedNode>, Failure> {
+    let started = start_phase(ctx, Phase::Provision);
+    let stop = CancellationToken::new();
+    let limit = ctx.scenario.timeouts.provision;
+    let mut task = ctx.rt.spawn(ctx.target.clone().provision(ProvisionContext {
+        scenario: ctx.scenario.clone(),
+        run_id: ctx.run_id().to_string(),
+        pki: pki.clone(),
+        keep: ctx.opts.keep,
+        stop: stop.clone(),
+    }));
+    let abort = task.abort_handle();
+    let (target, interrupt) = (ctx.target.clone(), ctx.interrupt);
+    let (joined, ended) = ctx.rt.block_on(async {
+        let ended = tokio::select! {
+            r = &mut task => return (Some(r), None),
+            _ = tokio::time::sleep(limit) => PhaseError::Timeout(limit),
+            _ = interrupt.stop.cancelled() => PhaseError::Interrupted,
+            e = target.provision_failed() => PhaseError::Failed(e),
+        };
+        // Stop starting new work and let what is in flight land, so teardown sees it; a
+        // second signal (or a stuck engine) cuts this short.
+        stop.cancel();
+        tokio::select! {
+            r = &mut task => (Some(r), Some(ended)),
+            _ = tokio::time::sleep(PROVISION_GRACE) => { abort.abort(); (None, Some(ended)) }
+            _ = interrupt.hurry.cancelled() => { abort.abort(); (None, Some(ended)) }
+        }
+    });
+    let result = match (joined, ended) {
+        (_, Some(ended)) => Err(ended),
+        (Some(Ok(Ok(nodes))), None) => Ok(nodes),
+        (Some(Ok(Err(e))), None) => Err(PhaseError::Failed(e)),
+        (Some(Err(join)), None) if join.is_panic() => Err(PhaseError::Failed(anyhow::anyhow!("provisioning panicked"))),
+        (_, None) => Err(PhaseError::Interrupted),
+    };
+    let target = ctx.target.clone();
+    finish_phase(ctx, Phase::Provision, started, result, |n| target.provisioned(n))
+}
+
+/// Phase: engines ready (mutual TLS `/_ping` on every node). The busybox test image is
+/// prepared meanwhile and loaded into every node while the swarm forms (only workloads
+/// need it); the returned task ends when it is loaded.
+fn engines_ready(
+    ctx: &mut RunContext,
+    provisioned: Vec<ProvisionedNode>,
+) -> Result<(Vec<EngineNode>, AbortOnDrop<anyhow::Result<()>>), Failure> {
+    let started = start_phase(ctx, Phase::EnginesReady);
+    let source = ctx.target.image_source().cloned();
+    let busybox = ctx.rt.spawn(async move {
+        let host = source.context("this target has no engine to build the test images on")?;
+        busybox_image_tarball(&host).await
+    });
+    let limit = ctx.scenario.timeouts.engines_ready;
+    let (scenario, reporter) = (ctx.scenario.clone(), ctx.reporter.clone());
+    let result = ctx.rt.block_on(bounded(limit, &ctx.interrupt.stop, async {
+        try_join_all(provisioned.iter().map(|p| {
+            let (scenario, reporter) = (&scenario, &reporter);
+            async move {
+                let identity = match &p.identity {
+                    Identity::Address => ServerIdentity::Address,
+                    Identity::Name(name) => ServerIdentity::Name(name),
+                };
+                let docker = tls_engine(SocketAddr::new(p.address, p.port), &p.client, identity)?;
+                let waited = wait_ready(&docker, limit)
+                    .await
+                    .with_context(|| format!("node {} ({}:{})", p.name, p.address, p.port))?;
+                let version = docker.version().await?.version.unwrap_or_default();
+                reporter.event(&Event::NodeReady {
+                    node: p.name.clone(),
+                    address: p.address.to_string(),
+                    engine_version: version.clone(),
+                    elapsed: waited,
+                });
+                let declared = scenario.node(&p.name).expect("provisioned from the scenario");
+                anyhow::Ok(EngineNode {
+                    name: p.name.clone(),
+                    role: declared.role,
+                    address: p.address,
+                    docker,
+                    engine_version: version,
+                    node_id: String::new(),
+                })
+            }
+        }))
+        .await
+    }));
+    let nodes = finish_phase(ctx, Phase::EnginesReady, started, result, |n| {
+        format!("{} engine(s) answering over mTLS", n.len())
+    })?;
+    let engines: Vec<(String, Docker)> = nodes.iter().map(|n| (n.name.clone(), n.docker.clone())).collect();
+    let images_loaded = AbortOnDrop(ctx.rt.spawn(async move {
+        let tarball = busybox.await.context("preparing the busybox image")??;
+        try_join_all(engines.iter().map(|(name, docker)| {
+            let tarball = tarball.clone();
+            async move {
+                match load_image(docker, tarball).await {
+                    Ok(()) => Ok(()),
+                    // A node that died after the engines answered is a finding of the
+                    // checks (they name it), not a harness failure: a crashed engine is
+                    // what a release engineer runs this to see.
+                    Err(e) if !crate::cluster::answers_ping(docker).await => {
+                        tracing::warn!("node {name} stopped answering while busybox was loaded: {e:#}");
+                        Ok(())
+                    }
+                    Err(e) => Err(e).with_context(|| format!("loading busybox into {name}")),
+                }
+            }
+        }))
+        .await?;
+        Ok(())
+    }));
+    ctx.summary.nodes = nodes
+        .iter()
+        .map(|n| node_record(ctx, &n.name, &n.address.to_string(), &n.engine_version))
+        .collect();
+    Ok((nodes, images_loaded))
+}
+
+/// Phase: cluster formed (a swarm, or engines sharing a cluster store).
+fn cluster_formed(ctx: &mut RunContext, nodes: Vec<EngineNode>) -> Result<Arc<Cluster>, Failure> {
+    let started = start_phase(ctx, Phase::ClusterFormed);
+    let limit = ctx.scenario.timeouts.cluster_formed;
+    let scenario = ctx.scenario.clone();
+    let result = ctx.rt.block_on(bounded(
+        limit,
+        &ctx.interrupt.stop,
+        form(&scenario, ctx.run_id(), nodes, limit),
+    ));
+    let cluster = finish_phase(ctx, Phase::ClusterFormed, started, result, |c| {
+        match scenario.topology {
+            Topology::Swarm => format!(
+                "swarm of {} node(s), {} manager(s), {} overlay network(s)",
+                c.nodes.len(),
+                scenario.manager_count(),
+                scenario.networks.len()
+            ),
+            Topology::Classic => format!(
+                "{} engine(s) sharing a cluster store (etcd), {} global overlay network(s)",
+                c.nodes.len(),
+                scenario.networks.len()
+            ),
+        }
+    })?;
+    let cluster = Arc::new(cluster);
+    ctx.cluster = Some(cluster.clone());
+    Ok(cluster)
+}
+
+/// `fut`, bounded by `limit` and ended by `stop`.
+pub(super) async fn bounded<T>(
+    limit: Duration,
+    stop: &CancellationToken,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, PhaseError> {
+    tokio::select! {
+        r = tokio::time::timeout(limit, fut) => match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(PhaseError::Failed(e)),
+            Err(_) => Err(PhaseError::Timeout(limit)),
+        },
+        _ = stop.cancelled() => Err(PhaseError::Interrupted),
+    }
+}
+
+pub(super) fn start_phase(ctx: &RunContext, phase: Phase) -> Instant {
+    ctx.reporter.event(&Event::PhaseStarted { phase });
+    Instant::now()
+}
+
+/// Reports how a phase ended and turns its error into the run's failure.
+pub(super) fn finish_phase<T>(
+    ctx: &mut RunContext,
+    phase: Phase,
+    started: Instant,
+    result: Result<T, PhaseError>,
+    detail: impl FnOnce(&T) -> String,
+) -> Result<T, Failure> {
+    let elapsed = started.elapsed();
+    ctx.summary.timings.record(phase, elapsed);
+    let (ok, text) = match &result {
+        Ok(v) => (true, detail(v)),
+        Err(PhaseError::Timeout(d)) => (false, format!("timed out after {}s", d.as_secs())),
+        Err(PhaseError::Interrupted) => (false, "interrupted".into()),
+        Err(PhaseError::Failed(e)) => (false, format!("{}", e.root_cause())),
+    };
+    ctx.reporter.event(&Event::PhaseFinished {
+        phase,
+        elapsed,
+        ok,
+        detail: text,
+    });
+    result.map_err(|e| match e {
+        PhaseError::Timeout(d) => Failure::new(
+            exit::INFRASTRUCTURE,
+            format!("phase `{}` timed out after {}s", phase.as_str(), d.as_secs()),
+        )
+        .with_hint(format!(
+            "raise `[timeouts] {}` in the scenario if the machine is slow",
+            phase.as_str().replace(' ', "_")
+        )),
+        PhaseError::Interrupted => Failure::new(exit::INTERRUPTED, format!("interrupted during `{}`", phase.as_str())),
+        PhaseError::Failed(e) => Failure::new(
+            exit::INFRASTRUCTURE,
+            format!("phase `{}` failed: {e:#}", phase.as_str()),
+        ),
+    })
+}

@@ -1,0 +1,318 @@
+//! The DigitalOcean targets: `digitalocean` (the real API) and `do-fake` (the
+//! in-process fake, its droplets backed by node containers, see [`fake_backer`]). Both
+//! share one implementation: provisioning and teardown go through the API
+//! ([`provision`]), the droplets boot from the rendered `user_data` ([`cloud_init`]);
+//! `--no-engines` is the API-only dry run, where the checks are reported ignored.
+
+pub mod cloud_init;
+pub mod fake_backer;
+pub mod provision;
+pub mod sweep;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use futures_util::future::BoxFuture;
+use secrecy::SecretString;
+use swarm_e2e_digitalocean::client::DoClient;
+use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean};
+use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
+use tokio::runtime::Runtime;
+
+use super::local::{ContainerNodeControl, container_log, host_kernel, require_node_images};
+use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TeardownReport};
+use crate::engine::{host_engine, ping_host_engine};
+use crate::exit::{self, Failure};
+use crate::marks::node_container_name;
+use crate::report::{NodeRecord, RunSummary};
+use crate::run::TargetChoice;
+use fake_backer::Backer;
+use provision::{DoResources, DoSettings};
+
+/// Least `engines ready` bound on real droplets (cloud-init installs the engine).
+pub const REAL_ENGINES_READY_FLOOR: Duration = Duration::from_secs(600);
+
+/// The environment variable the real target reads its token from (as doctl does).
+pub const TOKEN_VAR: &str = "DIGITALOCEAN_ACCESS_TOKEN";
+
+/// Why the checks of a `--no-engines` run are ignored.
+const NO_ENGINES: &str = "--no-engines: API-only dry run, no engine behind the droplets";
+
+/// A client for the real API from the environment: the token from [`TOKEN_VAR`], the
+/// base URL from `DIGITALOCEAN_API_URL` (default: the real API).
+pub fn client_from_env() -> Result<DoClient, Failure> {
+    match std::env::var(TOKEN_VAR) {
+        Ok(token) if !token.trim().is_empty() => {
+            let base = std::env::var("DIGITALOCEAN_API_URL")
+                .unwrap_or_else(|_| swarm_e2e_digitalocean::client::DEFAULT_BASE_URL.into());
+            DoClient::new(&base, SecretString::from(token)).map_err(Failure::infrastructure)
+        }
+        _ => Err(
+            Failure::invalid_input("--target digitalocean needs an API token").with_hint(format!(
+                "export {TOKEN_VAR}=dop_v1_... (a token with droplet, tag, ssh_key and firewall scopes), or use \
+             --target do-fake for a dry run without an account"
+            )),
+        ),
+    }
+}
+
+/// Droplets through the DigitalOcean API (real, or the fake this target runs).
+pub struct DoTarget {
+    name: &'static str,
+    client: DoClient,
+    settings: DoSettings,
+    /// The fake lives as long as the run; the client sees only its base URL and token.
+    fake: Option<FakeDigitalOcean>,
+    /// Gives the fake's droplets engines (node containers); it owns what it creates.
+    backer: tokio::sync::Mutex<Option<Backer>>,
+    backed: Arc<std::sync::atomic::AtomicUsize>,
+    backer_failed: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    /// The host engine: it runs the containers behind fake droplets and holds the test
+    /// images every node gets. `None` on an API-only dry run.
+    host: Option<Docker>,
+    /// What the run created, recorded as it happens, for teardown.
+    created: Arc<Mutex<DoResources>>,
+    /// The classic topology's key-value store is a droplet too, but no engine.
+    kv_store: bool,
+}
+
+impl DoTarget {
+    pub fn new(choice: &TargetChoice, rt: &Runtime, scenario: &Scenario) -> Result<DoTarget, Failure> {
+        let (no_engines, fake) = match choice {
+            TargetChoice::DoFake {
+                no_engines,
+                boot_latency,
+                faults,
+            } => (*no_engines, Some((*boot_latency, faults.clone()))),
+            TargetChoice::DigitalOcean { no_engines } => (*no_engines, None),
+            _ => unreachable!("DoTarget is chosen for DigitalOcean targets only"),
+        };
+        let host = if no_engines {
+            None
+        } else {
+            Some(host_engine().map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?)
+        };
+        let mut settings = DoSettings::from_env();
+        // The droplet wait gives up inside the phase bound, so its error (which names the
+        // droplets not ready and their status) is the one reported.
+        settings.boot_limit = scenario.timeouts.provision.mul_f64(0.9);
+        let (client, fake, backer) = match fake {
+            Some((boot_latency, faults)) => {
+                settings.poll_every = Duration::from_secs(1);
+                let f = rt.block_on(FakeDigitalOcean::start(
+                    FakeConfig {
+                        boot_latency,
+                        faults: faults.or_else(|| scenario.faults.clone()).unwrap_or_default(),
+                        backed: host.is_some(),
+                        ..Default::default()
+                    },
+                    None,
+                ));
+                let backer = host.as_ref().map(|host| {
+                    let _guard = rt.enter();
+                    Backer::spawn(host.clone(), f.control(), f.events())
+                });
+                let client = DoClient::new(&f.base_url(), SecretString::from(f.token().to_string()))
+                    .map_err(Failure::infrastructure)?;
+                (client, Some(f), backer)
+            }
+            None => (client_from_env()?, None, None),
+        };
+        Ok(DoTarget {
+            name: if fake.is_some() { "do-fake" } else { "digitalocean" },
+            client,
+            settings,
+            backed: backer.as_ref().map(Backer::backed_counter).unwrap_or_default(),
+            backer_failed: backer.as_ref().map(Backer::failure),
+            backer: tokio::sync::Mutex::new(backer),
+            fake,
+            host,
+            created: Arc::new(Mutex::new(DoResources::default())),
+            kv_store: scenario.topology == Topology::Classic,
+        })
+    }
+
+    fn is_fake(&self) -> bool {
+        self.fake.is_some()
+    }
+}
+
+impl Target for DoTarget {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn preflight<'a>(&'a self, scenario: &'a Scenario, keep: bool) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            if keep {
+                return Err(
+                    Failure::invalid_input(format!("--keep is not available on target {} yet", self.name))
+                        .with_hint("use --keep with --target local"),
+                );
+            }
+            if let Some(host) = &self.host {
+                async {
+                    ping_host_engine(host).await?;
+                    if self.is_fake() {
+                        require_node_images(host, scenario).await?;
+                    }
+                    anyhow::Ok(())
+                }
+                .await
+                .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn timeouts(&self, mut declared: PhaseTimeouts) -> PhaseTimeouts {
+        // On a real droplet cloud-init installs and starts the engine after the droplet
+        // is active: minutes, not the seconds a local node takes.
+        if !self.is_fake() && self.host.is_some() {
+            declared.engines_ready = declared.engines_ready.max(REAL_ENGINES_READY_FLOOR);
+        }
+        declared
+    }
+
+    fn honours_faults(&self) -> bool {
+        self.is_fake()
+    }
+
+    fn provision(self: Arc<Self>, ctx: ProvisionContext) -> BoxFuture<'static, anyhow::Result<Vec<ProvisionedNode>>> {
+        Box::pin(async move {
+            provision::provision(
+                &self.client,
+                &ctx.scenario,
+                &ctx.run_id,
+                &self.settings,
+                &ctx.pki,
+                &self.created,
+                &ctx.stop,
+            )
+            .await
+        })
+    }
+
+    fn provision_failed(&self) -> BoxFuture<'_, anyhow::Error> {
+        Box::pin(async move {
+            let Some(mut rx) = self.backer_failed.clone() else {
+                return std::future::pending().await;
+            };
+            let failure = rx
+                .wait_for(Option::is_some)
+                .await
+                .map(|f| f.clone().unwrap_or_default());
+            match failure {
+                Ok(f) => anyhow::anyhow!(
+                    "{f}\nhint: `swarm-e2e node-image ls` shows the node images the fake's droplets run on"
+                ),
+                // The backer is gone: it can fail no more.
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+
+    fn provisioned(&self, nodes: &[ProvisionedNode]) -> String {
+        let store = if self.kv_store { " + the key-value store" } else { "" };
+        if self.backer_failed.is_some() {
+            format!(
+                "{} droplet(s){store} active, {} backed by containers",
+                nodes.len(),
+                self.backed.load(std::sync::atomic::Ordering::Relaxed)
+            )
+        } else {
+            format!("{} droplet(s){store} active", nodes.len())
+        }
+    }
+
+    fn without_engines(&self) -> Option<&'static str> {
+        self.host.is_none().then_some(NO_ENGINES)
+    }
+
+    fn image_source(&self) -> Option<&Docker> {
+        self.host.as_ref()
+    }
+
+    fn node_control(&self, run_id: &str) -> Option<Arc<dyn NodeControl>> {
+        // The fake's droplets are node containers on the host engine; real droplets
+        // cannot be reached that way.
+        match (&self.host, self.is_fake()) {
+            (Some(host), true) => Some(Arc::new(ContainerNodeControl {
+                host: host.clone(),
+                run_id: run_id.to_string(),
+            })),
+            _ => None,
+        }
+    }
+
+    fn kernel(&self) -> KernelFacts {
+        if self.is_fake() {
+            host_kernel()
+        } else {
+            // DigitalOcean's Ubuntu kernels have IPVS and ESP.
+            KernelFacts { ipvs: true, esp: true }
+        }
+    }
+
+    fn node_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            match (&self.host, self.is_fake()) {
+                (Some(host), true) => container_log(host, node_container_name(run_id, node)).await,
+                _ => anyhow::bail!("engine logs of real droplets are not collected yet"),
+            }
+        })
+    }
+
+    fn keep(&self, _run_id: &str, _nodes: &[NodeRecord]) -> String {
+        unreachable!("preflight refuses --keep on DigitalOcean targets")
+    }
+
+    fn teardown<'a>(&'a self, run_id: &'a str, limit: Duration) -> BoxFuture<'a, TeardownReport> {
+        Box::pin(async move {
+            // Droplets by tag (verified), firewall, key; then what backed the fake's
+            // droplets, by run label.
+            let recorded = self.created.lock().unwrap().clone();
+            let mut errors = provision::teardown(&self.client, run_id, &recorded, limit).await;
+            let mut detail = "droplets, firewall and SSH key removed by run tag".to_string();
+            if let (Some(host), true) = (&self.host, self.is_fake()) {
+                let handles = match self.backer.lock().await.take() {
+                    Some(b) => b.shutdown().await,
+                    None => Vec::new(),
+                };
+                match tokio::time::timeout(limit, super::local::resources::teardown(host, run_id, handles)).await {
+                    Ok((removed, local_errors)) => {
+                        detail.push_str(&format!("; {} backing resource(s) removed", removed.len()));
+                        errors.extend(local_errors);
+                    }
+                    Err(_) => errors.push(format!(
+                        "removing the containers behind the droplets timed out after {}s\nhint: run `swarm-e2e sweep --yes`",
+                        limit.as_secs()
+                    )),
+                }
+            }
+            if let Some(f) = &self.fake {
+                // The fake can say what is really left: the strongest leak check there is.
+                let (droplets, keys, firewalls) = (f.live_droplets().len(), f.key_count(), f.firewall_count());
+                if droplets + keys + firewalls > 0 {
+                    errors.push(format!(
+                        "left on the fake: {droplets} droplet(s), {keys} key(s), {firewalls} firewall(s)"
+                    ));
+                }
+            }
+            TeardownReport { detail, errors }
+        })
+    }
+
+    fn finish(&self, summary: &mut RunSummary) -> Option<String> {
+        let client_stats = self.client.stats();
+        summary.digitalocean_requests = Some(serde_json::json!({
+            "client": client_stats,
+            "fake": self.fake.as_ref().map(|f| f.stats()),
+        }));
+        Some(format!(
+            "  DigitalOcean API: {} request(s), {} retried, {} rate-limited",
+            client_stats.requests, client_stats.retries, client_stats.rate_limited
+        ))
+    }
+}

@@ -1,0 +1,365 @@
+//! The local target: one node container per scenario node on the host engine, each
+//! running a real dockerd, on a per-run `--internal` network ([`nodes`]); everything
+//! found again by its marks for teardown, `down`, `ls` and `sweep` ([`resources`]).
+
+pub mod nodes;
+pub mod resources;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::query_parameters::LogsOptionsBuilder;
+use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, join_all};
+use swarm_e2e_model::{Scenario, Topology};
+use testcontainers::{ContainerAsync, GenericImage};
+use tokio_util::sync::CancellationToken;
+
+use super::{Identity, KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TeardownReport};
+use crate::checks::probe::exec;
+use crate::engine::{ENGINE_TLS_PORT, host_engine, ping_host_engine};
+use crate::exit::Failure;
+use crate::images::resolve_node_image;
+use crate::marks::{self, node_container_name, run_dir};
+use crate::pki::Pki;
+use crate::report::NodeRecord;
+use nodes::{
+    EngineConfig, KV_STORE_ENGINE, KV_STORE_PORT, NodeSpec, StartedNode, cluster_store_config, create_run_network,
+    start_kv_store, start_node, wait_kv_store,
+};
+
+/// Node containers on the host engine.
+pub struct LocalTarget {
+    host: Docker,
+    /// The node containers' handles, removed explicitly at teardown.
+    handles: Mutex<NodeHandles>,
+}
+
+impl LocalTarget {
+    pub fn new() -> Result<LocalTarget, Failure> {
+        let host = host_engine().map_err(|e| Failure::from_error(crate::exit::INFRASTRUCTURE, &e))?;
+        Ok(LocalTarget {
+            host,
+            handles: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Target for LocalTarget {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn preflight<'a>(&'a self, scenario: &'a Scenario, _keep: bool) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            async {
+                ping_host_engine(&self.host).await?;
+                require_node_images(&self.host, scenario).await
+            }
+            .await
+            .map_err(|e| Failure::from_error(crate::exit::INFRASTRUCTURE, &e))
+        })
+    }
+
+    fn provision(self: Arc<Self>, ctx: ProvisionContext) -> BoxFuture<'static, anyhow::Result<Vec<ProvisionedNode>>> {
+        Box::pin(async move {
+            if ctx.keep {
+                ctx.pki.write_client_dir(&run_dir(&ctx.run_id).join("certs"))?;
+            }
+            let (handles, result) = provision(
+                &self.host,
+                &ctx.scenario,
+                &ctx.run_id,
+                ctx.keep,
+                &ctx.pki,
+                ctx.stop.clone(),
+            )
+            .await;
+            self.handles.lock().unwrap().extend(handles);
+            let client = Arc::new(ctx.pki.client.clone());
+            Ok(result?
+                .into_iter()
+                .map(|n| ProvisionedNode {
+                    name: n.name,
+                    address: n.address,
+                    port: ENGINE_TLS_PORT,
+                    // Certificates are issued once the container's address is known.
+                    identity: Identity::Address,
+                    client: client.clone(),
+                })
+                .collect())
+        })
+    }
+
+    fn provisioned(&self, nodes: &[ProvisionedNode]) -> String {
+        format!("{} node container(s)", nodes.len())
+    }
+
+    fn image_source(&self) -> Option<&Docker> {
+        Some(&self.host)
+    }
+
+    fn node_control(&self, run_id: &str) -> Option<Arc<dyn NodeControl>> {
+        Some(Arc::new(ContainerNodeControl {
+            host: self.host.clone(),
+            run_id: run_id.to_string(),
+        }))
+    }
+
+    fn kernel(&self) -> KernelFacts {
+        host_kernel()
+    }
+
+    fn node_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(container_log(&self.host, node_container_name(run_id, node)))
+    }
+
+    fn keep(&self, run_id: &str, nodes: &[NodeRecord]) -> String {
+        // The containers stay; forget the handles so their Drop does not remove them.
+        for h in self.handles.lock().unwrap().drain(..) {
+            std::mem::forget(h);
+        }
+        keep_lines(run_id, nodes)
+    }
+
+    fn teardown<'a>(&'a self, run_id: &'a str, limit: Duration) -> BoxFuture<'a, TeardownReport> {
+        Box::pin(async move {
+            let handles = std::mem::take(&mut *self.handles.lock().unwrap());
+            match tokio::time::timeout(limit, resources::teardown(&self.host, run_id, handles)).await {
+                Ok((removed, errors)) => TeardownReport {
+                    detail: format!("{} resource(s) removed", removed.len()),
+                    errors,
+                },
+                Err(_) => TeardownReport {
+                    detail: String::new(),
+                    errors: vec![format!(
+                        "teardown timed out after {}s\nhint: run `swarm-e2e sweep --yes` to remove what run {run_id} left",
+                        limit.as_secs()
+                    )],
+                },
+            }
+        })
+    }
+}
+
+/// How to reach a kept run's nodes with the docker CLI.
+fn keep_lines(run_id: &str, nodes: &[NodeRecord]) -> String {
+    let certs = run_dir(run_id).join("certs");
+    let mut text = format!("swarm-e2e: kept run {run_id}. Reach a node with the docker CLI:\n");
+    for n in nodes {
+        text.push_str(&format!(
+            "  # {} ({})\n  export DOCKER_HOST=tcp://{}:{ENGINE_TLS_PORT} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}\n",
+            n.name,
+            n.role,
+            n.address,
+            certs.display()
+        ));
+    }
+    if let Some(first) = nodes.first() {
+        text.push_str(&format!("Or: eval \"$(swarm-e2e env {run_id} {})\"\n", first.name));
+    }
+    text.push_str(&format!("Remove it with: swarm-e2e down {run_id}"));
+    text
+}
+
+/// A container's own output (a node container's: its dockerd log), the last 2000 lines.
+pub(crate) async fn container_log(host: &Docker, container: String) -> anyhow::Result<String> {
+    let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).tail("2000").build();
+    let mut stream = host.logs(&container, Some(opts));
+    let mut out = String::new();
+    while let Some(chunk) = stream.next().await {
+        out.push_str(&chunk?.to_string());
+    }
+    Ok(out)
+}
+
+/// What the host kernel has; local nodes (and the fake's droplets) share it.
+pub fn host_kernel() -> KernelFacts {
+    KernelFacts {
+        ipvs: host_has_ipvs(),
+        esp: host_has_esp(),
+    }
+}
+
+/// Stops and starts node engines inside node containers on the host engine (local, and
+/// do-fake's backed droplets).
+#[derive(Clone)]
+pub struct ContainerNodeControl {
+    pub host: Docker,
+    pub run_id: String,
+}
+
+impl ContainerNodeControl {
+    fn container(&self, node: &str) -> String {
+        node_container_name(&self.run_id, node)
+    }
+
+    async fn node_exec(&self, node: &str, script: &str) -> anyhow::Result<()> {
+        let (code, out) = exec(&self.host, &self.container(node), &["sh", "-c", script]).await?;
+        if code != 0 {
+            anyhow::bail!("exit {code}: {}", out.trim());
+        }
+        Ok(())
+    }
+
+    /// Stops the node's engine (SIGTERM, as a shutdown does) and waits until it is gone.
+    /// The node container stays, so the node keeps its address, as a rebooted host does.
+    async fn stop_engine(&self, node: &str) -> anyhow::Result<()> {
+        self.node_exec(
+            node,
+            "touch /run/swarm-e2e/engine-stopped && kill -TERM \"$(cat /var/run/docker.pid)\" && \
+             i=0; while [ -e /var/run/docker.pid ] && [ $i -lt 600 ]; do i=$((i+1)); sleep 0.05; done; \
+             [ ! -e /var/run/docker.pid ]",
+        )
+        .await
+        .with_context(|| format!("stopping the engine of node {node} (bounded: 30 s)"))
+    }
+
+    /// Starts the node's engine again (it answers some time later).
+    async fn start_engine(&self, node: &str) -> anyhow::Result<()> {
+        self.node_exec(node, "rm -f /run/swarm-e2e/engine-stopped")
+            .await
+            .with_context(|| format!("starting the engine of node {node}"))
+    }
+}
+
+impl NodeControl for ContainerNodeControl {
+    fn stop<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.stop_engine(node))
+    }
+
+    fn start<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.start_engine(node))
+    }
+}
+
+/// Whether this kernel has IPVS (local nodes share the host kernel).
+/// Whether this kernel has IPsec ESP, which encrypted overlays need (local nodes share
+/// the host kernel). Read from the kernel configuration; unknown counts as present, so
+/// the check runs and says what it saw.
+pub fn host_has_esp() -> bool {
+    use std::io::Read;
+    if std::path::Path::new("/sys/module/esp4").exists() {
+        return true;
+    }
+    let Ok(file) = std::fs::File::open("/proc/config.gz") else {
+        return true;
+    };
+    let mut config = String::new();
+    if flate2::read::GzDecoder::new(file).read_to_string(&mut config).is_err() {
+        return true;
+    }
+    config.lines().any(|l| l == "CONFIG_INET_ESP=y")
+}
+
+pub fn host_has_ipvs() -> bool {
+    std::path::Path::new("/proc/net/ip_vs").exists() || std::path::Path::new("/sys/module/ip_vs").exists()
+}
+
+/// Handles of the node containers, removed explicitly at teardown (dropping them
+/// outside a tokio context would leak them).
+pub type NodeHandles = Vec<ContainerAsync<GenericImage>>;
+
+/// Fails early, with the build command, when a node image is missing (the classic
+/// topology's key-value store node included).
+pub async fn require_node_images(host: &Docker, scenario: &Scenario) -> anyhow::Result<()> {
+    for engine in scenario.engines() {
+        resolve_node_image(host, &engine).await?;
+    }
+    if scenario.topology == Topology::Classic {
+        resolve_node_image(host, KV_STORE_ENGINE)
+            .await
+            .context("the classic topology's key-value store (etcd) comes from this node image")?;
+    }
+    Ok(())
+}
+
+/// Creates the run's network and volumes, then starts every node container in parallel
+/// and delivers its engine configuration. The first error wins; whatever was created
+/// carries the run label, so teardown finds it.
+///
+/// `stop` ends provisioning between steps. Requests already sent are never abandoned
+/// (a dropped create can still land after teardown looked), so a stopped provision
+/// returns once what it started has landed.
+async fn provision(
+    host: &Docker,
+    scenario: &Scenario,
+    run_id: &str,
+    keep: bool,
+    pki: &Pki,
+    stop: CancellationToken,
+) -> (NodeHandles, anyhow::Result<Vec<StartedNode>>) {
+    let run_labels = marks::run_labels(run_id, &scenario.name, keep);
+    let network = match create_run_network(host, run_id, &run_labels).await {
+        Ok(n) => n,
+        Err(e) => return (Vec::new(), Err(e)),
+    };
+    let mut handles = Vec::new();
+    // The classic topology: the key-value store first, since every engine's
+    // configuration names its address.
+    let mut classic_config = Vec::new();
+    let mut kv_address = None;
+    if scenario.topology == Topology::Classic {
+        match start_kv_store(host, run_id, &network, run_labels.clone(), &stop).await {
+            Ok((address, handle)) => {
+                handles.push(handle);
+                classic_config = cluster_store_config(&format!("etcd://{address}:{KV_STORE_PORT}"));
+                kv_address = Some(address);
+            }
+            Err(e) => return (handles, Err(e)),
+        }
+    }
+    let classic_config = &classic_config;
+    // Every node start runs to its end, even after one failed: a start abandoned midway
+    // could still create a container after teardown looked. A failure stops the others
+    // at their next step instead.
+    let results = join_all(scenario.nodes.iter().map(|node| {
+        let run_labels = run_labels.clone();
+        let network = network.clone();
+        let stop = stop.clone();
+        async move {
+            let spec = NodeSpec {
+                name: &node.name,
+                engine: &node.engine,
+                config: EngineConfig::Issue {
+                    pki,
+                    node,
+                    extra: classic_config,
+                },
+            };
+            let r = start_node(host, run_id, spec, &network, run_labels, &stop).await;
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        }
+    }))
+    .await;
+    let mut nodes = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok((node, handle)) => {
+                nodes.push(node);
+                handles.push(handle);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        if let Some(address) = kv_address
+            && let Err(e) = wait_kv_store(address, &stop).await
+        {
+            return (handles, Err(e));
+        }
+        return (handles, Ok(nodes));
+    }
+    // "provisioning stopped" errors are the echo of the first real one.
+    let first = errors
+        .iter()
+        .position(|e| !e.to_string().contains("provisioning stopped"))
+        .unwrap_or(0);
+    (handles, Err(errors.swap_remove(first)))
+}
