@@ -7,132 +7,17 @@
 //! engine (and /sys/fs/cgroup, and the temp dir) for anything still carrying the run id.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const BIN: &str = env!("CARGO_BIN_EXE_swarm-e2e");
-const RUN_LIMIT: Duration = Duration::from_secs(300);
+mod support;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn run_id(&self) -> Option<String> {
-        self.stderr.lines().find_map(|l| {
-            l.strip_prefix("swarm-e2e: run ")
-                .and_then(|r| r.split(':').next())
-                .map(str::to_string)
-        })
-    }
-
-    fn context(&self) -> String {
-        format!(
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn command(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .current_dir(repo())
-        .env("CI", "1")
-        .env_remove("DOCKER_HOST")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// Runs the binary to its end (or, with `signal_at`, sends SIGINT when a stderr line
-/// contains it).
-fn run(args: &[&str], signal_at: Option<&str>) -> Output {
-    match signal_at {
-        Some(marker) => run_signalled(args, marker, "INT"),
-        None => run_inner(args, None, |_, _| {}),
-    }
-}
-
-/// Runs the binary; when a stderr line contains `marker`, sends `signal` (INT, TERM).
-fn run_signalled(args: &[&str], marker: &str, signal: &'static str) -> Output {
-    run_inner(args, Some(marker), move |_, pid| {
-        let _ = Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status();
-    })
-}
-
-/// Runs the binary; when a stderr line contains `marker`, calls `action(run_id)`.
-fn run_with_action(args: &[&str], marker: &str, action: impl FnOnce(&str)) -> Output {
-    run_inner(args, Some(marker), move |run_id, _| action(run_id))
-}
-
-fn run_inner(args: &[&str], marker: Option<&str>, action: impl FnOnce(&str, u32)) -> Output {
-    let mut child: Child = command(args).spawn().expect("spawn swarm-e2e");
-    let pid = child.id();
-    let mut stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel::<String>();
-    let err_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let start = Instant::now();
-    let mut run_id = String::new();
-    let mut action = Some(action);
-    while let Ok(line) = rx.recv_timeout(RUN_LIMIT.saturating_sub(start.elapsed())) {
-        if let Some(id) = line.strip_prefix("swarm-e2e: run ").and_then(|r| r.split(':').next()) {
-            run_id = id.to_string();
-        }
-        if marker.is_some_and(|m| line.contains(m))
-            && let Some(a) = action.take()
-        {
-            a(&run_id, pid);
-        }
-    }
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code().unwrap_or(-1);
-        }
-        if start.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            break -1;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        code,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
+use support::*;
 
 /// Everything still labelled (or named) with the run id.
 fn leftovers(run_id: &str) -> Vec<String> {

@@ -10,11 +10,13 @@ use super::probe::wait_all_ready;
 use super::{CheckEnv, Outcome, no_control};
 use crate::wait::poll_until;
 
-fn probe_service(name: &str, image: &str) -> ServiceSpec {
+fn probe_service(name: &str, image: &str, run_id: &str) -> ServiceSpec {
     ServiceSpec {
         name: Some(name.to_string()),
+        labels: Some(crate::marks::workload_labels(run_id)),
         task_template: Some(TaskSpec {
             container_spec: Some(TaskSpecContainerSpec {
+                labels: Some(crate::marks::workload_labels(run_id)),
                 image: Some(image.to_string()),
                 command: Some(vec!["top".into()]),
                 init: Some(true),
@@ -48,7 +50,7 @@ pub(super) async fn run(env: &CheckEnv) -> anyhow::Result<Outcome> {
     let blocked = poll_until(env.timeout, Duration::from_millis(500), || {
         attempt += 1;
         let name = format!("quorum-probe-{attempt}");
-        let spec = probe_service(&name, &image);
+        let spec = probe_service(&name, &image, &env.cluster.run_id);
         async move {
             match tokio::time::timeout(Duration::from_secs(20), leader.docker.create_service(spec, None)).await {
                 Ok(Err(e)) if e.to_string().contains("more than half of the managers") => Ok(Some(())),
@@ -66,7 +68,7 @@ pub(super) async fn run(env: &CheckEnv) -> anyhow::Result<Outcome> {
     // One manager back: quorum (2 of 3) again.
     control.start(&others[0]).await?;
     let recovered = poll_until(env.timeout, Duration::from_millis(500), || {
-        let spec = probe_service("quorum-recovered", &image);
+        let spec = probe_service("quorum-recovered", &image, &env.cluster.run_id);
         async move {
             match leader.docker.create_service(spec, None).await {
                 Ok(_) => Ok(Some(())),

@@ -29,6 +29,9 @@ pub async fn deploy_workloads(
             labels: Some(crate::marks::workload_labels(&cluster.run_id)),
             task_template: Some(TaskSpec {
                 container_spec: Some(TaskSpecContainerSpec {
+                    // Task containers carry the run's marks too: teardown on engines
+                    // the run does not own finds them by label.
+                    labels: Some(crate::marks::workload_labels(&cluster.run_id)),
                     image: Some(image(&s.image)),
                     command: Some(s.command.clone()),
                     // busybox `top` as PID 1 ignores SIGTERM; an init stops it at once.

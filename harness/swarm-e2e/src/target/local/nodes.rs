@@ -1,0 +1,319 @@
+//! Node containers: one per scenario node on the host engine, each running a real
+//! dockerd, on a per-run `--internal` network; and the classic topology's key-value
+//! store container.
+//!
+//! Node containers are started with testcontainers. `--privileged` is not used: it fails
+//! in sandboxes whose capability bounding set lacks CAP_SYS_RESOURCE, and the explicit
+//! set below (all capabilities but that one, no seccomp/apparmor, unmasked /proc and
+//! /sys paths) runs the inner engine on ordinary Docker hosts too.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::models::{DeviceMapping, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{ListContainersOptionsBuilder, UploadToContainerOptionsBuilder};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use swarm_e2e_model::Node;
+use testcontainers::core::Mount;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{CONFIG_DIR, daemon_json};
+use crate::images::resolve_node_image;
+use crate::marks::{self, network_name, node_container_name};
+use crate::pki::{CertBundle, Pki};
+
+/// A node container, started and configured; its engine may still be starting.
+#[derive(Debug, Clone)]
+pub struct StartedNode {
+    pub name: String,
+    pub address: IpAddr,
+}
+
+/// Creates the run's `--internal` network (nodes reach each other and the harness,
+/// nothing else); returns its name.
+pub async fn create_run_network(
+    host: &Docker,
+    run_id: &str,
+    run_labels: &HashMap<String, String>,
+) -> anyhow::Result<String> {
+    let network = network_name(run_id);
+    host.create_network(NetworkCreateRequest {
+        name: network.clone(),
+        driver: Some("bridge".into()),
+        internal: Some(true),
+        labels: Some(run_labels.clone()),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the run network {network}"))?;
+    Ok(network)
+}
+
+/// Where a node container's engine configuration comes from.
+pub enum EngineConfig<'a> {
+    /// Issued here once the container's address is known (the local target); `extra`
+    /// adds daemon.json keys (the classic topology's cluster store).
+    Issue {
+        pki: &'a Pki,
+        node: &'a Node,
+        extra: &'a [(&'static str, serde_json::Value)],
+    },
+    /// Rendered before any address existed (a droplet's `user_data`), used as given.
+    Given {
+        daemon_json: serde_json::Value,
+        server: CertBundle,
+    },
+}
+
+/// One node container to start: its hostname, engine version and configuration.
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub engine: &'a str,
+    pub config: EngineConfig<'a>,
+}
+
+/// Starts one node container on `network` (its data volume first), then delivers its
+/// engine configuration. Everything carries `node_labels` plus the node's name.
+pub async fn start_node(
+    host: &Docker,
+    run_id: &str,
+    spec: NodeSpec<'_>,
+    network: &str,
+    mut node_labels: HashMap<String, String>,
+    stop: &CancellationToken,
+) -> anyhow::Result<(StartedNode, ContainerAsync<GenericImage>)> {
+    let node_name = spec.name;
+    let check_stop = || {
+        if stop.is_cancelled() {
+            bail!("provisioning stopped");
+        }
+        Ok(())
+    };
+    check_stop()?;
+    node_labels.insert(marks::NODE.into(), node_name.to_string());
+    let container_name = node_container_name(run_id, node_name);
+    let volume = format!("{container_name}-data");
+    host.create_volume(VolumeCreateRequest {
+        name: Some(volume.clone()),
+        labels: Some(node_labels.clone()),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating volume {volume}"))?;
+
+    check_stop()?;
+    let tag = resolve_node_image(host, spec.engine).await?.tag;
+    let (repo, version) = tag.split_once(':').expect("tag has a version");
+    let request = GenericImage::new(repo, version)
+        .with_container_name(&container_name)
+        .with_hostname(node_name)
+        .with_network(network)
+        .with_labels(node_labels)
+        .with_env_var("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
+        .with_mount(Mount::volume_mount(&volume, "/var/lib/docker"))
+        .with_mount(Mount::bind_mount("/sys/fs/cgroup", "/sys/fs/cgroup"))
+        .with_mount(Mount::tmpfs_mount("/run"))
+        .with_cap_add("ALL")
+        .with_cap_drop("SYS_RESOURCE")
+        .with_security_opt("seccomp=unconfined")
+        .with_security_opt("apparmor=unconfined")
+        .with_startup_timeout(Duration::from_secs(60))
+        .with_host_config_modifier(|hc| {
+            // `--security-opt systempaths=unconfined` is a CLI spelling of these two.
+            hc.masked_paths = Some(vec![]);
+            hc.readonly_paths = Some(vec![]);
+            hc.devices = Some(vec![DeviceMapping {
+                path_on_host: Some("/dev/net/tun".into()),
+                path_in_container: Some("/dev/net/tun".into()),
+                cgroup_permissions: Some("rwm".into()),
+            }]);
+        });
+    let container = request
+        .start()
+        .await
+        .with_context(|| format!("starting node container {container_name}"))?;
+    let address = container
+        .get_bridge_ip_address()
+        .await
+        .with_context(|| format!("reading the address of {container_name}"))?;
+
+    // The inner engine's containers get cgroups under a parent named after the node
+    // container, so teardown can find and remove them.
+    let cgroup_parent = ("cgroup-parent", json!(format!("/{container_name}")));
+    let (server, config) = match spec.config {
+        EngineConfig::Issue { pki, node, extra } => {
+            let mut keys = vec![cgroup_parent];
+            keys.extend(extra.iter().cloned());
+            (pki.server(&node.name, &[address])?, daemon_json(node, &keys))
+        }
+        EngineConfig::Given {
+            mut daemon_json,
+            server,
+        } => {
+            if let Some(m) = daemon_json.as_object_mut() {
+                m.insert(cgroup_parent.0.into(), cgroup_parent.1);
+            }
+            (server, daemon_json)
+        }
+    };
+    deliver_config(host, container.id(), &server, &config)
+        .await
+        .with_context(|| format!("delivering the engine configuration to {container_name}"))?;
+    Ok((
+        StartedNode {
+            name: node_name.to_string(),
+            address,
+        },
+        container,
+    ))
+}
+
+/// The packaged node image whose Debian suite has the classic topology's key-value store
+/// (Debian 12: etcd 3.4, which still serves the v2 API the engines' libkv speaks).
+pub const KV_STORE_ENGINE: &str = "20.10";
+
+/// The key-value store container's node label (it is no engine, and no scenario node).
+pub use swarm_e2e_model::KV_STORE_NODE;
+
+/// The key-value store's client port (etcd), on every target.
+pub const KV_STORE_PORT: u16 = 2379;
+
+/// Bound on etcd answering after its container started.
+const KV_STORE_READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// daemon.json keys that put an engine in a classic (pre-swarm-mode) cluster: the
+/// store, and the address other engines reach it by (the TLS port, as docker-machine
+/// advertised it).
+pub fn cluster_store_config(store_url: &str) -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("cluster-store", json!(store_url)),
+        (
+            "cluster-advertise",
+            json!(format!("eth0:{}", crate::engine::ENGINE_TLS_PORT)),
+        ),
+    ]
+}
+
+/// Starts the classic topology's key-value store: etcd with its v2 API, in a container
+/// on the run network (marked like every node container). Returns its address.
+pub(crate) async fn start_kv_store(
+    host: &Docker,
+    run_id: &str,
+    network: &str,
+    mut node_labels: HashMap<String, String>,
+    stop: &CancellationToken,
+) -> anyhow::Result<(IpAddr, ContainerAsync<GenericImage>)> {
+    if stop.is_cancelled() {
+        bail!("provisioning stopped");
+    }
+    node_labels.insert(marks::NODE.into(), KV_STORE_NODE.to_string());
+    let container_name = node_container_name(run_id, KV_STORE_NODE);
+    let tag = resolve_node_image(host, KV_STORE_ENGINE).await?.tag;
+    let (repo, version) = tag.split_once(':').expect("tag has a version");
+    // etcd advertises the client URL it is given, and libkv clients sync their endpoint
+    // list from it: it must be the container's own address, known only inside it.
+    let command = format!(
+        "exec etcd --name kv --data-dir /run/etcd --enable-v2=true \
+         --listen-client-urls http://0.0.0.0:{KV_STORE_PORT} \
+         --advertise-client-urls http://$(hostname -i):{KV_STORE_PORT} \
+         --listen-peer-urls http://127.0.0.1:2380"
+    );
+    let container = GenericImage::new(repo, version)
+        .with_entrypoint("/bin/sh")
+        .with_cmd(["-c", command.as_str()])
+        .with_container_name(&container_name)
+        .with_hostname(KV_STORE_NODE)
+        .with_network(network)
+        .with_labels(node_labels)
+        .with_mount(Mount::tmpfs_mount("/run"))
+        .with_startup_timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .with_context(|| format!("starting the key-value store container {container_name}"))?;
+    let address = container
+        .get_bridge_ip_address()
+        .await
+        .with_context(|| format!("reading the address of {container_name}"))?;
+    Ok((address, container))
+}
+
+/// Waits (bounded) until etcd at `address` answers its version endpoint.
+pub(crate) async fn wait_kv_store(address: IpAddr, stop: &CancellationToken) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .context("an HTTP client for etcd")?;
+    let url = format!("http://{address}:{KV_STORE_PORT}/version");
+    let answered = crate::wait::poll_until(KV_STORE_READY_LIMIT, Duration::from_millis(50), || async {
+        let response = client.get(&url).send().await?.error_for_status()?;
+        anyhow::Ok(Some(response.text().await?))
+    });
+    // Only reads are in flight here, so a stopped provisioning need not wait for them.
+    tokio::select! {
+        r = answered => r.map(|_| ()).with_context(|| format!("the key-value store (etcd at {url}) did not answer")),
+        _ = stop.cancelled() => bail!("provisioning stopped"),
+    }
+}
+
+/// Uploads TLS files and daemon.json as one tar; `ready` is its last entry, which the
+/// node's init waits for.
+async fn deliver_config(
+    host: &Docker,
+    container: &str,
+    server: &CertBundle,
+    config: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, mode: u32, body: &[u8]| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(marks::now_unix());
+        tar.append_data(&mut h, name, body)
+    };
+    add("ca.pem", 0o644, server.ca_pem.as_bytes())?;
+    add("cert.pem", 0o644, server.cert_pem.as_bytes())?;
+    add("key.pem", 0o600, server.key_pem.expose_secret().as_bytes())?;
+    add("daemon.json", 0o644, serde_json::to_string_pretty(config)?.as_bytes())?;
+    add("ready", 0o644, b"")?;
+    let body = bytes::Bytes::from(tar.into_inner()?);
+    // Sent as a stream, never as a full body: bollard logs full request bodies at trace
+    // level, and this one holds the node's private key.
+    host.upload_to_container(
+        container,
+        Some(UploadToContainerOptionsBuilder::new().path(CONFIG_DIR).build()),
+        bollard::body_stream(futures_util::stream::once(async move { body })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The address of a kept run's node on the run network, found by labels.
+pub async fn node_address(host: &Docker, run_id: &str, node: &str) -> anyhow::Result<IpAddr> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={run_id}", marks::RUN), format!("{}={node}", marks::NODE)],
+    )]);
+    let found = host
+        .list_containers(Some(ListContainersOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .context("listing node containers")?;
+    let container = found.first().with_context(|| {
+        format!("no running node `{node}` in run {run_id}\nhint: `swarm-e2e ls` lists runs and their containers")
+    })?;
+    let network = network_name(run_id);
+    container
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|n| n.get(&network))
+        .and_then(|e| e.ip_address.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .with_context(|| format!("node `{node}` has no address on {network}"))
+}

@@ -1,0 +1,305 @@
+//! What the local target leaves on this machine, found by the run's marks alone:
+//! containers, networks and volumes by label; inner engines' cgroup directories and
+//! per-run temp directories by name. Teardown, `down`, `ls` and `sweep` share this.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder,
+};
+use futures_util::future::join_all;
+
+use super::NodeHandles;
+use crate::marks::{self, NAME_PREFIX};
+
+/// One resource found by its labels (or, for host paths, by its name).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LocalResource {
+    pub kind: ResourceKind,
+    pub name: String,
+    pub run_id: String,
+    /// Unix seconds, when known.
+    pub created: Option<u64>,
+    pub kept: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    Container,
+    Network,
+    Volume,
+    CgroupDir,
+    TempDir,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Container => "container",
+            ResourceKind::Network => "network",
+            ResourceKind::Volume => "volume",
+            ResourceKind::CgroupDir => "cgroup dir",
+            ResourceKind::TempDir => "temp dir",
+        }
+    }
+}
+
+fn label_info(l: &Option<HashMap<String, String>>) -> Option<(String, Option<u64>, bool)> {
+    let l = l.as_ref()?;
+    let run = l.get(marks::RUN)?.clone();
+    let created = l.get(marks::CREATED).and_then(|c| c.parse().ok());
+    let kept = l.get(marks::KEEP).is_some_and(|k| k == "true");
+    Some((run, created, kept))
+}
+
+/// Everything of run `run_id` (or of every run) on the host engine and the host.
+pub async fn find_resources(host: &Docker, run_id: Option<&str>) -> anyhow::Result<Vec<LocalResource>> {
+    let filter = marks::run_filter(run_id);
+    let mut out = Vec::new();
+    let containers = host
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new().all(true).filters(&filter).build(),
+        ))
+        .await
+        .context("listing containers")?;
+    for c in containers {
+        if let Some((run, created, kept)) = label_info(&c.labels) {
+            let name = c
+                .names
+                .and_then(|n| n.first().cloned())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .or(c.id)
+                .unwrap_or_default();
+            out.push(LocalResource {
+                kind: ResourceKind::Container,
+                name,
+                run_id: run,
+                created,
+                kept,
+            });
+        }
+    }
+    let networks = host
+        .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filter).build()))
+        .await
+        .context("listing networks")?;
+    for n in networks {
+        if let Some((run, created, kept)) = label_info(&n.labels) {
+            out.push(LocalResource {
+                kind: ResourceKind::Network,
+                name: n.name.unwrap_or_default(),
+                run_id: run,
+                created,
+                kept,
+            });
+        }
+    }
+    let volumes = host
+        .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filter).build()))
+        .await
+        .context("listing volumes")?;
+    for v in volumes.volumes.unwrap_or_default() {
+        if let Some((run, created, kept)) = label_info(&Some(v.labels)) {
+            out.push(LocalResource {
+                kind: ResourceKind::Volume,
+                name: v.name,
+                run_id: run,
+                created,
+                kept,
+            });
+        }
+    }
+    for (kind, path) in host_paths(run_id) {
+        let run = run_of_path(&path).unwrap_or_default();
+        let created = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        out.push(LocalResource {
+            kind,
+            name: path.display().to_string(),
+            run_id: run,
+            created,
+            kept: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The run id in a `swarm-e2e-<run>[-...]` path's last component.
+fn run_of_path(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let id: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    (id.len() == 8).then_some(id)
+}
+
+/// Cgroup parents left by inner engines and per-run temp directories on this host.
+fn host_paths(run_id: Option<&str>) -> Vec<(ResourceKind, PathBuf)> {
+    let prefix = match run_id {
+        Some(id) => format!("{NAME_PREFIX}{id}"),
+        None => NAME_PREFIX.to_string(),
+    };
+    let mut out = Vec::new();
+    let matches = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&prefix) && run_of_path(p).is_some())
+    };
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        for ctrl in controllers.flatten() {
+            if let Ok(entries) = std::fs::read_dir(ctrl.path()) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) && matches(&e.path()) {
+                        out.push((ResourceKind::CgroupDir, e.path()));
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) && matches(&e.path()) {
+                out.push((ResourceKind::TempDir, e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// Removes resources: containers first (they hold networks and volumes), then networks,
+/// volumes, cgroup directories (depth first) and temp directories. Keeps going past
+/// errors and returns them, so one stuck resource does not strand the rest.
+pub async fn remove_resources(host: &Docker, resources: &[LocalResource]) -> Vec<String> {
+    let mut errors = Vec::new();
+    let of = |k: ResourceKind| resources.iter().filter(move |r| r.kind == k);
+    let results = join_all(of(ResourceKind::Container).map(|r| async move {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match host.remove_container(&r.name, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(format!("container {}: {e}", r.name)),
+        }
+    }))
+    .await;
+    errors.extend(results.into_iter().filter_map(Result::err));
+    for r in of(ResourceKind::Network) {
+        match host.remove_network(&r.name).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => errors.push(format!("network {}: {e}", r.name)),
+        }
+    }
+    let results = join_all(of(ResourceKind::Volume).map(|r| async move {
+        let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
+        match host.remove_volume(&r.name, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(format!("volume {}: {e}", r.name)),
+        }
+    }))
+    .await;
+    errors.extend(results.into_iter().filter_map(Result::err));
+    for r in of(ResourceKind::CgroupDir) {
+        if let Err(e) = remove_cgroup_tree(Path::new(&r.name)).await {
+            errors.push(format!("cgroup dir {}: {e}", r.name));
+        }
+    }
+    for r in of(ResourceKind::TempDir) {
+        match std::fs::remove_dir_all(&r.name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("temp dir {}: {e}", r.name)),
+        }
+    }
+    errors
+}
+
+/// Cgroup directories can only be removed with rmdir, children first. A cgroup whose
+/// last process is still exiting refuses (EBUSY) for a moment: retry, bounded.
+async fn remove_cgroup_tree(root: &Path) -> std::io::Result<()> {
+    let mut dirs = Vec::new();
+    collect_dirs(root, &mut dirs)?;
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for dir in dirs {
+        let mut attempt = 0;
+        loop {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if attempt < 50 => {
+                    let _ = e;
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            out.push(dir.to_path_buf());
+            for e in entries.flatten() {
+                if e.file_type()?.is_dir() {
+                    collect_dirs(&e.path(), out)?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Tears a run down: the testcontainers handles first (so their Drop has nothing left
+/// to do), then everything else carrying the run's label. A create that was in flight
+/// when the run was stopped can land after the first listing, so teardown lists again
+/// until a listing comes back empty (at most three rounds). Returns what was removed and
+/// the errors met.
+pub async fn teardown(host: &Docker, run_id: &str, handles: NodeHandles) -> (Vec<LocalResource>, Vec<String>) {
+    join_all(handles.into_iter().map(|h| h.rm())).await;
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..3 {
+        let found = match find_resources(host, Some(run_id)).await {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                break;
+            }
+        };
+        if found.is_empty() {
+            break;
+        }
+        errors = remove_resources(host, &found).await;
+        removed.extend(found);
+    }
+    (removed, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_read_back_from_paths() {
+        assert_eq!(
+            run_of_path(Path::new("/tmp/swarm-e2e-ab12cd34")).as_deref(),
+            Some("ab12cd34")
+        );
+        assert_eq!(
+            run_of_path(Path::new("/sys/fs/cgroup/memory/swarm-e2e-ab12cd34-node-1")).as_deref(),
+            Some("ab12cd34")
+        );
+        assert_eq!(run_of_path(Path::new("/tmp/swarm-e2e-node-image-x")), None);
+        assert_eq!(run_of_path(Path::new("/tmp/other")), None);
+    }
+}

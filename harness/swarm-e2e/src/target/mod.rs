@@ -1,0 +1,158 @@
+//! Where a run's nodes come from: the [`Target`] trait (kind's `Provider`) and one
+//! implementation per backend. The run loop (`crate::run`) calls only this trait; the
+//! phases between provisioning and teardown (engines ready, cluster formed, checks) are
+//! the same for every target.
+//!
+//! - [`local`]: node containers on the host engine (the default).
+//! - [`digitalocean`]: droplets through DigitalOcean's API, real or the in-process fake
+//!   (whose droplets a backer turns into node containers).
+//! - [`engines`]: engines the user already runs, named in a hosts file; nothing is
+//!   created but what the run puts inside them.
+
+pub mod digitalocean;
+pub mod engines;
+pub mod local;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use futures_util::future::BoxFuture;
+use swarm_e2e_model::{PhaseTimeouts, Scenario};
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+use crate::exit::Failure;
+use crate::pki::{CertBundle, Pki};
+use crate::report::{NodeRecord, RunSummary};
+use crate::run::TargetChoice;
+
+/// A node whose engine the harness can reach (it may still be starting).
+#[derive(Debug, Clone)]
+pub struct ProvisionedNode {
+    /// The scenario's node name.
+    pub name: String,
+    pub address: IpAddr,
+    /// The engine's mutual-TLS port.
+    pub port: u16,
+    /// How the engine's server certificate is matched.
+    pub identity: Identity,
+    /// The client certificate the engine accepts (the run's own, or the user's).
+    pub client: Arc<CertBundle>,
+}
+
+/// How an engine's server certificate is matched, beyond its issuer (see
+/// [`crate::engine::ServerIdentity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// By the address connected to.
+    Address,
+    /// By a name (a droplet's, rendered before it had an address; a host name).
+    Name(String),
+}
+
+/// What provisioning gets from the run loop.
+pub struct ProvisionContext {
+    pub scenario: Arc<Scenario>,
+    pub run_id: String,
+    pub pki: Arc<Pki>,
+    pub keep: bool,
+    /// Ends provisioning between steps; requests already sent are let land.
+    pub stop: CancellationToken,
+}
+
+/// What the nodes' kernel has, for checks that need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelFacts {
+    /// IPVS: VIP endpoint mode.
+    pub ipvs: bool,
+    /// IPsec ESP: encrypted overlays.
+    pub esp: bool,
+}
+
+/// Stops and starts a node's engine, keeping the node (and its address).
+pub trait NodeControl: Send + Sync {
+    fn stop<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn start<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// How a teardown went: a line for the phase, and what could not be removed.
+#[derive(Debug, Default)]
+pub struct TeardownReport {
+    pub detail: String,
+    pub errors: Vec<String>,
+}
+
+/// One backend. Every method is bounded by its caller or by itself; none may block.
+pub trait Target: Send + Sync {
+    /// `local`, `do-fake`, `digitalocean`, `engines`.
+    fn name(&self) -> &'static str;
+
+    /// Before anything is created: is this target usable for the scenario (the host
+    /// engine, node images, a token, engines that answer)? The failure says what to do.
+    fn preflight<'a>(&'a self, scenario: &'a Scenario, keep: bool) -> BoxFuture<'a, Result<(), Failure>>;
+
+    /// The scenario's bounds as this target needs them (real droplets install their
+    /// engine after boot: minutes, not seconds).
+    fn timeouts(&self, declared: PhaseTimeouts) -> PhaseTimeouts {
+        declared
+    }
+
+    /// Whether a scenario's `[faults]` table applies here (only the fake API has faults).
+    fn honours_faults(&self) -> bool {
+        false
+    }
+
+    /// Creates (or finds) the nodes. Runs as a task: the target keeps what it creates,
+    /// so teardown finds it even when the task is stopped or fails.
+    fn provision(self: Arc<Self>, ctx: ProvisionContext) -> BoxFuture<'static, anyhow::Result<Vec<ProvisionedNode>>>;
+
+    /// Resolves when provisioning failed beside its own task (the fake's backer).
+    fn provision_failed(&self) -> BoxFuture<'_, anyhow::Error> {
+        Box::pin(std::future::pending())
+    }
+
+    /// The provision phase's line, e.g. `3 node container(s)`.
+    fn provisioned(&self, nodes: &[ProvisionedNode]) -> String;
+
+    /// `Some(reason)` when the nodes have no engines (an API-only dry run): the checks
+    /// are reported ignored with the reason.
+    fn without_engines(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The engine the test images are built on and exported from (the host engine).
+    fn image_source(&self) -> Option<&Docker>;
+
+    /// Stops and starts node engines, where this target can.
+    fn node_control(&self, run_id: &str) -> Option<Arc<dyn NodeControl>>;
+
+    fn kernel(&self) -> KernelFacts;
+
+    /// A node's engine log, for failure artefacts.
+    fn node_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, anyhow::Result<String>>;
+
+    /// Leaves the run up (`--keep`): returns how to reach it.
+    fn keep(&self, run_id: &str, nodes: &[NodeRecord]) -> String;
+
+    /// Removes everything of the run, bounded by `limit`. Keeps going past errors.
+    fn teardown<'a>(&'a self, run_id: &'a str, limit: Duration) -> BoxFuture<'a, TeardownReport>;
+
+    /// Adds what only this target knows to the finished run (API request counts).
+    fn finish(&self, _summary: &mut RunSummary) -> Option<String> {
+        None
+    }
+}
+
+/// Builds the target a run asked for. A target that cannot even be set up (no token,
+/// an unreadable hosts file) fails here, before any run starts.
+pub fn select(choice: &TargetChoice, rt: &Runtime, scenario: &Scenario) -> Result<Arc<dyn Target>, Failure> {
+    match choice {
+        TargetChoice::Local => Ok(Arc::new(local::LocalTarget::new()?)),
+        TargetChoice::DoFake { .. } | TargetChoice::DigitalOcean { .. } => {
+            Ok(Arc::new(digitalocean::DoTarget::new(choice, rt, scenario)?))
+        }
+        TargetChoice::Engines { hosts, force_leave } => Ok(Arc::new(engines::EnginesTarget::new(hosts, *force_leave)?)),
+    }
+}
