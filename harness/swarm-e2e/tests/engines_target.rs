@@ -205,6 +205,20 @@ impl Drop for Engines {
 }
 
 fn expect(out: &Output, code: i32, what: &str) {
+    let phases: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("✓") || l.contains("✗"))
+        .map(str::trim)
+        .collect();
+    let teardown = phases.join(" | ");
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let at = START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64();
+    eprintln!(
+        "engines_target: {at:6.1}s {what}: exit {}; {}",
+        out.code,
+        teardown.trim()
+    );
     assert_eq!(out.code, code, "{what}: expected exit {code}\n{}", out.context());
 }
 
@@ -239,10 +253,38 @@ fn existing_engines_are_used_and_left_as_they_were() {
     assert_eq!(report["runs"][0]["target"], "engines");
     engines.assert_as_before(&out);
 
-    // A failing check fails the run (exit 1) and still removes what the run made.
+    // Hostname constraints name engines by their own hostname: a scenario whose node
+    // names differ from the engines' hostnames is refused before anything is touched.
     let wrong = engines.hosts_file(&["wp-1", "wp-2"]);
-    let failing = repo().join("fixtures/failing/wrong-placement.toml");
-    let out = run(&args(&wrong, &[failing.to_str().unwrap()]), None);
+    let wp = repo().join("fixtures/failing/wrong-placement.toml");
+    let out = run(&args(&wrong, &[wp.to_str().unwrap()]), None);
+    expect(&out, 3, "hostnames differ");
+    assert!(out.stderr.contains("has hostname `swarm-demo-1`"), "{}", out.context());
+    engines.assert_as_before(&out);
+
+    // A failing check fails the run (exit 1) and still removes what the run made.
+    let failing = dir.path().join("wrong-placement-on-your-engines.toml");
+    std::fs::write(
+        &failing,
+        r#"name = "wrong-placement-on-your-engines"
+[[nodes]]
+name = "swarm-demo-1"
+role = "manager"
+[[nodes]]
+name = "swarm-demo-2"
+[[services]]
+name = "pinned"
+constraints = ["node.hostname==swarm-demo-2"]
+[[checks]]
+name = "placement-claims-node-1"
+kind = "placement"
+service = "pinned"
+expect_nodes = ["swarm-demo-1"]
+"#,
+    )
+    .unwrap();
+    let two = engines.hosts_file(&names[..2]);
+    let out = run(&args(&two, &[failing.to_str().unwrap()]), None);
     expect(&out, 1, "failing check");
     assert!(out.stdout.contains("placement-claims-node-1"), "{}", out.context());
     engines.assert_as_before(&out);
@@ -256,7 +298,8 @@ fn existing_engines_are_used_and_left_as_they_were() {
     let out = run(&args(&wrong, &[seed]), None);
     expect(&out, 2, "incomplete hosts file");
     assert!(
-        out.stderr.contains("names no engine for node(s) swarm-demo-3"),
+        out.stderr
+            .contains("names no engine for node(s) swarm-demo-1, swarm-demo-2, swarm-demo-3"),
         "{}",
         out.context()
     );

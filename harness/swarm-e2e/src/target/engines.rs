@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bollard::Docker;
-use bollard::models::LocalNodeState;
+use bollard::models::{LocalNodeState, NetworkDisconnectRequest};
 use bollard::query_parameters::{
     LeaveSwarmOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
@@ -215,7 +215,7 @@ fn engine_of(entry: &HostEntry, base: &Path) -> anyhow::Result<Engine> {
 }
 
 /// What an engine of the user's is before the run: it answers, and its swarm state.
-async fn inspect(engine: &Engine, labels_wanted: &[String]) -> anyhow::Result<(Before, Vec<String>)> {
+async fn inspect(engine: &Engine, labels_wanted: &[String]) -> anyhow::Result<(Before, Vec<String>, String)> {
     let docker = engine.connect()?;
     let info = tokio::time::timeout(ANSWER_LIMIT, docker.info())
         .await
@@ -226,6 +226,7 @@ async fn inspect(engine: &Engine, labels_wanted: &[String]) -> anyhow::Result<(B
         .as_ref()
         .and_then(|s| s.local_node_state)
         .unwrap_or(LocalNodeState::INACTIVE);
+    let hostname = info.name.clone().unwrap_or_default();
     let have: BTreeSet<String> = info.labels.unwrap_or_default().into_iter().collect();
     let missing = labels_wanted.iter().filter(|l| !have.contains(*l)).cloned().collect();
     let had_test_image = docker.inspect_image(BUSYBOX_IMAGE).await.is_ok();
@@ -238,6 +239,7 @@ async fn inspect(engine: &Engine, labels_wanted: &[String]) -> anyhow::Result<(B
             manager: false,
         },
         missing,
+        hostname,
     ))
 }
 
@@ -292,13 +294,25 @@ impl Target for EnginesTarget {
                 async move { (e, inspect(e, &labels).await) }
             }))
             .await;
+            // `node.hostname==X` constraints name engines by their own hostname.
+            let by_hostname = scenario
+                .services
+                .iter()
+                .flat_map(|s| &s.constraints)
+                .any(|c| c.to_string().starts_with("node.hostname"));
             let mut problems = Vec::new();
             let mut in_swarm = Vec::new();
             let mut before = HashMap::new();
             for (e, result) in inspected {
                 match result {
                     Err(err) => problems.push(format!("{} ({}): {err:#}", e.node, e.host)),
-                    Ok((b, missing_labels)) => {
+                    Ok((b, missing_labels, hostname)) => {
+                        if by_hostname && hostname != e.node {
+                            problems.push(format!(
+                                "{} ({}) has hostname `{hostname}`, but the scenario's node.hostname constraints name it `{}`",
+                                e.node, e.host, e.node
+                            ));
+                        }
                         if !missing_labels.is_empty() {
                             problems.push(format!(
                                 "{} ({}) lacks the engine label(s) the scenario declares: {}",
@@ -397,7 +411,7 @@ impl Target for EnginesTarget {
 
     fn teardown<'a>(&'a self, run_id: &'a str, limit: Duration) -> BoxFuture<'a, TeardownReport> {
         Box::pin(async move {
-            match tokio::time::timeout(limit, self.remove_what_the_run_made(run_id)).await {
+            match tokio::time::timeout(limit, self.remove_what_the_run_made(run_id, limit)).await {
                 Ok(report) => report,
                 Err(_) => TeardownReport {
                     detail: String::new(),
@@ -413,10 +427,11 @@ impl Target for EnginesTarget {
 }
 
 impl EnginesTarget {
-    /// Services, then containers, then the swarm (workers before managers), then
-    /// networks and the test image: only what carries the run's label or was not there
-    /// before the run.
-    async fn remove_what_the_run_made(&self, run_id: &str) -> TeardownReport {
+    /// Services first (any manager removes them), then the swarm (workers before
+    /// managers), then on every engine what carries the run's label or was not there
+    /// before: containers, networks, the test image. Removing a network races the
+    /// engine's own cleanup of task endpoints, so the last step is retried, bounded.
+    async fn remove_what_the_run_made(&self, run_id: &str, limit: Duration) -> TeardownReport {
         let engines = self.touched();
         let before = self.before.lock().unwrap().clone();
         let filter = marks::run_filter(Some(run_id));
@@ -432,7 +447,6 @@ impl EnginesTarget {
                 }
             })
             .collect();
-        // Services live in the swarm: any manager that answers removes them.
         for (e, docker) in &clients {
             let Ok(services) = docker
                 .list_services(Some(ListServicesOptionsBuilder::new().filters(&filter).build()))
@@ -449,33 +463,6 @@ impl EnginesTarget {
             }
             break;
         }
-        let per_engine = join_all(clients.iter().map(|(e, docker)| {
-            let filter = &filter;
-            async move {
-                let mut errors = Vec::new();
-                let mut removed = 0;
-                let containers = docker
-                    .list_containers(Some(
-                        ListContainersOptionsBuilder::new().all(true).filters(filter).build(),
-                    ))
-                    .await
-                    .unwrap_or_default();
-                for c in containers {
-                    let id = c.id.unwrap_or_default();
-                    let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-                    match docker.remove_container(&id, Some(opts)).await {
-                        Ok(()) => removed += 1,
-                        Err(err) => errors.push(format!("container {id} on {}: {err}", e.node)),
-                    }
-                }
-                (removed, errors)
-            }
-        }))
-        .await;
-        for (r, e) in per_engine {
-            removed += r;
-            errors.extend(e);
-        }
         // Workers leave first, so the managers do not see them go down.
         let mut order: Vec<&(&Engine, Docker)> = clients.iter().collect();
         order.sort_by_key(|(e, _)| before.get(&e.node).is_some_and(|b| b.manager));
@@ -491,36 +478,25 @@ impl EnginesTarget {
             }
         }
         let cleaned = join_all(clients.iter().map(|(e, docker)| {
-            let (filter, before) = (&filter, before.get(&e.node).cloned().unwrap_or_default());
+            let before = before.get(&e.node).cloned().unwrap_or_default();
+            let filter = &filter;
             async move {
-                let mut errors = Vec::new();
-                let mut removed = 0;
-                let mut networks: Vec<String> = docker
-                    .list_networks(Some(ListNetworksOptionsBuilder::new().filters(filter).build()))
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|n| n.name)
-                    .collect();
-                if !before.had_gwbridge && docker.inspect_network(GWBRIDGE, None).await.is_ok() {
-                    networks.push(GWBRIDGE.to_string());
-                }
-                for n in networks {
-                    match docker.remove_network(&n).await {
-                        Ok(()) => removed += 1,
-                        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                        Err(err) => errors.push(format!("network {n} on {}: {err}", e.node)),
+                let removed = std::sync::atomic::AtomicUsize::new(0);
+                // Half the bound: the rest is for the steps before and the report.
+                let result = crate::wait::poll_until(limit / 2, Duration::from_millis(200), || async {
+                    let (n, errors) = clean_engine(docker, filter, &before).await;
+                    removed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    if errors.is_empty() {
+                        Ok(Some(()))
+                    } else {
+                        Err(anyhow::anyhow!("{}", errors.join("; ")))
                     }
-                }
-                if !before.had_test_image {
-                    let opts = RemoveImageOptionsBuilder::new().force(true).build();
-                    match docker.remove_image(BUSYBOX_IMAGE, Some(opts), None).await {
-                        Ok(_) => removed += 1,
-                        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                        Err(err) => errors.push(format!("image {BUSYBOX_IMAGE} on {}: {err}", e.node)),
-                    }
-                }
-                (removed, errors)
+                })
+                .await;
+                (
+                    removed.into_inner(),
+                    result.err().map(|err| format!("{}: {err:#}", e.node)),
+                )
             }
         }))
         .await;
@@ -536,4 +512,92 @@ impl EnginesTarget {
             errors,
         }
     }
+}
+
+/// One round of removing what the run made on one engine: containers and networks
+/// carrying the run's label, `docker_gwbridge` and the test image if they were not there
+/// before. Returns how many were removed and what could not be.
+async fn clean_engine(docker: &Docker, filter: &HashMap<String, Vec<String>>, before: &Before) -> (usize, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut removed = 0;
+    let gone = |r: &Result<(), bollard::errors::Error>| {
+        matches!(
+            r,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+        )
+    };
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new().all(true).filters(filter).build(),
+        ))
+        .await
+        .unwrap_or_default();
+    for c in containers {
+        let id = c.id.unwrap_or_default();
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let r = docker.remove_container(&id, Some(opts)).await;
+        match r {
+            Ok(()) => removed += 1,
+            _ if gone(&r) => {}
+            Err(err) => errors.push(format!("container {id}: {err}")),
+        }
+    }
+    let mut networks: Vec<String> = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::new().filters(filter).build()))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| n.name)
+        .collect();
+    if !before.had_gwbridge
+        && let Ok(bridge) = docker.inspect_network(GWBRIDGE, None).await
+    {
+        // A swarm left while tasks were starting can keep its ingress sandbox's
+        // endpoint (`gateway_ingress-sbox`) on the bridge until the engine restarts:
+        // the swarm's own endpoints are let go by force, nothing else is.
+        let swarm_endpoints = bridge
+            .containers
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|e| e.name)
+            .filter(|n| n.starts_with("gateway_"));
+        for endpoint in swarm_endpoints {
+            // By endpoint name: the sandbox is no container the engine would find.
+            let request = NetworkDisconnectRequest {
+                container: endpoint.clone(),
+                force: Some(true),
+            };
+            if let Err(err) = docker.disconnect_network(GWBRIDGE, request).await {
+                tracing::debug!("disconnecting {endpoint} from {GWBRIDGE}: {err}");
+            }
+        }
+        networks.push(GWBRIDGE.to_string());
+    }
+    for n in networks {
+        let r = docker.remove_network(&n).await;
+        match r {
+            Ok(()) => removed += 1,
+            _ if gone(&r) => {}
+            Err(err) => {
+                // Name what still holds it: that is what to look at when it stays.
+                let holders: Vec<String> = docker
+                    .inspect_network(&n, None)
+                    .await
+                    .ok()
+                    .and_then(|i| i.containers)
+                    .map(|c| c.into_iter().map(|(id, e)| e.name.unwrap_or(id)).collect())
+                    .unwrap_or_default();
+                errors.push(format!("network {n} (attached: {}): {err}", holders.join(", ")));
+            }
+        }
+    }
+    if !before.had_test_image && docker.inspect_image(BUSYBOX_IMAGE).await.is_ok() {
+        let opts = RemoveImageOptionsBuilder::new().force(true).build();
+        match docker.remove_image(BUSYBOX_IMAGE, Some(opts), None).await {
+            Ok(_) => removed += 1,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(err) => errors.push(format!("image {BUSYBOX_IMAGE}: {err}")),
+        }
+    }
+    (removed, errors)
 }
