@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::{API_DEFAULT_VERSION, BollardRequest, Docker};
+use futures_util::StreamExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -185,4 +187,27 @@ pub async fn wait_ready(docker: &Docker, limit: Duration) -> anyhow::Result<Dura
     .await
     .context("engine did not answer /_ping")?;
     Ok(start.elapsed())
+}
+
+/// Runs a command in a container; returns exit code and combined output.
+pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> anyhow::Result<(i64, String)> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut text = String::new();
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
+        while let Some(chunk) = output.next().await {
+            text.push_str(&chunk?.to_string());
+        }
+    }
+    let code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
+    Ok((code, text))
 }

@@ -366,6 +366,37 @@ pub async fn build_static_node_image(
         .context("creating a build directory")?;
     let bin = work.path().join("docker");
     std::fs::create_dir_all(&bin)?;
+    fetch_static_binaries(source, &bin, progress).await?;
+    let (engine_version, containerd, runc) = static_versions(&bin).await?;
+    let tag = match tag {
+        Some(t) => t.to_string(),
+        None => engine_version.replace(['+', '~'], "-"),
+    };
+    if !swarm_e2e_model::valid_engine_version(&tag) {
+        bail!(
+            "`{tag}` cannot name a node image\nhint: pass `--engine NAME` with MAJOR.MINOR.PATCH and an optional suffix, e.g. 27.0.0-rc.1"
+        );
+    }
+    let base = static_base(host, progress).await?;
+    progress(&format!(
+        "building {} from {base} with dockerd {engine_version}, containerd {containerd}, runc {runc}",
+        node_image_tag(&tag)
+    ));
+    build_static_image(
+        host,
+        &base,
+        source,
+        &tag,
+        &bin,
+        [&engine_version, &containerd, &runc],
+        progress,
+    )
+    .await
+}
+
+/// Puts the static binaries of `source` (an archive's URL or path, or a folder holding
+/// `docker/`) into `bin`, and checks the ones every node needs are there.
+async fn fetch_static_binaries(source: &str, bin: &Path, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<()> {
     let archive: Option<Vec<u8>> = if source.starts_with("http://") || source.starts_with("https://") {
         progress(&format!("downloading {source}"));
         let response = reqwest::Client::new()
@@ -404,7 +435,7 @@ pub async fn build_static_node_image(
         })?)
     };
     if let Some(bytes) = archive {
-        unpack_static_archive(&bytes, &bin).with_context(|| format!("unpacking {source}"))?;
+        unpack_static_archive(&bytes, bin).with_context(|| format!("unpacking {source}"))?;
     }
     for name in STATIC_REQUIRED {
         if !bin.join(name).is_file() {
@@ -421,6 +452,12 @@ pub async fn build_static_node_image(
     if !missing.is_empty() {
         progress(&format!("note: the archive has no {}", missing.join(", ")));
     }
+    Ok(())
+}
+
+/// The versions the binaries report: dockerd, containerd, runc (the last two may be
+/// unknown).
+async fn static_versions(bin: &Path) -> anyhow::Result<(String, String, String)> {
     let engine_version = binary_version(&bin.join("dockerd"), &["--version"], |out| {
         out.split_whitespace()
             .skip_while(|w| *w != "version")
@@ -438,29 +475,29 @@ pub async fn build_static_node_image(
     })
     .await
     .unwrap_or_default();
-    let tag = match tag {
-        Some(t) => t.to_string(),
-        None => engine_version.replace(['+', '~'], "-"),
-    };
-    if !swarm_e2e_model::valid_engine_version(&tag) {
-        bail!(
-            "`{tag}` cannot name a node image\nhint: pass `--engine NAME` with MAJOR.MINOR.PATCH and an optional suffix, e.g. 27.0.0-rc.1"
-        );
-    }
-    let base = static_base(host, progress).await?;
-    progress(&format!(
-        "building {} from {base} with dockerd {engine_version}, containerd {containerd}, runc {runc}",
-        node_image_tag(&tag)
-    ));
+    Ok((engine_version, containerd, runc))
+}
+
+/// Builds `swarm-e2e/node:<tag>` from `base` with the binaries in `bin`; the labels
+/// record where they came from and their versions (engine, containerd, runc).
+async fn build_static_image(
+    host: &Docker,
+    base: &str,
+    source: &str,
+    tag: &str,
+    bin: &Path,
+    [engine_version, containerd, runc]: [&str; 3],
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<NodeImageInfo> {
     let label = |k: &str, v: &str| format!("LABEL swarm-e2e.{k}={}", serde_json::Value::from(v));
     let dockerfile = [
         format!("FROM {base}"),
         "COPY docker/ /usr/local/bin/".to_string(),
         label("kind", "static"),
         label("suite", source),
-        label("engine-package", &engine_version),
-        label("containerd-package", &containerd),
-        label("runc-package", &runc),
+        label("engine-package", engine_version),
+        label("containerd-package", containerd),
+        label("runc-package", runc),
     ]
     .join("\n");
     let mut context = tar::Builder::new(Vec::new());
@@ -468,12 +505,12 @@ pub async fn build_static_node_image(
     h.set_size(dockerfile.len() as u64);
     h.set_mode(0o644);
     context.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())?;
-    context.append_dir_all("docker", &bin)?;
+    context.append_dir_all("docker", bin)?;
     let context = context.into_inner()?;
     let started = Instant::now();
     let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
-        .t(&node_image_tag(&tag))
+        .t(&node_image_tag(tag))
         .rm(true)
         .forcerm(true)
         .build();
@@ -488,7 +525,7 @@ pub async fn build_static_node_image(
         }
     }
     progress(&format!("built in {:.1}s", started.elapsed().as_secs_f64()));
-    find_node_image(host, &tag)
+    find_node_image(host, tag)
         .await?
         .context("the static-binaries image is missing right after the build")
 }

@@ -6,17 +6,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, HostConfig, NodeSpecAvailabilityEnum, NodeState, ServiceSpecMode, ServiceSpecModeReplicated,
     Task, TaskState,
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, ListNodesOptions, ListTasksOptionsBuilder};
-use futures_util::StreamExt;
 use swarm_e2e_model::ServiceMode;
 
 use super::CheckEnv;
 use crate::cluster::update_node_spec;
+pub use crate::engine::exec;
 use crate::wait::poll_until;
 
 pub(crate) async fn run_container(
@@ -68,29 +67,6 @@ pub(super) async fn run_container_with_aliases(
         .await?;
     docker.start_container(&created.id, None).await?;
     Ok(created.id)
-}
-
-/// Runs a command in a container; returns exit code and combined output.
-pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> anyhow::Result<(i64, String)> {
-    let created = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let mut text = String::new();
-    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None).await? {
-        while let Some(chunk) = output.next().await {
-            text.push_str(&chunk?.to_string());
-        }
-    }
-    let code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
-    Ok((code, text))
 }
 
 pub(crate) async fn remove_probe(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {

@@ -14,6 +14,7 @@ pub mod engines;
 pub mod local;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 use crate::exit::Failure;
 use crate::pki::{CertBundle, Pki};
 use crate::report::{NodeRecord, RunSummary};
-use crate::run::TargetChoice;
 
 /// A node whose engine the harness can reach (it may still be starting).
 #[derive(Debug, Clone)]
@@ -154,5 +154,35 @@ pub fn select(choice: &TargetChoice, rt: &Runtime, scenario: &Scenario) -> Resul
             Ok(Arc::new(digitalocean::DoTarget::new(choice, rt, scenario)?))
         }
         TargetChoice::Engines { hosts, force_leave } => Ok(Arc::new(engines::EnginesTarget::new(hosts, *force_leave)?)),
+    }
+}
+
+/// Where a run's nodes come from: which [`Target`] [`select`] builds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum TargetChoice {
+    /// Node containers on the host engine.
+    #[default]
+    Local,
+    /// The in-process fake DigitalOcean API.
+    DoFake {
+        no_engines: bool,
+        boot_latency: Duration,
+        /// From `--fake-faults`; `None`: the scenario's `[faults]`, if any.
+        faults: Option<swarm_e2e_digitalocean::fake::Faults>,
+    },
+    /// The real DigitalOcean API (needs DIGITALOCEAN_ACCESS_TOKEN).
+    DigitalOcean { no_engines: bool },
+    /// Engines the user runs, named in a hosts file.
+    Engines { hosts: PathBuf, force_leave: bool },
+}
+
+impl TargetChoice {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TargetChoice::Local => "local",
+            TargetChoice::DoFake { .. } => "do-fake",
+            TargetChoice::DigitalOcean { .. } => "digitalocean",
+            TargetChoice::Engines { .. } => "engines",
+        }
     }
 }

@@ -21,12 +21,11 @@ use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
 use tokio::runtime::Runtime;
 
 use super::local::{ContainerNodeControl, container_log, host_kernel, require_node_images};
-use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TeardownReport};
+use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TargetChoice, TeardownReport};
 use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::{self, Failure};
 use crate::marks::node_container_name;
 use crate::report::{NodeRecord, RunSummary};
-use crate::run::TargetChoice;
 use fake_backer::Backer;
 use provision::{DoResources, DoSettings};
 

@@ -18,8 +18,7 @@ use testcontainers::{ContainerAsync, GenericImage};
 use tokio_util::sync::CancellationToken;
 
 use super::{Identity, KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TeardownReport};
-use crate::checks::probe::exec;
-use crate::engine::{ENGINE_TLS_PORT, host_engine, ping_host_engine};
+use crate::engine::{ENGINE_TLS_PORT, exec, host_engine, ping_host_engine};
 use crate::exit::Failure;
 use crate::images::resolve_node_image;
 use crate::marks::{self, node_container_name, run_dir};
