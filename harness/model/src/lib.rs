@@ -241,13 +241,30 @@ pub struct Check {
     pub kind: CheckKind,
 }
 
+/// The large ping of a `ping-by-name` check (`payload = N` bytes of ICMP data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The default: as large as the overlay's MTU allows (MTU - 28 bytes of headers).
+    OverlayMtu,
+    /// `payload = N`: exactly N bytes.
+    Bytes(u32),
+    /// `payload = 0`: only the small ping.
+    Off,
+}
+
+/// The largest ICMP payload an IPv4 packet can carry.
+pub const MAX_PING_PAYLOAD: u32 = 65_507;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckKind {
-    /// A container on `from` attached to `network` resolves `target` by name and pings it.
+    /// A container on `from` attached to `network` resolves `target` by name and pings it,
+    /// then sends a large packet (`payload`) across: an underlay smaller than the overlay
+    /// assumes lets small pings through and loses large ones.
     PingByName {
         from: String,
         network: String,
         target: String,
+        payload: Payload,
     },
     /// Every running task of `service` is on one of `expect_nodes`, and every replica runs;
     /// with `expect_counts`, exactly that many tasks on each node (others: none).

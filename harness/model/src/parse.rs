@@ -17,8 +17,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use crate::constraint::Constraint;
 use crate::diag::{Problem, ScenarioError, did_you_mean};
 use crate::{
-    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, EndpointMode, FakeFaults, Network, Node, PhaseTimeouts, Role,
-    Scenario, Service, ServiceMode, Topology,
+    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, EndpointMode, FakeFaults, MAX_PING_PAYLOAD, Network, Node,
+    Payload, PhaseTimeouts, Role, Scenario, Service, ServiceMode, Topology,
 };
 
 /// More nodes than this is refused: a local run of that size cannot fit one machine, and a
@@ -114,6 +114,7 @@ struct RawCheck {
     node: Option<S<String>>,
     label: Option<S<String>>,
     query: Option<S<String>>,
+    payload: Option<S<i64>>,
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -956,7 +957,7 @@ impl Parser {
             let span = c.span();
             let c = c.into_inner();
             let kind_name = c.kind.get_ref().as_str();
-            let fields: [(&str, bool); 9] = [
+            let fields: [(&str, bool); 10] = [
                 ("from", c.from.is_some()),
                 ("network", c.network.is_some()),
                 ("target", c.target.is_some()),
@@ -966,9 +967,10 @@ impl Parser {
                 ("node", c.node.is_some()),
                 ("label", c.label.is_some()),
                 ("query", c.query.is_some()),
+                ("payload", c.payload.is_some()),
             ];
             let (required, optional): (&[&str], &[&str]) = match kind_name {
-                "ping-by-name" => (&["from", "network", "target"], &[]),
+                "ping-by-name" => (&["from", "network", "target"], &["payload"]),
                 "placement" => (&["service"], &["expect_nodes", "expect_counts"]),
                 "pending" => (&["service"], &[]),
                 "dns" => (&["from", "network", "query", "service"], &[]),
@@ -1002,10 +1004,12 @@ impl Parser {
                             format!("`{field}` does not apply to checks of kind `{kind_name}`"),
                             Some(span.clone()),
                         )
-                        .help(format!(
-                            "a `{kind_name}` check takes: {}",
-                            [required, optional].concat().join(", ")
-                        )),
+                        .help(match [required, optional].concat() {
+                            takes if takes.is_empty() => {
+                                format!("a `{kind_name}` check takes nothing but `name` and `kind`")
+                            }
+                            takes => format!("a `{kind_name}` check takes: {}", takes.join(", ")),
+                        }),
                     );
                 }
                 if !present && required.contains(&field) {
@@ -1077,10 +1081,31 @@ impl Parser {
                         ),
                         Some(_) => {}
                     }
+                    let payload = match &c.payload {
+                        None => Payload::OverlayMtu,
+                        Some(p) => match u32::try_from(*p.get_ref()) {
+                            Ok(0) => Payload::Off,
+                            Ok(n) if n <= MAX_PING_PAYLOAD => Payload::Bytes(n),
+                            _ => {
+                                self.push(
+                                    Problem::new(
+                                        format!("`payload = {}` is no ping size", p.get_ref()),
+                                        span_of(p),
+                                    )
+                                    .help(format!(
+                                        "give 1 to {MAX_PING_PAYLOAD} bytes, 0 for only the small ping, or leave it out \
+                                         to fill the overlay's MTU"
+                                    )),
+                                );
+                                Payload::OverlayMtu
+                            }
+                        },
+                    };
                     CheckKind::PingByName {
                         from: from.into_inner(),
                         network: network.into_inner(),
                         target: target.into_inner(),
+                        payload,
                     }
                 }
                 "placement" => {

@@ -232,8 +232,16 @@ fn broken_trial(path: PathBuf) -> Trial {
         }
         args.push(path.to_str().unwrap().into());
         let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
-        expect_code(&out, 1)?;
+        // A cluster broken before its checks fails the run (`exit`, `error` in the file).
+        let code = expect.get("exit").and_then(|c| c.as_integer()).unwrap_or(1) as i32;
+        expect_code(&out, code)?;
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        if let Some(want) = expect.get("error").and_then(|e| e.as_str()) {
+            let error = report["runs"][0]["error"].as_str().unwrap_or_default();
+            if !error.contains(want) {
+                return Err(format!("expected the run's error to contain {want:?}\n{}", out.context()).into());
+            }
+        }
         let checks = report["runs"][0]["checks"].as_array().cloned().unwrap_or_default();
         if checks.len() != failures.len() {
             return Err(format!(

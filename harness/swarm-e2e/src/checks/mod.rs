@@ -16,6 +16,7 @@ mod placement;
 pub mod probe;
 mod quorum;
 mod starts_when_labelled;
+mod underlay;
 pub mod workloads;
 
 use std::collections::HashMap;
@@ -99,9 +100,12 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
     };
     // The registry: one line per check kind, one file per implementation.
     let result = match &check.kind {
-        CheckKind::PingByName { from, network, target } => {
-            ping_by_name::run(env, &check.name, from, network, target).await
-        }
+        CheckKind::PingByName {
+            from,
+            network,
+            target,
+            payload,
+        } => ping_by_name::run(env, &check.name, from, network, target, *payload).await,
         CheckKind::Placement {
             service,
             expect_nodes,

@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use bollard::Docker;
 use bollard::models::TaskState;
-use swarm_e2e_model::{BUSYBOX, EndpointMode};
+use swarm_e2e_model::{BUSYBOX, EndpointMode, Payload};
 
 use super::probe::{answers, describe_tasks, exec, remove_probe, run_container, service_tasks, state_of};
-use super::{CheckEnv, Outcome};
+use super::{CheckEnv, Outcome, underlay};
 use crate::wait::poll_until;
 
 /// The headline check: `from` resolves `target` by name over `network` and pings it.
@@ -19,6 +19,7 @@ pub(super) async fn run(
     from: &str,
     network: &str,
     target: &str,
+    payload: Payload,
 ) -> anyhow::Result<Outcome> {
     if let Some(service) = env.scenario.service(target)
         && service.endpoint_mode == EndpointMode::Vip
@@ -70,32 +71,69 @@ pub(super) async fn run(
     )
     .await
     .with_context(|| format!("starting probe container `{probe_name}` on {from} attached to {network}"))?;
-    let outcome = probe_ping(env, &node.docker, &probe, from, network, target).await;
+    let ping = Ping {
+        check,
+        from,
+        network,
+        target,
+        payload,
+    };
+    let outcome = probe_ping(env, &node.docker, &probe, &ping).await;
     let _ = remove_probe(&node.docker, &probe).await;
     outcome
 }
 
-async fn probe_ping(
-    env: &CheckEnv,
-    docker: &Docker,
-    probe: &str,
-    from: &str,
-    network: &str,
-    target: &str,
-) -> anyhow::Result<Outcome> {
-    // Step 1: name resolution (the embedded DNS learns remote names by gossip).
-    let resolved = poll_until(env.timeout, Duration::from_millis(100), || async {
-        let (code, out) = exec(docker, probe, &["nslookup", target]).await?;
-        let addrs = answers(&out);
-        if code == 0 && !addrs.is_empty() {
-            Ok(Some(addrs))
-        } else {
+/// How long a name may take to resolve before gossip is looked at.
+const GOSSIP_GRACE: Duration = Duration::from_secs(5);
+
+/// What one ping-by-name check asks for.
+struct Ping<'a> {
+    check: &'a str,
+    from: &'a str,
+    network: &'a str,
+    target: &'a str,
+    payload: Payload,
+}
+
+async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_>) -> anyhow::Result<Outcome> {
+    let Ping {
+        from, network, target, ..
+    } = *ping;
+    // Step 1: name resolution (the embedded DNS learns remote names by gossip). While
+    // there is no answer, gossip between the nodes is looked at every few seconds: a
+    // cut fails the check at once, with its cause, instead of waiting out the bound.
+    let nodes = underlay::nodes_of(env, target).await;
+    let started = std::time::Instant::now();
+    // Gossip is looked at every GOSSIP_GRACE (its failure detection takes seconds).
+    let looked = std::sync::atomic::AtomicU64::new(0);
+    let resolved = poll_until(env.timeout, Duration::from_millis(100), || {
+        let (nodes, looked) = (&nodes, &looked);
+        async move {
+            let (code, out) = exec(docker, probe, &["nslookup", target]).await?;
+            let addrs = answers(&out);
+            if code == 0 && !addrs.is_empty() {
+                return Ok(Some(Ok(addrs)));
+            }
+            let round = started.elapsed().as_secs() / GOSSIP_GRACE.as_secs();
+            if round > looked.swap(round, std::sync::atomic::Ordering::Relaxed) {
+                for node in nodes.iter().filter(|n| n.as_str() != from) {
+                    if let Some(c) = underlay::gossip_cause(env, from, node, network).await {
+                        return Ok(Some(Err(format!("exit {code}: {}\n{c}", out.trim()))));
+                    }
+                }
+            }
             anyhow::bail!("exit {code}: {}", out.trim())
         }
     })
     .await;
     let addrs = match resolved {
-        Ok(a) => a,
+        Ok(Ok(a)) => a,
+        Ok(Err(why)) => {
+            return Ok(Outcome::Failed(format!(
+                "name resolution failed: `{target}` did not resolve from {from} on {network} within {:.0}s: {why}",
+                started.elapsed().as_secs_f64()
+            )));
+        }
         Err(e) => {
             return Ok(Outcome::Failed(format!(
                 "name resolution failed: `{target}` did not resolve from {from} on {network}: {e:#}"
@@ -114,11 +152,54 @@ async fn probe_ping(
         }
     })
     .await;
-    Ok(match pinged {
-        Ok(()) => Outcome::Passed,
-        Err(e) => Outcome::Failed(format!(
-            "reachability failed: `{target}` resolved to {} from {from}, but `ping -c 1 {target}` got no reply: {e:#}",
+    if let Err(e) = pinged {
+        let cause = underlay::path_cause(env, ping.check, from, &underlay::nodes_of(env, target).await, network).await;
+        return Ok(Outcome::Failed(format!(
+            "reachability failed: `{target}` resolved to {} from {from}, but `ping -c 1 {target}` got no reply: {e:#}\n{cause}",
             addrs.join(", ")
-        )),
+        )));
+    }
+    large_ping(env, docker, probe, ping).await
+}
+
+/// Step 3: a packet as large as the overlay carries (or `payload` bytes). An underlay
+/// smaller than the overlay assumes lets the small ping through and loses this one.
+async fn large_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_>) -> anyhow::Result<Outcome> {
+    let (code, out) = exec(docker, probe, &["cat", "/sys/class/net/eth0/mtu"]).await?;
+    let overlay_mtu: u32 = match out.trim().parse() {
+        Ok(m) if code == 0 => m,
+        _ => anyhow::bail!("reading the overlay's MTU in the probe: exit {code}: {}", out.trim()),
+    };
+    let size = match ping.payload {
+        Payload::Off => return Ok(Outcome::Passed),
+        Payload::Bytes(n) => n,
+        // 20 bytes of IP and 8 of ICMP header.
+        Payload::OverlayMtu => overlay_mtu.saturating_sub(28),
+    };
+    let size_arg = size.to_string();
+    let target = ping.target;
+    let limit = env.timeout.min(Duration::from_secs(8));
+    let crossed = poll_until(limit, Duration::from_millis(200), || async {
+        let (code, out) = exec(docker, probe, &["ping", "-c", "1", "-W", "2", "-s", &size_arg, target]).await?;
+        if code == 0 {
+            Ok(Some(()))
+        } else {
+            anyhow::bail!("exit {code}: {}", out.trim())
+        }
     })
+    .await;
+    let Err(e) = crossed else {
+        return Ok(Outcome::Passed);
+    };
+    let mut nodes = vec![ping.from.to_string()];
+    nodes.extend(underlay::nodes_of(env, target).await);
+    nodes.dedup();
+    let cause = underlay::mtu_cause(env, ping.check, &nodes, (size + 28).min(overlay_mtu)).await;
+    Ok(Outcome::Failed(format!(
+        "large packets are lost: `ping -s {size} {target}` ({} bytes on {}) from {} got no reply, while a \
+         56-byte ping crosses: {e:#}\n{cause}",
+        size + 28,
+        ping.network,
+        ping.from
+    )))
 }

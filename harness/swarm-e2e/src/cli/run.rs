@@ -94,6 +94,10 @@ pub struct RunArgs {
     /// the checks (proves the checks notice a dead node).
     #[arg(long, hide = true)]
     inject_stopped_engine: Option<String>,
+    /// Test hook: break a node's underlay once the workloads are deployed:
+    /// `mtu=1280@NODE`, `drop-vxlan@NODE`, `drop-gossip@NODE` (repeatable).
+    #[arg(long, hide = true, value_name = "FAULT@NODE")]
+    inject_fault: Vec<crate::target::InjectedFault>,
     /// Arguments for the test runner (after `--`).
     #[arg(last = true)]
     libtest: Vec<String>,
@@ -136,6 +140,7 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
         artifacts: Some(a.artifacts.clone()),
         libtest_args: a.libtest.clone(),
         stopped_engine: a.inject_stopped_engine.clone(),
+        faults: a.inject_fault.clone(),
         panic_in: a.inject_panic.as_deref().map(|p| match p {
             "provision" => Phase::Provision,
             "engines-ready" => Phase::EnginesReady,

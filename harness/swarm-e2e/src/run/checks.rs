@@ -18,6 +18,7 @@ use crate::cluster::Cluster;
 use crate::exit::{self, Failure};
 use crate::images::BUSYBOX_IMAGE;
 use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
+use crate::target::{NodeControl, NodeFault};
 
 /// Bound on creating a scenario's services and containers.
 const WORKLOAD_DEPLOY_LIMIT: Duration = Duration::from_secs(60);
@@ -127,6 +128,31 @@ fn record(
     });
 }
 
+/// Test hooks: a stopped engine and underlay faults, once the workloads run.
+fn inject_faults(ctx: &RunContext, control: Option<&dyn NodeControl>) -> Result<(), Failure> {
+    let wanted = ctx.opts.stopped_engine.is_some() || !ctx.opts.faults.is_empty();
+    let Some(control) = control.filter(|_| wanted) else {
+        return match wanted {
+            true => Err(Failure::invalid_input(format!(
+                "target {} cannot inject faults into its nodes",
+                ctx.target.name()
+            ))),
+            false => Ok(()),
+        };
+    };
+    ctx.rt
+        .block_on(async {
+            if let Some(node) = &ctx.opts.stopped_engine {
+                control.stop(node).await?;
+            }
+            for f in ctx.opts.faults.iter().filter(|f| f.fault != NodeFault::BadEngineOption) {
+                control.inject(&f.node, f.fault).await?;
+            }
+            anyhow::Ok(())
+        })
+        .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))
+}
+
 /// Phase: checks, against the formed cluster, once the test image is loaded.
 pub(super) fn run(
     ctx: &mut RunContext,
@@ -151,11 +177,7 @@ pub(super) fn run(
         }
     };
     let node_control = ctx.target.node_control(ctx.run_id());
-    if let (Some(node), Some(control)) = (&ctx.opts.stopped_engine, &node_control) {
-        ctx.rt
-            .block_on(control.stop(node))
-            .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
-    }
+    inject_faults(ctx, node_control.as_deref())?;
     let env = Arc::new(CheckEnv {
         scenario: ctx.scenario.clone(),
         cluster,

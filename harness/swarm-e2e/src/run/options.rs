@@ -14,6 +14,8 @@ pub struct RunOptions {
     pub panic_in: Option<Phase>,
     /// Test hook: stop this node's engine before the checks start.
     pub stopped_engine: Option<String>,
+    /// Test hook: break these nodes' underlay before the checks start.
+    pub faults: Vec<crate::target::InjectedFault>,
     /// Where failure artefacts go (`<dir>/<run-id>/`); `None` collects none.
     pub artifacts: Option<PathBuf>,
     /// Where the cluster runs.

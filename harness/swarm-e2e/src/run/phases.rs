@@ -20,7 +20,7 @@ use crate::exit::{self, Failure};
 use crate::images::{busybox_image_tarball, load_image};
 use crate::pki::Pki;
 use crate::report::{CheckOutcome, Event, NodeRecord, Phase};
-use crate::target::{Identity, ProvisionContext, ProvisionedNode};
+use crate::target::{Identity, NodeFault, ProvisionContext, ProvisionedNode};
 
 /// How long a stopped provisioning may take to land what it already sent.
 pub(crate) const PROVISION_GRACE: Duration = Duration::from_secs(30);
@@ -85,13 +85,22 @@ fn provision(ctx: &mut RunContext, pki: &Arc<Pki>) -> Result<Vec<ProvisionedNode
     let started = start_phase(ctx, Phase::Provision);
     let stop = CancellationToken::new();
     let limit = ctx.scenario.timeouts.provision;
-    let mut task = ctx.rt.spawn(ctx.target.clone().provision(ProvisionContext {
-        scenario: ctx.scenario.clone(),
-        run_id: ctx.run_id().to_string(),
-        pki: pki.clone(),
-        keep: ctx.opts.keep,
-        stop: stop.clone(),
-    }));
+    let mut task = ctx.rt.spawn(
+        ctx.target.clone().provision(ProvisionContext {
+            scenario: ctx.scenario.clone(),
+            run_id: ctx.run_id().to_string(),
+            pki: pki.clone(),
+            keep: ctx.opts.keep,
+            stop: stop.clone(),
+            broken_engines: ctx
+                .opts
+                .faults
+                .iter()
+                .filter(|f| f.fault == NodeFault::BadEngineOption)
+                .map(|f| f.node.clone())
+                .collect(),
+        }),
+    );
     let abort = task.abort_handle();
     let (target, interrupt) = (ctx.target.clone(), ctx.interrupt);
     let (joined, ended) = ctx.rt.block_on(async {
@@ -136,38 +145,44 @@ fn engines_ready(
     });
     let limit = ctx.scenario.timeouts.engines_ready;
     let (scenario, reporter) = (ctx.scenario.clone(), ctx.reporter.clone());
-    let result = ctx.rt.block_on(bounded(limit, &ctx.interrupt.stop, async {
-        try_join_all(provisioned.iter().map(|p| {
-            let (scenario, reporter) = (&scenario, &reporter);
-            async move {
-                let identity = match &p.identity {
-                    Identity::Address => ServerIdentity::Address,
-                    Identity::Name(name) => ServerIdentity::Name(name),
-                };
-                let docker = tls_engine(SocketAddr::new(p.address, p.port), &p.client, identity)?;
-                let waited = wait_ready(&docker, limit)
-                    .await
-                    .with_context(|| format!("node {} ({}:{})", p.name, p.address, p.port))?;
-                let version = docker.version().await?.version.unwrap_or_default();
-                reporter.event(&Event::NodeReady {
-                    node: p.name.clone(),
-                    address: p.address.to_string(),
-                    engine_version: version.clone(),
-                    elapsed: waited,
-                });
-                let declared = scenario.node(&p.name).expect("provisioned from the scenario");
-                anyhow::Ok(EngineNode {
-                    name: p.name.clone(),
-                    role: declared.role,
-                    address: p.address,
-                    docker,
-                    engine_version: version,
-                    node_id: String::new(),
-                })
-            }
-        }))
-        .await
-    }));
+    let names: Vec<String> = provisioned.iter().map(|p| p.name.clone()).collect();
+    let gone = ctx.target.node_exited(ctx.run_id(), &names);
+    let result = ctx.rt.block_on(bounded(
+        limit,
+        &ctx.interrupt.stop,
+        unless_gone(gone, async {
+            try_join_all(provisioned.iter().map(|p| {
+                let (scenario, reporter) = (&scenario, &reporter);
+                async move {
+                    let identity = match &p.identity {
+                        Identity::Address => ServerIdentity::Address,
+                        Identity::Name(name) => ServerIdentity::Name(name),
+                    };
+                    let docker = tls_engine(SocketAddr::new(p.address, p.port), &p.client, identity)?;
+                    let waited = wait_ready(&docker, limit)
+                        .await
+                        .with_context(|| format!("node {} ({}:{})", p.name, p.address, p.port))?;
+                    let version = docker.version().await?.version.unwrap_or_default();
+                    reporter.event(&Event::NodeReady {
+                        node: p.name.clone(),
+                        address: p.address.to_string(),
+                        engine_version: version.clone(),
+                        elapsed: waited,
+                    });
+                    let declared = scenario.node(&p.name).expect("provisioned from the scenario");
+                    anyhow::Ok(EngineNode {
+                        name: p.name.clone(),
+                        role: declared.role,
+                        address: p.address,
+                        docker,
+                        engine_version: version,
+                        node_id: String::new(),
+                    })
+                }
+            }))
+            .await
+        }),
+    ));
     let nodes = finish_phase(ctx, Phase::EnginesReady, started, result, |n| {
         format!("{} engine(s) answering over mTLS", n.len())
     })?;
@@ -205,10 +220,12 @@ fn cluster_formed(ctx: &mut RunContext, nodes: Vec<EngineNode>) -> Result<Arc<Cl
     let started = start_phase(ctx, Phase::ClusterFormed);
     let limit = ctx.scenario.timeouts.cluster_formed;
     let scenario = ctx.scenario.clone();
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let gone = ctx.target.node_exited(ctx.run_id(), &names);
     let result = ctx.rt.block_on(bounded(
         limit,
         &ctx.interrupt.stop,
-        form(&scenario, ctx.run_id(), nodes, limit),
+        unless_gone(gone, form(&scenario, ctx.run_id(), nodes, limit)),
     ));
     let cluster = finish_phase(ctx, Phase::ClusterFormed, started, result, |c| {
         match scenario.topology {
@@ -228,6 +245,17 @@ fn cluster_formed(ctx: &mut RunContext, nodes: Vec<EngineNode>) -> Result<Arc<Cl
     let cluster = Arc::new(cluster);
     ctx.cluster = Some(cluster.clone());
     Ok(cluster)
+}
+
+/// `fut`, unless a node is gone for good first: then the phase fails at once with why.
+async fn unless_gone<T>(
+    gone: futures_util::future::BoxFuture<'_, anyhow::Error>,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = fut => r,
+        e = gone => Err(e),
+    }
 }
 
 /// `fut`, bounded by `limit` and ended by `stop`.

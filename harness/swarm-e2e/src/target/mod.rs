@@ -60,6 +60,8 @@ pub struct ProvisionContext {
     pub keep: bool,
     /// Ends provisioning between steps; requests already sent are let land.
     pub stop: CancellationToken,
+    /// Test hook: nodes whose engine is set up to fail (`bad-engine-option`).
+    pub broken_engines: Vec<String>,
 }
 
 /// What the nodes' kernel has, for checks that need it.
@@ -71,10 +73,59 @@ pub struct KernelFacts {
     pub esp: bool,
 }
 
-/// Stops and starts a node's engine, keeping the node (and its address).
+/// Stops and starts a node's engine, keeping the node (and its address); injects the
+/// faults the project's own tests break clusters with.
 pub trait NodeControl: Send + Sync {
     fn stop<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     fn start<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn inject<'a>(&'a self, node: &'a str, fault: NodeFault) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// A fault of a node's underlay, as clouds and engine regressions break clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeFault {
+    /// The node's underlay interface carries at most this many bytes per packet.
+    UnderlayMtu(u32),
+    /// udp/4789 (VXLAN, the overlay's data path) to the node is dropped.
+    DropVxlan,
+    /// tcp+udp/7946 (gossip) to the node is dropped.
+    DropGossip,
+    /// The node's engine is configured with an option it does not know, so it exits
+    /// while it starts (applied at provisioning).
+    BadEngineOption,
+}
+
+/// A fault and the node it goes to: `mtu=1280@node-2`, `drop-vxlan@node-2`,
+/// `drop-gossip@node-2` (the hidden `--inject-fault` of `run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectedFault {
+    pub node: String,
+    pub fault: NodeFault,
+}
+
+impl std::str::FromStr for InjectedFault {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let (what, node) = spec
+            .split_once('@')
+            .ok_or_else(|| format!("`{spec}`: expected FAULT@NODE, e.g. drop-vxlan@node-2"))?;
+        let fault = match what.split_once('=') {
+            Some(("mtu", n)) => NodeFault::UnderlayMtu(n.parse().map_err(|_| format!("`{n}` is no MTU"))?),
+            None if what == "drop-vxlan" => NodeFault::DropVxlan,
+            None if what == "drop-gossip" => NodeFault::DropGossip,
+            None if what == "bad-engine-option" => NodeFault::BadEngineOption,
+            _ => {
+                return Err(format!(
+                    "`{what}`: faults are mtu=N, drop-vxlan, drop-gossip, bad-engine-option"
+                ));
+            }
+        };
+        Ok(InjectedFault {
+            node: node.to_string(),
+            fault,
+        })
+    }
 }
 
 /// How a teardown went: a line for the phase, and what could not be removed.
@@ -110,6 +161,12 @@ pub trait Target: Send + Sync {
 
     /// Resolves when provisioning failed beside its own task (the fake's backer).
     fn provision_failed(&self) -> BoxFuture<'_, anyhow::Error> {
+        Box::pin(std::future::pending())
+    }
+
+    /// Resolves when one of the run's nodes is gone for good (its container exited),
+    /// with the reason and its last log lines: the phases waiting on engines fail then.
+    fn node_exited<'a>(&'a self, _run_id: &'a str, _nodes: &'a [String]) -> BoxFuture<'a, anyhow::Error> {
         Box::pin(std::future::pending())
     }
 

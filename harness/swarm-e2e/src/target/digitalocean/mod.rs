@@ -20,7 +20,7 @@ use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean};
 use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
 use tokio::runtime::Runtime;
 
-use super::local::{ContainerNodeControl, container_log, host_kernel, require_node_images};
+use super::local::{ContainerNodeControl, container_log, host_kernel, node_container_exited, require_node_images};
 use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TargetChoice, TeardownReport};
 use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::{self, Failure};
@@ -222,6 +222,14 @@ impl Target for DoTarget {
             )
         } else {
             format!("{} droplet(s){store} active", nodes.len())
+        }
+    }
+
+    fn node_exited<'a>(&'a self, run_id: &'a str, nodes: &'a [String]) -> BoxFuture<'a, anyhow::Error> {
+        match (&self.host, self.is_fake()) {
+            // The fake's droplets are node containers: one that exits is a droplet gone.
+            (Some(host), true) => Box::pin(node_container_exited(host, run_id, nodes)),
+            _ => Box::pin(std::future::pending()),
         }
     }
 

@@ -15,14 +15,12 @@ use futures_util::StreamExt;
 use futures_util::future::{BoxFuture, join_all};
 use swarm_e2e_model::{Scenario, Topology};
 use testcontainers::{ContainerAsync, GenericImage};
-use tokio_util::sync::CancellationToken;
 
-use super::{Identity, KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TeardownReport};
+use super::{Identity, KernelFacts, NodeControl, NodeFault, ProvisionContext, ProvisionedNode, Target, TeardownReport};
 use crate::engine::{ENGINE_TLS_PORT, exec, host_engine, ping_host_engine};
 use crate::exit::Failure;
 use crate::images::resolve_node_image;
 use crate::marks::{self, node_container_name, run_dir};
-use crate::pki::Pki;
 use crate::report::NodeRecord;
 use nodes::{
     EngineConfig, KV_STORE_ENGINE, KV_STORE_PORT, NodeSpec, StartedNode, cluster_store_config, create_run_network,
@@ -67,15 +65,7 @@ impl Target for LocalTarget {
             if ctx.keep {
                 ctx.pki.write_client_dir(&run_dir(&ctx.run_id).join("certs"))?;
             }
-            let (handles, result) = provision(
-                &self.host,
-                &ctx.scenario,
-                &ctx.run_id,
-                ctx.keep,
-                &ctx.pki,
-                ctx.stop.clone(),
-            )
-            .await;
+            let (handles, result) = provision(&self.host, &ctx).await;
             self.handles.lock().unwrap().extend(handles);
             let client = Arc::new(ctx.pki.client.clone());
             Ok(result?
@@ -94,6 +84,10 @@ impl Target for LocalTarget {
 
     fn provisioned(&self, nodes: &[ProvisionedNode]) -> String {
         format!("{} node container(s)", nodes.len())
+    }
+
+    fn node_exited<'a>(&'a self, run_id: &'a str, nodes: &'a [String]) -> BoxFuture<'a, anyhow::Error> {
+        Box::pin(node_container_exited(&self.host, run_id, nodes))
     }
 
     fn image_source(&self) -> Option<&Docker> {
@@ -161,6 +155,55 @@ fn keep_lines(run_id: &str, nodes: &[NodeRecord]) -> String {
     }
     text.push_str(&format!("Remove it with: swarm-e2e down {run_id}"));
     text
+}
+
+/// Resolves when a node container of the run (one of `nodes`) has exited, with its exit
+/// code and last log lines. Driven by the host engine's `die` events; containers that
+/// died before the subscription are found by one look right after it.
+pub(crate) async fn node_container_exited(host: &Docker, run_id: &str, nodes: &[String]) -> anyhow::Error {
+    use bollard::query_parameters::EventsOptionsBuilder;
+    let filters = std::collections::HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("event".to_string(), vec!["die".to_string()]),
+        ("label".to_string(), vec![format!("{}={run_id}", marks::RUN)]),
+    ]);
+    let mut events = host.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+    for node in nodes {
+        if let Some(e) = exited(host, run_id, node).await {
+            return e;
+        }
+    }
+    while let Some(event) = events.next().await {
+        let Ok(event) = event else { break };
+        let node = event
+            .actor
+            .and_then(|a| a.attributes)
+            .and_then(|a| a.get(marks::NODE).cloned());
+        if let Some(node) = node.filter(|n| nodes.contains(n))
+            && let Some(e) = exited(host, run_id, &node).await
+        {
+            return e;
+        }
+    }
+    // The event stream ended (the engine went away): nothing more to say from here.
+    std::future::pending().await
+}
+
+/// The reason a node container is gone, if it has exited.
+async fn exited(host: &Docker, run_id: &str, node: &str) -> Option<anyhow::Error> {
+    let name = node_container_name(run_id, node);
+    let state = host.inspect_container(&name, None).await.ok()?.state?;
+    if state.running == Some(true) {
+        return None;
+    }
+    let code = state.exit_code.unwrap_or(-1);
+    let log = container_log(host, name.clone()).await.unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(12).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Some(anyhow::anyhow!(
+        "node {node} is gone: its container {name} exited with code {code}; its last log lines:\n    {}",
+        tail.join("\n    ")
+    ))
 }
 
 /// A container's own output (a node container's: its dockerd log), the last 2000 lines.
@@ -232,6 +275,27 @@ impl NodeControl for ContainerNodeControl {
     fn start<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.start_engine(node))
     }
+
+    fn inject<'a>(&'a self, node: &'a str, fault: NodeFault) -> BoxFuture<'a, anyhow::Result<()>> {
+        // Node containers have NET_ADMIN and iptables; the kernel has no netem.
+        let script = match fault {
+            NodeFault::UnderlayMtu(mtu) => format!("ip link set eth0 mtu {mtu}"),
+            NodeFault::DropVxlan => "iptables -I INPUT -p udp --dport 4789 -j DROP".to_string(),
+            NodeFault::DropGossip => "iptables -I INPUT -p tcp --dport 7946 -j DROP && \
+                                      iptables -I INPUT -p udp --dport 7946 -j DROP"
+                .to_string(),
+            NodeFault::BadEngineOption => {
+                return Box::pin(
+                    async move { anyhow::bail!("bad-engine-option applies at provisioning, not to {node}") },
+                );
+            }
+        };
+        Box::pin(async move {
+            self.node_exec(node, &script)
+                .await
+                .with_context(|| format!("injecting {fault:?} into node {node}"))
+        })
+    }
 }
 
 /// Whether this kernel has IPVS (local nodes share the host kernel).
@@ -282,14 +346,8 @@ pub async fn require_node_images(host: &Docker, scenario: &Scenario) -> anyhow::
 /// `stop` ends provisioning between steps. Requests already sent are never abandoned
 /// (a dropped create can still land after teardown looked), so a stopped provision
 /// returns once what it started has landed.
-async fn provision(
-    host: &Docker,
-    scenario: &Scenario,
-    run_id: &str,
-    keep: bool,
-    pki: &Pki,
-    stop: CancellationToken,
-) -> (NodeHandles, anyhow::Result<Vec<StartedNode>>) {
+async fn provision(host: &Docker, ctx: &ProvisionContext) -> (NodeHandles, anyhow::Result<Vec<StartedNode>>) {
+    let (scenario, run_id, keep, pki, stop) = (&*ctx.scenario, ctx.run_id.as_str(), ctx.keep, &*ctx.pki, &ctx.stop);
     let run_labels = marks::run_labels(run_id, &scenario.name, keep);
     let network = match create_run_network(host, run_id, &run_labels).await {
         Ok(n) => n,
@@ -301,7 +359,7 @@ async fn provision(
     let mut classic_config = Vec::new();
     let mut kv_address = None;
     if scenario.topology == Topology::Classic {
-        match start_kv_store(host, run_id, &network, run_labels.clone(), &stop).await {
+        match start_kv_store(host, run_id, &network, run_labels.clone(), stop).await {
             Ok((address, handle)) => {
                 handles.push(handle);
                 classic_config = cluster_store_config(&format!("etcd://{address}:{KV_STORE_PORT}"));
@@ -311,6 +369,13 @@ async fn provision(
         }
     }
     let classic_config = &classic_config;
+    // Test hook: an option no engine knows makes dockerd exit while it starts.
+    let broken: Vec<(&'static str, serde_json::Value)> = classic_config
+        .iter()
+        .cloned()
+        .chain([("swarm-e2e-injected-unknown-option", serde_json::json!(true))])
+        .collect();
+    let broken = &broken;
     // Every node start runs to its end, even after one failed: a start abandoned midway
     // could still create a container after teardown looked. A failure stops the others
     // at their next step instead.
@@ -325,7 +390,11 @@ async fn provision(
                 config: EngineConfig::Issue {
                     pki,
                     node,
-                    extra: classic_config,
+                    extra: if ctx.broken_engines.contains(&node.name) {
+                        broken
+                    } else {
+                        classic_config
+                    },
                 },
             };
             let r = start_node(host, run_id, spec, &network, run_labels, &stop).await;
@@ -349,7 +418,7 @@ async fn provision(
     }
     if errors.is_empty() {
         if let Some(address) = kv_address
-            && let Err(e) = wait_kv_store(address, &stop).await
+            && let Err(e) = wait_kv_store(address, stop).await
         {
             return (handles, Err(e));
         }
