@@ -42,6 +42,9 @@ struct JsonCheck<'a> {
     kind: &'a str,
     outcome: CheckOutcome,
     message: Option<&'a str>,
+    /// What a failure was traced to: the message's `cause:` line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<&'a str>,
     seconds: f64,
 }
 
@@ -76,6 +79,7 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
                         kind: &c.kind,
                         outcome: c.outcome,
                         message: c.message.as_deref(),
+                        cause: c.cause(),
                         seconds: c.duration.as_secs_f64(),
                     })
                     .collect(),

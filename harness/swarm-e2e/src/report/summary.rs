@@ -48,6 +48,17 @@ pub struct CheckRecord {
     pub duration: Duration,
 }
 
+impl CheckRecord {
+    /// What a failure was traced to: its message's `cause: …` line (diagnosis of the
+    /// underlay, a node gone), when there is one.
+    pub fn cause(&self) -> Option<&str> {
+        self.message
+            .as_deref()?
+            .lines()
+            .find_map(|l| l.strip_prefix("cause: "))
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeRecord {
     pub name: String,
@@ -141,4 +152,23 @@ pub fn summary_table(runs: &[RunSummary]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_traced_to_its_cause_says_so() {
+        let record = |message: &str| CheckRecord {
+            name: "c".into(),
+            kind: "ping-by-name".into(),
+            outcome: CheckOutcome::Failed,
+            message: Some(message.into()),
+            duration: Duration::ZERO,
+        };
+        let traced = record("reachability failed: …\ncause: udp/4789 between a and b is dropped (VXLAN data path)");
+        assert_eq!(traced.cause(), Some("udp/4789 between a and b is dropped (VXLAN data path)"));
+        assert_eq!(record("reachability failed\ncause not found: …").cause(), None);
+    }
 }
