@@ -311,6 +311,9 @@ pub enum CheckKind {
     /// With all but one manager down, creating a service fails for lack of quorum;
     /// with one back, it works.
     Quorum,
+    /// Every node's role, availability, node labels, engine labels and engine version
+    /// are as declared, when the checks start and again after the others ended.
+    ClusterState,
 }
 
 impl CheckKind {
@@ -327,6 +330,7 @@ impl CheckKind {
             CheckKind::Pause { .. } => "pause",
             CheckKind::NodeRestart { .. } => "node-restart",
             CheckKind::Quorum => "quorum",
+            CheckKind::ClusterState => "cluster-state",
         }
     }
 
@@ -339,10 +343,20 @@ impl CheckKind {
         )
     }
 
+    /// Checks that run after every other non-disruptive check has ended (disruptive
+    /// ones, and `cluster-state`, which looks again once the others are done).
+    pub fn runs_last(&self) -> bool {
+        self.is_disruptive() || matches!(self, CheckKind::ClusterState)
+    }
+
     /// Services this check observes (they are deployed before checks start).
     pub fn services(&self) -> Vec<&str> {
         match self {
-            CheckKind::PingByName { .. } | CheckKind::Network { .. } | CheckKind::Membership | CheckKind::Quorum => {
+            CheckKind::PingByName { .. }
+            | CheckKind::Network { .. }
+            | CheckKind::Membership
+            | CheckKind::Quorum
+            | CheckKind::ClusterState => {
                 vec![]
             }
             CheckKind::Placement { service, .. }

@@ -142,6 +142,7 @@ const CHECK_KINDS: &[&str] = &[
     "pause",
     "node-restart",
     "quorum",
+    "cluster-state",
 ];
 
 /// Reads and validates a scenario file.
@@ -975,7 +976,7 @@ impl Parser {
                 "pending" => (&["service"], &[]),
                 "dns" => (&["from", "network", "query", "service"], &[]),
                 "network" => (&["network"], &[]),
-                "membership" | "quorum" => (&[], &[]),
+                "membership" | "quorum" | "cluster-state" => (&[], &[]),
                 "starts-when-labelled" => (&["service", "node", "label"], &[]),
                 "drain" | "pause" => (&["service", "node"], &[]),
                 "node-restart" => (&["node", "service"], &["from", "network"]),
@@ -1220,6 +1221,7 @@ impl Parser {
                     }
                 }
                 "membership" => CheckKind::Membership,
+                "cluster-state" => CheckKind::ClusterState,
                 "quorum" => {
                     let managers = nodes.iter().filter(|n| n.role == Role::Manager).count();
                     if managers < 3 {

@@ -4,6 +4,7 @@
 //! real cluster and fails with what it expected and what it saw; none of them knows
 //! which target built the cluster.
 
+mod cluster_state;
 mod dns;
 mod drain;
 mod membership;
@@ -89,8 +90,13 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
             .await;
         }
     }
+    // `cluster-state` looks once now, as the checks start, and again at the end.
+    let at_start = match check.kind {
+        CheckKind::ClusterState => Some(cluster_state::drift(env).await),
+        _ => None,
+    };
     // Disruptive checks (drain, node restarts, quorum loss) run alone, after the rest.
-    let (_done, _exclusive) = if check.kind.is_disruptive() {
+    let (_done, _exclusive) = if check.kind.runs_last() {
         let mut left = env.plain_left.subscribe();
         // Bounded: a check that never ends is already failing on its own bound.
         let _ = tokio::time::timeout(env.timeout * 2, left.wait_for(|n| *n == 0)).await;
@@ -132,6 +138,7 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
             network,
         } => node_restart::run(env, &check.name, node, service, from.as_deref(), network.as_deref()).await,
         CheckKind::Quorum => quorum::run(env).await,
+        CheckKind::ClusterState => cluster_state::run(env, at_start.unwrap_or_else(|| Ok(Vec::new()))).await,
     };
     let outcome = match result {
         Ok(o) => o,

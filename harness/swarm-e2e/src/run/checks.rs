@@ -14,7 +14,7 @@ use swarm_e2e_model::{BUSYBOX, Scenario};
 use super::RunContext;
 use super::phases::{AbortOnDrop, bounded, finish_phase, start_phase};
 use crate::checks::{CheckEnv, Outcome, deploy_workloads, run_check};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, update_node_spec};
 use crate::exit::{self, Failure};
 use crate::images::BUSYBOX_IMAGE;
 use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
@@ -128,25 +128,39 @@ fn record(
     });
 }
 
-/// Test hooks: a stopped engine and underlay faults, once the workloads run.
-fn inject_faults(ctx: &RunContext, control: Option<&dyn NodeControl>) -> Result<(), Failure> {
-    let wanted = ctx.opts.stopped_engine.is_some() || !ctx.opts.faults.is_empty();
-    let Some(control) = control.filter(|_| wanted) else {
-        return match wanted {
-            true => Err(Failure::invalid_input(format!(
-                "target {} cannot inject faults into its nodes",
-                ctx.target.name()
-            ))),
-            false => Ok(()),
-        };
-    };
+/// Test hooks: a stopped engine and node faults, once the workloads run. Label faults
+/// go through the swarm API (every target); the others through the target's node control.
+fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeControl>) -> Result<(), Failure> {
+    let (labels, inside): (Vec<_>, Vec<_>) = ctx
+        .opts
+        .faults
+        .iter()
+        .filter(|f| f.fault != NodeFault::BadEngineOption)
+        .partition(|f| matches!(f.fault, NodeFault::RemoveNodeLabel(_)));
+    let wanted = ctx.opts.stopped_engine.is_some() || !inside.is_empty();
+    if wanted && control.is_none() {
+        return Err(Failure::invalid_input(format!(
+            "target {} cannot inject faults into its nodes",
+            ctx.target.name()
+        )));
+    }
     ctx.rt
         .block_on(async {
-            if let Some(node) = &ctx.opts.stopped_engine {
-                control.stop(node).await?;
+            for f in labels {
+                if let NodeFault::RemoveNodeLabel(key) = &f.fault {
+                    update_node_spec(&cluster.manager().docker, &cluster.node(&f.node).node_id, |s| {
+                        s.labels.get_or_insert_with(HashMap::new).remove(key);
+                    })
+                    .await?;
+                }
             }
-            for f in ctx.opts.faults.iter().filter(|f| f.fault != NodeFault::BadEngineOption) {
-                control.inject(&f.node, f.fault).await?;
+            if let Some(control) = control.filter(|_| wanted) {
+                if let Some(node) = &ctx.opts.stopped_engine {
+                    control.stop(node).await?;
+                }
+                for f in inside {
+                    control.inject(&f.node, f.fault.clone()).await?;
+                }
             }
             anyhow::Ok(())
         })
@@ -177,7 +191,7 @@ pub(super) fn run(
         }
     };
     let node_control = ctx.target.node_control(ctx.run_id());
-    inject_faults(ctx, node_control.as_deref())?;
+    inject_faults(ctx, &cluster, node_control.as_deref())?;
     let env = Arc::new(CheckEnv {
         scenario: ctx.scenario.clone(),
         cluster,
@@ -192,7 +206,7 @@ pub(super) fn run(
             trials(&ctx.scenario, None)
                 .iter()
                 .zip(&ctx.scenario.checks)
-                .filter(|(t, c)| !c.kind.is_disruptive() && !ctx.args.is_filtered_out(t))
+                .filter(|(t, c)| !c.kind.runs_last() && !ctx.args.is_filtered_out(t))
                 .count(),
         ),
     });

@@ -81,8 +81,8 @@ pub trait NodeControl: Send + Sync {
     fn inject<'a>(&'a self, node: &'a str, fault: NodeFault) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
-/// A fault of a node's underlay, as clouds and engine regressions break clusters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A fault of a node, as clouds, operators and engine regressions break clusters.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeFault {
     /// The node's underlay interface carries at most this many bytes per packet.
     UnderlayMtu(u32),
@@ -93,6 +93,9 @@ pub enum NodeFault {
     /// The node's engine is configured with an option it does not know, so it exits
     /// while it starts (applied at provisioning).
     BadEngineOption,
+    /// A declared node label is removed once the swarm formed (through the swarm API,
+    /// on every target).
+    RemoveNodeLabel(String),
 }
 
 /// A fault and the node it goes to: `mtu=1280@node-2`, `drop-vxlan@node-2`,
@@ -112,12 +115,13 @@ impl std::str::FromStr for InjectedFault {
             .ok_or_else(|| format!("`{spec}`: expected FAULT@NODE, e.g. drop-vxlan@node-2"))?;
         let fault = match what.split_once('=') {
             Some(("mtu", n)) => NodeFault::UnderlayMtu(n.parse().map_err(|_| format!("`{n}` is no MTU"))?),
+            Some(("unlabel", key)) => NodeFault::RemoveNodeLabel(key.to_string()),
             None if what == "drop-vxlan" => NodeFault::DropVxlan,
             None if what == "drop-gossip" => NodeFault::DropGossip,
             None if what == "bad-engine-option" => NodeFault::BadEngineOption,
             _ => {
                 return Err(format!(
-                    "`{what}`: faults are mtu=N, drop-vxlan, drop-gossip, bad-engine-option"
+                    "`{what}`: faults are mtu=N, drop-vxlan, drop-gossip, bad-engine-option, unlabel=KEY"
                 ));
             }
         };

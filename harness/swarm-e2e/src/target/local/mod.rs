@@ -284,10 +284,8 @@ impl NodeControl for ContainerNodeControl {
             NodeFault::DropGossip => "iptables -I INPUT -p tcp --dport 7946 -j DROP && \
                                       iptables -I INPUT -p udp --dport 7946 -j DROP"
                 .to_string(),
-            NodeFault::BadEngineOption => {
-                return Box::pin(
-                    async move { anyhow::bail!("bad-engine-option applies at provisioning, not to {node}") },
-                );
+            NodeFault::BadEngineOption | NodeFault::RemoveNodeLabel(_) => {
+                return Box::pin(async move { anyhow::bail!("{fault:?} is not injected inside node {node}") });
             }
         };
         Box::pin(async move {

@@ -1,0 +1,102 @@
+//! `cluster-state`: the cluster is as the scenario declares it, when the checks start and
+//! again once the other checks ended: every node's role, availability, node labels,
+//! engine labels, engine version, and that it is Ready. A drift names the node, the key,
+//! the declared and the actual value (a label lost after formation passes every other
+//! check: running tasks are not moved when their constraint stops holding).
+
+use bollard::models::{NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState};
+use swarm_e2e_model::Role;
+
+use super::{CheckEnv, Outcome};
+
+/// What differs from the declaration, one line per node and key.
+pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
+    let listed = env.cluster.manager().docker.list_nodes(None).await?;
+    let names = env.cluster.names_by_id();
+    let mut out = Vec::new();
+    for declared in &env.scenario.nodes {
+        let Some(node) = listed
+            .iter()
+            .find(|n| n.id.as_ref().and_then(|id| names.get(id)) == Some(&declared.name))
+        else {
+            out.push(format!("{}: not in the swarm", declared.name));
+            continue;
+        };
+        let name = &declared.name;
+        let spec = node.spec.clone().unwrap_or_default();
+        let role = match spec.role {
+            Some(NodeSpecRoleEnum::MANAGER) => "manager",
+            Some(NodeSpecRoleEnum::WORKER) => "worker",
+            _ => "none",
+        };
+        let want_role = match declared.role {
+            Role::Manager => "manager",
+            _ => "worker",
+        };
+        if role != want_role {
+            out.push(format!("{name}: role: declared {want_role}, actual {role}"));
+        }
+        let availability = spec.availability.map(|a| a.to_string()).unwrap_or_default();
+        if spec.availability != Some(NodeSpecAvailabilityEnum::ACTIVE) {
+            out.push(format!("{name}: availability: declared active, actual {availability}"));
+        }
+        let state = node.status.as_ref().and_then(|s| s.state);
+        if state != Some(NodeState::READY) {
+            let state = state.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
+            out.push(format!("{name}: state: expected ready, actual {state}"));
+        }
+        let labels = spec.labels.unwrap_or_default();
+        for (key, value) in &declared.labels {
+            match labels.get(key) {
+                Some(v) if v == value => {}
+                actual => out.push(format!(
+                    "{name}: node label {key}: declared {value:?}, actual {}",
+                    actual.map(|v| format!("{v:?}")).unwrap_or_else(|| "none".into())
+                )),
+            }
+        }
+        let engine = node.description.as_ref().and_then(|d| d.engine.clone()).unwrap_or_default();
+        let engine_labels = engine.labels.unwrap_or_default();
+        for (key, value) in &declared.engine_labels {
+            match engine_labels.get(key) {
+                Some(v) if v == value => {}
+                actual => out.push(format!(
+                    "{name}: engine label {key}: declared {value:?}, actual {}",
+                    actual.map(|v| format!("{v:?}")).unwrap_or_else(|| "none".into())
+                )),
+            }
+        }
+        // A packaged release (MAJOR.MINOR) or a static image's version; an archive's URL
+        // or path names no version to compare.
+        let version = engine.engine_version.unwrap_or_default();
+        let comparable = !declared.engine.contains('/');
+        if comparable && !version.replace('+', "-").starts_with(&declared.engine.replace('+', "-")) {
+            out.push(format!(
+                "{name}: engine version: declared {}, actual {version}",
+                declared.engine
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Compares before (`at_start`, taken when the checks started) and now.
+pub(super) async fn run(env: &CheckEnv, at_start: anyhow::Result<Vec<String>>) -> anyhow::Result<Outcome> {
+    let at_start = at_start?;
+    let after = drift(env).await?;
+    let mut problems = Vec::new();
+    if !at_start.is_empty() {
+        problems.push(format!("when the checks started:\n  {}", at_start.join("\n  ")));
+    }
+    if !after.is_empty() {
+        problems.push(format!("after the other checks:\n  {}", after.join("\n  ")));
+    }
+    Ok(if problems.is_empty() {
+        Outcome::Passed
+    } else {
+        Outcome::Failed(format!(
+            "the cluster is not as declared {}",
+            problems.join("\n")
+        ))
+    })
+}
