@@ -55,7 +55,11 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
                 )),
             }
         }
-        let engine = node.description.as_ref().and_then(|d| d.engine.clone()).unwrap_or_default();
+        let engine = node
+            .description
+            .as_ref()
+            .and_then(|d| d.engine.clone())
+            .unwrap_or_default();
         let engine_labels = engine.labels.unwrap_or_default();
         for (key, value) in &declared.engine_labels {
             match engine_labels.get(key) {
@@ -70,7 +74,11 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
         // or path names no version to compare.
         let version = engine.engine_version.unwrap_or_default();
         let comparable = !declared.engine.contains('/');
-        if comparable && !version.replace('+', "-").starts_with(&declared.engine.replace('+', "-")) {
+        if comparable
+            && !version
+                .replace('+', "-")
+                .starts_with(&declared.engine.replace('+', "-"))
+        {
             out.push(format!(
                 "{name}: engine version: declared {}, actual {version}",
                 declared.engine
@@ -94,9 +102,6 @@ pub(super) async fn run(env: &CheckEnv, at_start: anyhow::Result<Vec<String>>) -
     Ok(if problems.is_empty() {
         Outcome::Passed
     } else {
-        Outcome::Failed(format!(
-            "the cluster is not as declared {}",
-            problems.join("\n")
-        ))
+        Outcome::Failed(format!("the cluster is not as declared {}", problems.join("\n")))
     })
 }

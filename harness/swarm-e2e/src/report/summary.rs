@@ -52,10 +52,7 @@ impl CheckRecord {
     /// What a failure was traced to: its message's `cause: …` line (diagnosis of the
     /// underlay, a node gone), when there is one.
     pub fn cause(&self) -> Option<&str> {
-        self.message
-            .as_deref()?
-            .lines()
-            .find_map(|l| l.strip_prefix("cause: "))
+        self.message.as_deref()?.lines().find_map(|l| l.strip_prefix("cause: "))
     }
 }
 
@@ -168,7 +165,10 @@ mod tests {
             duration: Duration::ZERO,
         };
         let traced = record("reachability failed: …\ncause: udp/4789 between a and b is dropped (VXLAN data path)");
-        assert_eq!(traced.cause(), Some("udp/4789 between a and b is dropped (VXLAN data path)"));
+        assert_eq!(
+            traced.cause(),
+            Some("udp/4789 between a and b is dropped (VXLAN data path)")
+        );
         assert_eq!(record("reachability failed\ncause not found: …").cause(), None);
     }
 }

@@ -257,8 +257,16 @@ mod tests {
         let f: InjectedFault = "mtu=1280@node-2".parse().unwrap();
         assert_eq!(f.fault, NodeFault::UnderlayMtu(1280));
         assert_eq!(f.node, "node-2");
-        assert_eq!("drop-vxlan@n".parse::<InjectedFault>().unwrap().fault, NodeFault::DropVxlan);
-        assert!("drop-vxlan".parse::<InjectedFault>().unwrap_err().contains("FAULT@NODE"));
+        assert_eq!(
+            "drop-vxlan@n".parse::<InjectedFault>().unwrap().fault,
+            NodeFault::DropVxlan
+        );
+        assert!(
+            "drop-vxlan"
+                .parse::<InjectedFault>()
+                .unwrap_err()
+                .contains("FAULT@NODE")
+        );
         assert!("netem@n".parse::<InjectedFault>().unwrap_err().contains("drop-gossip"));
         assert!("mtu=big@n".parse::<InjectedFault>().unwrap_err().contains("no MTU"));
     }
