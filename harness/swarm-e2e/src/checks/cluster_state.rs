@@ -45,31 +45,25 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
             let state = state.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
             out.push(format!("{name}: state: expected ready, actual {state}"));
         }
-        let labels = spec.labels.unwrap_or_default();
-        for (key, value) in &declared.labels {
-            match labels.get(key) {
-                Some(v) if v == value => {}
-                actual => out.push(format!(
-                    "{name}: node label {key}: declared {value:?}, actual {}",
-                    actual.map(|v| format!("{v:?}")).unwrap_or_else(|| "none".into())
-                )),
-            }
-        }
         let engine = node
             .description
             .as_ref()
             .and_then(|d| d.engine.clone())
             .unwrap_or_default();
-        let engine_labels = engine.labels.unwrap_or_default();
-        for (key, value) in &declared.engine_labels {
-            match engine_labels.get(key) {
-                Some(v) if v == value => {}
-                actual => out.push(format!(
-                    "{name}: engine label {key}: declared {value:?}, actual {}",
-                    actual.map(|v| format!("{v:?}")).unwrap_or_else(|| "none".into())
-                )),
-            }
-        }
+        compare_labels(
+            &mut out,
+            name,
+            "node label",
+            &declared.labels,
+            &spec.labels.unwrap_or_default(),
+        );
+        compare_labels(
+            &mut out,
+            name,
+            "engine label",
+            &declared.engine_labels,
+            &engine.labels.unwrap_or_default(),
+        );
         // A packaged release (MAJOR.MINOR) or a static image's version; an archive's URL
         // or path names no version to compare.
         let version = engine.engine_version.unwrap_or_default();
@@ -86,6 +80,25 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// Every declared label must be there with its value (others may be added by checks).
+fn compare_labels(
+    out: &mut Vec<String>,
+    node: &str,
+    what: &str,
+    declared: &std::collections::BTreeMap<String, String>,
+    actual: &std::collections::HashMap<String, String>,
+) {
+    for (key, value) in declared {
+        match actual.get(key) {
+            Some(v) if v == value => {}
+            other => out.push(format!(
+                "{node}: {what} {key}: declared {value:?}, actual {}",
+                other.map(|v| format!("{v:?}")).unwrap_or_else(|| "none".into())
+            )),
+        }
+    }
 }
 
 /// Compares before (`at_start`, taken when the checks started) and now.
