@@ -152,8 +152,9 @@ fn run(
     record_outcome(result, &mut ctx);
     collect_artifacts(&mut ctx);
     if opts.keep && ctx.summary.exit_code != exit::INTERRUPTED {
-        guard.armed = false;
+        // Disarmed only once the target kept the run: a panic in `keep` still tears down.
         let text = ctx.target.keep(ctx.run_id(), &ctx.summary.nodes);
+        guard.armed = false;
         ctx.note(text);
         return ctx.summary;
     }
