@@ -54,12 +54,6 @@ impl Failure {
         Failure::new(INVALID_INPUT, message)
     }
 
-    /// An error chain as one failure: the chain joined by `: `, a hint written into any
-    /// of its messages (`…\nhint: …`) moved to the end.
-    pub fn from_error(code: i32, e: &anyhow::Error) -> Failure {
-        Failure::new(code, format!("{e:#}"))
-    }
-
     /// Prints the failure to stderr (never panics on a closed pipe).
     pub fn print(&self) {
         use std::io::Write as _;
@@ -78,6 +72,14 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// An error chain from the harness's side: an infrastructure failure (exit 3), the chain
+/// joined by `: `, a hint written into any of its messages (`…\nhint: …`) moved to the end.
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::new(INFRASTRUCTURE, format!("{e:#}"))
+    }
+}
 
 /// Splits `message\nhint: …` (the hint may sit in the middle of a joined error chain)
 /// into the message and the hint.

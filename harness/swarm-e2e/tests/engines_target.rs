@@ -6,14 +6,13 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, LocalNodeState, NetworkCreateRequest, SwarmInitRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
 };
 use support::{Output, repo, run, run_signalled};
 use swarm_e2e::engine::{ENGINE_TLS_PORT, ServerIdentity, host_engine, tls_engine};
@@ -331,15 +330,7 @@ expect_nodes = ["swarm-demo-1"]
             info.swarm.and_then(|s| s.local_node_state),
             Some(LocalNodeState::ACTIVE)
         );
-        let services = engines
-            .docker(0)
-            .list_services(Some(
-                ListServicesOptionsBuilder::new()
-                    .filters(&HashMap::<String, Vec<String>>::new())
-                    .build(),
-            ))
-            .await
-            .unwrap();
+        let services = engines.docker(0).list_services(None).await.unwrap();
         assert!(services.is_empty());
     });
     // ... unless the run may make it leave.

@@ -102,6 +102,7 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
     // Step 1: name resolution (the embedded DNS learns remote names by gossip). While
     // there is no answer, gossip between the nodes is looked at every few seconds: a
     // cut fails the check at once, with its cause, instead of waiting out the bound.
+    // The nodes the target runs on: where a diagnosis looks (the target already runs).
     let nodes = underlay::nodes_of(env, target).await;
     let started = std::time::Instant::now();
     // Gossip is looked at every GOSSIP_GRACE (its failure detection takes seconds).
@@ -153,18 +154,24 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
     })
     .await;
     if let Err(e) = pinged {
-        let cause = underlay::path_cause(env, ping.check, from, &underlay::nodes_of(env, target).await, network).await;
+        let cause = underlay::path_cause(env, ping.check, from, &nodes, network).await;
         return Ok(Outcome::Failed(format!(
             "reachability failed: `{target}` resolved to {} from {from}, but `ping -c 1 {target}` got no reply: {e:#}\n{cause}",
             addrs.join(", ")
         )));
     }
-    large_ping(env, docker, probe, ping).await
+    large_ping(env, docker, probe, ping, &nodes).await
 }
 
 /// Step 3: a packet as large as the overlay carries (or `payload` bytes). An underlay
 /// smaller than the overlay assumes lets the small ping through and loses this one.
-async fn large_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_>) -> anyhow::Result<Outcome> {
+async fn large_ping(
+    env: &CheckEnv,
+    docker: &Docker,
+    probe: &str,
+    ping: &Ping<'_>,
+    target_nodes: &[String],
+) -> anyhow::Result<Outcome> {
     let (code, out) = exec(docker, probe, &["cat", "/sys/class/net/eth0/mtu"]).await?;
     let overlay_mtu: u32 = match out.trim().parse() {
         Ok(m) if code == 0 => m,
@@ -192,8 +199,7 @@ async fn large_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
         return Ok(Outcome::Passed);
     };
     let mut nodes = vec![ping.from.to_string()];
-    nodes.extend(underlay::nodes_of(env, target).await);
-    nodes.dedup();
+    nodes.extend(target_nodes.iter().filter(|n| n.as_str() != ping.from).cloned());
     let cause = underlay::mtu_cause(env, ping.check, &nodes, (size + 28).min(overlay_mtu)).await;
     Ok(Outcome::Failed(format!(
         "large packets are lost: `ping -s {size} {target}` ({} bytes on {}) from {} got no reply, while a \

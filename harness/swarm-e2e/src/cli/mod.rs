@@ -152,16 +152,9 @@ pub(crate) fn say(line: &str) {
 
 /// The host engine, answering, or the failure that says how to start one.
 async fn host() -> Result<Docker, Failure> {
-    let host = crate::engine::host_engine().map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
-    crate::engine::ping_host_engine(&host)
-        .await
-        .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+    let host = crate::engine::host_engine()?;
+    crate::engine::ping_host_engine(&host).await?;
     Ok(host)
-}
-
-/// An infrastructure failure from an error chain.
-fn infra(e: anyhow::Error) -> Failure {
-    Failure::from_error(exit::INFRASTRUCTURE, &e)
 }
 
 /// An engine given on the command line, checked like a scenario's `engine` field.

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use tokio::runtime::Runtime;
 
-use super::{host, infra, say};
+use super::{host, say};
 use crate::exit::{self, Failure};
 use crate::images;
 
@@ -58,8 +58,7 @@ pub fn main(rt: &Runtime, command: NodeImageCommand) -> Result<i32, Failure> {
                         let engine = engine.as_deref().unwrap_or(swarm_e2e_model::DEFAULT_ENGINE);
                         images::build_node_image(&host, engine, force, &progress).await
                     }
-                }
-                .map_err(infra)?;
+                }?;
                 say(&format!(
                     "{} {} ({}: engine {}, containerd {}, runc {}, {} MB)",
                     info.tag,
@@ -72,7 +71,7 @@ pub fn main(rt: &Runtime, command: NodeImageCommand) -> Result<i32, Failure> {
                 ));
             }
             NodeImageCommand::Ls => {
-                let built = images::list_node_images(&host).await.map_err(infra)?;
+                let built = images::list_node_images(&host).await?;
                 for r in images::ENGINE_RELEASES {
                     if !built.iter().any(|i| i.tag == images::node_image_tag(r.engine)) {
                         say(&format!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::runtime::Runtime;
 
-use super::{host, infra, say};
+use super::{host, say};
 use crate::engine::ENGINE_TLS_PORT;
 use crate::exit::{self, Failure};
 use crate::marks::{now_unix, run_dir};
@@ -65,7 +65,7 @@ pub fn down(rt: &Runtime, run_id: &str) -> Result<i32, Failure> {
 pub fn env(rt: &Runtime, run_id: &str, node: &str) -> Result<i32, Failure> {
     rt.block_on(async {
         let host = host().await?;
-        let address = node_address(&host, run_id, node).await.map_err(infra)?;
+        let address = node_address(&host, run_id, node).await?;
         let certs = run_dir(run_id).join("certs");
         if !certs.join("key.pem").is_file() {
             return Err(Failure::infrastructure(format!(
@@ -85,7 +85,7 @@ pub fn env(rt: &Runtime, run_id: &str, node: &str) -> Result<i32, Failure> {
 pub fn ls(rt: &Runtime) -> Result<i32, Failure> {
     rt.block_on(async {
         let host = host().await?;
-        let found = find_resources(&host, None).await.map_err(infra)?;
+        let found = find_resources(&host, None).await?;
         print_runs(&found);
         Ok(exit::OK)
     })
@@ -101,8 +101,7 @@ pub fn sweep(rt: &Runtime, a: SweepArgs) -> Result<i32, Failure> {
         let now = now_unix();
         let min_age = a.older_than.map(|d| d.as_secs()).unwrap_or(0);
         let found: Vec<_> = find_resources(&host, None)
-            .await
-            .map_err(infra)?
+            .await?
             .into_iter()
             .filter(|r| a.include_kept || !r.kept)
             .filter(|r| r.created.is_none_or(|c| now.saturating_sub(c) >= min_age))
@@ -135,7 +134,7 @@ pub fn sweep(rt: &Runtime, a: SweepArgs) -> Result<i32, Failure> {
 }
 
 async fn sweep_digitalocean(client: &swarm_e2e_digitalocean::client::DoClient, a: &SweepArgs) -> Result<i32, Failure> {
-    let found = do_sweep::find(client).await.map_err(infra)?;
+    let found = do_sweep::find(client).await?;
     let found = do_sweep::older_than(found, a.older_than.unwrap_or_default());
     if found.is_empty() {
         say("nothing to sweep on DigitalOcean");

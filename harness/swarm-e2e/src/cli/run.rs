@@ -258,9 +258,7 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
     rt.block_on(async {
         let host = host().await?;
         for e in &engines {
-            images::resolve_node_image(&host, e)
-                .await
-                .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+            images::resolve_node_image(&host, e).await?;
         }
         Ok::<_, Failure>(())
     })?;

@@ -164,7 +164,7 @@ fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeC
             }
             anyhow::Ok(())
         })
-        .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))
+        .map_err(Failure::from)
 }
 
 /// Phase: checks, against the formed cluster, once the test image is loaded.

@@ -42,7 +42,7 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Provision, engines ready, cluster formed, checks. Returns the checks' exit code.
 pub(super) fn provision_to_checks(ctx: &mut RunContext) -> Result<i32, Failure> {
-    let pki = Arc::new(Pki::new(ctx.run_id()).map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?);
+    let pki = Arc::new(Pki::new(ctx.run_id())?);
     let provisioned = provision(ctx, &pki)?;
     inject_panic(ctx, Phase::Provision);
     if let Some(reason) = ctx.target.without_engines() {

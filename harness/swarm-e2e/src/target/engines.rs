@@ -285,9 +285,7 @@ impl Target for EnginesTarget {
                 )
                 .with_hint("start one (`dockerd &`, Debian: `apt-get install docker.io busybox-static`)")
             })?;
-            ping_host_engine(host)
-                .await
-                .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+            ping_host_engine(host).await?;
             let inspected = join_all(self.for_scenario(scenario).into_iter().map(|e| {
                 let declared = scenario.node(&e.node).expect("checked above");
                 let labels: Vec<String> = declared.engine_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -23,7 +23,7 @@ use tokio::runtime::Runtime;
 use super::local::{ContainerNodeControl, container_log, host_kernel, node_container_exited, require_node_images};
 use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TargetChoice, TeardownReport};
 use crate::engine::{host_engine, ping_host_engine};
-use crate::exit::{self, Failure};
+use crate::exit::Failure;
 use crate::marks::node_container_name;
 use crate::report::{NodeRecord, RunSummary};
 use fake_backer::Backer;
@@ -87,11 +87,7 @@ impl DoTarget {
             TargetChoice::DigitalOcean { no_engines } => (*no_engines, None),
             _ => unreachable!("DoTarget is chosen for DigitalOcean targets only"),
         };
-        let host = if no_engines {
-            None
-        } else {
-            Some(host_engine().map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?)
-        };
+        let host = if no_engines { None } else { Some(host_engine()?) };
         let mut settings = DoSettings::from_env();
         // The droplet wait gives up inside the phase bound, so its error (which names the
         // droplets not ready and their status) is the one reported.
@@ -158,8 +154,7 @@ impl Target for DoTarget {
                     }
                     anyhow::Ok(())
                 }
-                .await
-                .map_err(|e| Failure::from_error(exit::INFRASTRUCTURE, &e))?;
+                .await?;
             }
             Ok(())
         })

@@ -36,7 +36,7 @@ pub struct LocalTarget {
 
 impl LocalTarget {
     pub fn new() -> Result<LocalTarget, Failure> {
-        let host = host_engine().map_err(|e| Failure::from_error(crate::exit::INFRASTRUCTURE, &e))?;
+        let host = host_engine()?;
         Ok(LocalTarget {
             host,
             handles: Mutex::new(Vec::new()),
@@ -56,7 +56,7 @@ impl Target for LocalTarget {
                 require_node_images(&self.host, scenario).await
             }
             .await
-            .map_err(|e| Failure::from_error(crate::exit::INFRASTRUCTURE, &e))
+            .map_err(Failure::from)
         })
     }
 
