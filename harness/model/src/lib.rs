@@ -314,7 +314,41 @@ pub enum CheckKind {
     /// Every node's role, availability, node labels, engine labels and engine version
     /// are as declared, when the checks start and again after the others ended.
     ClusterState,
+    /// `bytes` go over TCP each way between probes on `from` and `to`, across `network`:
+    /// full-size segments cross the underlay (path-MTU black holes show only there).
+    Mtu {
+        from: String,
+        to: String,
+        network: String,
+        bytes: u64,
+    },
+    /// (disruptive) With `percent`% of the underlay packets between the nodes dropped on
+    /// arrival, TCP over `network` still delivers `bytes` each way between `from` and `to`.
+    PacketLoss {
+        from: String,
+        to: String,
+        network: String,
+        percent: u32,
+        bytes: u64,
+    },
+    /// (disruptive) `nodes` are cut from the rest at the underlay until the swarm sees
+    /// them Down; once healed, every node is Ready again and `from` resolves and pings
+    /// `target` across `network` within the bound.
+    Partition {
+        nodes: Vec<String>,
+        from: String,
+        network: String,
+        target: String,
+    },
 }
+
+/// What a TCP transfer check moves by default: a few MiB, so that a path which loses
+/// full-size segments stalls instead of passing on a handshake.
+pub const DEFAULT_TRANSFER_BYTES: u64 = 4 << 20;
+/// The largest transfer a check may ask for.
+pub const MAX_TRANSFER_BYTES: u64 = 256 << 20;
+/// The share of underlay packets `packet-loss` drops unless told.
+pub const DEFAULT_LOSS_PERCENT: u32 = 10;
 
 impl CheckKind {
     pub fn kind_name(&self) -> &'static str {
@@ -331,6 +365,9 @@ impl CheckKind {
             CheckKind::NodeRestart { .. } => "node-restart",
             CheckKind::Quorum => "quorum",
             CheckKind::ClusterState => "cluster-state",
+            CheckKind::Mtu { .. } => "mtu",
+            CheckKind::PacketLoss { .. } => "packet-loss",
+            CheckKind::Partition { .. } => "partition",
         }
     }
 
@@ -339,7 +376,12 @@ impl CheckKind {
     pub fn is_disruptive(&self) -> bool {
         matches!(
             self,
-            CheckKind::Drain { .. } | CheckKind::Pause { .. } | CheckKind::NodeRestart { .. } | CheckKind::Quorum
+            CheckKind::Drain { .. }
+                | CheckKind::Pause { .. }
+                | CheckKind::NodeRestart { .. }
+                | CheckKind::Quorum
+                | CheckKind::PacketLoss { .. }
+                | CheckKind::Partition { .. }
         )
     }
 
@@ -356,7 +398,10 @@ impl CheckKind {
             | CheckKind::Network { .. }
             | CheckKind::Membership
             | CheckKind::Quorum
-            | CheckKind::ClusterState => {
+            | CheckKind::ClusterState
+            | CheckKind::Mtu { .. }
+            | CheckKind::PacketLoss { .. }
+            | CheckKind::Partition { .. } => {
                 vec![]
             }
             CheckKind::Placement { service, .. }

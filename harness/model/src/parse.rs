@@ -17,8 +17,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use crate::constraint::Constraint;
 use crate::diag::{Problem, ScenarioError, did_you_mean};
 use crate::{
-    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, EndpointMode, FakeFaults, MAX_PING_PAYLOAD, Network, Node,
-    Payload, PhaseTimeouts, Role, Scenario, Service, ServiceMode, Topology,
+    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, DEFAULT_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, EndpointMode,
+    FakeFaults, MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Network, Node, Payload, PhaseTimeouts, Role, Scenario, Service,
+    ServiceMode, Topology,
 };
 
 /// More nodes than this is refused: a local run of that size cannot fit one machine, and a
@@ -115,6 +116,10 @@ struct RawCheck {
     label: Option<S<String>>,
     query: Option<S<String>>,
     payload: Option<S<i64>>,
+    to: Option<S<String>>,
+    nodes: Option<S<Vec<S<String>>>>,
+    percent: Option<S<i64>>,
+    bytes: Option<S<i64>>,
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -143,6 +148,9 @@ const CHECK_KINDS: &[&str] = &[
     "node-restart",
     "quorum",
     "cluster-state",
+    "mtu",
+    "packet-loss",
+    "partition",
 ];
 
 /// Reads and validates a scenario file.
@@ -958,7 +966,7 @@ impl Parser {
             let span = c.span();
             let c = c.into_inner();
             let kind_name = c.kind.get_ref().as_str();
-            let fields: [(&str, bool); 10] = [
+            let fields: [(&str, bool); 14] = [
                 ("from", c.from.is_some()),
                 ("network", c.network.is_some()),
                 ("target", c.target.is_some()),
@@ -969,6 +977,10 @@ impl Parser {
                 ("label", c.label.is_some()),
                 ("query", c.query.is_some()),
                 ("payload", c.payload.is_some()),
+                ("to", c.to.is_some()),
+                ("nodes", c.nodes.is_some()),
+                ("percent", c.percent.is_some()),
+                ("bytes", c.bytes.is_some()),
             ];
             let (required, optional): (&[&str], &[&str]) = match kind_name {
                 "ping-by-name" => (&["from", "network", "target"], &["payload"]),
@@ -980,6 +992,9 @@ impl Parser {
                 "starts-when-labelled" => (&["service", "node", "label"], &[]),
                 "drain" | "pause" => (&["service", "node"], &[]),
                 "node-restart" => (&["node", "service"], &["from", "network"]),
+                "mtu" => (&["from", "to", "network"], &["bytes"]),
+                "packet-loss" => (&["from", "to", "network"], &["percent", "bytes"]),
+                "partition" => (&["nodes", "from", "network", "target"], &[]),
                 other => {
                     let help = match did_you_mean(other, CHECK_KINDS.iter().copied()) {
                         Some(g) => format!("did you mean `{g}`?"),
@@ -989,11 +1004,11 @@ impl Parser {
                     continue;
                 }
             };
-            if topology == Topology::Classic && !matches!(kind_name, "ping-by-name" | "network") {
+            if topology == Topology::Classic && !matches!(kind_name, "ping-by-name" | "network" | "mtu") {
                 self.push(
                     Problem::new(format!("check kind `{kind_name}` needs swarm mode"), span_of(&c.kind))
                         .label("in a classic scenario")
-                        .help("classic scenarios check `ping-by-name` and `network`"),
+                        .help("classic scenarios check `ping-by-name`, `network` and `mtu`"),
                 );
                 continue;
             }
@@ -1295,6 +1310,106 @@ impl Parser {
                         network: c.network.map(|n| n.into_inner()),
                     }
                 }
+                "mtu" | "packet-loss" => {
+                    let (from, to, network) = (c.from.unwrap(), c.to.unwrap(), c.network.unwrap());
+                    self.known_node(&from, nodes);
+                    self.known_node(&to, nodes);
+                    self.known_networks(std::slice::from_ref(&network), networks, true);
+                    if from.get_ref() == to.get_ref() {
+                        self.push(
+                            Problem::new(
+                                format!(
+                                    "`from` and `to` are both {}: nothing would cross the underlay",
+                                    to.get_ref()
+                                ),
+                                span_of(&to),
+                            )
+                            .help("name two different nodes"),
+                        );
+                    }
+                    let bytes = match &c.bytes {
+                        None => DEFAULT_TRANSFER_BYTES,
+                        Some(b) => match u64::try_from(*b.get_ref()) {
+                            Ok(n) if (64 << 10..=MAX_TRANSFER_BYTES).contains(&n) => n,
+                            _ => {
+                                self.push(
+                                    Problem::new(format!("`bytes = {}` is out of range", b.get_ref()), span_of(b)).help(
+                                        format!(
+                                            "give {} to {MAX_TRANSFER_BYTES} bytes, or leave it out for {DEFAULT_TRANSFER_BYTES}",
+                                            64 << 10
+                                        ),
+                                    ),
+                                );
+                                DEFAULT_TRANSFER_BYTES
+                            }
+                        },
+                    };
+                    let (from, to, network) = (from.into_inner(), to.into_inner(), network.into_inner());
+                    if kind_name == "mtu" {
+                        CheckKind::Mtu {
+                            from,
+                            to,
+                            network,
+                            bytes,
+                        }
+                    } else {
+                        let percent = match &c.percent {
+                            None => DEFAULT_LOSS_PERCENT,
+                            Some(p) => match u32::try_from(*p.get_ref()) {
+                                Ok(n) if (1..=50).contains(&n) => n,
+                                _ => {
+                                    self.push(
+                                        Problem::new(format!("`percent = {}` is out of range", p.get_ref()), span_of(p))
+                                            .help(
+                                                "give 1 to 50 (a share of packets dropped; more is an outage, which `partition` checks)",
+                                            ),
+                                    );
+                                    DEFAULT_LOSS_PERCENT
+                                }
+                            },
+                        };
+                        CheckKind::PacketLoss {
+                            from,
+                            to,
+                            network,
+                            percent,
+                            bytes,
+                        }
+                    }
+                }
+                "partition" => {
+                    let (cut, from, network, target) =
+                        (c.nodes.unwrap(), c.from.unwrap(), c.network.unwrap(), c.target.unwrap());
+                    self.known_node(&from, nodes);
+                    self.known_networks(std::slice::from_ref(&network), networks, true);
+                    let known_target = services.iter().any(|s| &s.name == target.get_ref())
+                        || containers
+                            .iter()
+                            .any(|x| &x.name == target.get_ref() || x.aliases.contains(target.get_ref()));
+                    if !known_target {
+                        self.push(
+                            Problem::new(
+                                format!("target `{}` is neither a service nor a container", target.get_ref()),
+                                span_of(&target),
+                            )
+                            .help("name a declared service or container (or a container's alias)"),
+                        );
+                    }
+                    let cut_span = span_of(&cut);
+                    let cut: Vec<String> = cut
+                        .into_inner()
+                        .into_iter()
+                        .filter(|n| self.known_node(n, nodes))
+                        .map(|n| n.into_inner())
+                        .collect();
+                    self.partition_sides(&cut, nodes, cut_span.or(Some(span.clone())));
+                    CheckKind::Partition {
+                        nodes: cut,
+                        from: from.into_inner(),
+                        network: network.into_inner(),
+                        target: target.into_inner(),
+                    }
+                }
                 _ => {
                     let service_name = c.service.unwrap();
                     let Some(service) = self.known_service(&service_name, services) else {
@@ -1321,6 +1436,43 @@ impl Parser {
             out.push(Check { name, kind });
         }
         out
+    }
+
+    /// A partition cuts `cut` from the rest; the rest keeps the swarm: the first
+    /// manager (the harness talks to the swarm through it) and most managers.
+    fn partition_sides(&mut self, cut: &[String], nodes: &[Node], span: Option<Range<usize>>) {
+        if cut.is_empty() || cut.len() >= nodes.len() {
+            self.push(
+                Problem::new(
+                    format!("a partition cuts {} of {} node(s)", cut.len(), nodes.len()),
+                    span.clone(),
+                )
+                .help("list the nodes on one side in `nodes`; the other side keeps the rest"),
+            );
+            return;
+        }
+        let managers: Vec<&Node> = nodes.iter().filter(|n| n.role == Role::Manager).collect();
+        if let Some(first) = managers.first()
+            && cut.contains(&first.name)
+        {
+            self.push(
+                Problem::new(format!("`nodes` holds {}, the first manager", first.name), span.clone())
+                    .help("the harness talks to the swarm through the first manager: cut other nodes"),
+            );
+        }
+        let cut_managers = managers.iter().filter(|m| cut.contains(&m.name)).count();
+        if cut_managers * 2 >= managers.len() && cut_managers > 0 {
+            self.push(
+                Problem::new(
+                    format!(
+                        "the cut takes {cut_managers} of {} manager(s): the rest loses quorum",
+                        managers.len()
+                    ),
+                    span,
+                )
+                .help("cut fewer managers (losing quorum is what `quorum` checks)"),
+            );
+        }
     }
 
     fn known_service<'a>(&mut self, name: &S<String>, services: &'a [Service]) -> Option<&'a Service> {

@@ -17,6 +17,7 @@ pub mod exit;
 pub mod images;
 pub mod marks;
 pub mod matrix;
+pub mod netfault;
 pub mod pki;
 pub mod report;
 pub mod run;

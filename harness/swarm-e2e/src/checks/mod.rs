@@ -10,6 +10,7 @@ mod drain;
 mod membership;
 mod network;
 mod node_restart;
+mod partition;
 mod pause;
 mod pending;
 mod ping_by_name;
@@ -17,6 +18,7 @@ mod placement;
 pub mod probe;
 mod quorum;
 mod starts_when_labelled;
+mod transfer;
 mod underlay;
 pub mod workloads;
 
@@ -57,6 +59,8 @@ pub struct CheckEnv {
     pub target: &'static str,
     /// Stops and starts node engines, where the target allows it.
     pub node_control: Option<Arc<dyn NodeControl>>,
+    /// Test hook (`sticky-partition`): nodes a partition's heal leaves cut.
+    pub unhealed: Vec<String>,
     /// Disruptive checks run one at a time (each holds this) ...
     pub disruption: tokio::sync::Mutex<()>,
     /// ... and only once the other checks that run have ended: how many are left.
@@ -139,6 +143,52 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
         } => node_restart::run(env, &check.name, node, service, from.as_deref(), network.as_deref()).await,
         CheckKind::Quorum => quorum::run(env).await,
         CheckKind::ClusterState => cluster_state::run(env, at_start.unwrap_or_else(|| Ok(Vec::new()))).await,
+        CheckKind::Mtu {
+            from,
+            to,
+            network,
+            bytes,
+        } => {
+            let t = transfer::Transfer {
+                check: &check.name,
+                from,
+                to,
+                network,
+                bytes: *bytes,
+            };
+            transfer::mtu(env, &t).await
+        }
+        CheckKind::PacketLoss {
+            from,
+            to,
+            network,
+            percent,
+            bytes,
+        } => {
+            let t = transfer::Transfer {
+                check: &check.name,
+                from,
+                to,
+                network,
+                bytes: *bytes,
+            };
+            transfer::packet_loss(env, &t, *percent).await
+        }
+        CheckKind::Partition {
+            nodes,
+            from,
+            network,
+            target,
+        } => {
+            let p = partition::Partition {
+                check: &check.name,
+                cut: nodes,
+                from,
+                network,
+                target,
+            };
+            partition::run(env, &p).await
+        }
     };
     let outcome = match result {
         Ok(o) => o,

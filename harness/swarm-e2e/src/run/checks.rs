@@ -17,6 +17,7 @@ use crate::checks::{CheckEnv, Outcome, deploy_workloads, run_check};
 use crate::cluster::{Cluster, update_node_spec};
 use crate::exit::{self, Failure};
 use crate::images::BUSYBOX_IMAGE;
+use crate::netfault;
 use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
 use crate::target::{NodeControl, NodeFault};
 
@@ -131,36 +132,28 @@ fn record(
 /// Test hooks: a stopped engine and node faults, once the workloads run. Label faults
 /// go through the swarm API (every target); the others through the target's node control.
 fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeControl>) -> Result<(), Failure> {
-    let (labels, inside): (Vec<_>, Vec<_>) = ctx
-        .opts
-        .faults
-        .iter()
-        .filter(|f| f.fault != NodeFault::BadEngineOption)
-        .partition(|f| matches!(f.fault, NodeFault::RemoveNodeLabel(_)));
-    let wanted = ctx.opts.stopped_engine.is_some() || !inside.is_empty();
-    if wanted && control.is_none() {
+    if ctx.opts.stopped_engine.is_some() && control.is_none() {
         return Err(Failure::invalid_input(format!(
-            "target {} cannot inject faults into its nodes",
+            "target {} cannot stop node engines",
             ctx.target.name()
         )));
     }
     ctx.rt
         .block_on(async {
-            for f in labels {
+            for f in &ctx.opts.faults {
+                let node = cluster.node(&f.node);
                 if let NodeFault::RemoveNodeLabel(key) = &f.fault {
-                    update_node_spec(&cluster.manager().docker, &cluster.node(&f.node).node_id, |s| {
+                    update_node_spec(&cluster.manager().docker, &node.node_id, |s| {
                         s.labels.get_or_insert_with(HashMap::new).remove(key);
                     })
                     .await?;
                 }
+                for fault in f.fault.underlay() {
+                    netfault::inject(node, &cluster.run_id, BUSYBOX_IMAGE, &fault, netfault::Owner::Run).await?;
+                }
             }
-            if let Some(control) = control.filter(|_| wanted) {
-                if let Some(node) = &ctx.opts.stopped_engine {
-                    control.stop(node).await?;
-                }
-                for f in inside {
-                    control.inject(&f.node, f.fault.clone()).await?;
-                }
+            if let (Some(control), Some(node)) = (control, &ctx.opts.stopped_engine) {
+                control.stop(node).await?;
             }
             anyhow::Ok(())
         })
@@ -201,6 +194,13 @@ pub(super) fn run(
         deploy_errors,
         target: ctx.target.name(),
         node_control,
+        unhealed: ctx
+            .opts
+            .faults
+            .iter()
+            .filter(|f| f.fault == NodeFault::StickyPartition)
+            .map(|f| f.node.clone())
+            .collect(),
         disruption: tokio::sync::Mutex::new(()),
         plain_left: tokio::sync::watch::Sender::new(
             trials(&ctx.scenario, None)

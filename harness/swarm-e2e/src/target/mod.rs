@@ -73,12 +73,11 @@ pub struct KernelFacts {
     pub esp: bool,
 }
 
-/// Stops and starts a node's engine, keeping the node (and its address); injects the
-/// faults the project's own tests break clusters with.
+/// Stops and starts a node's engine, keeping the node (and its address). Faults of the
+/// underlay need no target: [`crate::netfault`] makes them through the engine.
 pub trait NodeControl: Send + Sync {
     fn stop<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     fn start<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
-    fn inject<'a>(&'a self, node: &'a str, fault: NodeFault) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// A fault of a node, as clouds, operators and engine regressions break clusters.
@@ -96,6 +95,33 @@ pub enum NodeFault {
     /// A declared node label is removed once the swarm formed (through the swarm API,
     /// on every target).
     RemoveNodeLabel(String),
+    /// A `partition` check's heal leaves this node cut (a firewall rule that stays).
+    StickyPartition,
+}
+
+impl NodeFault {
+    /// What the fault does to the node's underlay (nothing, for faults made elsewhere).
+    pub fn underlay(&self) -> Vec<crate::netfault::UnderlayFault> {
+        use crate::netfault::UnderlayFault::{DropInbound, Mtu};
+        match self {
+            NodeFault::UnderlayMtu(m) => vec![Mtu(*m)],
+            NodeFault::DropVxlan => vec![DropInbound {
+                proto: "udp",
+                port: 4789,
+            }],
+            NodeFault::DropGossip => vec![
+                DropInbound {
+                    proto: "tcp",
+                    port: 7946,
+                },
+                DropInbound {
+                    proto: "udp",
+                    port: 7946,
+                },
+            ],
+            NodeFault::BadEngineOption | NodeFault::RemoveNodeLabel(_) | NodeFault::StickyPartition => vec![],
+        }
+    }
 }
 
 /// A fault and the node it goes to: `mtu=1280@node-2`, `drop-vxlan@node-2`,
@@ -119,9 +145,11 @@ impl std::str::FromStr for InjectedFault {
             None if what == "drop-vxlan" => NodeFault::DropVxlan,
             None if what == "drop-gossip" => NodeFault::DropGossip,
             None if what == "bad-engine-option" => NodeFault::BadEngineOption,
+            None if what == "sticky-partition" => NodeFault::StickyPartition,
             _ => {
                 return Err(format!(
-                    "`{what}`: faults are mtu=N, drop-vxlan, drop-gossip, bad-engine-option, unlabel=KEY"
+                    "`{what}`: faults are mtu=N, drop-vxlan, drop-gossip, bad-engine-option, unlabel=KEY, \
+                     sticky-partition"
                 ));
             }
         };

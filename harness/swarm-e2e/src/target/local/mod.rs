@@ -16,7 +16,7 @@ use futures_util::future::{BoxFuture, join_all};
 use swarm_e2e_model::{Scenario, Topology};
 use testcontainers::{ContainerAsync, GenericImage};
 
-use super::{Identity, KernelFacts, NodeControl, NodeFault, ProvisionContext, ProvisionedNode, Target, TeardownReport};
+use super::{Identity, KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TeardownReport};
 use crate::engine::{ENGINE_TLS_PORT, exec, host_engine, ping_host_engine};
 use crate::exit::Failure;
 use crate::images::resolve_node_image;
@@ -274,25 +274,6 @@ impl NodeControl for ContainerNodeControl {
 
     fn start<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.start_engine(node))
-    }
-
-    fn inject<'a>(&'a self, node: &'a str, fault: NodeFault) -> BoxFuture<'a, anyhow::Result<()>> {
-        // Node containers have NET_ADMIN and iptables; the kernel has no netem.
-        let script = match fault {
-            NodeFault::UnderlayMtu(mtu) => format!("ip link set eth0 mtu {mtu}"),
-            NodeFault::DropVxlan => "iptables -I INPUT -p udp --dport 4789 -j DROP".to_string(),
-            NodeFault::DropGossip => "iptables -I INPUT -p tcp --dport 7946 -j DROP && \
-                                      iptables -I INPUT -p udp --dport 7946 -j DROP"
-                .to_string(),
-            NodeFault::BadEngineOption | NodeFault::RemoveNodeLabel(_) => {
-                return Box::pin(async move { anyhow::bail!("{fault:?} is not injected inside node {node}") });
-            }
-        };
-        Box::pin(async move {
-            self.node_exec(node, &script)
-                .await
-                .with_context(|| format!("injecting {fault:?} into node {node}"))
-        })
     }
 }
 
