@@ -92,6 +92,12 @@ impl Scenario {
             .expect("validation guarantees a manager")
     }
 
+    /// The declared nodes whose facts satisfy every constraint of `service`; `None` when
+    /// a constraint can only be decided at run time (node.id, platform).
+    pub fn eligible_nodes(&self, service: &Service) -> Option<Vec<String>> {
+        parse::eligible_nodes(service, &self.nodes)
+    }
+
     pub fn manager_count(&self) -> usize {
         self.nodes.iter().filter(|n| n.role == Role::Manager).count()
     }

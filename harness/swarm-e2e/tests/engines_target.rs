@@ -189,6 +189,25 @@ impl Engines {
         });
     }
 
+    /// No iptables chain of ours is left on any engine's host.
+    fn assert_no_fault_chains(&self, out: &Output) {
+        self.rt.block_on(async {
+            let host = host_engine().unwrap();
+            for (name, _, _) in &self.engines {
+                let container = marks::node_container_name(&self.run_id, name);
+                let (code, rules) = swarm_e2e::engine::exec(&host, &container, &["iptables", "-S"])
+                    .await
+                    .unwrap();
+                assert_eq!(code, 0, "{rules}");
+                assert!(
+                    !rules.contains("SWARM-E2E"),
+                    "chains left on {name}:\n{rules}\n{}",
+                    out.context()
+                );
+            }
+        });
+    }
+
     fn docker(&self, i: usize) -> &Docker {
         &self.engines[i].2
     }
@@ -287,6 +306,49 @@ expect_nodes = ["swarm-demo-1"]
     expect(&out, 1, "failing check");
     assert!(out.stdout.contains("placement-claims-node-1"), "{}", out.context());
     engines.assert_as_before(&out);
+
+    // Chaos checks work on the user's engines through their Engine API, and leave no
+    // rule behind.
+    let chaos = dir.path().join("chaos-on-your-engines.toml");
+    std::fs::write(
+        &chaos,
+        r#"name = "chaos-on-your-engines"
+[[nodes]]
+name = "swarm-demo-1"
+role = "manager"
+[[nodes]]
+name = "swarm-demo-2"
+[[nodes]]
+name = "swarm-demo-3"
+[[networks]]
+name = "chaos-net"
+attachable = true
+[[services]]
+name = "pinned"
+networks = ["chaos-net"]
+constraints = ["node.hostname==swarm-demo-2"]
+[[checks]]
+name = "tcp-under-loss"
+kind = "packet-loss"
+from = "swarm-demo-3"
+to = "swarm-demo-2"
+network = "chaos-net"
+bytes = 1048576
+[[checks]]
+name = "names-after-partition"
+kind = "partition"
+nodes = ["swarm-demo-2"]
+from = "swarm-demo-3"
+network = "chaos-net"
+target = "pinned"
+"#,
+    )
+    .unwrap();
+    let out = run(&args(&hosts, &[chaos.to_str().unwrap()]), None);
+    expect(&out, 0, "chaos checks on existing engines");
+    assert!(out.stdout.contains("test result: ok. 2 passed"), "{}", out.context());
+    engines.assert_as_before(&out);
+    engines.assert_no_fault_chains(&out);
 
     // SIGINT while the checks run: 130, torn down.
     let out = run_signalled(&args(&hosts, &[seed]), "✓ cluster formed", "INT");

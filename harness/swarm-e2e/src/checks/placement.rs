@@ -46,6 +46,9 @@ pub(super) async fn run(
             for t in &running {
                 *seen.entry(node_of(t, &names)).or_default() += 1;
             }
+            if let Some(problem) = unspread(env, declared, expect_nodes, expect_counts, &seen) {
+                return Ok(Some(Some(problem)));
+            }
             let wanted: std::collections::BTreeMap<String, u64> = match expect_counts {
                 Some(c) => c
                     .iter()
@@ -87,4 +90,50 @@ pub(super) async fn run(
         Some(m) => Outcome::Failed(m),
         None => Outcome::Passed,
     })
+}
+
+/// Swarm spreads a replicated service over the nodes it may use: with at least as many
+/// replicas as eligible nodes (and no spread preference of the scenario's own), every
+/// eligible node runs one. A node that gets none is not taking work (paused by hand, out
+/// of resources, its engine refusing tasks), which the constraints alone do not show.
+fn unspread(
+    env: &CheckEnv,
+    declared: &swarm_e2e_model::Service,
+    expect_nodes: &[String],
+    expect_counts: Option<&std::collections::BTreeMap<String, u64>>,
+    seen: &std::collections::BTreeMap<String, u64>,
+) -> Option<String> {
+    let ServiceMode::Replicated { replicas } = declared.mode else {
+        return None;
+    };
+    if expect_counts.is_some() || !declared.preferences.is_empty() {
+        return None;
+    }
+    let eligible: Vec<String> = env
+        .scenario
+        .eligible_nodes(declared)?
+        .into_iter()
+        .filter(|n| expect_nodes.contains(n))
+        .collect();
+    if (replicas as usize) < eligible.len() {
+        return None;
+    }
+    let idle: Vec<&str> = eligible
+        .iter()
+        .filter(|n| !seen.contains_key(*n))
+        .map(String::as_str)
+        .collect();
+    if idle.is_empty() {
+        return None;
+    }
+    let per_node: Vec<String> = seen.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    Some(format!(
+        "{} got no task of `{}` although its {replicas} replica(s) are at least its {} eligible node(s) [{}] \
+         (swarm spreads replicas over the nodes it may use): tasks per node {{{}}}",
+        idle.join(", "),
+        declared.name,
+        eligible.len(),
+        eligible.join(", "),
+        per_node.join(", ")
+    ))
 }

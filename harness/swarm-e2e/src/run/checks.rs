@@ -174,6 +174,14 @@ pub(super) fn run(
         .rt
         .block_on(bounded(WORKLOAD_DEPLOY_LIMIT, &ctx.interrupt.stop, async {
             (&mut images_loaded.0).await.context("loading the test images")??;
+            // Test hook: nodes an operator left paused take no task of the workloads.
+            for f in ctx.opts.faults.iter().filter(|f| f.fault == NodeFault::Paused) {
+                let id = &cluster.node(&f.node).node_id;
+                update_node_spec(&cluster.manager().docker, id, |s| {
+                    s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::PAUSE)
+                })
+                .await?;
+            }
             Ok(deploy_workloads(&ctx.scenario, &cluster, &images).await)
         }));
     let deploy_errors = match deployed {

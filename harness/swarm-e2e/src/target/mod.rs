@@ -97,6 +97,9 @@ pub enum NodeFault {
     RemoveNodeLabel(String),
     /// A `partition` check's heal leaves this node cut (a firewall rule that stays).
     StickyPartition,
+    /// The node's availability is `pause` before the workloads are deployed (an
+    /// operator's leftover): it takes no new tasks.
+    Paused,
 }
 
 impl NodeFault {
@@ -119,7 +122,10 @@ impl NodeFault {
                     port: 7946,
                 },
             ],
-            NodeFault::BadEngineOption | NodeFault::RemoveNodeLabel(_) | NodeFault::StickyPartition => vec![],
+            NodeFault::BadEngineOption
+            | NodeFault::RemoveNodeLabel(_)
+            | NodeFault::StickyPartition
+            | NodeFault::Paused => vec![],
         }
     }
 }
@@ -146,10 +152,11 @@ impl std::str::FromStr for InjectedFault {
             None if what == "drop-gossip" => NodeFault::DropGossip,
             None if what == "bad-engine-option" => NodeFault::BadEngineOption,
             None if what == "sticky-partition" => NodeFault::StickyPartition,
+            None if what == "pause" => NodeFault::Paused,
             _ => {
                 return Err(format!(
                     "`{what}`: faults are mtu=N, drop-vxlan, drop-gossip, bad-engine-option, unlabel=KEY, \
-                     sticky-partition"
+                     sticky-partition, pause"
                 ));
             }
         };
