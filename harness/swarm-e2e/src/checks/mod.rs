@@ -197,20 +197,34 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
     name_dead_nodes(env, outcome).await
 }
 
-/// A node that died explains most failures: a failure says so instead of leaving a
-/// riddle.
-async fn name_dead_nodes(env: &CheckEnv, outcome: Outcome) -> Outcome {
+/// A node that died explains most failures: a failure says so, with the reason where
+/// the target can see it, instead of leaving a riddle.
+pub(crate) async fn name_dead_nodes(env: &CheckEnv, outcome: Outcome) -> Outcome {
     match outcome {
         Outcome::Failed(m) => {
             let down = env.cluster.unresponsive().await;
             if down.is_empty() {
-                Outcome::Failed(m)
-            } else {
-                Outcome::Failed(format!(
-                    "{m}\nnode(s) not answering: {} (the engine does not answer /_ping: the node died or was stopped)",
-                    down.join(", ")
-                ))
+                return Outcome::Failed(m);
             }
+            let mut reasons = Vec::new();
+            for node in &down {
+                let why = match &env.node_control {
+                    Some(c) => c.why_silent(node).await,
+                    None => None,
+                };
+                if let Some(why) = why {
+                    reasons.push(format!("{node}: {why}"));
+                }
+            }
+            let reasons = if reasons.is_empty() {
+                String::new()
+            } else {
+                format!("\n{}", reasons.join("\n"))
+            };
+            Outcome::Failed(format!(
+                "{m}\nnode(s) not answering: {} (the engine does not answer /_ping: the node died or was stopped){reasons}",
+                down.join(", ")
+            ))
         }
         other => other,
     }

@@ -78,6 +78,9 @@ pub struct KernelFacts {
 pub trait NodeControl: Send + Sync {
     fn stop<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     fn start<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Why a node's engine does not answer, as far as the target can see it (its
+    /// container exited, with the code and last log lines; its engine was stopped).
+    fn why_silent<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>>;
 }
 
 /// A fault of a node, as clouds, operators and engine regressions break clusters.

@@ -267,7 +267,33 @@ impl ContainerNodeControl {
     }
 }
 
+impl ContainerNodeControl {
+    async fn silent_because(&self, node: &str) -> Option<String> {
+        if let Some(gone) = exited(&self.host, &self.run_id, node).await {
+            return Some(format!("{gone:#}"));
+        }
+        let stopped = self
+            .node_exec(node, "[ -e /run/swarm-e2e/engine-stopped ]")
+            .await
+            .is_ok();
+        if stopped {
+            return Some("its engine was stopped (the node container runs)".into());
+        }
+        let log = container_log(&self.host, self.container(node)).await.ok()?;
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Some(format!(
+            "its container runs, but its engine does not answer; its last log lines:\n    {}",
+            tail.join("\n    ")
+        ))
+    }
+}
+
 impl NodeControl for ContainerNodeControl {
+    fn why_silent<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(self.silent_because(node))
+    }
+
     fn stop<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.stop_engine(node))
     }
