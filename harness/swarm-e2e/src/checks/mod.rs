@@ -148,22 +148,13 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
             to,
             network,
             bytes,
-        } => {
-            let t = transfer::Transfer {
-                check: &check.name,
-                from,
-                to,
-                network,
-                bytes: *bytes,
-            };
-            transfer::mtu(env, &t).await
         }
-        CheckKind::PacketLoss {
+        | CheckKind::PacketLoss {
             from,
             to,
             network,
-            percent,
             bytes,
+            ..
         } => {
             let t = transfer::Transfer {
                 check: &check.name,
@@ -172,7 +163,10 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
                 network,
                 bytes: *bytes,
             };
-            transfer::packet_loss(env, &t, *percent).await
+            match check.kind {
+                CheckKind::PacketLoss { percent, .. } => transfer::packet_loss(env, &t, percent).await,
+                _ => transfer::mtu(env, &t).await,
+            }
         }
         CheckKind::Partition {
             nodes,

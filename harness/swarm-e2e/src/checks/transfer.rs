@@ -409,13 +409,25 @@ async fn with_loss(
     let lossy = lossy?;
     Ok(match (lossy, healed) {
         (_, Err(e)) => Outcome::Failed(format!("the injected loss could not be removed: {e}")),
-        (Err((what, _)), _) => Outcome::Failed(format!(
-            "with {percent}% of the underlay packets between the nodes dropped, a {} TCP transfer did not complete \
-             within {:.0} s: {what} ({dropped} packets dropped; without loss it took {:.1} s each way at most)",
-            mib(t.bytes),
-            limit.as_secs_f64(),
-            baseline.as_secs_f64()
-        )),
+        (Err((what, d)), Ok(())) => {
+            // Once the loss is gone: was it the loss, or did the path break meanwhile?
+            let after = match t.fetch(env, probes, d, Duration::from_secs(15)).await {
+                Ok(Ok(m)) => format!("once the loss was removed the bytes crossed again ({})", m.shown()),
+                Ok(Err(again)) => format!(
+                    "the path stays broken without the loss: {again}\n{}",
+                    t.cause(env, probes, d).await
+                ),
+                Err(e) => format!("once the loss was removed, the transfer could not be retried: {e:#}"),
+            };
+            Outcome::Failed(format!(
+                "with {percent}% of the VXLAN packets between the nodes dropped, a {} TCP transfer did not complete \
+                 within {:.0} s: {what} ({dropped} packets dropped; without loss it took {:.1} s each way at most); \
+                 {after}",
+                mib(t.bytes),
+                limit.as_secs_f64(),
+                baseline.as_secs_f64()
+            ))
+        }
         (Ok(_), Ok(())) if dropped == 0 => Outcome::Failed(format!(
             "the {percent}% loss was not in effect: no packet was dropped while {} crossed the underlay",
             mib(t.bytes)
