@@ -66,6 +66,21 @@ pub struct CheckEnv {
     /// ... and only once the other checks that run have ended: how many are left.
     /// Their workloads must not be moved by a drain or a stopped node while observed.
     pub plain_left: tokio::sync::watch::Sender<usize>,
+    /// The checks that run last and will run, in file order: they take their turns in
+    /// this order, so a run's disruptions happen in the same order every time.
+    pub last_order: Vec<String>,
+    /// How many of `last_order` have ended.
+    pub turn: tokio::sync::watch::Sender<usize>,
+}
+
+/// Ends a check's turn among those that run last, also when its future is dropped.
+struct TurnDone<'a>(&'a tokio::sync::watch::Sender<usize>, usize);
+
+impl Drop for TurnDone<'_> {
+    fn drop(&mut self) {
+        let next = self.1 + 1;
+        self.0.send_modify(|t| *t = (*t).max(next));
+    }
 }
 
 /// Counts a non-disruptive check as ended, also when its future is dropped or panics.
@@ -100,13 +115,22 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
         _ => None,
     };
     // Disruptive checks (drain, node restarts, quorum loss) run alone, after the rest.
-    let (_done, _exclusive) = if check.kind.runs_last() {
+    let (_done, _exclusive, _turn) = if check.kind.runs_last() {
         let mut left = env.plain_left.subscribe();
         // Bounded: a check that never ends is already failing on its own bound.
         let _ = tokio::time::timeout(env.timeout * 2, left.wait_for(|n| *n == 0)).await;
-        (None, Some(env.disruption.lock().await))
+        // In file order; bounded like the wait above, per check before this one (a
+        // check that does not take its turn delays the next ones, never stops them).
+        let position = env.last_order.iter().position(|n| *n == check.name);
+        if let Some(p) = position {
+            let mut turn = env.turn.subscribe();
+            let limit = env.timeout * 4 * (p as u32 + 1);
+            let _ = tokio::time::timeout(limit, turn.wait_for(|t| *t >= p)).await;
+        }
+        let turn = position.map(|p| TurnDone(&env.turn, p));
+        (None, Some(env.disruption.lock().await), turn)
     } else {
-        (Some(PlainDone(&env.plain_left)), None)
+        (Some(PlainDone(&env.plain_left)), None, None)
     };
     // The registry: one line per check kind, one file per implementation.
     let result = match &check.kind {

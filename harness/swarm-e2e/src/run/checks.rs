@@ -210,6 +210,13 @@ pub(super) fn run(
             .map(|f| f.node.clone())
             .collect(),
         disruption: tokio::sync::Mutex::new(()),
+        last_order: trials(&ctx.scenario, None)
+            .iter()
+            .zip(&ctx.scenario.checks)
+            .filter(|(t, c)| c.kind.runs_last() && !ctx.args.is_filtered_out(t))
+            .map(|(_, c)| c.name.clone())
+            .collect(),
+        turn: tokio::sync::watch::Sender::new(0),
         plain_left: tokio::sync::watch::Sender::new(
             trials(&ctx.scenario, None)
                 .iter()
