@@ -82,8 +82,9 @@ fn chains(owner: Owner) -> String {
     )
 }
 
-/// The shell that finds the interface holding `address` into `$dev`.
-fn underlay_dev(address: IpAddr) -> String {
+/// The shell (busybox `sh` and `ip`) that finds the interface holding `address` into
+/// `$dev`, or exits 1 saying none does.
+pub(crate) fn underlay_dev(address: IpAddr) -> String {
     format!(
         "dev=$(ip -o addr show | while read -r _ d _ a _; do [ \"${{a%/*}}\" = {address} ] && echo \"${{d%%@*}}\" && break; done); \
          [ -n \"$dev\" ] || {{ echo 'no interface holds {address}'; exit 1; }}"

@@ -64,10 +64,8 @@ pub(super) async fn nodes_of(env: &CheckEnv, target: &str) -> Vec<String> {
 async fn underlay_mtu(env: &CheckEnv, node: &str, tag: &str) -> anyhow::Result<(String, u32)> {
     let address = env.cluster.node(node).address;
     let script = format!(
-        "dev=$(ip -o addr show | awk '$4 ~ /^{}\\// {{print $2; exit}}'); \
-         [ -n \"$dev\" ] || {{ echo 'no interface holds {address}'; exit 1; }}; \
-         echo \"$dev $(cat /sys/class/net/$dev/mtu)\"",
-        address.to_string().replace('.', "\\.")
+        "{}; echo \"$dev $(cat /sys/class/net/$dev/mtu)\"",
+        crate::netfault::underlay_dev(address)
     );
     let out = on_host(env, node, tag, &script).await?;
     let mut words = out.split_whitespace();

@@ -130,7 +130,8 @@ fn record(
 }
 
 /// Test hooks: a stopped engine and node faults, once the workloads run. Label faults
-/// go through the swarm API (every target); the others through the target's node control.
+/// go through the swarm API and underlay faults through the node's engine (every
+/// target); only stopping an engine needs the target's node control.
 fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeControl>) -> Result<(), Failure> {
     if ctx.opts.stopped_engine.is_some() && control.is_none() {
         return Err(Failure::invalid_input(format!(
@@ -175,8 +176,8 @@ pub(super) fn run(
         .block_on(bounded(WORKLOAD_DEPLOY_LIMIT, &ctx.interrupt.stop, async {
             (&mut images_loaded.0).await.context("loading the test images")??;
             // Test hook: nodes an operator left paused take no task of the workloads.
-            for f in ctx.opts.faults.iter().filter(|f| f.fault == NodeFault::Paused) {
-                let id = &cluster.node(&f.node).node_id;
+            for node in ctx.opts.nodes_with(&NodeFault::Paused) {
+                let id = &cluster.node(&node).node_id;
                 update_node_spec(&cluster.manager().docker, id, |s| {
                     s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::PAUSE)
                 })
@@ -193,6 +194,15 @@ pub(super) fn run(
     };
     let node_control = ctx.target.node_control(ctx.run_id());
     inject_faults(ctx, &cluster, node_control.as_deref())?;
+    // The checks that will run: the plain ones are counted down, the ones that run
+    // last take their turns in file order.
+    let (last, plain): (Vec<_>, Vec<_>) = trials(&ctx.scenario, None)
+        .iter()
+        .zip(&ctx.scenario.checks)
+        .filter(|(t, _)| !ctx.args.is_filtered_out(t))
+        .map(|(_, c)| c)
+        .partition(|c| c.kind.runs_last());
+    let plain = plain.len();
     let env = Arc::new(CheckEnv {
         scenario: ctx.scenario.clone(),
         cluster,
@@ -202,28 +212,11 @@ pub(super) fn run(
         deploy_errors,
         target: ctx.target.name(),
         node_control,
-        unhealed: ctx
-            .opts
-            .faults
-            .iter()
-            .filter(|f| f.fault == NodeFault::StickyPartition)
-            .map(|f| f.node.clone())
-            .collect(),
+        unhealed: ctx.opts.nodes_with(&NodeFault::StickyPartition),
         disruption: tokio::sync::Mutex::new(()),
-        last_order: trials(&ctx.scenario, None)
-            .iter()
-            .zip(&ctx.scenario.checks)
-            .filter(|(t, c)| c.kind.runs_last() && !ctx.args.is_filtered_out(t))
-            .map(|(_, c)| c.name.clone())
-            .collect(),
+        last_order: last.iter().map(|c| c.name.clone()).collect(),
         turn: tokio::sync::watch::Sender::new(0),
-        plain_left: tokio::sync::watch::Sender::new(
-            trials(&ctx.scenario, None)
-                .iter()
-                .zip(&ctx.scenario.checks)
-                .filter(|(t, c)| !c.kind.runs_last() && !ctx.args.is_filtered_out(t))
-                .count(),
-        ),
+        plain_left: tokio::sync::watch::Sender::new(plain),
     });
     let records: Arc<Mutex<Vec<CheckRecord>>> = Arc::new(Mutex::new(Vec::new()));
     let body: CheckBody = {

@@ -14,10 +14,21 @@ pub struct RunOptions {
     pub panic_in: Option<Phase>,
     /// Test hook: stop this node's engine before the checks start.
     pub stopped_engine: Option<String>,
-    /// Test hook: break these nodes' underlay before the checks start.
+    /// Test hook: break these nodes (their underlay, labels, engine, availability).
     pub faults: Vec<crate::target::InjectedFault>,
     /// Where failure artefacts go (`<dir>/<run-id>/`); `None` collects none.
     pub artifacts: Option<PathBuf>,
     /// Where the cluster runs.
     pub target: TargetChoice,
+}
+
+impl RunOptions {
+    /// The nodes a test fault of this kind goes to.
+    pub fn nodes_with(&self, fault: &crate::target::NodeFault) -> Vec<String> {
+        self.faults
+            .iter()
+            .filter(|f| &f.fault == fault)
+            .map(|f| f.node.clone())
+            .collect()
+    }
 }

@@ -85,22 +85,14 @@ fn provision(ctx: &mut RunContext, pki: &Arc<Pki>) -> Result<Vec<ProvisionedNode
     let started = start_phase(ctx, Phase::Provision);
     let stop = CancellationToken::new();
     let limit = ctx.scenario.timeouts.provision;
-    let mut task = ctx.rt.spawn(
-        ctx.target.clone().provision(ProvisionContext {
-            scenario: ctx.scenario.clone(),
-            run_id: ctx.run_id().to_string(),
-            pki: pki.clone(),
-            keep: ctx.opts.keep,
-            stop: stop.clone(),
-            broken_engines: ctx
-                .opts
-                .faults
-                .iter()
-                .filter(|f| f.fault == NodeFault::BadEngineOption)
-                .map(|f| f.node.clone())
-                .collect(),
-        }),
-    );
+    let mut task = ctx.rt.spawn(ctx.target.clone().provision(ProvisionContext {
+        scenario: ctx.scenario.clone(),
+        run_id: ctx.run_id().to_string(),
+        pki: pki.clone(),
+        keep: ctx.opts.keep,
+        stop: stop.clone(),
+        broken_engines: ctx.opts.nodes_with(&NodeFault::BadEngineOption),
+    }));
     let abort = task.abort_handle();
     let (target, interrupt) = (ctx.target.clone(), ctx.interrupt);
     let (joined, ended) = ctx.rt.block_on(async {
