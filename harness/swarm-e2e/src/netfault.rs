@@ -70,7 +70,7 @@ impl std::fmt::Display for UnderlayFault {
 }
 
 /// The node's `iptables`, run in the namespaces of its PID 1.
-const IPTABLES: &str = "nsenter -t 1 -m -n -- iptables -w 5";
+pub(crate) const IPTABLES: &str = "nsenter -t 1 -m -n -- iptables -w 5";
 
 /// Creates `owner`'s chains and the jumps to them (idempotent).
 fn chains(owner: Owner) -> String {

@@ -5,6 +5,7 @@
 //! which target built the cluster.
 
 mod cluster_state;
+mod datapath;
 mod dns;
 mod drain;
 mod membership;

@@ -61,6 +61,7 @@ pub(super) async fn run(
             return Ok(Outcome::Failed(format!("target never ran: {e:#}")));
         }
     }
+    let starting = std::time::Instant::now();
     let probe = run_container(
         &node.docker,
         &env.cluster.run_id,
@@ -71,6 +72,7 @@ pub(super) async fn run(
     )
     .await
     .with_context(|| format!("starting probe container `{probe_name}` on {from} attached to {network}"))?;
+    tracing::debug!(check, "probe started in {:.2}s", starting.elapsed().as_secs_f64());
     let ping = Ping {
         check,
         from,
@@ -127,6 +129,11 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
         }
     })
     .await;
+    tracing::debug!(
+        check = ping.check,
+        "name resolution ended after {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
     let addrs = match resolved {
         Ok(Ok(a)) => a,
         Ok(Err(why)) => {
@@ -144,8 +151,15 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
     // Step 2: reachability. The first packet over a fresh VXLAN path can be lost while
     // the peer's entry propagates, so a few tries are allowed within the bound.
     let reach_limit = env.timeout.min(Duration::from_secs(15));
+    let reaching = std::time::Instant::now();
     let pinged = poll_until(reach_limit, Duration::from_millis(200), || async {
         let (code, out) = exec(docker, probe, &["ping", "-c", "1", "-W", "2", target]).await?;
+        tracing::debug!(
+            check = ping.check,
+            code,
+            "ping after {:.2}s",
+            reaching.elapsed().as_secs_f64()
+        );
         if code == 0 {
             Ok(Some(()))
         } else {
@@ -154,7 +168,8 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
     })
     .await;
     if let Err(e) = pinged {
-        let cause = underlay::path_cause(env, ping.check, from, &nodes, network).await;
+        let pinger = super::datapath::Pinger { docker, probe, target };
+        let cause = underlay::path_cause(env, ping.check, from, &nodes, network, &pinger).await;
         return Ok(Outcome::Failed(format!(
             "reachability failed: `{target}` resolved to {} from {from}, but `ping -c 1 {target}` got no reply: {e:#}\n{cause}",
             addrs.join(", ")

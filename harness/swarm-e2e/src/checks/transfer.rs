@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use swarm_e2e_model::BUSYBOX;
 
+use super::datapath::Pinger;
 use super::probe::{exec, remove_probe, run_container};
 use super::{CheckEnv, Outcome, underlay};
 use crate::netfault::{self, Owner, UnderlayFault};
@@ -166,7 +167,19 @@ impl Transfer<'_> {
             self.from,
             self.to,
             self.network,
-            underlay::path_cause(env, self.check, self.from, &to, self.network).await
+            underlay::path_cause(
+                env,
+                self.check,
+                self.from,
+                &to,
+                self.network,
+                &Pinger {
+                    docker,
+                    probe: &p.from.0,
+                    target: address,
+                }
+            )
+            .await
         ))
     }
 
@@ -242,7 +255,12 @@ impl Transfer<'_> {
         let small = exec(docker, probe, &["ping", "-c", "1", "-W", "2", address]).await;
         if !matches!(small, Ok((0, _))) {
             let to = [sender.to_string()];
-            return underlay::path_cause(env, self.check, receiver, &to, self.network).await;
+            let pinger = Pinger {
+                docker,
+                probe,
+                target: address,
+            };
+            return underlay::path_cause(env, self.check, receiver, &to, self.network, &pinger).await;
         }
         let nodes = [receiver.to_string(), sender.to_string()];
         underlay::mtu_cause(env, self.check, &nodes, p.overlay_mtu).await

@@ -141,10 +141,18 @@ pub(super) async fn gossip_cause(env: &CheckEnv, a: &str, b: &str, network: &str
 }
 
 /// Why overlay packets between `from` and the nodes `to` get no reply: gossip first
-/// (the peer lists), then the underlay (ICMP between the hosts), else the VXLAN data
-/// path itself.
-pub(super) async fn path_cause(env: &CheckEnv, check: &str, from: &str, to: &[String], network: &str) -> String {
-    let Some(node) = to.iter().find(|n| n.as_str() != from) else {
+/// (the peer lists), then the underlay (ICMP between the hosts), then the VXLAN packets
+/// themselves, counted on both sides while `pinger` pings again.
+pub(super) async fn path_cause(
+    env: &CheckEnv,
+    check: &str,
+    from: &str,
+    to: &[String],
+    network: &str,
+    pinger: &super::datapath::Pinger<'_>,
+) -> String {
+    let others: Vec<&str> = to.iter().map(String::as_str).filter(|n| *n != from).collect();
+    let Some(node) = others.first().copied() else {
         return "cause not found: the target runs on the probing node itself, so no packet crossed the underlay"
             .to_string();
     };
@@ -155,13 +163,5 @@ pub(super) async fn path_cause(env: &CheckEnv, check: &str, from: &str, to: &[St
     if let Err(e) = on_host(env, from, check, &format!("ping -c 1 -W 2 {address}")).await {
         return format!("cause: the underlay does not carry ICMP from {from} to {node} ({address}): {e:#}");
     }
-    let gossip = if env.scenario.topology == swarm_e2e_model::Topology::Swarm {
-        format!(" and gossip lists both as peers of {network}")
-    } else {
-        String::new()
-    };
-    format!(
-        "cause: udp/4789 between {from} and {node} is dropped (VXLAN data path): the underlay carries ICMP between \
-         them{gossip}, but overlay packets get no reply"
-    )
+    super::datapath::vxlan_cause(env, from, &others, pinger).await
 }

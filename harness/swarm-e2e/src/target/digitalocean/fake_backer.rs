@@ -40,6 +40,8 @@ struct Shared {
     deleted: HashSet<i64>,
     /// Run networks created so far, by run id.
     networks: HashMap<String, String>,
+    /// Per run: held while a classic engine starts, until its gossip port is open.
+    classic_starts: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// The running backer. [`Backer::shutdown`] waits for in-flight work and hands back
@@ -177,6 +179,20 @@ async fn back(
     let (address, container) = if config["kv_store"].is_object() {
         // The classic topology's store droplet: the same etcd the local target runs.
         nodes::start_kv_store(host, run_id, &network, node_labels, &CancellationToken::new()).await?
+    } else if config["nodes"][name]["daemon_json"]["cluster-store"].is_string() {
+        // Classic engines start one at a time, each once the previous one's gossip port
+        // is open, as the local target starts them (see `local::provision`): real
+        // droplets boot seconds apart, node containers within milliseconds.
+        let turn = (shared.lock().await.classic_starts)
+            .entry(run_id.to_string())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        let (started, container) = start_engine(host, run_id, name, &config, &network, node_labels).await?;
+        if let Err(e) = nodes::wait_gossip(host, run_id, &started, &CancellationToken::new()).await {
+            tracing::warn!("{e:#}");
+        }
+        (started.address, container)
     } else {
         let started = start_engine(host, run_id, name, &config, &network, node_labels).await?;
         (started.0.address, started.1)

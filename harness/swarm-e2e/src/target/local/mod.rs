@@ -24,7 +24,7 @@ use crate::marks::{self, node_container_name, run_dir};
 use crate::report::NodeRecord;
 use nodes::{
     EngineConfig, KV_STORE_ENGINE, KV_STORE_PORT, NodeSpec, StartedNode, cluster_store_config, create_run_network,
-    start_kv_store, start_node, wait_kv_store,
+    start_kv_store, start_node, wait_gossip, wait_kv_store,
 };
 
 /// Node containers on the host engine.
@@ -351,7 +351,7 @@ pub async fn require_node_images(host: &Docker, scenario: &Scenario) -> anyhow::
 /// `stop` ends provisioning between steps. Requests already sent are never abandoned
 /// (a dropped create can still land after teardown looked), so a stopped provision
 /// returns once what it started has landed.
-async fn provision(host: &Docker, ctx: &ProvisionContext) -> (NodeHandles, anyhow::Result<Vec<StartedNode>>) {
+async fn provision<'a>(host: &Docker, ctx: &'a ProvisionContext) -> (NodeHandles, anyhow::Result<Vec<StartedNode>>) {
     let (scenario, run_id, keep, pki, stop) = (&*ctx.scenario, ctx.run_id.as_str(), ctx.keep, &*ctx.pki, &ctx.stop);
     let run_labels = marks::run_labels(run_id, &scenario.name, keep);
     let network = match create_run_network(host, run_id, &run_labels).await {
@@ -384,7 +384,7 @@ async fn provision(host: &Docker, ctx: &ProvisionContext) -> (NodeHandles, anyho
     // Every node start runs to its end, even after one failed: a start abandoned midway
     // could still create a container after teardown looked. A failure stops the others
     // at their next step instead.
-    let results = join_all(scenario.nodes.iter().map(|node| {
+    let start = |node: &'a swarm_e2e_model::Node| {
         let run_labels = run_labels.clone();
         let network = network.clone();
         let stop = stop.clone();
@@ -408,8 +408,40 @@ async fn provision(host: &Docker, ctx: &ProvisionContext) -> (NodeHandles, anyho
             }
             r
         }
-    }))
-    .await;
+    };
+    let results = if let Some(address) = kv_address {
+        // Classic engines join each other's serf (the overlay's peer gossip) once, when
+        // they first see a node in the store, and never retry: an engine that saw a
+        // neighbour before its gossip port opened stays alone, and no container on
+        // another node is reachable from it (measured: 1 of 4 runs under load). So the
+        // engines start one at a time, as docker-machine created them in 2015: each
+        // once the previous one's gossip port is open, and the store answers first.
+        if let Err(e) = wait_kv_store(address, stop).await {
+            return (handles, Err(e));
+        }
+        let mut results = Vec::new();
+        for node in &scenario.nodes {
+            let r = start(node).await;
+            let r = match r {
+                Ok((started, handle)) => match wait_gossip(host, run_id, &started, stop).await {
+                    Ok(()) => Ok((started, handle)),
+                    Err(e) => {
+                        handles.push(handle);
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            let failed = r.is_err();
+            results.push(r);
+            if failed {
+                break;
+            }
+        }
+        results
+    } else {
+        join_all(scenario.nodes.iter().map(start)).await
+    };
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
     for r in results {
@@ -422,11 +454,6 @@ async fn provision(host: &Docker, ctx: &ProvisionContext) -> (NodeHandles, anyho
         }
     }
     if errors.is_empty() {
-        if let Some(address) = kv_address
-            && let Err(e) = wait_kv_store(address, stop).await
-        {
-            return (handles, Err(e));
-        }
         return (handles, Ok(nodes));
     }
     // "provisioning stopped" errors are the echo of the first real one.

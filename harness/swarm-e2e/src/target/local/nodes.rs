@@ -261,6 +261,51 @@ pub(crate) async fn wait_kv_store(address: IpAddr, stop: &CancellationToken) -> 
     }
 }
 
+/// The port classic engines' serf (the overlay's peer gossip) listens on.
+const GOSSIP_PORT: u16 = 7946;
+
+/// Bound on a classic engine opening its gossip port after its container started.
+const GOSSIP_READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits (bounded) until `node`'s engine accepts connections on its gossip port; returns
+/// early when the node container is no longer running (the engines-ready phase names
+/// why, with its last log lines).
+pub(crate) async fn wait_gossip(
+    host: &Docker,
+    run_id: &str,
+    node: &StartedNode,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let target = std::net::SocketAddr::new(node.address, GOSSIP_PORT);
+    let container = node_container_name(run_id, &node.name);
+    let opened = crate::wait::poll_until(GOSSIP_READY_LIMIT, Duration::from_millis(50), || async {
+        let connect = tokio::net::TcpStream::connect(target);
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(Ok(_)) => Ok(Some(())),
+            Ok(Err(e)) => {
+                let running = host
+                    .inspect_container(&container, None)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.running);
+                if running == Some(false) {
+                    return Ok(Some(()));
+                }
+                bail!("{e}")
+            }
+            Err(_) => bail!("no answer within 1 s"),
+        }
+    });
+    tokio::select! {
+        r = opened => r.with_context(|| format!(
+            "the engine of {} never opened its gossip port ({target}), where classic engines join each other; \
+             hint: its engine log (docker logs {container}) says why", node.name
+        )),
+        _ = stop.cancelled() => bail!("provisioning stopped"),
+    }
+}
+
 /// Uploads TLS files and daemon.json as one tar; `ready` is its last entry, which the
 /// node's init waits for.
 async fn deliver_config(
