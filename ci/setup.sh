@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a Debian machine for swarm-e2e (run as root; idempotent):
 #   - installs the engine, debootstrap and busybox-static from Debian's packages
+#   - raises the host limits node containers share (neighbour table, inotify)
 #   - starts a Docker engine unless one already answers
 # When it starts dockerd itself, it writes the PID to $SWARM_E2E_DOCKERD_PIDFILE
 # (default /run/swarm-e2e-dockerd.pid) so a caller can stop exactly that process.
@@ -25,6 +26,26 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Host limits that node containers share (one kernel): the neighbour table grows with
+# the square of the nodes (100 nodes need about 10,100 entries; the default allows
+# 1,024). `swarm-e2e doctor --nodes N` says what a size needs. A machine that does not
+# let us change them (a container) keeps its own, and runs say what they lack.
+raise() {
+  local key=$1 want=$2 have
+  have=$(sysctl -n "$key" 2>/dev/null || echo 0)
+  if [ "$have" -lt "$want" ]; then
+    if sysctl -q -w "$key=$want" 2>/dev/null; then
+      echo "ci/setup.sh: raised $key from $have to $want"
+    else
+      echo "ci/setup.sh: could not raise $key ($have); runs larger than it allows are refused" >&2
+    fi
+  fi
+}
+raise net.ipv4.neigh.default.gc_thresh1 3072
+raise net.ipv4.neigh.default.gc_thresh2 6144
+raise net.ipv4.neigh.default.gc_thresh3 12288
+raise fs.inotify.max_user_instances 512
 
 if docker info >/dev/null 2>&1; then
   echo "ci/setup.sh: a Docker engine is running: $(docker version --format '{{.Server.Version}}')"

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 pub use constraint::{Constraint, ConstraintKey, NodeFacts, Operator};
 pub use diag::{Problem, ScenarioError};
-pub use parse::{MAX_NODES, parse_scenario, parse_scenario_file, valid_engine, valid_engine_version};
+pub use parse::{
+    IMPLICIT_STATE_CHECK, MAX_NODES, parse_scenario, parse_scenario_file, valid_engine, valid_engine_version,
+};
 
 /// The engine version a node runs when a scenario does not say: Debian 12's docker.io.
 pub const DEFAULT_ENGINE: &str = "20.10";

@@ -24,7 +24,7 @@ use crate::{
 
 /// More nodes than this is refused: a local run of that size cannot fit one machine, and a
 /// cloud run of that size is a typo more often than an intent.
-pub const MAX_NODES: usize = 64;
+pub const MAX_NODES: usize = 128;
 const MAX_REPLICAS: u64 = 1000;
 /// Scenario files larger than this are refused before parsing.
 const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -152,6 +152,9 @@ const CHECK_KINDS: &[&str] = &[
     "packet-loss",
     "partition",
 ];
+
+/// The name of the `cluster-state` check every scenario without one gets.
+pub const IMPLICIT_STATE_CHECK: &str = "declared-state";
 
 /// Reads and validates a scenario file.
 pub fn parse_scenario_file(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
@@ -1004,11 +1007,13 @@ impl Parser {
                     continue;
                 }
             };
-            if topology == Topology::Classic && !matches!(kind_name, "ping-by-name" | "network" | "mtu") {
+            if topology == Topology::Classic
+                && !matches!(kind_name, "ping-by-name" | "network" | "mtu" | "cluster-state")
+            {
                 self.push(
                     Problem::new(format!("check kind `{kind_name}` needs swarm mode"), span_of(&c.kind))
                         .label("in a classic scenario")
-                        .help("classic scenarios check `ping-by-name`, `network` and `mtu`"),
+                        .help("classic scenarios check `ping-by-name`, `network`, `mtu` and `cluster-state`"),
                 );
                 continue;
             }
@@ -1434,6 +1439,19 @@ impl Parser {
                 }
             };
             out.push(Check { name, kind });
+        }
+        // Declared state is always verified: a label lost or a node drained after the
+        // cluster formed passes every other check (running tasks are not moved). A
+        // scenario with a `cluster-state` check of its own names it as it likes.
+        if !out.iter().any(|c| c.kind == CheckKind::ClusterState) {
+            let name = [IMPLICIT_STATE_CHECK, "implicit-declared-state"]
+                .into_iter()
+                .find(|n| !seen.contains(*n))
+                .unwrap_or("implicit-cluster-state");
+            out.push(Check {
+                name: name.to_string(),
+                kind: CheckKind::ClusterState,
+            });
         }
         out
     }

@@ -3,14 +3,26 @@
 //! `errors.txt` instead of failing the collection.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use bollard::query_parameters::{InspectNetworkOptions, ListContainersOptionsBuilder};
-use swarm_e2e_model::Scenario;
+use swarm_e2e_model::{Scenario, Topology};
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::report::RunSummary;
 use crate::target::Target;
 
+/// Bound on one request for an artefact: a node that does not answer within it is
+/// skipped from then on.
+const REQUEST_LIMIT: Duration = Duration::from_secs(5);
+
+/// Bound on the whole collection: teardown never waits longer for it.
+pub const COLLECTION_LIMIT: Duration = Duration::from_secs(30);
+
+/// Where artefacts go; shared by the per-node collectors, so what arrived before a bound
+/// or an interrupt is kept.
 struct Sink {
     root: PathBuf,
     errors: Vec<String>,
@@ -26,31 +38,71 @@ impl Sink {
             self.errors.push(format!("{rel}: {e}"));
         }
     }
+}
 
-    fn json<T: serde::Serialize>(&mut self, rel: &str, what: Result<T, impl std::fmt::Display>) {
-        match what {
-            Ok(v) => {
-                let body = serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("unserializable: {e}"));
-                self.put(rel, &body);
+/// One source's requests (a node's, or the swarm's through the manager), bounded each;
+/// after the first that fails or does not answer, the rest are skipped and said so.
+struct Source<'a> {
+    sink: &'a Mutex<Sink>,
+    name: String,
+    failed: Option<String>,
+}
+
+impl Source<'_> {
+    async fn take<T, E, F>(&mut self, rel: &str, request: F)
+    where
+        T: serde::Serialize,
+        E: std::fmt::Display,
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        self.take_text(rel, async {
+            let v = request.await.map_err(|e| e.to_string())?;
+            Ok(serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("unserializable: {e}")))
+        })
+        .await
+    }
+
+    async fn take_text<F>(&mut self, rel: &str, request: F)
+    where
+        F: std::future::Future<Output = Result<String, String>>,
+    {
+        if let Some(first) = &self.failed {
+            let line = format!("{rel}: skipped: {} did not answer before ({first})", self.name);
+            self.sink.lock().expect("sink").errors.push(line);
+            return;
+        }
+        let got = match tokio::time::timeout(REQUEST_LIMIT, request).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {} s", REQUEST_LIMIT.as_secs())),
+        };
+        let mut sink = self.sink.lock().expect("sink");
+        match got {
+            Ok(body) => sink.put(rel, &body),
+            Err(e) => {
+                sink.errors.push(format!("{rel}: {e}"));
+                self.failed = Some(rel.to_string());
             }
-            Err(e) => self.errors.push(format!("{rel}: {e}")),
         }
     }
 }
 
-/// Collects artefacts of a failed run into `dir/<run-id>/` and returns that path.
+/// Collects artefacts of a failed run into `dir/<run-id>/` and returns that path. Every
+/// node at once, each request bounded by `REQUEST_LIMIT`, the whole by `limit`; `stop`
+/// (an interrupt) ends it early. What could not be collected is listed in `errors.txt`.
 pub async fn collect(
     target: &dyn Target,
     scenario: &Scenario,
     summary: &RunSummary,
     cluster: Option<&Cluster>,
     dir: &Path,
+    limit: Duration,
+    stop: &CancellationToken,
 ) -> PathBuf {
     let root = dir.join(&summary.run_id);
-    let mut sink = Sink {
+    let sink = Mutex::new(Sink {
         root: root.clone(),
         errors: Vec::new(),
-    };
+    });
     let mut text = format!(
         "run {} of scenario {} ({}), exit code {}\n",
         summary.run_id, scenario.name, scenario.source, summary.exit_code
@@ -71,35 +123,65 @@ pub async fn collect(
             text.push('\n');
         }
     }
-    sink.put("summary.txt", &text);
+    sink.lock().expect("sink").put("summary.txt", &text);
 
-    for node in &scenario.nodes {
-        match target.node_log(&summary.run_id, &node.name).await {
-            Ok(l) => sink.put(&format!("{}/engine.log", node.name), &l),
-            Err(e) => sink.errors.push(format!("{}/engine.log: {e}", node.name)),
+    let sink = &sink;
+    let nodes = scenario.nodes.iter().map(|node| async move {
+        let mut source = Source {
+            sink,
+            name: node.name.clone(),
+            failed: None,
+        };
+        let log = target.node_log(&summary.run_id, &node.name);
+        source
+            .take_text(&format!("{}/engine.log", node.name), async {
+                log.await.map_err(|e| format!("{e:#}"))
+            })
+            .await;
+        let Some(n) = cluster.and_then(|c| c.nodes.iter().find(|n| n.name == node.name)) else {
+            return;
+        };
+        source.take(&format!("{}/info.json", n.name), n.docker.info()).await;
+        let all = ListContainersOptionsBuilder::new().all(true).build();
+        let listed = n.docker.list_containers(Some(all));
+        source.take(&format!("{}/containers.json", n.name), listed).await;
+        for net in &scenario.networks {
+            let inspected = n.docker.inspect_network(&net.name, None::<InspectNetworkOptions>);
+            source
+                .take(&format!("{}/network-{}.json", n.name, net.name), inspected)
+                .await;
         }
-    }
-    if let Some(cluster) = cluster {
-        for n in &cluster.nodes {
-            sink.json(&format!("{}/info.json", n.name), n.docker.info().await);
-            sink.json(
-                &format!("{}/containers.json", n.name),
-                n.docker
-                    .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
-                    .await,
-            );
-            for net in &scenario.networks {
-                sink.json(
-                    &format!("{}/network-{}.json", n.name, net.name),
-                    n.docker.inspect_network(&net.name, None::<InspectNetworkOptions>).await,
-                );
+    });
+    let swarm = async move {
+        let Some(cluster) = cluster else { return };
+        if scenario.topology == Topology::Classic {
+            return;
+        }
+        let manager = cluster.manager();
+        let mut source = Source {
+            sink,
+            name: format!("the manager {}", manager.name),
+            failed: None,
+        };
+        source.take("swarm/nodes.json", manager.docker.list_nodes(None)).await;
+        source
+            .take("swarm/services.json", manager.docker.list_services(None))
+            .await;
+        source.take("swarm/tasks.json", manager.docker.list_tasks(None)).await;
+    };
+    let all = futures_util::future::join(futures_util::future::join_all(nodes), swarm);
+    tokio::select! {
+        done = tokio::time::timeout(limit, all) => {
+            if done.is_err() {
+                let line = format!("collection stopped after {} s, its bound: what is missing here did not arrive", limit.as_secs());
+                sink.lock().expect("sink").errors.push(line);
             }
         }
-        let manager = &cluster.manager().docker;
-        sink.json("swarm/nodes.json", manager.list_nodes(None).await);
-        sink.json("swarm/services.json", manager.list_services(None).await);
-        sink.json("swarm/tasks.json", manager.list_tasks(None).await);
+        _ = stop.cancelled() => {
+            sink.lock().expect("sink").errors.push("collection stopped: interrupted".into());
+        }
     }
+    let mut sink = sink.lock().expect("sink");
     if !sink.errors.is_empty() {
         let errors = sink.errors.join("\n");
         sink.put("errors.txt", &errors);

@@ -65,8 +65,23 @@ pub fn render(findings: &[Finding], failed_code: i32) -> (String, i32) {
 }
 
 /// The local target: the host engine, node images, busybox, kernel features.
-pub async fn local() -> Vec<Finding> {
+pub async fn local(nodes: u64) -> Vec<Finding> {
     let mut out = Vec::new();
+    let short = crate::hostlimits::shortfalls(&crate::hostlimits::HostFacts::read(), nodes);
+    if short.is_empty() {
+        out.push(Finding::ok(
+            "host limits",
+            format!("room for {nodes} nodes (neighbour table, inotify, memory, open files)"),
+        ));
+    }
+    for s in short {
+        out.push(Finding::bad(
+            Status::Fail,
+            s.what,
+            format!("{} needed, {} here: {}", s.need, s.have, s.why),
+            s.hint,
+        ));
+    }
     let host = match crate::engine::host_engine() {
         Ok(h) => h,
         Err(e) => {

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod engine;
 pub mod exit;
+pub mod hostlimits;
 pub mod images;
 pub mod marks;
 pub mod matrix;

@@ -105,7 +105,7 @@ fn requests(report: &serde_json::Value) -> u64 {
 fn api_only_dry_run_ignores_engine_checks_with_the_reason_and_stays_in_budget() {
     let (out, report) = dry_run(&[], SEED);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("7 ignored"), "{}", out.stdout);
+    assert!(out.stdout.contains("8 ignored"), "{}", out.stdout);
     assert!(out.stdout.contains("ignored (--no-engines"), "{}", out.stdout);
     assert_no_leak(&out);
     let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();

@@ -264,7 +264,7 @@ fn existing_engines_are_used_and_left_as_they_were() {
     let json = dir.path().join("report.json");
     let out = run(&args(&hosts, &["--json", json.to_str().unwrap(), seed]), None);
     expect(&out, 0, "seed on existing engines");
-    assert!(out.stdout.contains("test result: ok. 7 passed"), "{}", out.context());
+    assert!(out.stdout.contains("test result: ok. 8 passed"), "{}", out.context());
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
     assert!(jsonschema::is_valid(&schema, &report), "{report:#}");
@@ -346,7 +346,7 @@ target = "pinned"
     .unwrap();
     let out = run(&args(&hosts, &[chaos.to_str().unwrap()]), None);
     expect(&out, 0, "chaos checks on existing engines");
-    assert!(out.stdout.contains("test result: ok. 2 passed"), "{}", out.context());
+    assert!(out.stdout.contains("test result: ok. 3 passed"), "{}", out.context());
     engines.assert_as_before(&out);
     engines.assert_no_fault_chains(&out);
 

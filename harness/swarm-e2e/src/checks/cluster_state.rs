@@ -5,15 +5,40 @@
 //! check: running tasks are not moved when their constraint stops holding).
 
 use bollard::models::{NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState};
-use swarm_e2e_model::Role;
+use swarm_e2e_model::{Role, Topology};
 
 use super::{CheckEnv, Outcome};
 
 /// What differs from the declaration, one line per node and key.
 pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
-    let listed = env.cluster.manager().docker.list_nodes(None).await?;
-    let names = env.cluster.names_by_id();
+    if env.scenario.topology == Topology::Classic {
+        return classic_drift(env).await;
+    }
+    // Any manager answers for the swarm: the first one may be the node that is down.
     let mut out = Vec::new();
+    let mut listed = None;
+    let mut silent = Vec::new();
+    for manager in env.cluster.nodes.iter().filter(|n| n.role == Role::Manager) {
+        match tokio::time::timeout(env.timeout, manager.docker.list_nodes(None)).await {
+            Ok(Ok(l)) => {
+                listed = Some(l);
+                break;
+            }
+            Ok(Err(e)) => silent.push(format!("{}: {e}", manager.name)),
+            Err(_) => silent.push(format!(
+                "{}: no answer within {:.0} s",
+                manager.name,
+                env.timeout.as_secs_f64()
+            )),
+        }
+    }
+    let Some(listed) = listed else {
+        anyhow::bail!("no manager lists the swarm's nodes: {}", silent.join("; "));
+    };
+    for s in &silent {
+        out.push(format!("manager {s}"));
+    }
+    let names = env.cluster.names_by_id();
     for declared in &env.scenario.nodes {
         let Some(node) = listed
             .iter()
@@ -64,22 +89,68 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
             &declared.engine_labels,
             &engine.labels.unwrap_or_default(),
         );
-        // A packaged release (MAJOR.MINOR) or a static image's version; an archive's URL
-        // or path names no version to compare.
-        let version = engine.engine_version.unwrap_or_default();
-        let comparable = !declared.engine.contains('/');
-        if comparable
-            && !version
-                .replace('+', "-")
-                .starts_with(&declared.engine.replace('+', "-"))
-        {
-            out.push(format!(
-                "{name}: engine version: declared {}, actual {version}",
-                declared.engine
-            ));
-        }
+        compare_version(
+            &mut out,
+            name,
+            &declared.engine,
+            &engine.engine_version.unwrap_or_default(),
+        );
     }
     Ok(out)
+}
+
+/// A classic cluster has no swarm to ask: each engine says its own labels and version.
+async fn classic_drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
+    let infos = futures_util::future::join_all(env.scenario.nodes.iter().map(|declared| async move {
+        let info = tokio::time::timeout(env.timeout, env.cluster.node(&declared.name).docker.info()).await;
+        (declared, info)
+    }))
+    .await;
+    let mut out = Vec::new();
+    for (declared, info) in infos {
+        let info = match info {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => {
+                out.push(format!("{}: engine: expected answering, actual {e}", declared.name));
+                continue;
+            }
+            Err(_) => {
+                out.push(format!(
+                    "{}: engine: expected answering, actual no answer within {:.0} s",
+                    declared.name,
+                    env.timeout.as_secs_f64()
+                ));
+                continue;
+            }
+        };
+        let labels = (info.labels.unwrap_or_default().iter())
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        compare_labels(
+            &mut out,
+            &declared.name,
+            "engine label",
+            &declared.engine_labels,
+            &labels,
+        );
+        compare_version(
+            &mut out,
+            &declared.name,
+            &declared.engine,
+            &info.server_version.unwrap_or_default(),
+        );
+    }
+    Ok(out)
+}
+
+/// A packaged release (MAJOR.MINOR) or a static image's version; an archive's URL or
+/// path names no version to compare.
+fn compare_version(out: &mut Vec<String>, node: &str, declared: &str, actual: &str) {
+    let comparable = !declared.contains('/');
+    if comparable && !actual.replace('+', "-").starts_with(&declared.replace('+', "-")) {
+        out.push(format!("{node}: engine version: declared {declared}, actual {actual}"));
+    }
 }
 
 /// Every declared label must be there with its value (others may be added by checks).

@@ -62,6 +62,9 @@ pub struct CheckEnv {
     pub node_control: Option<Arc<dyn NodeControl>>,
     /// Test hook (`sticky-partition`): nodes a partition's heal leaves cut.
     pub unhealed: Vec<String>,
+    /// The host's counters when the run started, where the nodes share its kernel: a
+    /// node that stops answering may be a host limit, not a node.
+    pub host_at_start: Option<crate::hostlimits::HostFacts>,
     /// Disruptive checks run one at a time (each holds this) ...
     pub disruption: tokio::sync::Mutex<()>,
     /// ... and only once the other checks that run have ended: how many are left.
@@ -240,6 +243,14 @@ pub(crate) async fn name_dead_nodes(env: &CheckEnv, outcome: Outcome) -> Outcome
             } else {
                 format!("\n{}", reasons.join("\n"))
             };
+            let nodes = env.scenario.nodes.len() as u64;
+            let full = (env.host_at_start.as_ref()).and_then(|b| crate::hostlimits::neighbour_table_cause(b, nodes));
+            if let Some(cause) = full {
+                return Outcome::Failed(format!(
+                    "{m}\nnode(s) not answering: {}{reasons}\n{cause}",
+                    down.join(", ")
+                ));
+            }
             Outcome::Failed(format!(
                 "{m}\nnode(s) not answering: {} (the engine does not answer /_ping: the node died or was stopped){reasons}",
                 down.join(", ")

@@ -13,21 +13,35 @@ pub(super) async fn run(env: &CheckEnv, network: &str) -> anyhow::Result<Outcome
     let want_scope = if classic { "global" } else { "swarm" };
     let mut problems = Vec::new();
     let mut seen_on = Vec::new();
-    for node in &env.cluster.nodes {
-        let inspected = match node
-            .docker
-            .inspect_network(network, None::<InspectNetworkOptions>)
-            .await
-        {
+    // Every node at once, each bounded by the check's bound: a node that does not answer
+    // costs that bound once, not the client's request timeout per node.
+    let inspections = futures_util::future::join_all(env.cluster.nodes.iter().map(|node| async move {
+        let inspect = node.docker.inspect_network(network, None::<InspectNetworkOptions>);
+        match tokio::time::timeout(env.timeout, inspect).await {
+            Ok(r) => r.map_err(Some),
+            Err(_) => Err(None),
+        }
+    }))
+    .await;
+    for (node, inspected) in env.cluster.nodes.iter().zip(inspections) {
+        let inspected = match inspected {
             Ok(n) => n,
+            Err(None) => {
+                problems.push(format!(
+                    "{}: inspect failed: no answer within {:.0} s",
+                    node.name,
+                    env.timeout.as_secs_f64()
+                ));
+                continue;
+            }
             // Swarm workers learn an overlay only when something of theirs attaches to
             // it; classic engines all learn it from the cluster store.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+            Err(Some(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }))
                 if node.role != swarm_e2e_model::Role::Manager && !classic =>
             {
                 continue;
             }
-            Err(e) => {
+            Err(Some(e)) => {
                 problems.push(format!("{}: inspect failed: {e}", node.name));
                 continue;
             }

@@ -7,6 +7,7 @@ use crate::exit::{self, Failure};
 
 pub const DOCTOR_HELP: &str = "Examples:
   swarm-e2e doctor                          # host engine, node images, busybox, kernel
+  swarm-e2e doctor --nodes 60               # ... and whether this host holds 60 nodes
   DIGITALOCEAN_ACCESS_TOKEN=dop_v1_... swarm-e2e doctor --target digitalocean
 
 --target digitalocean checks the token (GET /v2/account), that the account is active,
@@ -17,7 +18,8 @@ the target is usable, 2 when the token is missing, 3 when something else is wron
 pub struct DoctorArgs {
     #[arg(long, default_value = "local", value_parser = ["local", "digitalocean"])]
     target: String,
-    /// Droplets a run will need (checked against the droplet limit).
+    /// Nodes a run will need: checked against the droplet limit, or (local) against this
+    /// host's limits (neighbour table, inotify instances, memory, open files).
     #[arg(long, default_value_t = 3)]
     nodes: u64,
 }
@@ -28,7 +30,7 @@ pub fn main(rt: &Runtime, a: DoctorArgs) -> Result<i32, Failure> {
             let client = crate::target::digitalocean::client_from_env()?;
             crate::doctor::digitalocean(&client, a.nodes).await
         } else {
-            crate::doctor::local().await
+            crate::doctor::local(a.nodes).await
         };
         let (text, code) = crate::doctor::render(&findings, exit::INFRASTRUCTURE);
         use std::io::Write as _;

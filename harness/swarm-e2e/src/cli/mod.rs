@@ -94,6 +94,7 @@ enum Command {
 /// The binary's `main`.
 pub fn main() -> ExitCode {
     crate::install_crypto_provider();
+    crate::hostlimits::raise_open_files();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -133,9 +133,10 @@ fn record(
 /// go through the swarm API and underlay faults through the node's engine (every
 /// target); only stopping an engine needs the target's node control.
 fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeControl>) -> Result<(), Failure> {
-    if ctx.opts.stopped_engine.is_some() && control.is_none() {
+    let frozen = ctx.opts.nodes_with(&NodeFault::Frozen);
+    if (ctx.opts.stopped_engine.is_some() || !frozen.is_empty()) && control.is_none() {
         return Err(Failure::invalid_input(format!(
-            "target {} cannot stop node engines",
+            "target {} cannot stop or freeze nodes",
             ctx.target.name()
         )));
     }
@@ -155,6 +156,11 @@ fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeC
             }
             if let (Some(control), Some(node)) = (control, &ctx.opts.stopped_engine) {
                 control.stop(node).await?;
+            }
+            if let Some(control) = control {
+                for node in &frozen {
+                    control.freeze(node).await?;
+                }
             }
             anyhow::Ok(())
         })
@@ -213,6 +219,7 @@ pub(super) fn run(
         target: ctx.target.name(),
         node_control,
         unhealed: ctx.opts.nodes_with(&NodeFault::StickyPartition),
+        host_at_start: ctx.host_at_start.clone(),
         disruption: tokio::sync::Mutex::new(()),
         last_order: last.iter().map(|c| c.name.clone()).collect(),
         turn: tokio::sync::watch::Sender::new(0),

@@ -38,6 +38,8 @@ pub(crate) struct RunContext<'a> {
     pub summary: RunSummary,
     /// Set once the cluster formed (artefacts read it).
     pub cluster: Option<Arc<Cluster>>,
+    /// The host's counters when the run started, where the nodes share its kernel.
+    pub host_at_start: Option<crate::hostlimits::HostFacts>,
 }
 
 impl RunContext<'_> {
@@ -137,6 +139,7 @@ fn run(
         limit: scenario.timeouts.teardown,
         armed: true,
     };
+    let target_shares_host = target.shares_host();
     let mut ctx = RunContext {
         rt,
         target,
@@ -145,6 +148,7 @@ fn run(
         args,
         reporter: reporter.clone(),
         interrupt,
+        host_at_start: target_shares_host.then(crate::hostlimits::HostFacts::read),
         summary,
         cluster: None,
     };
@@ -198,7 +202,12 @@ fn record_outcome(result: std::thread::Result<Result<i32, Failure>>, ctx: &mut R
     });
     match result {
         Ok(code) => ctx.summary.exit_code = code,
-        Err(failure) => {
+        Err(mut failure) => {
+            let nodes = ctx.scenario.nodes.len() as u64;
+            let full = (ctx.host_at_start.as_ref()).and_then(|b| crate::hostlimits::neighbour_table_cause(b, nodes));
+            if let Some(cause) = full {
+                failure.message = format!("{}\n{cause}", failure.message);
+            }
             ctx.summary.exit_code = failure.code;
             ctx.note(format!("swarm-e2e: {failure}"));
             ctx.summary.error = Some(failure.to_string());
@@ -229,12 +238,19 @@ fn collect_artifacts(ctx: &mut RunContext) {
     {
         return;
     }
+    let limit = crate::artifacts::COLLECTION_LIMIT;
+    ctx.note(format!(
+        "  … failure artefacts (every node at once, at most {} s)",
+        limit.as_secs()
+    ));
     let path = ctx.rt.block_on(crate::artifacts::collect(
         ctx.target.as_ref(),
         &ctx.scenario,
         &ctx.summary,
         ctx.cluster.as_deref(),
         dir,
+        limit,
+        &ctx.interrupt.stop,
     ));
     ctx.summary.artifacts = Some(path);
 }

@@ -81,6 +81,9 @@ pub trait NodeControl: Send + Sync {
     /// Why a node's engine does not answer, as far as the target can see it (its
     /// container exited, with the code and last log lines; its engine was stopped).
     fn why_silent<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Test hook (`freeze`): the whole node stops (its engine accepts connections and
+    /// never answers).
+    fn freeze<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// A fault of a node, as clouds, operators and engine regressions break clusters.
@@ -103,6 +106,10 @@ pub enum NodeFault {
     /// The node's availability is `pause` before the workloads are deployed (an
     /// operator's leftover): it takes no new tasks.
     Paused,
+    /// The node is frozen once the workloads run (its container paused, where the
+    /// target has node control): its engine accepts connections and never answers, as
+    /// an overloaded or wedged host does.
+    Frozen,
 }
 
 impl NodeFault {
@@ -128,7 +135,8 @@ impl NodeFault {
             NodeFault::BadEngineOption
             | NodeFault::RemoveNodeLabel(_)
             | NodeFault::StickyPartition
-            | NodeFault::Paused => vec![],
+            | NodeFault::Paused
+            | NodeFault::Frozen => vec![],
         }
     }
 }
@@ -156,10 +164,11 @@ impl std::str::FromStr for InjectedFault {
             None if what == "bad-engine-option" => NodeFault::BadEngineOption,
             None if what == "sticky-partition" => NodeFault::StickyPartition,
             None if what == "pause" => NodeFault::Paused,
+            None if what == "freeze" => NodeFault::Frozen,
             _ => {
                 return Err(format!(
                     "`{what}`: faults are mtu=N, drop-vxlan, drop-gossip, bad-engine-option, unlabel=KEY, \
-                     sticky-partition, pause"
+                     sticky-partition, pause, freeze"
                 ));
             }
         };
@@ -194,6 +203,12 @@ pub trait Target: Send + Sync {
 
     /// Whether a scenario's `[faults]` table applies here (only the fake API has faults).
     fn honours_faults(&self) -> bool {
+        false
+    }
+
+    /// Whether the nodes are containers on this host, sharing its kernel and its limits
+    /// (a failure then looks at the host's counters too).
+    fn shares_host(&self) -> bool {
         false
     }
 

@@ -146,6 +146,10 @@ impl Target for DoTarget {
                         .with_hint("use --keep with --target local"),
                 );
             }
+            if self.shares_host() {
+                // The fake's droplets are node containers on this host.
+                crate::hostlimits::preflight(scenario)?;
+            }
             if let Some(host) = &self.host {
                 async {
                     ping_host_engine(host).await?;
@@ -171,6 +175,10 @@ impl Target for DoTarget {
 
     fn honours_faults(&self) -> bool {
         self.is_fake()
+    }
+
+    fn shares_host(&self) -> bool {
+        self.is_fake() && self.host.is_some()
     }
 
     fn provision(self: Arc<Self>, ctx: ProvisionContext) -> BoxFuture<'static, anyhow::Result<Vec<ProvisionedNode>>> {

@@ -45,12 +45,18 @@ impl LocalTarget {
 }
 
 impl Target for LocalTarget {
+    fn shares_host(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "local"
     }
 
     fn preflight<'a>(&'a self, scenario: &'a Scenario, _keep: bool) -> BoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
+            // Node containers share this host's kernel: its limits bound the run's size.
+            crate::hostlimits::preflight(scenario)?;
             async {
                 ping_host_engine(&self.host).await?;
                 require_node_images(&self.host, scenario).await
@@ -272,6 +278,10 @@ impl ContainerNodeControl {
         if let Some(gone) = exited(&self.host, &self.run_id, node).await {
             return Some(format!("{gone:#}"));
         }
+        let inspected = self.host.inspect_container(&self.container(node), None).await;
+        if inspected.ok().and_then(|c| c.state).and_then(|s| s.paused) == Some(true) {
+            return Some("its node container is paused: the engine accepts connections and cannot answer".into());
+        }
         let stopped = self
             .node_exec(node, "[ -e /run/swarm-e2e/engine-stopped ]")
             .await
@@ -300,6 +310,13 @@ impl NodeControl for ContainerNodeControl {
 
     fn start<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.start_engine(node))
+    }
+
+    fn freeze<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            (self.host.pause_container(&self.container(node)).await)
+                .with_context(|| format!("pausing the node container of {node}"))
+        })
     }
 }
 
