@@ -48,23 +48,35 @@ struct Source<'a> {
     failed: Option<String>,
 }
 
+/// Why one artefact could not be had.
+enum Miss {
+    /// The source answered with an error (a network a worker does not know): the
+    /// source itself is fine.
+    Answered(String),
+    /// No answer: a connection error or the bound; the source is skipped from then on.
+    Silent(String),
+}
+
 impl Source<'_> {
-    async fn take<T, E, F>(&mut self, rel: &str, request: F)
+    /// An Engine API request; its JSON answer is the artefact.
+    async fn take<T, F>(&mut self, rel: &str, request: F)
     where
         T: serde::Serialize,
-        E: std::fmt::Display,
-        F: std::future::Future<Output = Result<T, E>>,
+        F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
     {
         self.take_text(rel, async {
-            let v = request.await.map_err(|e| e.to_string())?;
-            Ok(serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("unserializable: {e}")))
+            match request.await {
+                Ok(v) => Ok(serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("unserializable: {e}"))),
+                Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => Err(Miss::Answered(e.to_string())),
+                Err(e) => Err(Miss::Silent(e.to_string())),
+            }
         })
         .await
     }
 
     async fn take_text<F>(&mut self, rel: &str, request: F)
     where
-        F: std::future::Future<Output = Result<String, String>>,
+        F: std::future::Future<Output = Result<String, Miss>>,
     {
         if let Some(first) = &self.failed {
             let line = format!("{rel}: skipped: {} did not answer before ({first})", self.name);
@@ -73,12 +85,13 @@ impl Source<'_> {
         }
         let got = match tokio::time::timeout(REQUEST_LIMIT, request).await {
             Ok(r) => r,
-            Err(_) => Err(format!("no answer within {} s", REQUEST_LIMIT.as_secs())),
+            Err(_) => Err(Miss::Silent(format!("no answer within {} s", REQUEST_LIMIT.as_secs()))),
         };
         let mut sink = self.sink.lock().expect("sink");
         match got {
             Ok(body) => sink.put(rel, &body),
-            Err(e) => {
+            Err(Miss::Answered(e)) => sink.errors.push(format!("{rel}: {e}")),
+            Err(Miss::Silent(e)) => {
                 sink.errors.push(format!("{rel}: {e}"));
                 self.failed = Some(rel.to_string());
             }
@@ -133,11 +146,10 @@ pub async fn collect(
             failed: None,
         };
         let log = target.node_log(&summary.run_id, &node.name);
-        source
-            .take_text(&format!("{}/engine.log", node.name), async {
-                log.await.map_err(|e| format!("{e:#}"))
-            })
-            .await;
+        // Read through the target (the host's engine for node containers): its failure
+        // says nothing about the node's own engine.
+        let log = async { log.await.map_err(|e| Miss::Answered(format!("{e:#}"))) };
+        source.take_text(&format!("{}/engine.log", node.name), log).await;
         let Some(n) = cluster.and_then(|c| c.nodes.iter().find(|n| n.name == node.name)) else {
             return;
         };

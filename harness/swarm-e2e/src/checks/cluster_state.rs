@@ -145,10 +145,16 @@ async fn classic_drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
 }
 
 /// A packaged release (MAJOR.MINOR) or a static image's version; an archive's URL or
-/// path names no version to compare.
+/// path names no version to compare. The release number is compared; what follows it
+/// (a distribution's `+dfsg1`, a pre-release tag a static image was named with) is not.
 fn compare_version(out: &mut Vec<String>, node: &str, declared: &str, actual: &str) {
-    let comparable = !declared.contains('/');
-    if comparable && !actual.replace('+', "-").starts_with(&declared.replace('+', "-")) {
+    if declared.contains('/') {
+        return;
+    }
+    let number = |v: &str| -> String { v.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect() };
+    let (want, have) = (number(declared), number(actual));
+    let same_release = have == want || have.strip_prefix(&want).is_some_and(|rest| rest.starts_with('.'));
+    if want.is_empty() || !same_release {
         out.push(format!("{node}: engine version: declared {declared}, actual {actual}"));
     }
 }
@@ -188,4 +194,22 @@ pub(super) async fn run(env: &CheckEnv, at_start: anyhow::Result<Vec<String>>) -
     } else {
         Outcome::Failed(format!("the cluster is not as declared {}", problems.join("\n")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_release_number_is_compared_and_suffixes_are_not() {
+        let drift = |declared: &str, actual: &str| {
+            let mut out = Vec::new();
+            super::compare_version(&mut out, "n", declared, actual);
+            !out.is_empty()
+        };
+        assert!(!drift("20.10", "20.10.24+dfsg1"));
+        assert!(!drift("20.10.24-rc.1", "20.10.24+dfsg1"));
+        assert!(!drift("https://example.test/docker.tgz", "28.0.1"));
+        assert!(drift("26.1", "20.10.24+dfsg1"));
+        assert!(drift("20.1", "20.10.24"));
+        assert!(drift("20.10.23", "20.10.24+dfsg1"));
+    }
 }
