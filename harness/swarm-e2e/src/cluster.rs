@@ -221,14 +221,22 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
     .await?;
 
     tracing::debug!(elapsed = ?started.elapsed(), "every node joined");
-    // Each engine knows its own node ID.
+    // Each engine knows its own node ID, once its join has completed: a join retried
+    // after a slow first attempt answers "already part of a swarm" while the first is
+    // still pending (measured at 60 nodes), so the ID is awaited, bounded.
     let ids = try_join_all(nodes.iter().map(|n| async move {
-        let info = n
-            .docker
-            .info()
-            .await
-            .with_context(|| format!("docker info on {}", n.name))?;
-        let id = info.swarm.and_then(|s| s.node_id).filter(|id| !id.is_empty());
+        let id = poll_until(limit, Duration::from_millis(200), || async {
+            let info = n
+                .docker
+                .info()
+                .await
+                .with_context(|| format!("docker info on {}", n.name))?;
+            match info.swarm.and_then(|s| s.node_id).filter(|id| !id.is_empty()) {
+                Some(id) => Ok(Some(id)),
+                None => anyhow::bail!("no swarm node ID yet"),
+            }
+        })
+        .await;
         id.with_context(|| format!("{} reports no swarm node ID after joining", n.name))
     }))
     .await?;
