@@ -69,8 +69,16 @@ impl std::fmt::Display for UnderlayFault {
     }
 }
 
+/// Runs a command of the node's own in the mount and network namespaces of its PID 1.
+macro_rules! in_node {
+    () => {
+        "nsenter -t 1 -m -n -- "
+    };
+}
+pub(crate) use in_node;
+
 /// The node's `iptables`, run in the namespaces of its PID 1.
-pub(crate) const IPTABLES: &str = "nsenter -t 1 -m -n -- iptables -w 5";
+pub(crate) const IPTABLES: &str = concat!(in_node!(), "iptables -w 5");
 
 /// Creates `owner`'s chains and the jumps to them (idempotent).
 fn chains(owner: Owner) -> String {

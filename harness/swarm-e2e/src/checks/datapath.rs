@@ -308,7 +308,7 @@ fn install(chain: &str, peers: &[IpAddr]) -> String {
 }
 
 /// The filter table's rules with their counters.
-const SAVE_FILTER: &str = "nsenter -t 1 -m -n -- iptables-save -c -t filter";
+const SAVE_FILTER: &str = concat!(crate::netfault::in_node!(), "iptables-save -c -t filter");
 
 /// Prints the counters (`-L -v -x`, in rule order), then the filter table; removes the
 /// chain.
