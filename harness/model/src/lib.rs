@@ -44,6 +44,11 @@ pub struct Scenario {
     pub faults: Option<FakeFaults>,
     /// How the engines form one cluster.
     pub topology: Topology,
+    /// Whether the swarm keeps its `ingress` network (the routing mesh for published
+    /// ports). Every joining node builds an ingress sandbox and gossips its state, which
+    /// dominates forming a big swarm (60 nodes on 2 cores: joins 27 s with it, 5 s
+    /// without); `ingress = false` removes it right after `swarm init`.
+    pub ingress: bool,
 }
 
 /// How a scenario's engines become one cluster.
@@ -431,6 +436,17 @@ pub struct PhaseTimeouts {
     pub cluster_formed: Duration,
     pub checks: Duration,
     pub teardown: Duration,
+}
+
+impl PhaseTimeouts {
+    /// The defaults for a cluster of `nodes`: forming takes longer with every node past
+    /// thirty (the joins queue at the leader; measured on 2 cores: 37-44 s for 60 nodes),
+    /// so its bound grows by a second per node from there.
+    pub fn for_nodes(nodes: usize) -> Self {
+        let mut t = PhaseTimeouts::default();
+        t.cluster_formed += Duration::from_secs(nodes.saturating_sub(30) as u64);
+        t
+    }
 }
 
 impl Default for PhaseTimeouts {

@@ -127,6 +127,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "description",
     "engine",
     "topology",
+    "ingress",
     "timeouts",
     "faults",
     "nodes",
@@ -350,6 +351,20 @@ impl Parser {
                 Topology::Swarm
             }
         };
+        let ingress_value: Option<S<bool>> = get("ingress").and_then(|v| {
+            self.de(
+                v,
+                "`ingress = false` removes the swarm's routing mesh; the default is true",
+            )
+        });
+        if let (Topology::Classic, Some(v)) = (topology, &ingress_value) {
+            self.push(
+                Problem::new("`ingress` is a swarm setting", span_of(v))
+                    .label("in a classic scenario")
+                    .help("the classic topology has no swarm and no routing mesh: remove `ingress`"),
+            );
+        }
+        let ingress = ingress_value.map(|v| v.into_inner()).unwrap_or(true);
         let timeouts: Option<RawTimeouts> =
             get("timeouts").and_then(|v| self.de(v, "durations are strings like \"90s\" or \"2m\""));
         let faults_value = get("faults");
@@ -442,7 +457,7 @@ impl Parser {
         let services = self.services(raw_services, &networks);
         let containers = self.containers(raw_containers, &nodes, &networks, topology);
         let checks = self.checks(raw_checks, &nodes, &networks, &services, &containers, topology);
-        let timeouts = timeouts.map(merge_timeouts).unwrap_or_default();
+        let timeouts = merge_timeouts(timeouts, PhaseTimeouts::for_nodes(nodes.len()));
         if let (Some(f), Some(v)) = (&faults, faults_value) {
             for name in f.stuck_in_new.iter().chain(&f.goes_off) {
                 if !nodes.iter().any(|n| &n.name == name) {
@@ -471,6 +486,7 @@ impl Parser {
             timeouts,
             faults,
             topology,
+            ingress,
         })
     }
 
@@ -1531,8 +1547,8 @@ fn plain_map(m: BTreeMap<S<String>, S<String>>) -> BTreeMap<String, String> {
     m.into_iter().map(|(k, v)| (k.into_inner(), v.into_inner())).collect()
 }
 
-fn merge_timeouts(t: RawTimeouts) -> PhaseTimeouts {
-    let d = PhaseTimeouts::default();
+fn merge_timeouts(t: Option<RawTimeouts>, d: PhaseTimeouts) -> PhaseTimeouts {
+    let Some(t) = t else { return d };
     PhaseTimeouts {
         provision: t.provision.unwrap_or(d.provision),
         engines_ready: t.engines_ready.unwrap_or(d.engines_ready),

@@ -1,12 +1,15 @@
-//! Benchmark: clusters of N = 3, 5 and 10 engines on the local target (per-phase wall
-//! time, the slowest engine's start, memory of each node's engine processes), and the
+//! Benchmark: clusters of N = 3, 10, 30, 60 and 100 engines on the local target
+//! (per-phase wall time, the slowest engine's start, memory of each node's engine
+//! processes, the host's peak memory use during the run), and the
 //! DigitalOcean path on the fake with a 30 s simulated boot for N = 3 and 10 (wall time
 //! and API requests). Prints tables; asserts nothing about time (targets are read off
 //! the tables, not enforced in tests).
 //!
 //! `cargo bench -p swarm-e2e --bench scale` (root, engine running, node image built).
 //! SWARM_E2E_BENCH_SIZES overrides the local sizes (e.g. "3,5"), SWARM_E2E_BENCH_RUNS
-//! repeats each size (default 1), SWARM_E2E_BENCH_FAKE=0 skips the do-fake part.
+//! repeats each size (default 1), SWARM_E2E_BENCH_INGRESS=1 keeps the swarm's routing
+//! mesh (the scenarios set `ingress = false` otherwise), SWARM_E2E_BENCH_FAKE=0 skips
+//! the do-fake part. 100 nodes need the sysctls `ci/setup.sh` sets (`doctor --nodes 100`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,9 +33,9 @@ impl Reporter for Collect {
 
 /// A cluster of `n` engines: three managers from five nodes on (one below), an overlay,
 /// a global service, and the headline ping across hosts.
-fn scenario_text(n: usize) -> String {
+fn scenario_text(n: usize, ingress: bool) -> String {
     let managers = if n >= 5 { 3 } else { 1 };
-    let mut s = format!("name = \"scale-{n}\"\n\n");
+    let mut s = format!("name = \"scale-{n}\"\ningress = {ingress}\n\n");
     for i in 1..=n {
         let role = if i <= managers { "manager" } else { "worker" };
         s.push_str(&format!("[[nodes]]\nname = \"s{n}-{i}\"\nrole = \"{role}\"\n\n"));
@@ -66,6 +69,50 @@ fn engine_memory_kib(rt: &tokio::runtime::Runtime, run_id: &str, nodes: &[String
         .collect()
 }
 
+/// The host's `MemAvailable`, KiB.
+fn mem_available_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples the host's available memory every 200 ms until dropped; `peak_used` is the
+/// largest drop from the first sample, KiB.
+struct MemoryWatch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl MemoryWatch {
+    fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let base = mem_available_kib();
+            let mut lowest = base;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                lowest = lowest.min(mem_available_kib());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            base.saturating_sub(lowest)
+        });
+        MemoryWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn peak_used(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map(|t| t.join().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("scale benchmark: run it with `cargo bench -p swarm-e2e --bench scale`");
@@ -74,7 +121,7 @@ fn main() {
     swarm_e2e::install_crypto_provider();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sizes: Vec<usize> = std::env::var("SWARM_E2E_BENCH_SIZES")
-        .unwrap_or_else(|_| "3,5,10".into())
+        .unwrap_or_else(|_| "3,10,30,60,100".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
@@ -84,13 +131,29 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1);
-    println!("\nlocal target, {runs} run(s) per size, seconds (memory: dockerd + containerd RSS per node)");
+    let ingress = std::env::var("SWARM_E2E_BENCH_INGRESS").is_ok_and(|v| v == "1");
     println!(
-        "{:>3} {:>10} {:>8} {:>8} {:>8} {:>9} {:>12} {:>7} {:>10} {:>10}",
-        "N", "provision", "engines", "formed", "checks", "teardown", "slowest eng", "ratio", "mem avg", "mem max"
+        "\nlocal target, {runs} run(s) per size, ingress = {ingress}, seconds (memory: dockerd + containerd \
+         RSS per node; host peak: the largest drop of MemAvailable during the run)"
+    );
+    println!(
+        "{:>3} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>12} {:>7} {:>10} {:>10} {:>10}",
+        "N",
+        "provision",
+        "engines",
+        "formed",
+        "checks",
+        "teardown",
+        "total",
+        "slowest eng",
+        "ratio",
+        "mem avg",
+        "mem max",
+        "host peak"
     );
     for n in sizes.into_iter().flat_map(|n| std::iter::repeat_n(n, runs)) {
-        let text = scenario_text(n);
+        let watch = MemoryWatch::start();
+        let text = scenario_text(n, ingress);
         let scenario = Arc::new(swarm_e2e_model::parse_scenario(&format!("scale-{n}.toml"), &text).unwrap());
         let collect = Arc::new(Collect::default());
         let opts = RunOptions {
@@ -113,6 +176,7 @@ fn main() {
             Vec::new(),
         ));
         let teardown = started.elapsed().as_secs_f64();
+        let host_peak = watch.peak_used() as f64 / 1024.0 / 1024.0;
         assert!(errors.is_empty(), "teardown of N={n}: {errors:?}");
         assert_eq!(summary.exit_code, 0, "N={n} failed: {:?}", summary.error);
         let phase = |p: Phase| {
@@ -137,8 +201,9 @@ fn main() {
         let ratio = (provision + engines + formed) / slowest_engine;
         let avg = memory.iter().sum::<u64>() as f64 / memory.len().max(1) as f64 / 1024.0;
         let max = memory.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
+        let total = provision + engines + formed + checks + teardown;
         println!(
-            "{n:>3} {provision:>10.2} {engines:>8.2} {formed:>8.2} {checks:>8.2} {teardown:>9.2} {slowest_engine:>12.2} {ratio:>6.2}x {avg:>7.1}MiB {max:>7.1}MiB"
+            "{n:>3} {provision:>10.2} {engines:>8.2} {formed:>8.2} {checks:>8.2} {teardown:>9.2} {total:>8.2} {slowest_engine:>12.2} {ratio:>6.2}x {avg:>7.1}MiB {max:>7.1}MiB {host_peak:>7.2}GiB"
         );
     }
 
@@ -152,7 +217,7 @@ fn main() {
     );
     for n in [3usize, 10] {
         let scenario =
-            Arc::new(swarm_e2e_model::parse_scenario(&format!("scale-{n}.toml"), &scenario_text(n)).unwrap());
+            Arc::new(swarm_e2e_model::parse_scenario(&format!("scale-{n}.toml"), &scenario_text(n, true)).unwrap());
         let opts = RunOptions {
             libtest_args: vec!["-q".into()],
             target: TargetChoice::DoFake {

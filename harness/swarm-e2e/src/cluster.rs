@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bollard::Docker;
@@ -10,7 +10,8 @@ use bollard::models::{
     Ipam, IpamConfig, NetworkCreateRequest, NodeSpec, NodeState, SwarmInitRequest, SwarmJoinRequest,
 };
 use bollard::query_parameters::UpdateNodeOptionsBuilder;
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
+use futures_util::{StreamExt, TryStreamExt};
 use swarm_e2e_model::{Network, Role, Scenario, Topology};
 
 use crate::wait::poll_until;
@@ -153,12 +154,27 @@ async fn form_classic(scenario: &Scenario, cluster: Cluster, limit: Duration) ->
     Ok(cluster)
 }
 
-/// Initialises the swarm on the first manager, joins every other node in parallel,
-/// applies node labels, creates the scenario's overlay networks, and waits (bounded by
-/// `limit`) until the manager sees every node Ready with the right manager count.
+/// Joins in flight at once. The leader's CA signs each joining node's certificate and
+/// raft stores the node; with 57 joins at once on 2 cores, certificate requests timed
+/// out and the joining agents asked again, and every retry left a second node entry (no
+/// hostname, state unknown, never removed): 22 of them at 60 nodes. Eight at once kept
+/// the leader answering.
+const JOINS_IN_FLIGHT: usize = 16;
+
+/// Time left until `deadline` (zero once it passed: a poll then tries once more).
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Initialises the swarm on the first manager, joins the other managers one at a time
+/// (each is a raft membership change) and then the workers a few at a time, applies node
+/// labels, creates the scenario's overlay networks, and waits (bounded by `limit` in
+/// total, so a timeout names the step it ended in) until the manager sees every node
+/// Ready with the right manager count.
 async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) -> anyhow::Result<Cluster> {
     let nodes = &mut cluster.nodes;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let deadline = started + limit;
     let first = scenario.first_manager().name.clone();
     let leader = nodes
         .iter()
@@ -181,9 +197,12 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
         tokens.manager.context("no manager token")?,
     );
     let remote = format!("{}:{SWARM_PORT}", leader.address);
+    if !scenario.ingress {
+        remove_ingress(&leader, deadline).await?;
+    }
     tracing::debug!(elapsed = ?started.elapsed(), "swarm initialised on {}", leader.name);
 
-    try_join_all(nodes.iter().filter(|n| n.name != leader.name).map(|n| {
+    let join = |n: &EngineNode| {
         let token = if n.role == Role::Manager {
             &manager_token
         } else {
@@ -196,11 +215,12 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
             join_token: Some(token.clone()),
             ..Default::default()
         };
+        let n = n.clone();
         async move {
-            // Managers joining at once can race raft's configuration change; a
-            // rejected join is retried, bounded by the phase limit.
-            poll_until(limit, Duration::from_millis(200), || {
+            // A join the leader is too busy to accept in time is retried, bounded.
+            poll_until(left(deadline), Duration::from_millis(200), || {
                 let request = request.clone();
+                let n = &n;
                 async move {
                     match n.docker.join_swarm(request).await {
                         Ok(()) => Ok(Some(())),
@@ -217,23 +237,41 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
             tracing::debug!(elapsed = ?started.elapsed(), "{} joined as {}", n.name, n.role.as_str());
             anyhow::Ok(())
         }
-    }))
-    .await?;
+    };
+    for n in nodes
+        .iter()
+        .filter(|n| n.name != leader.name && n.role == Role::Manager)
+    {
+        join(n).await?;
+    }
+    futures_util::stream::iter(nodes.iter().filter(|n| n.role != Role::Manager).map(join))
+        .buffer_unordered(JOINS_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
 
     tracing::debug!(elapsed = ?started.elapsed(), "every node joined");
     // Each engine knows its own node ID, once its join has completed: a join retried
     // after a slow first attempt answers "already part of a swarm" while the first is
     // still pending (measured at 60 nodes), so the ID is awaited, bounded.
     let ids = try_join_all(nodes.iter().map(|n| async move {
-        let id = poll_until(limit, Duration::from_millis(200), || async {
+        let id = poll_until(left(deadline), Duration::from_millis(200), || async {
             let info = n
                 .docker
                 .info()
                 .await
                 .with_context(|| format!("docker info on {}", n.name))?;
-            match info.swarm.and_then(|s| s.node_id).filter(|id| !id.is_empty()) {
+            let swarm = info.swarm.unwrap_or_default();
+            match swarm.node_id.filter(|id| !id.is_empty()) {
                 Some(id) => Ok(Some(id)),
-                None => anyhow::bail!("no swarm node ID yet"),
+                None => anyhow::bail!(
+                    "no swarm node ID yet (local state {}{})",
+                    swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default(),
+                    swarm
+                        .error
+                        .filter(|e| !e.is_empty())
+                        .map(|e| format!(", error: {e}"))
+                        .unwrap_or_default()
+                ),
             }
         })
         .await;
@@ -243,33 +281,123 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
     for (n, id) in nodes.iter_mut().zip(ids) {
         n.node_id = id;
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "every node has its node ID");
 
-    let managers = scenario.manager_count();
-    let expected = nodes.len();
-    poll_until(limit, Duration::from_millis(100), || async {
-        let listed = leader
-            .docker
-            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
-            .await?;
-        let ready = listed
-            .iter()
-            .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY))
-            .count();
-        let mgrs = listed.iter().filter(|n| n.manager_status.is_some()).count();
-        if listed.len() == expected && ready == expected && mgrs == managers {
-            Ok(Some(()))
-        } else {
-            tracing::trace!("{ready}/{expected} nodes ready, {mgrs}/{managers} managers");
-            bail!("{ready}/{expected} nodes ready, {mgrs}/{managers} managers")
-        }
-    })
-    .await
-    .context("waiting for every node to be Ready")?;
+    let ghosts = every_node_ready(scenario, &cluster, &leader, deadline).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "every node Ready");
+    remove_ghosts(&leader, &ghosts).await;
 
     label_nodes(scenario, &cluster).await?;
     create_networks(scenario, &cluster).await?;
     Ok(cluster)
+}
+
+/// Removes the swarm's routing-mesh network before any node joins, so no node builds an
+/// ingress sandbox (`ingress = false`). `swarm init` creates it in the background: until
+/// then the removal answers "not found", so that answer is waited out, bounded.
+async fn remove_ingress(leader: &EngineNode, deadline: Instant) -> anyhow::Result<()> {
+    poll_until(left(deadline), Duration::from_millis(100), || async {
+        let networks = leader
+            .docker
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await?;
+        let Some(ingress) = networks.iter().find(|n| n.ingress == Some(true)) else {
+            anyhow::bail!("the swarm has not created its ingress network yet");
+        };
+        leader
+            .docker
+            .remove_network(ingress.id.as_deref().unwrap_or("ingress"))
+            .await?;
+        Ok(Some(()))
+    })
+    .await
+    .with_context(|| format!("removing the ingress network on {} (`ingress = false`)", leader.name))
+}
+
+/// Waits until the leader lists every engine's node Ready and the right managers.
+/// Returns the IDs of the other entries it lists: nodes that no engine owns, which a
+/// join whose certificate request was retried leaves behind (see [`JOINS_IN_FLIGHT`]).
+async fn every_node_ready(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    leader: &EngineNode,
+    deadline: Instant,
+) -> anyhow::Result<Vec<String>> {
+    let names = cluster.names_by_id();
+    let managers = scenario.manager_count();
+    poll_until(left(deadline), Duration::from_millis(100), || async {
+        let listed = leader
+            .docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await?;
+        let (ours, ghosts): (Vec<_>, Vec<_>) = listed
+            .iter()
+            .partition(|n| n.id.as_ref().is_some_and(|id| names.contains_key(id)));
+        let not_ready: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter_map(|engine| {
+                let entry = ours.iter().find(|n| n.id.as_deref() == Some(engine.node_id.as_str()));
+                let state = entry.and_then(|n| n.status.as_ref()).and_then(|s| s.state);
+                match state {
+                    Some(NodeState::READY) => None,
+                    Some(s) => Some(format!("{} ({s})", engine.name)),
+                    None => Some(format!("{} (not listed)", engine.name)),
+                }
+            })
+            .collect();
+        let mgrs = ours.iter().filter(|n| n.manager_status.is_some()).count();
+        if not_ready.is_empty() && mgrs == managers {
+            return Ok(Some(ghosts.iter().filter_map(|n| n.id.clone()).collect()));
+        }
+        let ready = cluster.nodes.len() - not_ready.len();
+        tracing::trace!(
+            "{ready}/{} nodes ready, {mgrs}/{managers} managers",
+            cluster.nodes.len()
+        );
+        let mut shown: Vec<String> = not_ready.iter().take(5).cloned().collect();
+        if not_ready.len() > 5 {
+            shown.push(format!("{} more", not_ready.len() - 5));
+        }
+        bail!(
+            "{ready}/{} nodes Ready, {mgrs}/{managers} managers{}",
+            cluster.nodes.len(),
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!("; not Ready: {}", shown.join(", "))
+            }
+        )
+    })
+    .await
+    .context("waiting for every node to be Ready")
+}
+
+/// Removes node entries no engine owns (they never had an agent: no hostname, state
+/// unknown). Left in place they would count as nodes of the swarm: a global service
+/// gets a task for each, and the declared state would see nodes nobody declared.
+async fn remove_ghosts(leader: &EngineNode, ghosts: &[String]) {
+    if ghosts.is_empty() {
+        return;
+    }
+    let removed = join_all(ghosts.iter().map(|id| async move {
+        let options = bollard::query_parameters::DeleteNodeOptionsBuilder::new()
+            .force(true)
+            .build();
+        match leader.docker.delete_node(id, Some(options)).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("removing node entry {id}, which no engine owns: {e}");
+                false
+            }
+        }
+    }))
+    .await;
+    tracing::warn!(
+        "removed {} of {} node entries no engine owns (a join whose certificate request was retried leaves one)",
+        removed.iter().filter(|r| **r).count(),
+        ghosts.len()
+    );
 }
 
 async fn label_nodes(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod checks;
 pub mod cli;
 pub mod cluster;
+pub mod color;
 pub mod daemon;
 pub mod doctor;
 pub mod engine;

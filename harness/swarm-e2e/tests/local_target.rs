@@ -329,6 +329,16 @@ fn main() {
         Ok(())
     }));
 
+    trials.push(Trial::test("down-with-an-unknown-run-id-is-a-usage-error", || {
+        // Run ids are 8 letters and digits; this one no run ever gets.
+        let out = run(&["down", "zz0unkn0"], None);
+        expect_code(&out, 2)?;
+        if !out.stderr.contains("nothing labelled swarm-e2e.run=zz0unkn0") || !out.stderr.contains("swarm-e2e ls") {
+            return Err(format!("no reason and hint\n{}", out.context()).into());
+        }
+        Ok(())
+    }));
+
     trials.push(Trial::test(
         "wrong-expectation-fails-clearly-with-reports-and-artifacts",
         move || {

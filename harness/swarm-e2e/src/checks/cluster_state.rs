@@ -21,7 +21,7 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
     for manager in env.cluster.nodes.iter().filter(|n| n.role == Role::Manager) {
         match tokio::time::timeout(env.timeout, manager.docker.list_nodes(None)).await {
             Ok(Ok(l)) => {
-                listed = Some(l);
+                listed = Some((l, manager));
                 break;
             }
             Ok(Err(e)) => silent.push(format!("{}: {e}", manager.name)),
@@ -32,13 +32,60 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
             )),
         }
     }
-    let Some(listed) = listed else {
+    let Some((listed, manager)) = listed else {
         anyhow::bail!("no manager lists the swarm's nodes: {}", silent.join("; "));
     };
     for s in &silent {
         out.push(format!("manager {s}"));
     }
     let names = env.cluster.names_by_id();
+    let strangers: Vec<String> = listed
+        .iter()
+        .filter(|n| n.id.as_ref().is_none_or(|id| !names.contains_key(id)))
+        .map(|n| {
+            let host = n
+                .description
+                .as_ref()
+                .and_then(|d| d.hostname.clone())
+                .unwrap_or_default();
+            let state = n
+                .status
+                .as_ref()
+                .and_then(|s| s.state)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            format!("{} (hostname `{host}`, {state})", n.id.clone().unwrap_or_default())
+        })
+        .collect();
+    if !strangers.is_empty() {
+        out.push(format!(
+            "swarm: {} node(s) that no scenario node is: {}",
+            strangers.len(),
+            strangers.join(", ")
+        ));
+    }
+    match tokio::time::timeout(env.timeout, manager.docker.list_networks(None)).await {
+        Ok(Ok(networks)) => {
+            let has_ingress = networks.iter().any(|n| n.ingress == Some(true));
+            if has_ingress != env.scenario.ingress {
+                out.push(format!(
+                    "swarm: ingress network (routing mesh): declared {}, actual {}",
+                    if env.scenario.ingress {
+                        "present"
+                    } else {
+                        "absent (`ingress = false`)"
+                    },
+                    if has_ingress { "present" } else { "absent" }
+                ));
+            }
+        }
+        Ok(Err(e)) => out.push(format!("manager {}: listing networks: {e}", manager.name)),
+        Err(_) => out.push(format!(
+            "manager {}: listing networks: no answer within {:.0} s",
+            manager.name,
+            env.timeout.as_secs_f64()
+        )),
+    }
     for declared in &env.scenario.nodes {
         let Some(node) = listed
             .iter()

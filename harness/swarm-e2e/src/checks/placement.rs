@@ -73,6 +73,7 @@ pub(super) async fn run(
             }
             return Ok(Some(None));
         }
+        tracing::trace!("{} of {expected_count} task(s) of `{service}` running", running.len());
         anyhow::bail!(
             "expected {expected_count} running task(s) of `{service}` on [{}], saw {}: {}",
             expect_nodes.join(", "),

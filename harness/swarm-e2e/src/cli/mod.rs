@@ -7,15 +7,16 @@ mod node_image;
 mod resources;
 mod run;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bollard::Docker;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use swarm_e2e_model::{Scenario, ScenarioError, parse_scenario_file};
 
+use crate::color::ColorChoice;
 use crate::exit::{self, Failure};
 
 #[derive(Parser)]
@@ -36,6 +37,10 @@ use crate::exit::{self, Failure};
 5 regression (matrix), 130 interrupted")
 )]
 struct Cli {
+    /// When output gets colour: `auto` (a terminal, unless NO_COLOR is set), `always`,
+    /// `never`.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,19 +94,24 @@ enum Command {
     /// Find resources any run left behind (crashes, kills) and remove them.
     #[command(after_help = resources::SWEEP_HELP)]
     Sweep(resources::SweepArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  swarm-e2e completions bash > /etc/bash_completion.d/swarm-e2e
+  swarm-e2e completions zsh > \"${fpath[1]}/_swarm-e2e\"
+  swarm-e2e completions fish > ~/.config/fish/completions/swarm-e2e.fish")]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish, powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), every subcommand included.
+    #[command(after_help = "Example:\n  swarm-e2e man > /usr/local/share/man/man1/swarm-e2e.1 && man swarm-e2e")]
+    Man,
 }
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
     crate::install_crypto_provider();
     crate::hostlimits::raise_open_files();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -109,6 +119,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::INVALID_INPUT as u8 } else { 0 });
         }
     };
+    crate::color::set(cli.color);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(crate::color::stderr())
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -125,6 +144,21 @@ pub fn main() -> ExitCode {
         Command::Ls => resources::ls(&rt),
         Command::Doctor(a) => doctor::main(&rt, a),
         Command::Sweep(a) => resources::sweep(&rt, a),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "swarm-e2e", &mut script);
+            write_stdout(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => write_stdout(&page),
+                Err(e) => Err(Failure::new(
+                    exit::INFRASTRUCTURE,
+                    format!("rendering the man page: {e}"),
+                )),
+            }
+        }
     };
     let code = result.unwrap_or_else(|failure| {
         failure.print();
@@ -142,6 +176,13 @@ fn validate(files: &[PathBuf]) -> Result<i32, Failure> {
             s.checks.len()
         ));
     }
+    Ok(exit::OK)
+}
+
+/// Bytes on stdout; a reader that closed the pipe early (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<i32, Failure> {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
     Ok(exit::OK)
 }
 
@@ -190,7 +231,7 @@ fn load_all(files: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
 }
 
 fn print_scenario_error(e: &ScenarioError) {
-    let theme = if std::io::stderr().is_terminal() {
+    let theme = if crate::color::stderr() {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()

@@ -44,8 +44,9 @@ pub fn down(rt: &Runtime, run_id: &str) -> Result<i32, Failure> {
         let host = host().await?;
         let (removed, errors) = teardown(&host, run_id, Vec::new()).await;
         if removed.is_empty() {
+            // An id nobody has is a wrong argument, not a broken machine.
             return Err(
-                Failure::infrastructure(format!("nothing labelled swarm-e2e.run={run_id} was found"))
+                Failure::invalid_input(format!("nothing labelled swarm-e2e.run={run_id} was found"))
                     .with_hint("`swarm-e2e ls` lists runs with resources"),
             );
         }

@@ -181,6 +181,7 @@ pub(super) fn run(
         .rt
         .block_on(bounded(WORKLOAD_DEPLOY_LIMIT, &ctx.interrupt.stop, async {
             (&mut images_loaded.0).await.context("loading the test images")??;
+            tracing::debug!(elapsed = ?started.elapsed(), "test images loaded on every node");
             // Test hook: nodes an operator left paused take no task of the workloads.
             for node in ctx.opts.nodes_with(&NodeFault::Paused) {
                 let id = &cluster.node(&node).node_id;
@@ -189,7 +190,9 @@ pub(super) fn run(
                 })
                 .await?;
             }
-            Ok(deploy_workloads(&ctx.scenario, &cluster, &images).await)
+            let failed = deploy_workloads(&ctx.scenario, &cluster, &images).await;
+            tracing::debug!(elapsed = ?started.elapsed(), "workloads deployed");
+            Ok(failed)
         }));
     let deploy_errors = match deployed {
         Ok(d) => d,

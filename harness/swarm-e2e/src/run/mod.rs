@@ -75,7 +75,16 @@ fn run(
     reporter: &Arc<dyn Reporter>,
     interrupt: &Interrupt,
 ) -> RunSummary {
-    let args = Arguments::from_iter(std::iter::once("swarm-e2e".to_string()).chain(opts.libtest_args.iter().cloned()));
+    let mut args =
+        Arguments::from_iter(std::iter::once("swarm-e2e".to_string()).chain(opts.libtest_args.iter().cloned()));
+    if args.color.is_none() {
+        // The test runner's own colour follows `--color` and NO_COLOR, unless given after `--`.
+        args.color = Some(if crate::color::stdout() {
+            libtest_mimic::ColorSetting::Always
+        } else {
+            libtest_mimic::ColorSetting::Never
+        });
+    }
     let mut summary = RunSummary::new(&new_run_id(), &scenario, opts.target.name());
     // Listing or filtering everything away needs no cluster.
     // (A scenario without checks still builds its cluster: for --keep and benchmarks.)

@@ -1,0 +1,153 @@
+//! The binary in its users' shells: completion scripts, the man page, colour that
+//! follows `--color` and NO_COLOR on a real terminal (a pty from util-linux `script`),
+//! and usage errors that exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_swarm-e2e");
+
+/// Every subcommand, as `--help` lists them.
+const SUBCOMMANDS: &[&str] = &[
+    "validate",
+    "run",
+    "matrix",
+    "plan",
+    "node-image",
+    "fake-do",
+    "down",
+    "env",
+    "ls",
+    "doctor",
+    "sweep",
+    "completions",
+    "man",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(repo()).output().unwrap()
+}
+
+#[test]
+fn help_lists_exactly_the_subcommands_the_completions_know() {
+    let help = String::from_utf8(run(&["--help"]).stdout).unwrap();
+    for sub in SUBCOMMANDS {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(&format!("{sub} "))),
+            "--help does not list `{sub}`:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn completions_for_bash_and_zsh_mention_every_subcommand() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "completions {shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.len() > 1000, "completions {shell} is nearly empty: {script}");
+        for sub in SUBCOMMANDS {
+            assert!(script.contains(sub), "completions {shell} do not mention `{sub}`");
+        }
+        // Flags of subcommands too, not only their names.
+        assert!(
+            script.contains("--inject-fault") || script.contains("inject-fault"),
+            "{shell}: run's flags missing"
+        );
+    }
+    let bad = run(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2), "an unknown shell is a usage error");
+}
+
+#[test]
+fn completions_are_valid_bash() {
+    let out = run(&["completions", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("swarm-e2e.bash");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn man_page_is_roff_with_every_subcommand() {
+    let out = run(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.contains(".TH swarm-e2e 1"),
+        "no roff title: {}",
+        &page[..page.len().min(300)]
+    );
+    for sub in SUBCOMMANDS {
+        assert!(
+            page.contains(&sub.replace('-', "\\-")),
+            "the man page does not mention `{sub}`"
+        );
+    }
+}
+
+/// `swarm-e2e ARGS` on a pseudo-terminal, with `env` added; what the terminal showed.
+fn on_a_terminal(args: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .current_dir(repo())
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("util-linux `script` runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn colour_follows_no_color_and_the_flag_on_a_terminal() {
+    let bad = "validate fixtures/bad/classic-misuse.toml";
+    // The same terminal shows colour by default: the test below could fail.
+    let coloured = on_a_terminal(bad, &[]);
+    assert!(coloured.contains('\x1b'), "expected colour on a terminal: {coloured}");
+    assert!(coloured.contains("ingress"), "the problem itself is shown: {coloured}");
+
+    for (args, env) in [
+        (bad.to_string(), vec![("NO_COLOR", "1")]),
+        (format!("--color never {bad}"), vec![]),
+        (format!("{bad} --color never"), vec![]),
+    ] {
+        let plain = on_a_terminal(&args, &env);
+        assert!(!plain.contains('\x1b'), "escape codes with {args} {env:?}: {plain:?}");
+        assert!(plain.contains("ingress"), "the problem is still shown: {plain}");
+    }
+    // An empty NO_COLOR does not count (no-color.org).
+    assert!(on_a_terminal(bad, &[("NO_COLOR", "")]).contains('\x1b'));
+    // Logs honour it too.
+    let logs = on_a_terminal(
+        "--color never validate scenarios/swarm-demo.toml",
+        &[("RUST_LOG", "debug")],
+    );
+    assert!(!logs.contains('\x1b'), "escape codes in logs: {logs:?}");
+}
+
+#[test]
+fn colour_is_off_when_the_output_is_no_terminal() {
+    let out = run(&["validate", "fixtures/bad/classic-misuse.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains('\x1b'), "escape codes in a pipe: {text:?}");
+    let forced = run(&["--color", "always", "validate", "fixtures/bad/classic-misuse.toml"]);
+    assert!(
+        String::from_utf8_lossy(&forced.stderr).contains('\x1b'),
+        "--color always"
+    );
+}
