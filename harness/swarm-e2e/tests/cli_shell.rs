@@ -151,3 +151,33 @@ fn colour_is_off_when_the_output_is_no_terminal() {
         "--color always"
     );
 }
+
+#[test]
+fn long_version_names_commit_recipe_and_engines() {
+    let out = run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let commit = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commit: "))
+        .unwrap_or_else(|| panic!("no commit line: {text}"));
+    let hash = commit.trim_end_matches("-dirty");
+    assert!(
+        hash == "unknown" || (hash.len() == 12 && hash.chars().all(|c| c.is_ascii_hexdigit())),
+        "commit `{commit}`"
+    );
+    assert!(
+        text.contains(&format!("node-image recipe: {}", swarm_e2e::images::NODE_IMAGE_RECIPE)),
+        "{text}"
+    );
+    for release in swarm_e2e::images::ENGINE_RELEASES {
+        assert!(
+            text.contains(release.engine),
+            "engine {} missing: {text}",
+            release.engine
+        );
+    }
+    // The short form stays one line, as scripts parse it.
+    let short = String::from_utf8(run(&["-V"]).stdout).unwrap();
+    assert_eq!(short.trim(), format!("swarm-e2e {}", env!("CARGO_PKG_VERSION")));
+}

@@ -23,6 +23,7 @@ use crate::exit::{self, Failure};
 #[command(
     name = "swarm-e2e",
     version,
+    long_version = long_version(),
     about = "End-to-end tests for multi-host Docker clusters, declared in scenario files",
     long_about = "swarm-e2e builds the cluster a scenario file declares (real Docker engines in node \
                   containers on this machine), runs its checks as tests, and always tears it down.",
@@ -106,6 +107,25 @@ enum Command {
     /// Print the manual page (roff), every subcommand included.
     #[command(after_help = "Example:\n  swarm-e2e man > /usr/local/share/man/man1/swarm-e2e.1 && man swarm-e2e")]
     Man,
+}
+
+/// `--version`: the commit, the node-image recipe and the engines it can build node
+/// images for, which is what a bug report needs.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let engines: Vec<String> = crate::images::ENGINE_RELEASES
+            .iter()
+            .map(|r| format!("{} ({}, {})", r.engine, r.debian, r.suite))
+            .collect();
+        format!(
+            "{}\ncommit: {}\nnode-image recipe: {}\npackaged engines: {}\nstatic engines: any Docker static archive (`node-image build --static`)",
+            env!("CARGO_PKG_VERSION"),
+            env!("SWARM_E2E_COMMIT"),
+            crate::images::NODE_IMAGE_RECIPE,
+            engines.join(", ")
+        )
+    })
 }
 
 /// The binary's `main`.
