@@ -252,6 +252,9 @@ pub struct Container {
 pub struct Check {
     pub name: String,
     pub kind: CheckKind,
+    /// The line of the scenario file its `[[checks]]` header is on (none for the
+    /// implicit `declared-state`): where a CI annotation points.
+    pub line: Option<usize>,
 }
 
 /// The large ping of a `ping-by-name` check (`payload = N` bytes of ICMP data).

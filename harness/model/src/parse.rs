@@ -208,7 +208,10 @@ pub fn parse_scenario(path: &str, text: &str) -> Result<Scenario, ScenarioError>
         let problems = syntax.iter().map(|e| toml_problem(e, "fix the TOML syntax")).collect();
         return fail(problems);
     }
-    let mut p = Parser { problems: Vec::new() };
+    let mut p = Parser {
+        problems: Vec::new(),
+        text: text.to_string(),
+    };
     let scenario = p.scenario(path, root);
     if p.problems.is_empty() {
         Ok(scenario.expect("no problems means a scenario was built"))
@@ -246,6 +249,8 @@ fn toml_problem(e: &toml::de::Error, default_help: &str) -> Problem {
 
 struct Parser {
     problems: Vec<Problem>,
+    /// The file's text, for the lines of what the model keeps (a check's line).
+    text: String,
 }
 
 fn span_of<T>(s: &S<T>) -> Option<Range<usize>> {
@@ -1454,7 +1459,8 @@ impl Parser {
                     }
                 }
             };
-            out.push(Check { name, kind });
+            let line = Some(crate::diag::line_col(&self.text, span.start).0);
+            out.push(Check { name, kind, line });
         }
         // Declared state is always verified: a label lost or a node drained after the
         // cluster formed passes every other check (running tasks are not moved). A
@@ -1467,6 +1473,7 @@ impl Parser {
             out.push(Check {
                 name: name.to_string(),
                 kind: CheckKind::ClusterState,
+                line: None,
             });
         }
         out

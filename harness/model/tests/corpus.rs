@@ -79,3 +79,28 @@ service = "foo"
         other => panic!("{other:?}"),
     }
 }
+
+/// A check knows its line (where a CI annotation points): the line of its `[[checks]]`
+/// header; the implicit `declared-state` has none.
+#[test]
+fn checks_know_their_lines() {
+    let text = "name = \"lines\"\n\n[[nodes]]\nname = \"n1\"\nrole = \"manager\"\n\n[[services]]\nname = \"web\"\n\n\
+                [[checks]]\nname = \"first\"\nkind = \"placement\"\nservice = \"web\"\n\n\
+                # a comment\n[[checks]]\nkind = \"placement\"\nname = \"second\"\nservice = \"web\"\n";
+    let s = parse_scenario("lines.toml", text).unwrap_or_else(|e| panic!("{}", e.short_lines().join("\n")));
+    let line = |name: &str| s.checks.iter().find(|c| c.name == name).unwrap().line;
+    let header = |nth: usize| {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| *l == "[[checks]]")
+            .nth(nth)
+            .unwrap()
+            .0
+            + 1
+    };
+    for (name, nth) in [("first", 0), ("second", 1)] {
+        let got = line(name).expect("a declared check has a line");
+        assert!(got == header(nth), "{name}: line {got}, header on {}", header(nth));
+    }
+    assert_eq!(line(swarm_e2e_model::IMPLICIT_STATE_CHECK), None);
+}

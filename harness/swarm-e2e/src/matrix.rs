@@ -365,6 +365,7 @@ mod tests {
                         outcome: serde_json::from_value(serde_json::json!(o)).unwrap(),
                         message: None,
                         duration: Duration::from_millis(500),
+                        line: None,
                     })
                     .collect(),
                 nodes: Vec::new(),

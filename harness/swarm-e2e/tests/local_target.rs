@@ -344,12 +344,13 @@ fn main() {
         move || {
             node_image()?;
             let dir = tempfile::tempdir().unwrap();
-            let (junit, json, artifacts) = (
+            let (junit, json, artifacts, job_summary) = (
                 dir.path().join("r.xml"),
                 dir.path().join("r.json"),
                 dir.path().join("art"),
+                dir.path().join("step-summary.md"),
             );
-            let out = run(
+            let out = run_env(
                 &[
                     "run",
                     "--junit",
@@ -360,12 +361,43 @@ fn main() {
                     artifacts.to_str().unwrap(),
                     wrong,
                 ],
-                None,
+                &[
+                    ("GITHUB_ACTIONS", "true"),
+                    ("GITHUB_STEP_SUMMARY", job_summary.to_str().unwrap()),
+                ],
             );
             expect_code(&out, 1)?;
             let said = "a task of `pinned` runs on wp-2, but it may only run on [wp-1]";
             if !out.stdout.contains(said) {
                 return Err(format!("the failure does not say `{said}`\n{}", out.context()).into());
+            }
+
+            // GitHub Actions: one annotation, on the failing check's `[[checks]]` line,
+            // and a job summary with every check and the phases.
+            let header = std::fs::read_to_string(repo().join(wrong))
+                .unwrap()
+                .lines()
+                .position(|l| l == "[[checks]]")
+                .unwrap()
+                + 1;
+            let annotations: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("::error ")).collect();
+            let expected = format!(
+                "::error file={wrong},line={header},title=wrong-placement%3A%3Aplacement-claims-node-1 failed::"
+            );
+            if annotations.len() != 1 || !annotations[0].starts_with(&expected) || !annotations[0].contains("wp-2") {
+                return Err(format!("expected one annotation starting `{expected}`, got {annotations:#?}").into());
+            }
+            let md = std::fs::read_to_string(&job_summary).map_err(|e| format!("no job summary: {e}"))?;
+            for needle in [
+                "### swarm-e2e: `wrong-placement` on local",
+                "| placement-claims-node-1 | ❌ failed |",
+                "| declared-state | ✅ passed |",
+                "| cluster formed |",
+                "| **total** |",
+            ] {
+                if !md.contains(needle) {
+                    return Err(format!("the job summary lacks `{needle}`:\n{md}").into());
+                }
             }
             assert_clean(&out)?;
             let run_id = out.run_id().unwrap();

@@ -159,6 +159,9 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
     .collect();
     let mut all: Vec<Arc<dyn Reporter>> = vec![Arc::new(HumanReporter::new())];
     all.extend(files.iter().map(|f| f.clone() as Arc<dyn Reporter>));
+    if let Some(github) = report::github::GithubReporter::from_env() {
+        all.push(Arc::new(github));
+    }
     let reporter: Arc<dyn Reporter> = Arc::new(Reporters(all));
     let mut code = exit::OK;
     let mut summaries = Vec::new();
@@ -263,7 +266,11 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
         Ok::<_, Failure>(())
     })?;
     let interrupt = Interrupt::install(rt);
-    let reporter: Arc<dyn Reporter> = Arc::new(HumanReporter::new());
+    let mut all: Vec<Arc<dyn Reporter>> = vec![Arc::new(HumanReporter::new())];
+    if let Some(github) = report::github::GithubReporter::from_env() {
+        all.push(Arc::new(github));
+    }
+    let reporter: Arc<dyn Reporter> = Arc::new(Reporters(all));
     let opts = RunOptions {
         artifacts: Some(a.artifacts.clone()),
         ..Default::default()

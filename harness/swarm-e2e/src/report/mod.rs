@@ -1,7 +1,9 @@
 //! Run events and their reporters. The run loop only emits events; reporters decide what
 //! becomes of them: lines on stderr ([`human`]), a JUnit file ([`junit`]), a JSON file
-//! ([`json`]). [`summary`] is what a finished run is.
+//! ([`json`]), annotations and a job summary on GitHub Actions ([`github`]). [`summary`]
+//! is what a finished run is.
 
+pub mod github;
 pub mod human;
 pub mod json;
 pub mod junit;

@@ -46,6 +46,9 @@ pub struct CheckRecord {
     pub outcome: CheckOutcome,
     pub message: Option<String>,
     pub duration: Duration,
+    /// The scenario file's line of the check (see `swarm_e2e_model::Check::line`).
+    #[serde(skip)]
+    pub line: Option<usize>,
 }
 
 impl CheckRecord {
@@ -163,6 +166,7 @@ mod tests {
             outcome: CheckOutcome::Failed,
             message: Some(message.into()),
             duration: Duration::ZERO,
+            line: None,
         };
         let traced = record("reachability failed: …\ncause: udp/4789 between a and b is dropped (VXLAN data path)");
         assert_eq!(

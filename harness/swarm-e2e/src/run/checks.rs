@@ -121,6 +121,7 @@ fn record(
         outcome,
         message,
         duration,
+        line: check.line,
     };
     records.lock().unwrap().push(record.clone());
     reporter.event(&Event::CheckFinished {

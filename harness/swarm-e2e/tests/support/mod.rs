@@ -47,6 +47,9 @@ pub fn command(args: &[&str]) -> Command {
         .current_dir(repo())
         .env("CI", "1")
         .env_remove("DOCKER_HOST")
+        // A test run inside GitHub Actions must not annotate the suite's own job.
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -77,7 +80,18 @@ pub fn run_with_action(args: &[&str], marker: &str, action: impl FnOnce(&str)) -
 }
 
 pub fn run_inner(args: &[&str], marker: Option<&str>, action: impl FnOnce(&str, u32)) -> Output {
-    let mut child: Child = command(args).spawn().expect("spawn swarm-e2e");
+    run_command(command(args), marker, action)
+}
+
+/// Runs the binary with `env` added to what [`command`] sets, to its end.
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(args);
+    cmd.envs(env.iter().copied());
+    run_command(cmd, None, |_, _| {})
+}
+
+fn run_command(mut cmd: Command, marker: Option<&str>, action: impl FnOnce(&str, u32)) -> Output {
+    let mut child: Child = cmd.spawn().expect("spawn swarm-e2e");
     let pid = child.id();
     let mut stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
