@@ -58,15 +58,23 @@ impl ScenarioError {
         line_col(&self.source_text, offset)
     }
 
-    /// One line per problem, `path:line:col: message (hint)`: grep-able in CI logs.
+    /// One line per problem, `path:line:col: message (hint)` (`path: message (hint)` for
+    /// the whole file): grep-able in CI logs.
     pub fn short_lines(&self) -> Vec<String> {
         self.problems
             .iter()
             .map(|p| {
-                let (l, c) = p.span.as_ref().map(|s| self.line_col(s.start)).unwrap_or((1, 1));
+                // A problem of the whole file (it cannot be read) has no place in it.
+                let at = match &p.span {
+                    Some(s) => {
+                        let (l, c) = self.line_col(s.start);
+                        format!("{}:{l}:{c}", self.path)
+                    }
+                    None => self.path.clone(),
+                };
                 match &p.help {
-                    Some(h) => format!("{}:{l}:{c}: {} (hint: {h})", self.path, p.message),
-                    None => format!("{}:{l}:{c}: {}", self.path, p.message),
+                    Some(h) => format!("{at}: {} (hint: {h})", p.message),
+                    None => format!("{at}: {}", p.message),
                 }
             })
             .collect()

@@ -171,13 +171,15 @@ pub fn parse_scenario_file(path: &std::path::Path) -> Result<Scenario, ScenarioE
         Ok(text) => parse_scenario(&shown, &text),
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
+            // The text up to the bad byte is valid: it locates the byte by line and column.
+            let valid = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
             Err(ScenarioError::new(
                 &shown,
-                "",
+                &valid,
                 vec![
                     Problem::new(
                         format!("the file is not UTF-8 text (invalid byte at offset {at})"),
-                        None,
+                        Some(at..at),
                     )
                     .help("scenario files are TOML, which must be UTF-8"),
                 ],
@@ -223,9 +225,50 @@ pub fn parse_scenario(path: &str, text: &str) -> Result<Scenario, ScenarioError>
     }
 }
 
+/// serde's "invalid type: integer `7`, expected a string" in the words of a scenario
+/// file: "expected a string, found the number 7". Other messages pass unchanged.
+fn plain_type_error(message: &str) -> String {
+    let Some((found, expected)) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|m| m.rsplit_once(", expected "))
+    else {
+        return message.to_string();
+    };
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".to_string(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        // Our private types: the user wrote a value where a table goes.
+        other if other.starts_with("struct Raw") => "a table".to_string(),
+        other => other.to_string(),
+    };
+    let quoted = |s: &str| s.trim_matches('`').to_string();
+    let found = if let Some(n) = found.strip_prefix("integer ") {
+        match n.strip_suffix(" as i128") {
+            // toml reads integers beyond 64 bits as i128 before serde refuses them.
+            Some(big) => format!("{}, which is too large", quoted(big)),
+            None => format!("the number {}", quoted(n)),
+        }
+    } else if let Some(f) = found.strip_prefix("floating point ") {
+        format!("the number {}", quoted(f))
+    } else if let Some(b) = found.strip_prefix("boolean ") {
+        quoted(b)
+    } else if let Some(t) = found.strip_prefix("string ") {
+        format!("the string {t}")
+    } else {
+        match found {
+            "sequence" => "an array".to_string(),
+            "map" => "a table".to_string(),
+            other => other.to_string(),
+        }
+    };
+    format!("expected {expected}, found {found}")
+}
+
 fn toml_problem(e: &toml::de::Error, default_help: &str) -> Problem {
     // serde names our private types ("expected struct RawNode"): say what the user wrote.
-    let mut message = e.message().trim().to_string();
+    let mut message = plain_type_error(e.message().trim());
     if let Some(at) = message.find("expected struct Raw") {
         message.truncate(at);
         message.push_str("expected a table");

@@ -181,3 +181,25 @@ fn long_version_names_commit_recipe_and_engines() {
     let short = String::from_utf8(run(&["-V"]).stdout).unwrap();
     assert_eq!(short.trim(), format!("swarm-e2e {}", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn each_problem_is_shown_once_in_our_words() {
+    // In a pipe: one grep-able line per problem.
+    let out = run(&["validate", "fixtures/bad/huge-numbers.toml", "no/such/file.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(text.matches("5000 replicas is more than 1000").count(), 1, "{text}");
+    assert!(
+        text.contains("huge-numbers.toml:9:12: expected a whole number, 0 or more, found 99999999999999999999999, which is too large"),
+        "serde's words leak: {text}"
+    );
+    assert!(!text.contains("i128") && !text.contains("u64"), "{text}");
+    // A file that cannot be read has no line and column.
+    assert!(text.contains("no/such/file.toml: cannot read the file"), "{text}");
+    assert!(!text.contains("file.toml:1:1"), "{text}");
+
+    // On a terminal: framed with the source line, and not repeated as a line.
+    let shown = on_a_terminal("--color never validate fixtures/bad/huge-numbers.toml", &[]);
+    assert_eq!(shown.matches("5000 replicas is more than 1000").count(), 1, "{shown}");
+    assert!(shown.contains("replicas = 5000"), "no source excerpt: {shown}");
+}

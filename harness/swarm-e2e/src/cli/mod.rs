@@ -250,7 +250,17 @@ fn load_all(files: &[PathBuf]) -> Result<Vec<Scenario>, Failure> {
     }
 }
 
+/// Each problem once: framed with its source lines on a terminal (or with `--color
+/// always`), one grep-able `file:line:column: message (hint: …)` line otherwise.
 fn print_scenario_error(e: &ScenarioError) {
+    let mut err = std::io::stderr().lock();
+    let framed = std::io::IsTerminal::is_terminal(&std::io::stderr()) || crate::color::stderr();
+    if !framed {
+        for line in e.short_lines() {
+            let _ = writeln!(err, "{line}");
+        }
+        return;
+    }
     let theme = if crate::color::stderr() {
         GraphicalTheme::unicode()
     } else {
@@ -260,10 +270,7 @@ fn print_scenario_error(e: &ScenarioError) {
     for d in e.diagnostics() {
         let mut out = String::new();
         if handler.render_report(&mut out, &d).is_ok() {
-            eprintln!("{out}");
+            let _ = writeln!(err, "{out}");
         }
-    }
-    for line in e.short_lines() {
-        eprintln!("{line}");
     }
 }
