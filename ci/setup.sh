@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian machine for swarm-e2e (run as root; idempotent):
-#   - installs the engine, debootstrap and busybox-static from Debian's packages
+#   - installs the engine, debootstrap, busybox-static and a C compiler from Debian's
+#     packages, and checks for Rust >= 1.89 (installs it with rustup where rustup's site
+#     answers, or stops with the command that does)
 #   - raises the host limits node containers share (neighbour table, inotify)
 #   - starts a Docker engine unless one already answers
 # When it starts dockerd itself, it writes the PID to $SWARM_E2E_DOCKERD_PIDFILE
@@ -12,7 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-packages=(debootstrap busybox-static iproute2 iptables procps tar ca-certificates)
+# gcc and libc6-dev: crates with C parts (aws-lc-sys, the TLS provider) compile them.
+packages=(debootstrap busybox-static iproute2 iptables procps tar ca-certificates gcc libc6-dev)
 # An engine installed another way (docker-ce on CI runners) is used as it is: docker.io
 # would conflict with its containerd.io.
 command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
@@ -25,6 +28,32 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: the workspace needs 1.89 or later (Cargo.toml `rust-version`); Debian 12's own
+# rustc is 1.63, so it comes from rustup. Callers source ~/.cargo/env afterwards.
+rust_needed=1.89
+rust_found() {
+  local v
+  v=$( (rustc --version 2>/dev/null || "$HOME/.cargo/bin/rustc" --version 2>/dev/null) | awk '{print $2}')
+  [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$rust_needed" "$v" | sort -V | head -1)" = "$rust_needed" ]
+}
+if ! rust_found; then
+  have=$( (rustc --version 2>/dev/null || "$HOME/.cargo/bin/rustc" --version 2>/dev/null) || echo "none")
+  echo "ci/setup.sh: Rust >= $rust_needed is needed (found: $have)"
+  if command -v rustup >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/rustup" ]; then
+    PATH="$HOME/.cargo/bin:$PATH" rustup toolchain install stable --profile minimal
+    PATH="$HOME/.cargo/bin:$PATH" rustup default stable
+  elif command -v curl >/dev/null 2>&1 && curl -fsS --max-time 20 --proto '=https' --tlsv1.2 https://sh.rustup.rs -o /tmp/rustup-init.sh; then
+    sh /tmp/rustup-init.sh -y --profile minimal --default-toolchain stable
+    rm -f /tmp/rustup-init.sh
+  else
+    echo "ci/setup.sh: rustup's site does not answer from here; install Rust with:" >&2
+    echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal && . \"\$HOME/.cargo/env\"" >&2
+    exit 2
+  fi
+  rust_found || { echo "ci/setup.sh: Rust is still older than $rust_needed" >&2; exit 2; }
+  echo "ci/setup.sh: Rust installed in ~/.cargo (run: . \"\$HOME/.cargo/env\")"
 fi
 
 # Host limits that node containers share (one kernel): the neighbour table grows with

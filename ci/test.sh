@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/setup.sh
+# A toolchain ci/setup.sh just installed with rustup is not on PATH yet.
+command -v cargo >/dev/null 2>&1 || . "$HOME/.cargo/env"
 cargo test --workspace --locked
