@@ -255,6 +255,9 @@ pub struct Check {
     /// The line of the scenario file its `[[checks]]` header is on (none for the
     /// implicit `declared-state`): where a CI annotation points.
     pub line: Option<usize>,
+    /// The check's own bound from start to verdict (`timeout = "30s"`); its waits are
+    /// bounded by `[timeouts] checks` as well.
+    pub timeout: Option<Duration>,
 }
 
 /// The large ping of a `ping-by-name` check (`payload = N` bytes of ICMP data).

@@ -120,6 +120,7 @@ struct RawCheck {
     nodes: Option<S<Vec<S<String>>>>,
     percent: Option<S<i64>>,
     bytes: Option<S<i64>>,
+    timeout: Option<S<String>>,
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -1091,7 +1092,7 @@ impl Parser {
                         )
                         .help(match [required, optional].concat() {
                             takes if takes.is_empty() => {
-                                format!("a `{kind_name}` check takes nothing but `name` and `kind`")
+                                format!("a `{kind_name}` check takes nothing but `name`, `kind` and `timeout`")
                             }
                             takes => format!("a `{kind_name}` check takes: {}", takes.join(", ")),
                         }),
@@ -1503,7 +1504,13 @@ impl Parser {
                 }
             };
             let line = Some(crate::diag::line_col(&self.text, span.start).0);
-            out.push(Check { name, kind, line });
+            let timeout = c.timeout.as_ref().and_then(|t| self.check_timeout(t));
+            out.push(Check {
+                name,
+                kind,
+                line,
+                timeout,
+            });
         }
         // Declared state is always verified: a label lost or a node drained after the
         // cluster formed passes every other check (running tasks are not moved). A
@@ -1517,9 +1524,37 @@ impl Parser {
                 name: name.to_string(),
                 kind: CheckKind::ClusterState,
                 line: None,
+                timeout: None,
             });
         }
         out
+    }
+
+    /// A check's own `timeout`: a duration from 1 s to 1 h.
+    fn check_timeout(&mut self, t: &S<String>) -> Option<Duration> {
+        match humantime::parse_duration(t.get_ref()) {
+            Ok(d) if (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) => Some(d),
+            Ok(d) => {
+                self.push(
+                    Problem::new(
+                        format!(
+                            "a check's `timeout` of {} is out of range",
+                            humantime::format_duration(d)
+                        ),
+                        span_of(t),
+                    )
+                    .help("from \"1s\" to \"1h\": it bounds the check from start to verdict"),
+                );
+                None
+            }
+            Err(_) => {
+                self.push(
+                    Problem::new(format!("`{}` is not a duration", t.get_ref()), span_of(t))
+                        .help("durations are strings like \"30s\", \"90s\" or \"2m\""),
+                );
+                None
+            }
+        }
     }
 
     /// A partition cuts `cut` from the rest; the rest keeps the swarm: the first

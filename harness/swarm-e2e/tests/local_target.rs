@@ -329,6 +329,29 @@ fn main() {
         Ok(())
     }));
 
+    trials.push(Trial::test("check-timeout::a-check-ends-at-its-own-timeout", || {
+        node_image()?;
+        let out = run(
+            &[
+                "run",
+                "--inject-fault",
+                "freeze@ct-3",
+                "fixtures/failing/check-timeout.toml",
+            ],
+            None,
+        );
+        expect_code(&out, 1)?;
+        let said = "no verdict within 2s (the check's `timeout`)";
+        if !out.stdout.contains(said) || !out.stdout.contains("check-timeout::network-ct-net ... FAILED") {
+            return Err(format!(
+                "the network check did not end on its own timeout (`{said}`)\n{}",
+                out.context()
+            )
+            .into());
+        }
+        assert_clean(&out)
+    }));
+
     trials.push(Trial::test("down-with-an-unknown-run-id-is-a-usage-error", || {
         // Run ids are 8 letters and digits; this one no run ever gets.
         let out = run(&["down", "zz0unkn0"], None);

@@ -137,80 +137,94 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
         (Some(PlainDone(&env.plain_left)), None, None)
     };
     // The registry: one line per check kind, one file per implementation.
-    let result = match &check.kind {
-        CheckKind::PingByName {
-            from,
-            network,
-            target,
-            payload,
-        } => ping_by_name::run(env, &check.name, from, network, target, *payload).await,
-        CheckKind::Placement {
-            service,
-            expect_nodes,
-            expect_counts,
-        } => placement::run(env, service, expect_nodes, expect_counts.as_ref()).await,
-        CheckKind::Pending { service } => pending::run(env, service).await,
-        CheckKind::Dns {
-            from,
-            network,
-            query,
-            service,
-        } => dns::run(env, &check.name, from, network, query, service).await,
-        CheckKind::Network { network } => network::run(env, network).await,
-        CheckKind::Membership => membership::run(env).await,
-        CheckKind::StartsWhenLabelled { service, node, label } => {
-            starts_when_labelled::run(env, service, node, label).await
-        }
-        CheckKind::Drain { service, node } => drain::run(env, service, node).await,
-        CheckKind::Pause { service, node } => pause::run(env, service, node).await,
-        CheckKind::NodeRestart {
-            node,
-            service,
-            from,
-            network,
-        } => node_restart::run(env, &check.name, node, service, from.as_deref(), network.as_deref()).await,
-        CheckKind::Quorum => quorum::run(env).await,
-        CheckKind::ClusterState => cluster_state::run(env, at_start.unwrap_or_else(|| Ok(Vec::new()))).await,
-        CheckKind::Mtu {
-            from,
-            to,
-            network,
-            bytes,
-        }
-        | CheckKind::PacketLoss {
-            from,
-            to,
-            network,
-            bytes,
-            ..
-        } => {
-            let t = transfer::Transfer {
-                check: &check.name,
-                from,
-                to,
-                network,
-                bytes: *bytes,
-            };
-            match check.kind {
-                CheckKind::PacketLoss { percent, .. } => transfer::packet_loss(env, &t, percent).await,
-                _ => transfer::mtu(env, &t).await,
-            }
-        }
-        CheckKind::Partition {
-            nodes,
-            from,
-            network,
-            target,
-        } => {
-            let p = partition::Partition {
-                check: &check.name,
-                cut: nodes,
+    let registry = async {
+        match &check.kind {
+            CheckKind::PingByName {
                 from,
                 network,
                 target,
-            };
-            partition::run(env, &p).await
+                payload,
+            } => ping_by_name::run(env, &check.name, from, network, target, *payload).await,
+            CheckKind::Placement {
+                service,
+                expect_nodes,
+                expect_counts,
+            } => placement::run(env, service, expect_nodes, expect_counts.as_ref()).await,
+            CheckKind::Pending { service } => pending::run(env, service).await,
+            CheckKind::Dns {
+                from,
+                network,
+                query,
+                service,
+            } => dns::run(env, &check.name, from, network, query, service).await,
+            CheckKind::Network { network } => network::run(env, network).await,
+            CheckKind::Membership => membership::run(env).await,
+            CheckKind::StartsWhenLabelled { service, node, label } => {
+                starts_when_labelled::run(env, service, node, label).await
+            }
+            CheckKind::Drain { service, node } => drain::run(env, service, node).await,
+            CheckKind::Pause { service, node } => pause::run(env, service, node).await,
+            CheckKind::NodeRestart {
+                node,
+                service,
+                from,
+                network,
+            } => node_restart::run(env, &check.name, node, service, from.as_deref(), network.as_deref()).await,
+            CheckKind::Quorum => quorum::run(env).await,
+            CheckKind::ClusterState => cluster_state::run(env, at_start.unwrap_or_else(|| Ok(Vec::new()))).await,
+            CheckKind::Mtu {
+                from,
+                to,
+                network,
+                bytes,
+            }
+            | CheckKind::PacketLoss {
+                from,
+                to,
+                network,
+                bytes,
+                ..
+            } => {
+                let t = transfer::Transfer {
+                    check: &check.name,
+                    from,
+                    to,
+                    network,
+                    bytes: *bytes,
+                };
+                match check.kind {
+                    CheckKind::PacketLoss { percent, .. } => transfer::packet_loss(env, &t, percent).await,
+                    _ => transfer::mtu(env, &t).await,
+                }
+            }
+            CheckKind::Partition {
+                nodes,
+                from,
+                network,
+                target,
+            } => {
+                let p = partition::Partition {
+                    check: &check.name,
+                    cut: nodes,
+                    from,
+                    network,
+                    target,
+                };
+                partition::run(env, &p).await
+            }
         }
+    };
+    // A check's own `timeout` ends it wherever it is; what it changed is healed by the
+    // guards its future drops (underlay faults, counting rules, drained nodes).
+    let result = match check.timeout {
+        None => registry.await,
+        Some(limit) => match tokio::time::timeout(limit, registry).await {
+            Ok(r) => r,
+            Err(_) => Ok(Outcome::Failed(format!(
+                "no verdict within {} (the check's `timeout`)",
+                humantime::format_duration(limit)
+            ))),
+        },
     };
     let outcome = match result {
         Ok(o) => o,
