@@ -17,7 +17,8 @@ use std::time::Duration;
 pub use constraint::{Constraint, ConstraintKey, NodeFacts, Operator};
 pub use diag::{Problem, ScenarioError};
 pub use parse::{
-    IMPLICIT_STATE_CHECK, MAX_NODES, parse_scenario, parse_scenario_file, valid_engine, valid_engine_version,
+    IMPLICIT_STATE_CHECK, MAX_NODES, MAX_RETRIES, parse_scenario, parse_scenario_file, valid_engine,
+    valid_engine_version,
 };
 
 /// The engine version a node runs when a scenario does not say: Debian 12's docker.io.
@@ -258,6 +259,8 @@ pub struct Check {
     /// The check's own bound from start to verdict (`timeout = "30s"`); its waits are
     /// bounded by `[timeouts] checks` as well.
     pub timeout: Option<Duration>,
+    /// How often a failure is tried again (`retries = 2`); `run --retries` otherwise.
+    pub retries: Option<u32>,
 }
 
 /// The large ping of a `ping-by-name` check (`payload = N` bytes of ICMP data).

@@ -121,7 +121,11 @@ struct RawCheck {
     percent: Option<S<i64>>,
     bytes: Option<S<i64>>,
     timeout: Option<S<String>>,
+    retries: Option<S<i64>>,
 }
+
+/// The most retries a check may have (`retries`, `run --retries`).
+pub const MAX_RETRIES: u32 = 5;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
@@ -1092,7 +1096,9 @@ impl Parser {
                         )
                         .help(match [required, optional].concat() {
                             takes if takes.is_empty() => {
-                                format!("a `{kind_name}` check takes nothing but `name`, `kind` and `timeout`")
+                                format!(
+                                    "a `{kind_name}` check takes nothing but `name`, `kind`, `timeout` and `retries`"
+                                )
                             }
                             takes => format!("a `{kind_name}` check takes: {}", takes.join(", ")),
                         }),
@@ -1505,11 +1511,22 @@ impl Parser {
             };
             let line = Some(crate::diag::line_col(&self.text, span.start).0);
             let timeout = c.timeout.as_ref().and_then(|t| self.check_timeout(t));
+            let retries = c.retries.as_ref().and_then(|r| match u32::try_from(*r.get_ref()) {
+                Ok(n) if n <= MAX_RETRIES => Some(n),
+                _ => {
+                    self.push(
+                        Problem::new(format!("{} retries is not 0 to {MAX_RETRIES}", r.get_ref()), span_of(r))
+                            .help("a check that needs more tries than that is broken, not flaky"),
+                    );
+                    None
+                }
+            });
             out.push(Check {
                 name,
                 kind,
                 line,
                 timeout,
+                retries,
             });
         }
         // Declared state is always verified: a label lost or a node drained after the
@@ -1525,6 +1542,7 @@ impl Parser {
                 kind: CheckKind::ClusterState,
                 line: None,
                 timeout: None,
+                retries: None,
             });
         }
         out

@@ -366,6 +366,7 @@ mod tests {
                         message: None,
                         duration: Duration::from_millis(500),
                         line: None,
+                        failed_attempts: Vec::new(),
                     })
                     .collect(),
                 nodes: Vec::new(),

@@ -352,6 +352,74 @@ fn main() {
         assert_clean(&out)
     }));
 
+    for flaky_fails in [false, true] {
+        let name = if flaky_fails {
+            "flaky::flaky-fails-turns-it-into-a-failure"
+        } else {
+            "flaky::a-check-that-passes-on-a-retry-is-flaky-in-every-report"
+        };
+        trials.push(Trial::test(name, move || {
+            node_image()?;
+            let dir = tempfile::tempdir().unwrap();
+            let (junit, json) = (dir.path().join("r.xml"), dir.path().join("r.json"));
+            let mut args = vec![
+                "run",
+                "--junit",
+                junit.to_str().unwrap(),
+                "--json",
+                json.to_str().unwrap(),
+            ];
+            if flaky_fails {
+                args.push("--flaky-fails");
+            }
+            args.push("fixtures/failing/flaky-placement.toml");
+            let out = run(&args, None);
+            expect_code(&out, if flaky_fails { 1 } else { 0 })?;
+            assert_clean(&out)?;
+            // Human: the note, and the summary's flaky column.
+            if !out
+                .stderr
+                .contains("flaky-placement::placement-spread is flaky: passed on attempt")
+            {
+                return Err(format!("no flaky note\n{}", out.context()).into());
+            }
+            // JSON: outcome flaky (or failed), attempts, the failed attempt's message.
+            let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+            let validator = jsonschema::validator_for(&schema).map_err(|e| format!("schema: {e}"))?;
+            if let Some(e) = validator.iter_errors(&report).next() {
+                return Err(format!("JSON report violates its schema: {e}").into());
+            }
+            let check = report["runs"][0]["checks"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == "placement-spread"))
+                .cloned()
+                .unwrap_or_default();
+            let attempts = check["attempts"].as_u64().unwrap_or(0);
+            let first = check["failed_attempts"][0].as_str().unwrap_or_default();
+            let want = if flaky_fails { "failed" } else { "flaky" };
+            if check["outcome"] != want || !(2..=6).contains(&attempts) || !first.contains("no verdict within 1s") {
+                return Err(format!("JSON check is not {want} with its attempts: {check:#}").into());
+            }
+            // JUnit: flakyFailure in a passing case (rerunFailure in a failing one).
+            let xml = std::fs::read_to_string(&junit).unwrap();
+            let doc = roxmltree::Document::parse(&xml).map_err(|e| format!("JUnit does not parse: {e}"))?;
+            let case = doc
+                .descendants()
+                .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("placement-spread"))
+                .ok_or("no testcase")?;
+            let tag = if flaky_fails { "rerunFailure" } else { "flakyFailure" };
+            let reruns = case.children().filter(|n| n.has_tag_name(tag)).count() as u64;
+            let failed = case.children().any(|n| n.has_tag_name("failure"));
+            if reruns != attempts - 1 || failed != flaky_fails {
+                return Err(
+                    format!("JUnit: {reruns} <{tag}> for {attempts} attempts, failure {failed}:\n{xml}").into(),
+                );
+            }
+            Ok(())
+        }));
+    }
+
     trials.push(Trial::test("down-with-an-unknown-run-id-is-a-usage-error", || {
         // Run ids are 8 letters and digits; this one no run ever gets.
         let out = run(&["down", "zz0unkn0"], None);

@@ -102,15 +102,29 @@ impl CheckEnv {
     }
 }
 
-/// Runs one check against the cluster, bounded by `env.timeout`.
-pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
+/// How a check ended, and the failures of the attempts before (a check that passes after
+/// failing is flaky).
+pub struct Attempts {
+    pub outcome: Outcome,
+    pub failed: Vec<String>,
+}
+
+/// Runs one check against the cluster, bounded by `env.timeout`; a failure is tried
+/// again up to `retries` times. The retries keep the check's place: a plain check still
+/// counts as running (the disruptive ones wait for it), a disruptive one keeps its turn.
+pub async fn run_check(env: &CheckEnv, check: &Check, retries: u32) -> Attempts {
     for service in check.kind.services() {
         if let Some(e) = env.deploy_errors.get(service) {
-            return name_dead_nodes(
+            let outcome = name_dead_nodes(
                 env,
                 Outcome::Failed(format!("workload `{service}` could not be deployed: {e}")),
             )
             .await;
+            // Deploying again is not what a retry of a check means.
+            return Attempts {
+                outcome,
+                failed: Vec::new(),
+            };
         }
     }
     // `cluster-state` looks once now, as the checks start, and again at the end.
@@ -136,6 +150,21 @@ pub async fn run_check(env: &CheckEnv, check: &Check) -> Outcome {
     } else {
         (Some(PlainDone(&env.plain_left)), None, None)
     };
+    let mut at_start = at_start;
+    let mut failed = Vec::new();
+    loop {
+        match attempt(env, check, at_start.take()).await {
+            Outcome::Failed(m) if failed.len() < retries as usize => {
+                tracing::info!(check = %check.name, "attempt {} failed; trying again", failed.len() + 1);
+                failed.push(m);
+            }
+            outcome => return Attempts { outcome, failed },
+        }
+    }
+}
+
+/// One attempt of a check: its implementation, bounded by the check's own `timeout`.
+async fn attempt(env: &CheckEnv, check: &Check, at_start: Option<anyhow::Result<Vec<String>>>) -> Outcome {
     // The registry: one line per check kind, one file per implementation.
     let registry = async {
         match &check.kind {

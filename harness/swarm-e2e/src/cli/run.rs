@@ -75,6 +75,13 @@ pub struct RunArgs {
     /// Leave the cluster up and print how to reach each node; remove it with `down`.
     #[arg(long)]
     keep: bool,
+    /// Try a failed check again up to N times (0-5; a check's own `retries` wins); one
+    /// that passes on a retry is reported flaky.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=swarm_e2e_model::MAX_RETRIES as i64))]
+    retries: u32,
+    /// A flaky check (passed only on a retry) fails the run.
+    #[arg(long)]
+    flaky_fails: bool,
     /// Print the per-phase timing table at the end.
     #[arg(long)]
     timings: bool,
@@ -147,6 +154,8 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
             "cluster-formed" => Phase::ClusterFormed,
             _ => Phase::Checks,
         }),
+        retries: a.retries,
+        flaky_fails: a.flaky_fails,
     };
     let interrupt = Interrupt::install(rt);
     let files: Vec<Arc<FileReporter>> = [

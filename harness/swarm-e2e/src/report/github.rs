@@ -78,12 +78,21 @@ pub fn step_summary(run: &RunSummary) -> String {
             let why = c
                 .cause()
                 .map(str::to_string)
+                .or_else(|| {
+                    c.flaky().then(|| {
+                        format!(
+                            "passed on attempt {}; attempt 1: {}",
+                            c.attempts(),
+                            c.failed_attempts[0]
+                        )
+                    })
+                })
                 .or_else(|| c.message.as_deref().and_then(|m| m.lines().next()).map(str::to_string))
                 .unwrap_or_default();
             md.push_str(&format!(
                 "| {} | {} | {:.1} | {} |\n",
                 cell(&c.name),
-                mark(c.outcome),
+                if c.flaky() { "⚠️ flaky" } else { mark(c.outcome) },
                 c.duration.as_secs_f64(),
                 cell(&why)
             ));

@@ -3,10 +3,11 @@
 
 use serde::Serialize;
 
-use super::{CheckOutcome, NodeRecord, RunSummary};
+use super::{NodeRecord, RunSummary};
 
 /// Bumped on any incompatible change of the JSON report.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `outcome` may be `flaky`, and every check has `attempts`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -40,7 +41,13 @@ struct JsonPhase {
 struct JsonCheck<'a> {
     name: &'a str,
     kind: &'a str,
-    outcome: CheckOutcome,
+    /// `passed`, `failed`, `ignored`, `unsupported`, or `flaky` (passed on a retry).
+    outcome: &'static str,
+    /// How often it ran (more than 1 with `--retries`).
+    attempts: usize,
+    /// The messages of the attempts that failed before the last one.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    failed_attempts: &'a [String],
     message: Option<&'a str>,
     /// What a failure was traced to: the message's `cause:` line.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,7 +84,9 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
                     .map(|c| JsonCheck {
                         name: &c.name,
                         kind: &c.kind,
-                        outcome: c.outcome,
+                        outcome: if c.flaky() { "flaky" } else { c.outcome.as_str() },
+                        attempts: c.attempts(),
+                        failed_attempts: &c.failed_attempts,
                         message: c.message.as_deref(),
                         cause: c.cause(),
                         seconds: c.duration.as_secs_f64(),

@@ -1,7 +1,9 @@
 //! The JUnit XML report of finished runs: one testsuite per scenario run, one testcase
-//! per check; ignored and unsupported checks are `skipped` with their reason.
+//! per check; ignored and unsupported checks are `skipped` with their reason. Failed
+//! attempts before the last one are written as nextest does: `flakyFailure` in a test
+//! that passed in the end, `rerunFailure` in one that did not.
 
-use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::{CheckOutcome, RunSummary};
 
@@ -40,6 +42,15 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
                     s
                 }
             };
+            let mut status = status;
+            if c.outcome != CheckOutcome::Ignored && c.outcome != CheckOutcome::Unsupported {
+                status.add_reruns(c.failed_attempts.iter().map(|m| {
+                    let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+                    rerun.set_message(first_line(m));
+                    rerun.set_description(m.clone());
+                    rerun
+                }));
+            }
             let mut case = TestCase::new(c.name.clone(), status);
             case.set_classname(format!("{}.{}", run.scenario, c.kind));
             case.set_time(c.duration);

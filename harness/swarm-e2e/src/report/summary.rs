@@ -49,9 +49,21 @@ pub struct CheckRecord {
     /// The scenario file's line of the check (see `swarm_e2e_model::Check::line`).
     #[serde(skip)]
     pub line: Option<usize>,
+    /// The failures of the attempts before the last one (`--retries`).
+    pub failed_attempts: Vec<String>,
 }
 
 impl CheckRecord {
+    /// Passed, but only after failing: what release engineers want to see apart.
+    pub fn flaky(&self) -> bool {
+        self.outcome == CheckOutcome::Passed && !self.failed_attempts.is_empty()
+    }
+
+    /// How often the check ran.
+    pub fn attempts(&self) -> usize {
+        self.failed_attempts.len() + 1
+    }
+
     /// What a failure was traced to: its message's `cause: …` line (diagnosis of the
     /// underlay, a node gone), when there is one.
     pub fn cause(&self) -> Option<&str> {
@@ -137,15 +149,17 @@ impl Timings {
 /// One line per scenario run: what ran, how it ended, how long it took.
 pub fn summary_table(runs: &[RunSummary]) -> String {
     let mut out = format!(
-        "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8}\n",
-        "scenario", "run", "passed", "failed", "skipped", "seconds"
+        "{:<28} {:<9} {:>7} {:>6} {:>7} {:>8} {:>8}\n",
+        "scenario", "run", "passed", "flaky", "failed", "skipped", "seconds"
     );
     for r in runs {
+        let flaky = r.checks.iter().filter(|c| c.flaky()).count();
         out.push_str(&format!(
-            "{:<28} {:<9} {:>7} {:>7} {:>8} {:>8.2}\n",
+            "{:<28} {:<9} {:>7} {:>6} {:>7} {:>8} {:>8.2}\n",
             r.scenario,
             r.run_id,
-            r.count(CheckOutcome::Passed),
+            r.count(CheckOutcome::Passed) - flaky,
+            flaky,
             r.count(CheckOutcome::Failed),
             r.count(CheckOutcome::Ignored) + r.count(CheckOutcome::Unsupported),
             r.timings.total().as_secs_f64()
@@ -167,6 +181,7 @@ mod tests {
             message: Some(message.into()),
             duration: Duration::ZERO,
             line: None,
+            failed_attempts: Vec::new(),
         };
         let traced = record("reachability failed: …\ncause: udp/4789 between a and b is dropped (VXLAN data path)");
         assert_eq!(

@@ -13,7 +13,7 @@ use swarm_e2e_model::{BUSYBOX, Scenario};
 
 use super::RunContext;
 use super::phases::{AbortOnDrop, bounded, finish_phase, start_phase};
-use crate::checks::{CheckEnv, Outcome, deploy_workloads, run_check};
+use crate::checks::{Attempts, CheckEnv, Outcome, deploy_workloads, run_check};
 use crate::cluster::{Cluster, update_node_spec};
 use crate::exit::{self, Failure};
 use crate::images::BUSYBOX_IMAGE;
@@ -70,15 +70,8 @@ pub(super) fn skip_all(
         );
         Arc::new(move |i| {
             let check = &scenario.checks[i];
-            record(
-                &records,
-                &reporter,
-                &run_id,
-                check,
-                outcome,
-                Some(reason.clone()),
-                Duration::ZERO,
-            );
+            let r = check_record(check, outcome, Some(reason.clone()), Duration::ZERO, Vec::new());
+            record(&records, &reporter, &run_id, r);
             Outcome::Ignored(reason.clone())
         })
     };
@@ -106,28 +99,31 @@ pub(super) fn skip_phase(ctx: &mut RunContext, outcome: CheckOutcome, reason: &s
     exit::OK
 }
 
-fn record(
-    records: &Mutex<Vec<CheckRecord>>,
-    reporter: &Arc<dyn Reporter>,
-    run_id: &str,
+fn record(records: &Mutex<Vec<CheckRecord>>, reporter: &Arc<dyn Reporter>, run_id: &str, record: CheckRecord) {
+    records.lock().unwrap().push(record.clone());
+    reporter.event(&Event::CheckFinished {
+        run_id: run_id.to_string(),
+        record,
+    });
+}
+
+/// What a check's trial ended with, for the reports.
+fn check_record(
     check: &swarm_e2e_model::Check,
     outcome: CheckOutcome,
     message: Option<String>,
     duration: Duration,
-) {
-    let record = CheckRecord {
+    failed_attempts: Vec<String>,
+) -> CheckRecord {
+    CheckRecord {
         name: check.name.clone(),
         kind: check.kind.kind_name().into(),
         outcome,
         message,
         duration,
         line: check.line,
-    };
-    records.lock().unwrap().push(record.clone());
-    reporter.event(&Event::CheckFinished {
-        run_id: run_id.to_string(),
-        record,
-    });
+        failed_attempts,
+    }
 }
 
 /// Test hooks: a stopped engine and node faults, once the workloads run. Label faults
@@ -240,24 +236,47 @@ pub(super) fn run(
             ctx.run_id().to_string(),
         );
         let panic_check = ctx.opts.panic_in == Some(Phase::Checks);
+        let (default_retries, flaky_fails) = (ctx.opts.retries, ctx.opts.flaky_fails);
         Arc::new(move |i: usize| {
             let check = &env.scenario.checks[i];
             let started = Instant::now();
             if panic_check {
                 panic!("injected panic in check {}", check.name);
             }
-            let outcome = handle.block_on(async {
+            let retries = check.retries.unwrap_or(default_retries);
+            let Attempts { outcome, failed } = handle.block_on(async {
                 tokio::select! {
-                    o = run_check(&env, check) => o,
-                    _ = stop.cancelled() => Outcome::Failed("interrupted".into()),
+                    a = run_check(&env, check, retries) => a,
+                    _ = stop.cancelled() => Attempts { outcome: Outcome::Failed("interrupted".into()), failed: Vec::new() },
                 }
             });
+            let outcome = match outcome {
+                // Passed on a retry: flaky. Reported apart, and a failure only if asked.
+                Outcome::Passed if !failed.is_empty() => {
+                    let note = format!(
+                        "flaky: passed on attempt {} of {}; attempt 1 failed: {}",
+                        failed.len() + 1,
+                        retries + 1,
+                        failed[0]
+                    );
+                    reporter.event(&Event::Note {
+                        text: format!("{}::{} is {note}", env.scenario.name, check.name),
+                    });
+                    if flaky_fails {
+                        Outcome::Failed(format!("{note}\n(--flaky-fails counts a flaky check as failed)"))
+                    } else {
+                        Outcome::Passed
+                    }
+                }
+                o => o,
+            };
             let (label, message) = match &outcome {
                 Outcome::Passed => (CheckOutcome::Passed, None),
                 Outcome::Failed(m) => (CheckOutcome::Failed, Some(m.clone())),
                 Outcome::Ignored(r) => (CheckOutcome::Ignored, Some(r.clone())),
             };
-            record(&records, &reporter, &run_id, check, label, message, started.elapsed());
+            let r = check_record(check, label, message, started.elapsed(), failed);
+            record(&records, &reporter, &run_id, r);
             outcome
         })
     };

@@ -20,6 +20,10 @@ pub struct RunOptions {
     pub artifacts: Option<PathBuf>,
     /// Where the cluster runs.
     pub target: TargetChoice,
+    /// How often a failed check is tried again (a check's own `retries` wins).
+    pub retries: u32,
+    /// A check that passed only on a retry fails the run.
+    pub flaky_fails: bool,
 }
 
 impl RunOptions {
