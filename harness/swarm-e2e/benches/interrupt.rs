@@ -8,26 +8,15 @@
 //! SWARM_E2E_BENCH_NODES sets N, SWARM_E2E_BENCH_DELAYS the delays in seconds
 //! (default "1,4,7,10,14,20").
 
+mod support;
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A scenario of `n` engines: three managers, an overlay, a global service and the
-/// headline ping (the scale benchmark's shape, routing mesh kept).
+/// The scale benchmark's shape (`i{n}-{i}` nodes), routing mesh kept.
 fn scenario_text(n: usize) -> String {
-    let mut s = format!("name = \"intr-{n}\"\n\n");
-    for i in 1..=n {
-        let role = if i <= 3 { "manager" } else { "worker" };
-        s.push_str(&format!("[[nodes]]\nname = \"i{n}-{i}\"\nrole = \"{role}\"\n\n"));
-    }
-    s.push_str(&format!(
-        "[[networks]]\nname = \"intr-net\"\n\n\
-         [[services]]\nname = \"everywhere\"\nmode = \"global\"\n\n\
-         [[services]]\nname = \"foo\"\nnetworks = [\"intr-net\"]\nconstraints = [\"node.hostname==i{n}-2\"]\n\n\
-         [[checks]]\nkind = \"placement\"\nservice = \"everywhere\"\n\n\
-         [[checks]]\nkind = \"ping-by-name\"\nfrom = \"i{n}-{n}\"\nnetwork = \"intr-net\"\ntarget = \"foo\"\n"
-    ));
-    s
+    support::cluster_scenario("i", n, true)
 }
 
 /// The last phase the run announced (`  … provision`) in its output so far.
@@ -55,7 +44,7 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("intr-{n}.toml"));
+    let file = dir.path().join(format!("i-{n}.toml"));
     std::fs::write(&file, scenario_text(n)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let host = swarm_e2e::engine::host_engine().unwrap();

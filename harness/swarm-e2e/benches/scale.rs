@@ -11,6 +11,8 @@
 //! mesh (the scenarios set `ingress = false` otherwise), SWARM_E2E_BENCH_FAKE=0 skips
 //! the do-fake part. 100 nodes need the sysctls `ci/setup.sh` sets (`doctor --nodes 100`).
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,23 +33,13 @@ impl Reporter for Collect {
     }
 }
 
-/// A cluster of `n` engines: three managers from five nodes on (one below), an overlay,
-/// a global service, and the headline ping across hosts.
+/// The scale scenario: `s{n}-{i}` nodes, `scale-net`.
 fn scenario_text(n: usize, ingress: bool) -> String {
-    let managers = if n >= 5 { 3 } else { 1 };
-    let mut s = format!("name = \"scale-{n}\"\ningress = {ingress}\n\n");
-    for i in 1..=n {
-        let role = if i <= managers { "manager" } else { "worker" };
-        s.push_str(&format!("[[nodes]]\nname = \"s{n}-{i}\"\nrole = \"{role}\"\n\n"));
-    }
-    s.push_str(&format!(
-        "[[networks]]\nname = \"scale-net\"\n\n\
-         [[services]]\nname = \"everywhere\"\nmode = \"global\"\n\n\
-         [[services]]\nname = \"foo\"\nnetworks = [\"scale-net\"]\nconstraints = [\"node.hostname==s{n}-2\"]\n\n\
-         [[checks]]\nkind = \"placement\"\nservice = \"everywhere\"\n\n\
-         [[checks]]\nkind = \"ping-by-name\"\nfrom = \"s{n}-{n}\"\nnetwork = \"scale-net\"\ntarget = \"foo\"\n"
-    ));
-    s
+    support::cluster_scenario("s", n, ingress).replacen(
+        &format!("name = \"s-{n}\""),
+        &format!("name = \"scale-{n}\""),
+        1,
+    )
 }
 
 /// Resident memory (KiB) of dockerd + containerd inside each node container.
