@@ -20,6 +20,7 @@ pub mod images;
 pub mod marks;
 pub mod matrix;
 pub mod netfault;
+pub mod partition;
 pub mod pki;
 pub mod report;
 pub mod run;

@@ -203,3 +203,64 @@ fn each_problem_is_shown_once_in_our_words() {
     assert_eq!(shown.matches("5000 replicas is more than 1000").count(), 1, "{shown}");
     assert!(shown.contains("replicas = 5000"), "no source excerpt: {shown}");
 }
+
+/// The checks `run` would run, as `-- --list` names them (no cluster is built).
+fn listed(extra: &[&str]) -> Vec<String> {
+    let scenarios: Vec<String> = std::fs::read_dir(repo().join("scenarios"))
+        .unwrap()
+        .map(|e| format!("scenarios/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|p| p.ends_with(".toml"))
+        .collect();
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    args.extend(scenarios.iter().map(String::as_str));
+    args.extend(["--", "--list"]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut names: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(|l| l.split_once("] ").map_or(l, |(_, n)| n).to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn shards_together_run_exactly_the_unsharded_checks_disjointly() {
+    let all = listed(&[]);
+    assert!(all.len() > 40, "the shipped scenarios have many checks: {all:?}");
+    for kind in ["count", "hash"] {
+        for of in [2, 3] {
+            let shards: Vec<Vec<String>> = (1..=of)
+                .map(|k| listed(&["--partition", &format!("{kind}:{k}/{of}")]))
+                .collect();
+            let mut union: Vec<String> = shards.concat();
+            union.sort();
+            assert_eq!(
+                union, all,
+                "{kind}:K/{of}: the shards together are not the unsharded run (or overlap)"
+            );
+            assert!(
+                shards.iter().all(|s| !s.is_empty()),
+                "{kind}:K/{of}: an empty shard of {} checks",
+                all.len()
+            );
+            if kind == "count" {
+                let (min, max) = (
+                    shards.iter().map(Vec::len).min().unwrap(),
+                    shards.iter().map(Vec::len).max().unwrap(),
+                );
+                assert!(max - min <= 1, "count:K/{of} is uneven: {min}..{max}");
+            }
+        }
+    }
+    // The same shard twice is the same checks (stable, as on another machine).
+    assert_eq!(
+        listed(&["--partition", "hash:1/3"]),
+        listed(&["--partition", "hash:1/3"])
+    );
+    let bad = run(&["run", "--partition", "count:3/2", "scenarios/swarm-demo.toml"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::runtime::Runtime;
 
-use super::{check_engine, host, load_all};
+use super::{check_engine, host, load_all, say};
 use crate::exit::{self, Failure};
 use crate::images;
 use crate::matrix::{Comparison, default_jobs, run_matrix};
@@ -82,6 +82,11 @@ pub struct RunArgs {
     /// A flaky check (passed only on a retry) fails the run.
     #[arg(long)]
     flaky_fails: bool,
+    /// Run only shard K of N of the (scenario, check) pairs: `count:K/N` deals them out
+    /// in order, `hash:K/N` by a stable hash of their names. Scenarios with no check in
+    /// the shard are not provisioned.
+    #[arg(long, value_name = "count:K/N|hash:K/N")]
+    partition: Option<crate::partition::Partition>,
     /// Print the per-phase timing table at the end.
     #[arg(long)]
     timings: bool,
@@ -137,6 +142,20 @@ impl RunArgs {
 
 pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
     let scenarios = load_all(&a.files)?;
+    let scenarios = match a.partition {
+        Some(p) => {
+            let selected = p.select(scenarios);
+            if selected.is_empty() {
+                say(&format!(
+                    "swarm-e2e: shard {} has no checks of these scenarios; nothing to run",
+                    p
+                ));
+                return Ok(exit::OK);
+            }
+            selected
+        }
+        None => scenarios,
+    };
     let scenarios = match a.engine.as_deref().map(check_engine).transpose()? {
         Some(e) => scenarios.iter().map(|s| s.with_engine(&e)).collect(),
         None => scenarios,
