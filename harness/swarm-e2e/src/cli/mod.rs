@@ -59,7 +59,7 @@ enum Command {
     },
     /// Build each scenario's cluster, run its checks as tests, tear it down.
     #[command(after_help = run::RUN_HELP)]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Run scenarios on several engines and compare them check by check.
     #[command(after_help = run::MATRIX_HELP)]
     Matrix(run::MatrixArgs),
@@ -154,7 +154,7 @@ pub fn main() -> ExitCode {
         .expect("tokio runtime");
     let result = match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Run(a) => run::run(&rt, a),
+        Command::Run(a) => run::run(&rt, *a),
         Command::Matrix(a) => run::matrix(&rt, a),
         Command::Plan(a) => run::plan(a),
         Command::NodeImage(c) => node_image::main(&rt, c),
