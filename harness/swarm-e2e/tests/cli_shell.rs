@@ -21,6 +21,7 @@ const SUBCOMMANDS: &[&str] = &[
     "doctor",
     "sweep",
     "completions",
+    "schema",
     "man",
 ];
 
@@ -263,4 +264,36 @@ fn shards_together_run_exactly_the_unsharded_checks_disjointly() {
     );
     let bad = run(&["run", "--partition", "count:3/2", "scenarios/swarm-demo.toml"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Every `--format json` document: the derived schema is the checked-in one, and what
+/// the command prints on this machine validates against it.
+#[test]
+fn json_listings_validate_against_their_derived_schemas() {
+    for (name, command) in [("ls", vec!["ls"]), ("node-image-ls", vec!["node-image", "ls"])] {
+        let derived: serde_json::Value = serde_json::from_slice(&run(&["schema", name]).stdout).unwrap();
+        let path = repo().join(format!("harness/swarm-e2e/schemas/{name}.schema.json"));
+        let checked_in: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            derived,
+            checked_in,
+            "the schema of `{name}` changed: if on purpose (and LISTING_SCHEMA_VERSION bumped where \
+             incompatible), run `swarm-e2e schema {name} > {}`",
+            path.display()
+        );
+        let mut args = command.clone();
+        args.extend(["--format", "json"]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+        let validator = jsonschema::validator_for(&derived).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{args:?} violates its schema: {errors:?}\n{doc:#}");
+        assert_eq!(doc["schema_version"], 1);
+    }
+    // A wrong document fails the same validation: the check above can fail.
+    let derived: serde_json::Value = serde_json::from_slice(&run(&["schema", "ls"]).stdout).unwrap();
+    let validator = jsonschema::validator_for(&derived).unwrap();
+    assert!(!validator.is_valid(&serde_json::json!({"schema_version": 1, "runs": [{"run_id": 7}]})));
 }

@@ -3,6 +3,7 @@
 
 mod doctor;
 mod fake_do;
+pub mod listing;
 mod node_image;
 mod resources;
 mod run;
@@ -88,7 +89,14 @@ enum Command {
         node: String,
     },
     /// List runs that still have resources on this machine (kept or leaked).
-    Ls,
+    #[command(
+        after_help = "Examples:\n  swarm-e2e ls\n  swarm-e2e ls --format json | jq '.runs[].run_id'\n\nSchema: swarm-e2e schema ls"
+    )]
+    Ls {
+        /// `human` (columns) or `json` (a versioned document; `swarm-e2e schema ls`).
+        #[arg(long, value_enum, default_value_t = listing::Format::Human)]
+        format: listing::Format,
+    },
     /// Check that a target can be used, before anything is created.
     #[command(after_help = doctor::DOCTOR_HELP)]
     Doctor(doctor::DoctorArgs),
@@ -103,6 +111,13 @@ enum Command {
     Completions {
         /// The shell: bash, zsh, fish, elvish, powershell.
         shell: clap_complete::Shell,
+    },
+    /// Print the JSON schema of a `--format json` document: ls, node-image-ls.
+    #[command(after_help = "Example:\n  swarm-e2e schema ls > ls.schema.json")]
+    Schema {
+        /// Which document.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(listing::SCHEMAS))]
+        name: String,
     },
     /// Print the manual page (roff), every subcommand included.
     #[command(after_help = "Example:\n  swarm-e2e man > /usr/local/share/man/man1/swarm-e2e.1 && man swarm-e2e")]
@@ -161,7 +176,12 @@ pub fn main() -> ExitCode {
         Command::FakeDo(c) => fake_do::main(&rt, c),
         Command::Down { run_id } => resources::down(&rt, &run_id),
         Command::Env { run_id, node } => resources::env(&rt, &run_id, &node),
-        Command::Ls => resources::ls(&rt),
+        Command::Ls { format } => resources::ls(&rt, format),
+        Command::Schema { name } => {
+            let schema = listing::schema(&name).expect("clap allows only known names");
+            listing::print_json(&schema);
+            Ok(exit::OK)
+        }
         Command::Doctor(a) => doctor::main(&rt, a),
         Command::Sweep(a) => resources::sweep(&rt, a),
         Command::Completions { shell } => {

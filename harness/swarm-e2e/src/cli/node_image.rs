@@ -39,7 +39,14 @@ Needs root, debootstrap and a reachable Debian mirror (SWARM_E2E_DEBIAN_MIRROR).
         force: bool,
     },
     /// Show which node images are built.
-    Ls,
+    #[command(
+        after_help = "Examples:\n  swarm-e2e node-image ls\n  swarm-e2e node-image ls --format json\n\nSchema: swarm-e2e schema node-image-ls"
+    )]
+    Ls {
+        /// `human` (columns) or `json` (a versioned document).
+        #[arg(long, value_enum, default_value_t = super::listing::Format::Human)]
+        format: super::listing::Format,
+    },
 }
 
 pub fn main(rt: &Runtime, command: NodeImageCommand) -> Result<i32, Failure> {
@@ -70,8 +77,12 @@ pub fn main(rt: &Runtime, command: NodeImageCommand) -> Result<i32, Failure> {
                     info.size_bytes / 1_000_000
                 ));
             }
-            NodeImageCommand::Ls => {
+            NodeImageCommand::Ls { format } => {
                 let built = images::list_node_images(&host).await?;
+                if format == super::listing::Format::Json {
+                    super::listing::print_json(&super::listing::node_images_listing(&built));
+                    return Ok(exit::OK);
+                }
                 for r in images::ENGINE_RELEASES {
                     if !built.iter().any(|i| i.tag == images::node_image_tag(r.engine)) {
                         say(&format!(

@@ -83,11 +83,14 @@ pub fn env(rt: &Runtime, run_id: &str, node: &str) -> Result<i32, Failure> {
     })
 }
 
-pub fn ls(rt: &Runtime) -> Result<i32, Failure> {
+pub fn ls(rt: &Runtime, format: super::listing::Format) -> Result<i32, Failure> {
     rt.block_on(async {
         let host = host().await?;
         let found = find_resources(&host, None).await?;
-        print_runs(&found);
+        match format {
+            super::listing::Format::Human => print_runs(&found),
+            super::listing::Format::Json => super::listing::print_json(&super::listing::runs_listing(&found)),
+        }
         Ok(exit::OK)
     })
 }
