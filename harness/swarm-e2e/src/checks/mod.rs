@@ -120,6 +120,14 @@ pub async fn run_check(env: &CheckEnv, check: &Check, retries: u32) -> Attempts 
                 Outcome::Failed(format!("workload `{service}` could not be deployed: {e}")),
             )
             .await;
+            // It has ended: the checks that wait for it must not wait out their bound.
+            if check.kind.runs_last() {
+                if let Some(p) = env.last_order.iter().position(|n| *n == check.name) {
+                    drop(TurnDone(&env.turn, p));
+                }
+            } else {
+                drop(PlainDone(&env.plain_left));
+            }
             // Deploying again is not what a retry of a check means.
             return Attempts {
                 outcome,
