@@ -214,10 +214,10 @@ fn cluster_formed(ctx: &mut RunContext, nodes: Vec<EngineNode>) -> Result<Arc<Cl
     let scenario = ctx.scenario.clone();
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let gone = ctx.target.node_exited(ctx.run_id(), &names);
-    // Formation bounds its own steps by `limit` and says which one ran out; this bound
-    // only catches a request that never returns.
+    // Formation bounds its own steps a little inside `limit` and says which one ran
+    // out; this bound is the phase's promise (and catches a request that never returns).
     let result = ctx.rt.block_on(bounded(
-        limit + Duration::from_secs(5),
+        limit,
         &ctx.interrupt.stop,
         unless_gone(gone, form(&scenario, ctx.run_id(), nodes, limit)),
     ));
