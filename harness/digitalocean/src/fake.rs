@@ -59,6 +59,79 @@ pub struct FakeConfig {
     /// Droplets are backed by real engines: a droplet becomes active only once its
     /// backer reported the engine's address.
     pub backed: bool,
+    /// Keep every exchange (request and response) for [`FakeDigitalOcean::exchanges`].
+    pub record_exchanges: bool,
+}
+
+/// Names a file the fake appends every exchange to, one JSON line each (with `user_data`
+/// redacted): how the test suite checks what the fake said, also when the fake runs
+/// inside the swarm-e2e binary, against DigitalOcean's own OpenAPI spec.
+pub const EXCHANGES_ENV: &str = "SWARM_E2E_FAKE_EXCHANGES";
+
+/// One request and the response it got (`None`: the connection was dropped on purpose).
+/// Never holds the token; a create's `user_data` (TLS keys) is replaced by its size.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Exchange {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub request_content_type: Option<String>,
+    pub request_body: Option<Value>,
+    pub response: Option<RecordedResponse>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordedResponse {
+    pub status: u16,
+    /// Header names in lower case; `content-type` as wiremock sends it.
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<Value>,
+}
+
+impl Exchange {
+    fn of(req: &Request, answer: Option<&Answer>) -> Exchange {
+        let mut request_body = serde_json::from_slice::<Value>(&req.body).ok();
+        redact_user_data(&mut request_body);
+        let response = answer.map(|a| {
+            let mut headers: BTreeMap<String, String> = a.headers.iter().cloned().collect();
+            if a.body.is_some() && !headers.contains_key("content-type") {
+                headers.insert("content-type".into(), "application/json".into());
+            }
+            RecordedResponse {
+                status: a.status,
+                headers,
+                body: a.body.clone(),
+            }
+        });
+        Exchange {
+            method: req.method.to_string(),
+            path: req.url.path().to_string(),
+            query: req.url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect(),
+            request_content_type: req
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+            request_body,
+            response,
+        }
+    }
+}
+
+fn redact_user_data(body: &mut Option<Value>) {
+    if let Some(Value::Object(map)) = body
+        && let Some(Value::String(u)) = map.get_mut("user_data")
+    {
+        *u = format!("<{} bytes, redacted>", u.len());
+    }
+}
+
+/// Where exchanges go: kept in memory, appended to a file, or both.
+#[derive(Default)]
+struct Recorder {
+    keep: bool,
+    kept: Vec<Exchange>,
+    file: Option<std::fs::File>,
 }
 
 impl Default for FakeConfig {
@@ -71,6 +144,7 @@ impl Default for FakeConfig {
             droplet_limit: 25,
             faults: Faults::default(),
             backed: false,
+            record_exchanges: false,
         }
     }
 }
@@ -131,6 +205,7 @@ struct State {
     streak_left: u32,
     /// Where droplet lifecycle events go (to a backer); `None` until someone listens.
     events: Option<tokio::sync::mpsc::UnboundedSender<DropletEvent>>,
+    recorder: Recorder,
 }
 
 /// What happened to a droplet, for a backer that gives droplets real engines.
@@ -148,6 +223,24 @@ pub enum DropletEvent {
 }
 
 impl State {
+    fn record(&mut self, req: &Request, answer: Option<&Answer>) {
+        let r = &mut self.recorder;
+        if !r.keep && r.file.is_none() {
+            return;
+        }
+        let exchange = Exchange::of(req, answer);
+        if let Some(f) = &mut r.file {
+            use std::io::Write;
+            let mut line = serde_json::to_vec(&exchange).unwrap_or_default();
+            line.push(b'\n');
+            // One write per line (O_APPEND), so processes sharing the file never interleave.
+            let _ = f.write_all(&line);
+        }
+        if r.keep {
+            r.kept.push(exchange);
+        }
+    }
+
     fn emit(&self, event: DropletEvent) {
         if let Some(tx) = &self.events {
             let _ = tx.send(event);
@@ -186,9 +279,22 @@ pub struct RequestStats {
 impl FakeDigitalOcean {
     /// Starts the fake on 127.0.0.1 (random port) or on `listen` when given.
     pub async fn start(config: FakeConfig, listen: Option<std::net::TcpListener>) -> FakeDigitalOcean {
+        let file = std::env::var_os(EXCHANGES_ENV).and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .inspect_err(|e| tracing::warn!("{EXCHANGES_ENV}={}: {e}", path.to_string_lossy()))
+                .ok()
+        });
         let state = Arc::new(Mutex::new(State {
             next_id: 3_000_000,
             faults: config.faults.clone(),
+            recorder: Recorder {
+                keep: config.record_exchanges,
+                kept: Vec::new(),
+                file,
+            },
             ..Default::default()
         }));
         let config = Arc::new(config);
@@ -253,6 +359,11 @@ impl FakeDigitalOcean {
             .filter(|d| d.deleted.is_none())
             .map(|d| (d.id, d.name.clone(), d.tags.clone()))
             .collect()
+    }
+
+    /// Every exchange so far (with `record_exchanges`).
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.state.lock().unwrap().recorder.kept.clone()
     }
 
     pub fn key_count(&self) -> usize {
@@ -359,12 +470,18 @@ fn request_id() -> String {
     )
 }
 
-fn error(status: u16, id: &str, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(json!({"id": id, "message": message, "request_id": request_id()}))
+/// DigitalOcean's error body; `request_id` is filled in by [`finish`], the same as the
+/// `x-request-id` header.
+fn error(status: u16, id: &str, message: &str) -> Answer {
+    Answer::json(status, json!({"id": id, "message": message, "request_id": ""}))
 }
 
-fn unprocessable(message: &str) -> ResponseTemplate {
+fn unprocessable(message: &str) -> Answer {
     error(422, "unprocessable_entity", message)
+}
+
+fn not_found() -> Answer {
+    error(404, "not_found", "The resource you were accessing could not be found.")
 }
 
 /// `GET /v2/droplets/123` -> `GET /v2/droplets/{id}` (for counts).
@@ -409,19 +526,98 @@ impl Respond for Handler {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let mut s = self.state.lock().unwrap();
         let ep = endpoint(req);
-        let template = self.route(&mut s, req, &ep);
-        finish(&mut s, ep, template)
+        let answer = self.route(&mut s, req, &ep);
+        let answer = finish(&mut s, ep, answer);
+        s.record(req, Some(&answer));
+        let delay = Duration::from_millis(s.faults.slow_ms);
+        answer.template(delay)
     }
 }
 
-/// Logs the request, applies slow-response faults and adds the rate-limit headers.
-fn finish(s: &mut State, ep: String, (status, template): Reply) -> ResponseTemplate {
+/// A response before it becomes wiremock's (whose templates cannot be read back), so
+/// the exchange can be recorded and checked against DigitalOcean's spec.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Option<Value>,
+}
+
+impl Answer {
+    fn json(status: u16, body: Value) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: Some(body),
+        }
+    }
+
+    /// A response without content (204): the real API still sends a content-type.
+    fn empty(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
+            body: None,
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.retain(|(n, _)| n != name);
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    fn template(&self, delay: Duration) -> ResponseTemplate {
+        let mut t = ResponseTemplate::new(self.status);
+        if let Some(body) = &self.body {
+            // set_body_json sets content-type: application/json.
+            t = t.set_body_json(body);
+        }
+        for (name, value) in &self.headers {
+            t = t.insert_header(name.as_str(), value.as_str());
+        }
+        if !delay.is_zero() {
+            t = t.set_delay(delay);
+        }
+        t
+    }
+}
+
+type Reply = Answer;
+
+/// Logs the request and adds the rate-limit headers and the request id. The headers
+/// count the hourly budget, as the real API's do; a 429 says none is left.
+fn finish(s: &mut State, ep: String, mut answer: Answer) -> Answer {
     let now = Instant::now();
     s.log.push(LoggedRequest {
         endpoint: ep,
-        status,
+        status: answer.status,
         at: now,
     });
+    prune_hour(s, now);
+    if answer.status != 429 {
+        s.hour.push_back((now, now_epoch()));
+    }
+    let remaining = if answer.status == 429 {
+        0
+    } else {
+        PER_HOUR.saturating_sub(s.hour.len())
+    };
+    let reset = s.hour.front().map(|(_, e)| e + 3600).unwrap_or_else(now_epoch);
+    let id = request_id();
+    if let Some(Value::Object(body)) = &mut answer.body
+        && body.contains_key("request_id")
+    {
+        body.insert("request_id".into(), json!(id));
+    }
+    answer
+        .header("ratelimit-limit", &PER_HOUR.to_string())
+        .header("ratelimit-remaining", &remaining.to_string())
+        .header("ratelimit-reset", &reset.to_string())
+        .header("x-request-id", &id)
+}
+
+fn prune_hour(s: &mut State, now: Instant) {
     while s
         .hour
         .front()
@@ -429,25 +625,6 @@ fn finish(s: &mut State, ep: String, (status, template): Reply) -> ResponseTempl
     {
         s.hour.pop_front();
     }
-    s.hour.push_back((now, now_epoch()));
-    let remaining = PER_HOUR.saturating_sub(s.hour.len());
-    let reset = s.hour.front().map(|(_, e)| e + 3600).unwrap_or_else(now_epoch);
-    let mut t = template
-        .insert_header("ratelimit-limit", PER_HOUR.to_string().as_str())
-        .insert_header("ratelimit-remaining", remaining.to_string().as_str())
-        .insert_header("ratelimit-reset", reset.to_string().as_str())
-        .insert_header("x-request-id", request_id().as_str());
-    if s.faults.slow_ms > 0 {
-        t = t.set_delay(Duration::from_millis(s.faults.slow_ms));
-    }
-    t
-}
-
-/// A response and its status (wiremock does not expose a template's status).
-type Reply = (u16, ResponseTemplate);
-
-fn with_status(status: u16, t: ResponseTemplate) -> Reply {
-    (status, t)
 }
 
 impl Handler {
@@ -464,20 +641,21 @@ impl Handler {
         if s.faults.burst_429 > 0 {
             s.faults.burst_429 -= 1;
             let after = s.faults.retry_after_secs.max(1);
-            return with_status(
-                429,
-                error(429, "too_many_requests", "API Rate limit exceeded.")
-                    .insert_header("retry-after", after.to_string().as_str()),
-            );
+            return error(429, "too_many_requests", "API Rate limit exceeded.")
+                .header("retry-after", after.to_string().as_str());
         }
         if s.window.len() >= PER_MINUTE {
             let oldest = *s.window.front().unwrap();
             let after = 60u64.saturating_sub(now.duration_since(oldest).as_secs()).max(1);
-            return with_status(
-                429,
-                error(429, "too_many_requests", "API Rate limit exceeded.")
-                    .insert_header("retry-after", after.to_string().as_str()),
-            );
+            return error(429, "too_many_requests", "API Rate limit exceeded.")
+                .header("retry-after", after.to_string().as_str());
+        }
+        prune_hour(s, now);
+        if s.hour.len() >= PER_HOUR {
+            let oldest = s.hour.front().unwrap().0;
+            let after = 3600u64.saturating_sub(now.duration_since(oldest).as_secs()).max(1);
+            return error(429, "too_many_requests", "API Rate limit exceeded.")
+                .header("retry-after", after.to_string().as_str());
         }
         s.window.push_back(now);
 
@@ -488,7 +666,7 @@ impl Handler {
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|t| t == self.config.token);
         if !token_ok {
-            return with_status(401, error(401, "unauthorized", "Unable to authenticate you."));
+            return error(401, "unauthorized", "Unable to authenticate you.");
         }
 
         let count = {
@@ -501,7 +679,7 @@ impl Handler {
                 s.streak_left = s.faults.fail_5xx_streak.max(1);
             }
             s.streak_left -= 1;
-            return with_status(500, error(500, "server_error", "Unexpected server-side error"));
+            return error(500, "server_error", "Unexpected server-side error");
         }
 
         let path = req.url.path().trim_end_matches('/').to_string();
@@ -509,35 +687,27 @@ impl Handler {
         let method = req.method.as_str();
         let query: BTreeMap<String, String> = req.url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
         match (method, segs.as_slice()) {
-            ("GET", ["v2", "account"]) => with_status(
+            ("GET", ["v2", "account"]) => Answer::json(
                 200,
-                ResponseTemplate::new(200).set_body_json(json!({"account": {
+                json!({"account": {
                     "droplet_limit": self.config.droplet_limit, "floating_ip_limit": 3,
                     "email": "ci@example.invalid", "name": "swarm-e2e fake", "uuid": "fake-account",
-                    "email_verified": true, "status": "active", "status_message": ""}})),
+                    "email_verified": true, "status": "active", "status_message": ""}}),
             ),
             ("GET", ["v2", "regions"]) => {
                 let items: Vec<Value> = REGIONS
                     .iter()
                     .map(|r| json!({"slug": r, "name": r, "features": ["metadata"], "available": true, "sizes": SIZES.iter().map(|s| s.0).collect::<Vec<_>>()}))
                     .collect();
-                paged(&query, "regions", items)
+                paged(&path, &query, "regions", items)
             }
             ("GET", ["v2", "sizes"]) => {
-                let items: Vec<Value> = SIZES.iter().map(|(slug, mem, cpu, disk, pm, ph)| json!({
-                    "slug": slug, "memory": mem, "vcpus": cpu, "disk": disk, "transfer": 1.0,
-                    "price_monthly": pm, "price_hourly": ph, "regions": REGIONS, "available": true, "description": "Basic"})).collect();
-                paged(&query, "sizes", items)
+                let items: Vec<Value> = SIZES.iter().map(size_json).collect();
+                paged(&path, &query, "sizes", items)
             }
             ("GET", ["v2", "images", slug]) => match IMAGES.iter().find(|i| *i == slug) {
-                Some(i) => with_status(
-                    200,
-                    ResponseTemplate::new(200).set_body_json(json!({"image": image_json(i)})),
-                ),
-                None => with_status(
-                    404,
-                    error(404, "not_found", "The resource you were accessing could not be found."),
-                ),
+                Some(i) => Answer::json(200, json!({"image": image_json(i)})),
+                None => not_found(),
             },
             ("POST", ["v2", "droplets"]) => self.create_droplets(s, req),
             ("GET", ["v2", "droplets"]) => {
@@ -550,11 +720,11 @@ impl Handler {
                     .filter(|d| tag.is_none_or(|t| d.tags.contains(t)))
                     .map(|d| droplet_json(d, &self.config, &s.faults))
                     .collect();
-                paged(&query, "droplets", items)
+                paged(&path, &query, "droplets", items)
             }
             ("DELETE", ["v2", "droplets"]) => {
                 let Some(tag) = query.get("tag_name") else {
-                    return with_status(400, error(400, "bad_request", "tag_name is required"));
+                    return error(400, "bad_request", "tag_name is required");
                 };
                 let ids: Vec<i64> = s
                     .droplets
@@ -565,26 +735,25 @@ impl Handler {
                 for id in ids {
                     s.mark_deleted(id, now);
                 }
-                with_status(204, ResponseTemplate::new(204))
+                Answer::empty(204)
             }
             ("GET", ["v2", "droplets", id]) => match id.parse::<i64>().ok().and_then(|i| s.droplets.get(&i)) {
-                Some(d) if visible(d, &self.config) => with_status(
-                    200,
-                    ResponseTemplate::new(200)
-                        .set_body_json(json!({"droplet": droplet_json(d, &self.config, &s.faults)})),
-                ),
-                _ => with_status(
-                    404,
-                    error(404, "not_found", "The resource you were accessing could not be found."),
-                ),
+                Some(d) if visible(d, &self.config) => {
+                    Answer::json(200, json!({"droplet": droplet_json(d, &self.config, &s.faults)}))
+                }
+                _ => not_found(),
             },
             ("DELETE", ["v2", "droplets", id]) => match id.parse::<i64>() {
-                Ok(id) if s.mark_deleted(id, now) => with_status(204, ResponseTemplate::new(204)),
-                _ => with_status(
-                    404,
-                    error(404, "not_found", "The resource you were accessing could not be found."),
-                ),
+                Ok(id) if s.mark_deleted(id, now) => Answer::empty(204),
+                _ => not_found(),
             },
+            ("GET", ["v2", "actions", id]) => {
+                let droplet = id.parse::<i64>().ok().and_then(|a| s.droplets.get(&(a - 1)));
+                match droplet {
+                    Some(d) => Answer::json(200, json!({"action": action_json(d, &self.config, &s.faults)})),
+                    None => not_found(),
+                }
+            }
             ("POST", ["v2", "tags"]) => {
                 let name = req
                     .body_json::<Value>()
@@ -593,14 +762,17 @@ impl Handler {
                 match name {
                     Some(n) if valid_tag(&n) => {
                         s.tags.insert(n.clone());
-                        with_status(201, ResponseTemplate::new(201).set_body_json(json!({"tag": {"name": n, "resources": {"count": 0}}})))
+                        Answer::json(201, json!({"tag": {"name": n, "resources": {"count": 0}}}))
                     }
-                    _ => with_status(400, ResponseTemplate::new(400).set_body_json(json!({"error": "invalid tag name", "messages": null, "root_causes": ["tag names may contain letters, numbers, colons, dashes and underscores"]}))),
+                    _ => Answer::json(
+                        400,
+                        json!({"error": "invalid tag name", "messages": null, "root_causes": ["tag names may contain letters, numbers, colons, dashes and underscores"]}),
+                    ),
                 }
             }
             ("GET", ["v2", "account", "keys"]) => {
                 let items: Vec<Value> = s.keys.values().map(|k| serde_json::to_value(k).unwrap()).collect();
-                paged(&query, "ssh_keys", items)
+                paged(&path, &query, "ssh_keys", items)
             }
             ("POST", ["v2", "account", "keys"]) => {
                 #[derive(Deserialize)]
@@ -609,10 +781,10 @@ impl Handler {
                     public_key: String,
                 }
                 let Ok(b) = req.body_json::<Body>() else {
-                    return with_status(422, unprocessable("name and public_key are required"));
+                    return unprocessable("name and public_key are required");
                 };
                 if s.keys.values().any(|k| k.public_key == b.public_key) {
-                    return with_status(422, unprocessable("SSH Key is already in use on your account"));
+                    return unprocessable("SSH Key is already in use on your account");
                 }
                 s.next_id += 1;
                 let id = s.next_id;
@@ -624,7 +796,7 @@ impl Handler {
                     fingerprint,
                 };
                 s.keys.insert(id, key.clone());
-                with_status(201, ResponseTemplate::new(201).set_body_json(json!({"ssh_key": key})))
+                Answer::json(201, json!({"ssh_key": key}))
             }
             ("DELETE", ["v2", "account", "keys", id]) => {
                 let found = s
@@ -635,17 +807,14 @@ impl Handler {
                 match found {
                     Some(k) => {
                         s.keys.remove(&k);
-                        with_status(204, ResponseTemplate::new(204))
+                        Answer::empty(204)
                     }
-                    None => with_status(
-                        404,
-                        error(404, "not_found", "The resource you were accessing could not be found."),
-                    ),
+                    None => not_found(),
                 }
             }
             ("POST", ["v2", "firewalls"]) => {
                 let Ok(mut body) = req.body_json::<Value>() else {
-                    return with_status(400, error(400, "bad_request", "error parsing request body"));
+                    return error(400, "bad_request", "error parsing request body");
                 };
                 let name_ok = body["name"].as_str().is_some_and(|n| {
                     n.len() >= 2
@@ -655,22 +824,22 @@ impl Handler {
                 let rules = body["inbound_rules"].as_array().map_or(0, |a| a.len())
                     + body["outbound_rules"].as_array().map_or(0, |a| a.len());
                 if !name_ok || rules == 0 {
-                    return with_status(
+                    return error(
                         400,
-                        error(
-                            400,
-                            "bad_request",
-                            "a firewall needs a valid name and at least one rule",
-                        ),
+                        "bad_request",
+                        "a firewall needs a valid name and at least one rule",
                     );
                 }
                 if let Some(tags) = body["tags"].as_array() {
                     for t in tags {
                         let t = t.as_str().unwrap_or_default();
                         if !s.tags.contains(t) {
-                            return with_status(422, unprocessable(&format!("tag {t} does not exist")));
+                            return unprocessable(&format!("tag {t} does not exist"));
                         }
                     }
+                }
+                if let Err(message) = normalise_rules(&mut body) {
+                    return error(400, "bad_request", &message);
                 }
                 let id = format!(
                     "{:08x}-0000-4000-8000-{:012x}",
@@ -688,26 +857,20 @@ impl Handler {
                         body: body.clone(),
                     },
                 );
-                with_status(202, ResponseTemplate::new(202).set_body_json(json!({"firewall": body})))
+                Answer::json(202, json!({"firewall": body}))
             }
             ("GET", ["v2", "firewalls"]) => {
                 let items: Vec<Value> = s.firewalls.values().map(|f| f.body.clone()).collect();
-                paged(&query, "firewalls", items)
+                paged(&path, &query, "firewalls", items)
             }
             ("DELETE", ["v2", "firewalls", id]) => match s.firewalls.remove(*id) {
                 Some(f) => {
                     let _ = f.id;
-                    with_status(204, ResponseTemplate::new(204))
+                    Answer::empty(204)
                 }
-                None => with_status(
-                    404,
-                    error(404, "not_found", "The resource you were accessing could not be found."),
-                ),
+                None => not_found(),
             },
-            _ => with_status(
-                404,
-                error(404, "not_found", "The resource you were accessing could not be found."),
-            ),
+            _ => not_found(),
         }
     }
 
@@ -730,7 +893,7 @@ impl Handler {
         } else {
             json!({"droplets": droplets, "links": {"actions": actions}})
         };
-        with_status(202, ResponseTemplate::new(202).set_body_json(body))
+        Answer::json(202, body)
     }
 }
 
@@ -754,60 +917,42 @@ struct CreateBody {
 fn create(s: &mut State, config: &FakeConfig, req: &Request) -> Result<Vec<Droplet>, Reply> {
     let b: CreateBody = req
         .body_json()
-        .map_err(|_| with_status(400, error(400, "bad_request", "error parsing request body")))?;
+        .map_err(|_| error(400, "bad_request", "error parsing request body"))?;
     let names = match (b.name, b.names) {
         (Some(n), None) => vec![n],
         (None, Some(ns)) if !ns.is_empty() => ns,
         _ => {
-            return Err(with_status(
-                422,
-                unprocessable("You must specify either name or names."),
-            ));
+            return Err(unprocessable("You must specify either name or names."));
         }
     };
     if names.len() > 10 {
-        return Err(with_status(
-            422,
-            unprocessable("You may only create up to 10 droplets at a time."),
-        ));
+        return Err(unprocessable("You may only create up to 10 droplets at a time."));
     }
     if let Some(bad) = names.iter().find(|n| !valid_droplet_name(n)) {
-        return Err(with_status(
-            422,
-            unprocessable(&format!(
-                "Only valid hostname characters are allowed. (a-z, A-Z, 0-9, . and -): {bad}"
-            )),
-        ));
+        return Err(unprocessable(&format!(
+            "Only valid hostname characters are allowed. (a-z, A-Z, 0-9, . and -): {bad}"
+        )));
     }
     let size = b.size.unwrap_or_default();
     if !SIZES.iter().any(|s| s.0 == size) {
-        return Err(with_status(
-            422,
-            unprocessable("You specified an invalid size for Droplet creation."),
-        ));
+        return Err(unprocessable("You specified an invalid size for Droplet creation."));
     }
     let image = match b.image {
         Some(Value::String(i)) if IMAGES.contains(&i.as_str()) => i,
         _ => {
-            return Err(with_status(
-                422,
-                unprocessable("You specified an invalid image for Droplet creation."),
-            ));
+            return Err(unprocessable("You specified an invalid image for Droplet creation."));
         }
     };
     let region = b.region.unwrap_or_else(|| "nyc3".into());
     if !REGIONS.contains(&region.as_str()) {
-        return Err(with_status(
-            422,
-            unprocessable("You specified an invalid region for Droplet creation."),
-        ));
+        return Err(unprocessable("You specified an invalid region for Droplet creation."));
     }
     let tags = b.tags.unwrap_or_default();
     if let Some(t) = tags.iter().find(|t| !valid_tag(t)) {
-        return Err(with_status(422, unprocessable(&format!("invalid tag name: {t}"))));
+        return Err(unprocessable(&format!("invalid tag name: {t}")));
     }
     if b.user_data.as_ref().is_some_and(|u| u.len() > USER_DATA_LIMIT) {
-        return Err(with_status(422, unprocessable("user_data is limited to 64 KiB")));
+        return Err(unprocessable("user_data is limited to 64 KiB"));
     }
     for k in b.ssh_keys.unwrap_or_default() {
         let known = match &k {
@@ -816,17 +961,15 @@ fn create(s: &mut State, config: &FakeConfig, req: &Request) -> Result<Vec<Dropl
             _ => false,
         };
         if !known {
-            return Err(with_status(
-                422,
-                unprocessable(&format!("{k} are invalid key identifiers for Droplet creation.")),
-            ));
+            return Err(unprocessable(&format!(
+                "{k} are invalid key identifiers for Droplet creation."
+            )));
         }
     }
     let live = s.droplets.values().filter(|d| d.deleted.is_none()).count();
     if live + names.len() > config.droplet_limit as usize {
-        return Err(with_status(
-            422,
-            unprocessable("creating this/these droplet(s) will exceed your droplet limit"),
+        return Err(unprocessable(
+            "creating this/these droplet(s) will exceed your droplet limit",
         ));
     }
     for t in &tags {
@@ -875,6 +1018,46 @@ fn image_json(slug: &str) -> Value {
            "size_gigabytes": 2.4, "description": slug, "tags": [], "status": "available", "error_message": ""})
 }
 
+/// Checks a firewall's rules as the API does and writes them back as it answers them:
+/// `ports` "0" for ICMP (which takes none) and for "all".
+fn normalise_rules(body: &mut Value) -> Result<(), String> {
+    for (list, peers) in [("inbound_rules", "sources"), ("outbound_rules", "destinations")] {
+        for rule in body[list].as_array_mut().into_iter().flatten() {
+            let protocol = rule["protocol"].as_str().unwrap_or_default().to_string();
+            if !matches!(protocol.as_str(), "tcp" | "udp" | "icmp") {
+                return Err(format!(
+                    "{list}: protocol must be tcp, udp or icmp, not {:?}",
+                    rule["protocol"]
+                ));
+            }
+            if !rule[peers].is_object() {
+                return Err(format!("{list}: every rule needs {peers}"));
+            }
+            match rule["ports"].as_str() {
+                _ if protocol == "icmp" => rule["ports"] = json!("0"),
+                Some("all") => rule["ports"] = json!("0"),
+                Some(p) if !p.is_empty() => {}
+                _ => return Err(format!("{list}: a {protocol} rule needs ports")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn size_json(&(slug, memory, vcpus, disk, monthly, hourly): &(&str, u32, u32, u32, f64, f64)) -> Value {
+    json!({"slug": slug, "memory": memory, "vcpus": vcpus, "disk": disk, "transfer": 1.0,
+           "price_monthly": monthly, "price_hourly": hourly, "regions": REGIONS, "available": true,
+           "description": "Basic"})
+}
+
+/// A droplet's create action (its id is the droplet's + 1): done once the droplet is.
+fn action_json(d: &Droplet, c: &FakeConfig, f: &Faults) -> Value {
+    let done = droplet_json(d, c, f)["status"] != "new";
+    json!({"id": d.id + 1, "status": if done { "completed" } else { "in-progress" }, "type": "create",
+           "started_at": d.created_at, "completed_at": if done { json!(d.created_at) } else { Value::Null },
+           "resource_id": d.id, "resource_type": "droplet", "region_slug": d.region})
+}
+
 fn droplet_json(d: &Droplet, c: &FakeConfig, f: &Faults) -> Value {
     let booted = d.created.elapsed() >= c.boot_latency && !f.stuck_in_new.contains(&d.name);
     // A backed droplet is active only once its engine exists.
@@ -892,7 +1075,7 @@ fn droplet_json(d: &Droplet, c: &FakeConfig, f: &Faults) -> Value {
         let public = d.backing_address.unwrap_or(d.public);
         json!({"v4": [
             {"ip_address": public.to_string(), "netmask": "255.255.240.0", "gateway": "127.77.0.1", "type": "public"},
-            {"ip_address": d.private.to_string(), "netmask": "255.255.0.0", "gateway": null, "type": "private"}
+            {"ip_address": d.private.to_string(), "netmask": "255.255.0.0", "gateway": "127.78.0.1", "type": "private"}
         ], "v6": []})
     } else {
         json!({"v4": [], "v6": []})
@@ -902,7 +1085,7 @@ fn droplet_json(d: &Droplet, c: &FakeConfig, f: &Faults) -> Value {
         "id": d.id, "name": d.name, "memory": size.1, "vcpus": size.2, "disk": size.3, "locked": status == "new",
         "status": status, "kernel": null, "created_at": d.created_at, "features": [], "backup_ids": [],
         "next_backup_window": null, "snapshot_ids": [], "image": image_json(&d.image), "volume_ids": [],
-        "size": {"slug": d.size, "memory": size.1, "vcpus": size.2, "disk": size.3, "price_monthly": size.4, "price_hourly": size.5},
+        "size": size_json(size),
         "size_slug": d.size, "networks": networks,
         "region": {"slug": d.region, "name": d.region, "features": [], "available": true, "sizes": []},
         "tags": d.tags, "vpc_uuid": "fake-vpc"
@@ -911,7 +1094,7 @@ fn droplet_json(d: &Droplet, c: &FakeConfig, f: &Faults) -> Value {
 
 /// Paginates like the real API: `page` (1-based), `per_page` (default 20, max 200),
 /// `links.pages.next/last` as full URLs, `meta.total`.
-fn paged(query: &BTreeMap<String, String>, key: &str, items: Vec<Value>) -> Reply {
+fn paged(path: &str, query: &BTreeMap<String, String>, key: &str, items: Vec<Value>) -> Reply {
     let per_page = query
         .get("per_page")
         .and_then(|p| p.parse::<usize>().ok())
@@ -935,7 +1118,7 @@ fn paged(query: &BTreeMap<String, String>, key: &str, items: Vec<Value>) -> Repl
         q.push(format!("page={p}"));
         pages.insert(
             rel.into(),
-            json!(format!("https://api.digitalocean.com/v2/{key}?{}", q.join("&"))),
+            json!(format!("https://api.digitalocean.com{path}?{}", q.join("&"))),
         );
     };
     if page > 1 {
@@ -946,10 +1129,9 @@ fn paged(query: &BTreeMap<String, String>, key: &str, items: Vec<Value>) -> Repl
         link("next", page + 1);
         link("last", last);
     }
-    with_status(
+    Answer::json(
         200,
-        ResponseTemplate::new(200)
-            .set_body_json(json!({key: slice, "links": {"pages": pages}, "meta": {"total": total}})),
+        json!({key: slice, "links": {"pages": pages}, "meta": {"total": total}}),
     )
 }
 
@@ -985,6 +1167,7 @@ fn lost_create(state: Arc<Mutex<State>>, config: Arc<FakeConfig>) -> impl Fn(&Re
         s.faults.lose_create_responses -= 1;
         let ep = endpoint(req);
         let _ = create(&mut s, &config, req);
+        s.record(req, None);
         s.log.push(LoggedRequest {
             endpoint: ep,
             status: 0,

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod spec;
 
 /// Droplet sizes with list prices (USD), shared by the fake and by `plan`'s estimate:
 /// slug, memory MB, vCPUs, disk GB, price per month, price per hour. These are 2026 list

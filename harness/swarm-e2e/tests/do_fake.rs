@@ -2,6 +2,8 @@
 //! API-only dry run, every injected fault (survived, or reported clearly), interrupts,
 //! the request budget, and no droplet, key or firewall left behind in any case.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
@@ -18,32 +20,43 @@ struct Out {
     stderr: String,
 }
 
+/// Runs the binary to its end; whatever the fake it starts answered is then held
+/// against DigitalOcean's spec (a deviation fails the test).
 fn run(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let exchanges = support::exchanges_file();
     let mut c = Command::new(BIN);
     c.args(args)
         .current_dir(repo())
         .env("CI", "1")
+        .env(swarm_e2e_digitalocean::fake::EXCHANGES_ENV, &exchanges)
         .env_remove("DIGITALOCEAN_ACCESS_TOKEN");
     for (k, v) in env {
         c.env(k, v);
     }
     let o = c.output().unwrap();
-    Out {
+    let out = Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into(),
         stderr: String::from_utf8_lossy(&o.stderr).into(),
+    };
+    if let Err(deviations) = support::fake_exchanges_conform(&exchanges) {
+        panic!("{deviations}\n--- stderr\n{}", out.stderr);
     }
+    out
 }
 
 /// Starts `swarm-e2e fake-do serve` on a free port; returns the process and its base URL.
 fn serve_fake(extra: &[&str]) -> (std::process::Child, String) {
+    let exchanges = support::exchanges_file();
     let mut fake = Command::new(BIN)
         .args(["fake-do", "serve", "--port", "0"])
         .args(extra)
+        .env(swarm_e2e_digitalocean::fake::EXCHANGES_ENV, &exchanges)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    served_exchanges().lock().unwrap().insert(fake.id(), exchanges);
     let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
     let url = lines.next().unwrap().unwrap().replace("fake DigitalOcean API: ", "");
     // Keep draining stdout, as a real consumer would, until the fake exits.
@@ -51,8 +64,15 @@ fn serve_fake(extra: &[&str]) -> (std::process::Child, String) {
     (fake, url)
 }
 
+/// Where each fake started by [`serve_fake`] records its exchanges, by PID.
+fn served_exchanges() -> &'static std::sync::Mutex<std::collections::HashMap<u32, std::path::PathBuf>> {
+    static FILES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<u32, std::path::PathBuf>>> =
+        std::sync::OnceLock::new();
+    FILES.get_or_init(Default::default)
+}
+
 /// Stops a fake started by [`serve_fake`] (SIGINT, by its PID); returns what it printed
-/// on stderr (its request summary).
+/// on stderr (its request summary). What it answered is held against the spec.
 fn stop_fake(mut fake: std::process::Child) -> String {
     Command::new("kill")
         .args(["-INT", &fake.id().to_string()])
@@ -61,6 +81,10 @@ fn stop_fake(mut fake: std::process::Child) -> String {
     let _ = fake.wait();
     let mut served = String::new();
     fake.stderr.take().unwrap().read_to_string(&mut served).unwrap();
+    let exchanges = served_exchanges().lock().unwrap().remove(&fake.id()).unwrap();
+    if let Err(deviations) = support::fake_exchanges_conform(&exchanges) {
+        panic!("{deviations}\n--- fake's stderr\n{served}");
+    }
     served
 }
 

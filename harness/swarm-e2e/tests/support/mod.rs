@@ -41,10 +41,56 @@ impl Output {
     }
 }
 
+/// A file for the exchanges of the fake DigitalOcean API the command may start (see
+/// [`fake_exchanges_conform`]); unique per command.
+pub fn exchanges_file() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "swarm-e2e-test-exchanges-{}-{}.jsonl",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Holds every exchange the fake recorded in `path` (then removed) against DigitalOcean's
+/// OpenAPI spec: how many there were, or every deviation, one per line.
+pub fn fake_exchanges_conform(path: &Path) -> Result<usize, String> {
+    use swarm_e2e_digitalocean::fake::Exchange;
+    use swarm_e2e_digitalocean::spec::{Spec, is_allowed};
+    static SPEC: std::sync::OnceLock<Spec> = std::sync::OnceLock::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(0);
+    };
+    let _ = std::fs::remove_file(path);
+    let spec = SPEC.get_or_init(Spec::vendored);
+    let mut found = Vec::new();
+    let mut count = 0;
+    for line in text.lines() {
+        let exchange: Exchange = serde_json::from_str(line).map_err(|e| format!("{line}: {e}"))?;
+        count += 1;
+        for d in spec.check(&exchange) {
+            if !is_allowed(&d, &exchange) {
+                found.push(format!("{d}  [{} {}]", exchange.method, exchange.path));
+            }
+        }
+    }
+    if found.is_empty() {
+        Ok(count)
+    } else {
+        Err(format!(
+            "{} deviation(s) from DigitalOcean's spec in {count} exchanges with the fake:\n{}",
+            found.len(),
+            found.join("\n")
+        ))
+    }
+}
+
 pub fn command(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(args)
         .current_dir(repo())
+        .env(swarm_e2e_digitalocean::fake::EXCHANGES_ENV, exchanges_file())
         .env("CI", "1")
         .env_remove("DOCKER_HOST")
         // A test run inside GitHub Actions must not annotate the suite's own job.
@@ -91,6 +137,10 @@ pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn run_command(mut cmd: Command, marker: Option<&str>, action: impl FnOnce(&str, u32)) -> Output {
+    let exchanges = cmd
+        .get_envs()
+        .find(|(k, _)| *k == swarm_e2e_digitalocean::fake::EXCHANGES_ENV)
+        .and_then(|(_, v)| v.map(PathBuf::from));
     let mut child: Child = cmd.spawn().expect("spawn swarm-e2e");
     let pid = child.id();
     let mut stdout = child.stdout.take().unwrap();
@@ -133,9 +183,15 @@ fn run_command(mut cmd: Command, marker: Option<&str>, action: impl FnOnce(&str,
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    Output {
+    let out = Output {
         code,
         stdout: out_reader.join().unwrap(),
         stderr: err_reader.join().unwrap(),
+    };
+    if let Some(path) = exchanges
+        && let Err(deviations) = fake_exchanges_conform(&path)
+    {
+        panic!("{deviations}\n{}", out.context());
     }
+    out
 }
