@@ -583,8 +583,6 @@ impl Answer {
     }
 }
 
-type Reply = Answer;
-
 /// Logs the request and adds the rate-limit headers and the request id. The headers
 /// count the hourly budget, as the real API's do; a 429 says none is left.
 fn finish(s: &mut State, ep: String, mut answer: Answer) -> Answer {
@@ -628,7 +626,7 @@ fn prune_hour(s: &mut State, now: Instant) {
 }
 
 impl Handler {
-    fn route(&self, s: &mut State, req: &Request, ep: &str) -> Reply {
+    fn route(&self, s: &mut State, req: &Request, ep: &str) -> Answer {
         // Rate limit (per minute, sliding) before anything else, as the real API does.
         let now = Instant::now();
         while s
@@ -875,7 +873,7 @@ impl Handler {
     }
 
     /// Validates and performs a (single or multi) create.
-    fn create_droplets(&self, s: &mut State, req: &Request) -> Reply {
+    fn create_droplets(&self, s: &mut State, req: &Request) -> Answer {
         let created = match create(s, &self.config, req) {
             Ok(c) => c,
             Err(reply) => return reply,
@@ -914,7 +912,7 @@ struct CreateBody {
 /// Validates and records a create; `Err` is the finished error response (built once per
 /// request, so its size does not matter).
 #[allow(clippy::result_large_err)]
-fn create(s: &mut State, config: &FakeConfig, req: &Request) -> Result<Vec<Droplet>, Reply> {
+fn create(s: &mut State, config: &FakeConfig, req: &Request) -> Result<Vec<Droplet>, Answer> {
     let b: CreateBody = req
         .body_json()
         .map_err(|_| error(400, "bad_request", "error parsing request body"))?;
@@ -1094,7 +1092,7 @@ fn droplet_json(d: &Droplet, c: &FakeConfig, f: &Faults) -> Value {
 
 /// Paginates like the real API: `page` (1-based), `per_page` (default 20, max 200),
 /// `links.pages.next/last` as full URLs, `meta.total`.
-fn paged(path: &str, query: &BTreeMap<String, String>, key: &str, items: Vec<Value>) -> Reply {
+fn paged(path: &str, query: &BTreeMap<String, String>, key: &str, items: Vec<Value>) -> Answer {
     let per_page = query
         .get("per_page")
         .and_then(|p| p.parse::<usize>().ok())

@@ -167,6 +167,11 @@ impl Spec {
             .min_by_key(|o| o.template.iter().filter(|t| t.starts_with('{')).count())
     }
 
+    /// The deviations of one exchange that [`ALLOWED`] does not excuse.
+    pub fn unexcused(&self, ex: &Exchange) -> Vec<Deviation> {
+        self.check(ex).into_iter().filter(|d| !is_allowed(d, ex)).collect()
+    }
+
     /// Every deviation of one exchange, allowed ones included (see [`is_allowed`]).
     pub fn check(&self, ex: &Exchange) -> Vec<Deviation> {
         let status = ex.response.as_ref().map(|r| r.status);
