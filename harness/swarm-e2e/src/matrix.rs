@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use swarm_e2e_model::Scenario;
 use tokio::runtime::Runtime;
@@ -82,7 +83,7 @@ pub fn run_matrix(
 
 /// What became of a check on one engine: its outcome, or `not run` when that engine's
 /// run never reached it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum CellOutcome {
     Ran(CheckOutcome),
@@ -90,7 +91,7 @@ pub enum CellOutcome {
 }
 
 /// Serialized as `"not run"`.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum NotRun {
     #[serde(rename = "not run")]
     NotRun,
@@ -110,7 +111,8 @@ impl CellOutcome {
 }
 
 /// A check's outcome on one engine.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Outcome {
     pub outcome: CellOutcome,
     pub seconds: f64,
@@ -118,7 +120,8 @@ pub struct Outcome {
 }
 
 /// One check across the engines.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Row {
     pub scenario: String,
     pub check: String,
@@ -131,7 +134,8 @@ pub struct Row {
 }
 
 /// One run's phases and engines, for the timing table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunRow {
     pub scenario: String,
     pub engine: String,
@@ -144,9 +148,16 @@ pub struct RunRow {
     pub seconds: f64,
 }
 
-/// The comparison `matrix` prints and writes.
-#[derive(Debug, Clone, Serialize)]
+/// Bumped on any incompatible change of the matrix report.
+pub const MATRIX_SCHEMA_VERSION: u32 = 1;
+
+/// The comparison `matrix` prints and writes (`matrix --json PATH`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "swarm-e2e matrix report")]
 pub struct Comparison {
+    /// Changes on any incompatible change.
+    #[schemars(extend("const" = MATRIX_SCHEMA_VERSION))]
     pub schema_version: u32,
     pub baseline: String,
     pub engines: Vec<String>,
@@ -227,7 +238,7 @@ impl Comparison {
             .collect();
         let regressions = rows.iter().map(|r| r.regressions.len()).sum();
         Comparison {
-            schema_version: 1,
+            schema_version: MATRIX_SCHEMA_VERSION,
             baseline,
             engines: engines.to_vec(),
             rows,
@@ -423,5 +434,15 @@ mod tests {
         let json = serde_json::to_value(Comparison::new(&engines, &cells)).unwrap();
         assert_eq!(json["rows"][0]["outcomes"]["20.10"]["outcome"], "passed");
         assert_eq!(json["rows"][0]["outcomes"]["26.1"]["outcome"], "not run");
+        // ... and the checked-in schema (compared with the derived one in cli_shell)
+        // holds the document, and refuses an outcome no report spells.
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../schemas/matrix-report.schema.json")).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut wrong = json.clone();
+        wrong["rows"][0]["outcomes"]["26.1"]["outcome"] = "skipped".into();
+        assert!(!validator.is_valid(&wrong));
     }
 }

@@ -270,30 +270,92 @@ fn shards_together_run_exactly_the_unsharded_checks_disjointly() {
 /// the command prints on this machine validates against it.
 #[test]
 fn json_listings_validate_against_their_derived_schemas() {
-    for (name, command) in [("ls", vec!["ls"]), ("node-image-ls", vec!["node-image", "ls"])] {
-        let derived: serde_json::Value = serde_json::from_slice(&run(&["schema", name]).stdout).unwrap();
+    let documents = [
+        ("ls", vec!["ls"]),
+        ("node-image-ls", vec!["node-image", "ls"]),
+        ("sweep", vec!["sweep"]),
+        ("doctor", vec!["doctor", "--nodes", "2"]),
+        (
+            "plan",
+            vec!["plan", "scenarios/swarm-demo.toml", "scenarios/swarm-demo-classic.toml"],
+        ),
+    ];
+    // Every derived schema is the checked-in one (the reports' too: the suites validate
+    // run and matrix reports against the checked-in files).
+    let derived_schema = |name: &str| -> serde_json::Value {
+        let out = run(&["schema", name]);
+        assert_eq!(out.status.code(), Some(0), "schema {name}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    for name in [
+        "ls",
+        "node-image-ls",
+        "sweep",
+        "doctor",
+        "plan",
+        "run-report",
+        "matrix-report",
+    ] {
         let path = repo().join(format!("harness/swarm-e2e/schemas/{name}.schema.json"));
         let checked_in: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(
-            derived,
+            derived_schema(name),
             checked_in,
-            "the schema of `{name}` changed: if on purpose (and LISTING_SCHEMA_VERSION bumped where \
+            "the schema of `{name}` changed: if on purpose (and its schema version bumped where \
              incompatible), run `swarm-e2e schema {name} > {}`",
             path.display()
         );
+    }
+    let checked_in_files = std::fs::read_dir(repo().join("harness/swarm-e2e/schemas"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        checked_in_files, 7,
+        "a schema file no document has, or one not compared here"
+    );
+    for (name, command) in documents {
+        let derived = derived_schema(name);
         let mut args = command.clone();
         args.extend(["--format", "json"]);
         let out = run(&args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        // doctor exits 3 when something here is missing (a node image): still a document.
+        let codes: &[i32] = if name == "doctor" { &[0, 3] } else { &[0] };
+        assert!(
+            out.status.code().is_some_and(|c| codes.contains(&c)),
+            "{args:?}: {out:?}"
+        );
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?} is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
         let validator = jsonschema::validator_for(&derived).unwrap();
         let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{args:?} violates its schema: {errors:?}\n{doc:#}");
         assert_eq!(doc["schema_version"], 1);
+        if name == "doctor" {
+            assert_eq!(doc["usable"], out.status.success(), "the exit code and `usable` agree");
+        }
+        if name == "plan" {
+            // The classic scenario's plan starts with its key-value store droplet.
+            assert_eq!(doc["plans"][1]["droplets"][0]["role"], "kv-store", "{doc:#}");
+            assert_eq!(doc["plans"].as_array().map(Vec::len), Some(2));
+        }
     }
     // A wrong document fails the same validation: the check above can fail.
-    let derived: serde_json::Value = serde_json::from_slice(&run(&["schema", "ls"]).stdout).unwrap();
-    let validator = jsonschema::validator_for(&derived).unwrap();
+    let validator = jsonschema::validator_for(&derived_schema("ls")).unwrap();
     assert!(!validator.is_valid(&serde_json::json!({"schema_version": 1, "runs": [{"run_id": 7}]})));
+    let report = jsonschema::validator_for(&derived_schema("run-report")).unwrap();
+    let wrong_outcome = serde_json::json!({"schema_version": 2, "tool_version": "0.1.0", "runs": [{
+        "run_id": "ab12cd34", "target": "local", "scenario": "s", "scenario_file": "s.toml",
+        "exit_code": 0, "nodes": [], "phases": [], "leftovers": [],
+        "checks": [{"name": "c", "kind": "ping", "outcome": "fine", "attempts": 1, "seconds": 1.0}]}]});
+    assert!(
+        !report.is_valid(&wrong_outcome),
+        "an unknown outcome must fail the run report's schema"
+    );
+    let mut right = wrong_outcome.clone();
+    right["runs"][0]["checks"][0]["outcome"] = "flaky".into();
+    assert!(
+        report.is_valid(&right),
+        "{:?}",
+        report.iter_errors(&right).map(|e| e.to_string()).collect::<Vec<_>>()
+    );
 }

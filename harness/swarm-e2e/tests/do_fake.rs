@@ -132,7 +132,7 @@ fn api_only_dry_run_ignores_engine_checks_with_the_reason_and_stays_in_budget() 
     assert!(out.stdout.contains("8 ignored"), "{}", out.stdout);
     assert!(out.stdout.contains("ignored (--no-engines"), "{}", out.stdout);
     assert_no_leak(&out);
-    let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../schemas/run-report.schema.json")).unwrap();
     assert!(jsonschema::is_valid(&schema, &report), "{report:#}");
     assert!(
         report["runs"][0]["checks"]
@@ -324,6 +324,20 @@ fn plan_shows_droplets_cost_and_requests_without_any_request() {
     assert!(served.contains("served 0 request(s)"), "plan sent requests: {served}");
 }
 
+/// `stdout` parsed, and valid against the checked-in schema of document `name`.
+fn valid_document(name: &str, stdout: &str) -> serde_json::Value {
+    let path = format!("{}/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let errors: Vec<String> = jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(&doc)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{name}: {errors:?}\n{doc:#}");
+    doc
+}
+
 #[test]
 fn doctor_checks_token_account_and_droplet_limit_over_http() {
     let (fake, url) = serve_fake(&["--token", "dop_v1_doctor"]);
@@ -339,7 +353,18 @@ fn doctor_checks_token_account_and_droplet_limit_over_http() {
         &env("dop_v1_doctor"),
     );
     let refused = run(&["doctor", "--target", "digitalocean"], &env("dop_v1_wrong"));
+    let refused_json = run(
+        &["doctor", "--target", "digitalocean", "--format", "json"],
+        &env("dop_v1_wrong"),
+    );
     let served = stop_fake(fake);
+    // The JSON document says the same as the lines, with the same exit code.
+    assert_eq!(refused_json.code, 3);
+    let doc = valid_document("doctor", &refused_json.stdout);
+    assert_eq!(doc["usable"], false);
+    assert_eq!(doc["findings"][0]["what"], "token");
+    assert_eq!(doc["findings"][0]["status"], "fail");
+    assert!(!refused_json.stdout.contains("dop_v1_wrong"), "the token was echoed");
     assert_eq!(good.code, 0, "{}{}", good.stdout, good.stderr);
     assert!(good.stdout.contains("✓ token"), "{}", good.stdout);
     assert!(good.stdout.contains("room for 25"), "{}", good.stdout);
@@ -443,6 +468,18 @@ async fn sweep_removes_only_what_carries_the_projects_marks() {
         2,
         "a dry run removed droplets"
     );
+    let dry_json = sweep(&["--format", "json"]);
+    assert_eq!(dry_json.code, 0, "{}", dry_json.stderr);
+    let doc = valid_document("sweep", &dry_json.stdout);
+    assert_eq!(doc["dry_run"], true);
+    let mut kinds: Vec<&str> = doc["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["droplet", "droplet", "firewall", "ssh-key"], "{doc:#}");
     let swept = sweep(&["--yes"]);
     assert_eq!(swept.code, 0, "{}{}", swept.stdout, swept.stderr);
     assert!(swept.stdout.contains("removed 4 resource(s)"), "{}", swept.stdout);

@@ -266,7 +266,7 @@ fn existing_engines_are_used_and_left_as_they_were() {
     expect(&out, 0, "seed on existing engines");
     assert!(out.stdout.contains("test result: ok. 8 passed"), "{}", out.context());
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../schemas/run-report.schema.json")).unwrap();
     assert!(jsonschema::is_valid(&schema, &report), "{report:#}");
     assert_eq!(report["runs"][0]["target"], "engines");
     engines.assert_as_before(&out);

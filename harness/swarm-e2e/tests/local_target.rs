@@ -50,6 +50,18 @@ fn assert_clean(out: &Output) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A matrix report that validates against its checked-in (derived) schema.
+fn valid_matrix_report(report: &serde_json::Value) -> Result<(), Failed> {
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../schemas/matrix-report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(report).map(|e| e.to_string()).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the matrix report violates its schema: {errors:?}\n{report:#}").into())
+    }
+}
+
 fn expect_code(out: &Output, code: i32) -> Result<(), Failed> {
     if out.code != code {
         return Err(format!("expected exit code {code}\n{}", out.context()).into());
@@ -124,7 +136,8 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
         );
         expect_code(&out, 0)?;
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../schemas/run-report.schema.json")).unwrap();
         if !jsonschema::is_valid(&schema, &report) {
             return Err(format!("JSON report violates its schema: {report:#}").into());
         }
@@ -195,7 +208,7 @@ impl Drop for RemoveImagesOnDrop {
 fn expect_unsupported(out: &Output, json: &Path, checks: usize) -> Result<(), Failed> {
     expect_code(out, 4)?;
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../schemas/run-report.schema.json")).unwrap();
     if !jsonschema::is_valid(&schema, &report) {
         return Err(format!("JSON report violates its schema: {report:#}").into());
     }
@@ -385,7 +398,8 @@ fn main() {
             }
             // JSON: outcome flaky (or failed), attempts, the failed attempt's message.
             let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-            let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+            let schema: serde_json::Value =
+                serde_json::from_str(include_str!("../schemas/run-report.schema.json")).unwrap();
             let validator = jsonschema::validator_for(&schema).map_err(|e| format!("schema: {e}"))?;
             if let Some(e) = validator.iter_errors(&report).next() {
                 return Err(format!("JSON report violates its schema: {e}").into());
@@ -525,7 +539,8 @@ fn main() {
 
             // JSON: valid against the published schema, and says what happened.
             let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-            let schema: serde_json::Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+            let schema: serde_json::Value =
+                serde_json::from_str(include_str!("../schemas/run-report.schema.json")).unwrap();
             let validator = jsonschema::validator_for(&schema).map_err(|e| format!("schema: {e}"))?;
             let errors: Vec<String> = validator.iter_errors(&report).map(|e| e.to_string()).collect();
             if !errors.is_empty() {
@@ -1137,6 +1152,7 @@ fn main() {
             );
             expect_code(&out, 0)?;
             let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            valid_matrix_report(&m)?;
             let rows = m["rows"].as_array().cloned().unwrap_or_default();
             let outcome =
                 |row: &serde_json::Value, e: &str| row["outcomes"][e]["outcome"].as_str().unwrap_or("").to_string();
@@ -1318,6 +1334,7 @@ fn main() {
             );
             expect_code(&matrix, 5)?;
             let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&mjson).unwrap()).unwrap();
+            valid_matrix_report(&m)?;
             if m["regressions"] != 1 || !matrix.stdout.contains("REGRESSION on 20.10.24-broken") {
                 return Err(format!("the broken candidate was not a regression: {m:#}\n{}", matrix.context()).into());
             }

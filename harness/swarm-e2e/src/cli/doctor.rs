@@ -9,6 +9,7 @@ pub const DOCTOR_HELP: &str = "Examples:
   swarm-e2e doctor                          # host engine, node images, busybox, kernel
   swarm-e2e doctor --nodes 60               # ... and whether this host holds 60 nodes
   DIGITALOCEAN_ACCESS_TOKEN=dop_v1_... swarm-e2e doctor --target digitalocean
+  swarm-e2e doctor --format json | jq '.findings[] | select(.status != \"ok\")'
 
 --target digitalocean checks the token (GET /v2/account), that the account is active,
 that the droplet limit leaves room, and lists leftovers of earlier runs. Exit code 0 when
@@ -22,6 +23,9 @@ pub struct DoctorArgs {
     /// host's limits (neighbour table, inotify instances, memory, open files).
     #[arg(long, default_value_t = 3)]
     nodes: u64,
+    /// `human` (a line per finding) or `json` (one document; `swarm-e2e schema doctor`).
+    #[arg(long, value_enum, default_value_t = super::listing::Format::Human)]
+    format: super::listing::Format,
 }
 
 pub fn main(rt: &Runtime, a: DoctorArgs) -> Result<i32, Failure> {
@@ -33,8 +37,15 @@ pub fn main(rt: &Runtime, a: DoctorArgs) -> Result<i32, Failure> {
             crate::doctor::local(a.nodes).await
         };
         let (text, code) = crate::doctor::render(&findings, exit::INFRASTRUCTURE);
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), "{text}");
+        match a.format {
+            super::listing::Format::Human => {
+                use std::io::Write as _;
+                let _ = write!(std::io::stdout().lock(), "{text}");
+            }
+            super::listing::Format::Json => {
+                super::listing::print_json(&super::listing::doctor(&a.target, a.nodes, &findings))
+            }
+        }
         Ok(code)
     })
 }

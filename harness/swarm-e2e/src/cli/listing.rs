@@ -1,12 +1,16 @@
-//! `--format json` of the listing commands (`ls`, `node-image ls`): versioned documents
-//! whose JSON schemas are derived from these types (schemars). `swarm-e2e schema NAME`
-//! prints one; the checked-in copies under `harness/swarm-e2e/schemas/` are compared
-//! with the derived ones in the tests.
+//! `--format json` of the commands that list or report (`ls`, `node-image ls`, `sweep`,
+//! `doctor`, `plan`): versioned documents whose JSON schemas are derived from these types
+//! (schemars). `swarm-e2e schema NAME` prints one; the checked-in copies under
+//! `harness/swarm-e2e/schemas/` are compared with the derived ones in the tests.
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::doctor::{Finding, Status};
 use crate::images::{self, NodeImageInfo};
+use crate::marks::now_unix;
+use crate::target::digitalocean::provision::ScenarioPlan;
+use crate::target::digitalocean::sweep::{CloudKind, CloudResource};
 use crate::target::local::resources::{LocalResource, ResourceKind};
 
 /// How a listing command prints.
@@ -168,18 +172,178 @@ pub fn node_images_listing(built: &[NodeImageInfo]) -> NodeImagesListing {
     }
 }
 
-/// The listing documents by name, with their derived schemas.
+/// `swarm-e2e sweep --format json`: what was found with the project's marks and, with
+/// `--yes`, removed.
+#[derive(Serialize, JsonSchema)]
+pub struct SweepDocument {
+    /// Always 1 for this shape.
+    pub schema_version: u32,
+    /// `local` or `digitalocean`.
+    pub target: String,
+    /// True without `--yes`: the resources are what would be removed; nothing was.
+    pub dry_run: bool,
+    pub resources: Vec<SweptResource>,
+    /// What could not be removed (the command then exits 3); empty otherwise.
+    pub errors: Vec<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct SweptResource {
+    pub run_id: String,
+    /// `container`, `network`, `volume`, `cgroup-dir`, `temp-dir` (local), `droplet`,
+    /// `firewall`, `ssh-key` (DigitalOcean).
+    pub kind: String,
+    pub name: String,
+    /// The API's id (DigitalOcean only).
+    pub id: Option<String>,
+    /// Seconds since it was created, when known.
+    pub age_seconds: Option<u64>,
+    /// Left up on purpose (`run --keep`; swept only with `--include-kept`).
+    pub kept: bool,
+}
+
+pub fn sweep_local(found: &[LocalResource], dry_run: bool, errors: Vec<String>) -> SweepDocument {
+    let now = now_unix();
+    SweepDocument {
+        schema_version: LISTING_SCHEMA_VERSION,
+        target: "local".into(),
+        dry_run,
+        resources: found
+            .iter()
+            .map(|r| SweptResource {
+                run_id: r.run_id.clone(),
+                kind: r.kind.as_str().replace(' ', "-"),
+                name: r.name.clone(),
+                id: None,
+                age_seconds: r.created.map(|c| now.saturating_sub(c)),
+                kept: r.kept,
+            })
+            .collect(),
+        errors,
+    }
+}
+
+pub fn sweep_digitalocean(found: &[CloudResource], dry_run: bool, errors: Vec<String>) -> SweepDocument {
+    SweepDocument {
+        schema_version: LISTING_SCHEMA_VERSION,
+        target: "digitalocean".into(),
+        dry_run,
+        resources: found
+            .iter()
+            .map(|r| SweptResource {
+                run_id: r.run_id.clone(),
+                kind: match r.kind {
+                    CloudKind::Droplet => "droplet",
+                    CloudKind::Firewall => "firewall",
+                    CloudKind::SshKey => "ssh-key",
+                }
+                .into(),
+                name: r.name.clone(),
+                id: Some(r.id.clone()),
+                age_seconds: r.age.map(|a| a.as_secs()),
+                kept: false,
+            })
+            .collect(),
+        errors,
+    }
+}
+
+/// `swarm-e2e doctor --format json`: every finding, and whether the target is usable
+/// (the exit code says the same: 0 usable, 3 not).
+#[derive(Serialize, JsonSchema)]
+pub struct DoctorDocument {
+    /// Always 1 for this shape.
+    pub schema_version: u32,
+    /// `local` or `digitalocean`.
+    pub target: String,
+    /// The node count the findings were judged for (`--nodes`).
+    pub nodes: u64,
+    /// No finding failed.
+    pub usable: bool,
+    pub findings: Vec<DoctorFinding>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct DoctorFinding {
+    pub status: FindingStatus,
+    pub what: String,
+    pub detail: String,
+    /// What to do, for warnings and failures.
+    pub hint: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingStatus {
+    Ok,
+    /// Works, with a limitation worth knowing.
+    Warn,
+    Fail,
+}
+
+pub fn doctor(target: &str, nodes: u64, findings: &[Finding]) -> DoctorDocument {
+    DoctorDocument {
+        schema_version: LISTING_SCHEMA_VERSION,
+        target: target.into(),
+        nodes,
+        usable: !findings.iter().any(|f| f.status == Status::Fail),
+        findings: findings
+            .iter()
+            .map(|f| DoctorFinding {
+                status: match f.status {
+                    Status::Ok => FindingStatus::Ok,
+                    Status::Warn => FindingStatus::Warn,
+                    Status::Fail => FindingStatus::Fail,
+                },
+                what: f.what.clone(),
+                detail: f.detail.clone(),
+                hint: f.hint.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// `swarm-e2e plan --format json`: what each scenario's run would create on
+/// DigitalOcean and cost.
+#[derive(Serialize, JsonSchema)]
+pub struct PlanDocument {
+    /// Always 1 for this shape.
+    pub schema_version: u32,
+    pub plans: Vec<ScenarioPlan>,
+}
+
+pub fn plan(plans: Vec<ScenarioPlan>) -> PlanDocument {
+    PlanDocument {
+        schema_version: LISTING_SCHEMA_VERSION,
+        plans,
+    }
+}
+
+/// The documents by name, with their derived schemas.
 pub fn schema(name: &str) -> Option<serde_json::Value> {
     let schema = match name {
         "ls" => schemars::schema_for!(RunsListing),
         "node-image-ls" => schemars::schema_for!(NodeImagesListing),
+        "sweep" => schemars::schema_for!(SweepDocument),
+        "doctor" => schemars::schema_for!(DoctorDocument),
+        "plan" => schemars::schema_for!(PlanDocument),
+        "run-report" => schemars::schema_for!(crate::report::json::JsonReport<'static>),
+        "matrix-report" => schemars::schema_for!(crate::matrix::Comparison),
         _ => return None,
     };
     serde_json::to_value(schema).ok()
 }
 
 /// Every name `schema` knows.
-pub const SCHEMAS: &[&str] = &["ls", "node-image-ls"];
+pub const SCHEMAS: &[&str] = &[
+    "ls",
+    "node-image-ls",
+    "sweep",
+    "doctor",
+    "plan",
+    "run-report",
+    "matrix-report",
+];
 
 /// A document as pretty JSON on stdout.
 pub fn print_json(doc: &impl Serialize) {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::runtime::Runtime;
 
+use super::listing::{self, Format};
 use super::{host, say};
 use crate::engine::ENGINE_TLS_PORT;
 use crate::exit::{self, Failure};
@@ -17,6 +18,7 @@ pub const SWEEP_HELP: &str = "Examples:
   swarm-e2e sweep                       # dry run: show what would be removed
   swarm-e2e sweep --older-than 1h --yes # remove leftovers older than an hour
   swarm-e2e sweep --target digitalocean --older-than 2h --yes
+  swarm-e2e sweep --format json | jq '.resources[].name'
 
 Only resources carrying the project's marks are ever touched: locally the swarm-e2e.run
 label (or a host path named swarm-e2e-<run-id>); on DigitalOcean droplets tagged
@@ -37,6 +39,10 @@ pub struct SweepArgs {
     /// Remove; without it, only show what would be removed.
     #[arg(long)]
     yes: bool,
+    /// `human` (columns and a summary line) or `json` (one document; `swarm-e2e schema
+    /// sweep`).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
 pub fn down(rt: &Runtime, run_id: &str) -> Result<i32, Failure> {
@@ -83,13 +89,13 @@ pub fn env(rt: &Runtime, run_id: &str, node: &str) -> Result<i32, Failure> {
     })
 }
 
-pub fn ls(rt: &Runtime, format: super::listing::Format) -> Result<i32, Failure> {
+pub fn ls(rt: &Runtime, format: Format) -> Result<i32, Failure> {
     rt.block_on(async {
         let host = host().await?;
         let found = find_resources(&host, None).await?;
         match format {
-            super::listing::Format::Human => print_runs(&found),
-            super::listing::Format::Json => super::listing::print_json(&super::listing::runs_listing(&found)),
+            Format::Human => print_runs(&found),
+            Format::Json => listing::print_json(&listing::runs_listing(&found)),
         }
         Ok(exit::OK)
     })
@@ -110,42 +116,87 @@ pub fn sweep(rt: &Runtime, a: SweepArgs) -> Result<i32, Failure> {
             .filter(|r| a.include_kept || !r.kept)
             .filter(|r| r.created.is_none_or(|c| now.saturating_sub(c) >= min_age))
             .collect();
-        if found.is_empty() {
+        let json = a.format == Format::Json;
+        if found.is_empty() && !json {
             say("nothing to sweep");
             return Ok(exit::OK);
         }
-        print_runs(&found);
+        if !json {
+            print_runs(&found);
+        }
         if !a.yes {
-            say(&format!(
-                "dry run: nothing removed (add --yes to remove these {} resource(s))",
-                found.len()
-            ));
+            if json {
+                listing::print_json(&listing::sweep_local(&found, true, Vec::new()));
+            } else {
+                say(&format!(
+                    "dry run: nothing removed (add --yes to remove these {} resource(s))",
+                    found.len()
+                ));
+            }
             return Ok(exit::OK);
         }
         let errors = remove_resources(&host, &found).await;
-        say(&format!(
-            "removed {} resource(s)",
-            found.len() - errors.len().min(found.len())
-        ));
-        if !errors.is_empty() {
-            return Err(Failure::infrastructure(format!(
-                "some resources could not be removed:\n{}",
-                errors.join("\n")
-            )));
+        if json {
+            listing::print_json(&listing::sweep_local(&found, false, errors.clone()));
+        } else {
+            say(&format!(
+                "removed {} resource(s)",
+                found.len() - errors.len().min(found.len())
+            ));
         }
-        Ok(exit::OK)
+        removal_result(errors, None)
+    })
+}
+
+/// Exit 0, or 3 with what could not be removed.
+fn removal_result(errors: Vec<String>, hint: Option<&str>) -> Result<i32, Failure> {
+    if errors.is_empty() {
+        return Ok(exit::OK);
+    }
+    let failure = Failure::infrastructure(format!("some resources could not be removed:\n{}", errors.join("\n")));
+    Err(match hint {
+        Some(h) => failure.with_hint(h),
+        None => failure,
     })
 }
 
 async fn sweep_digitalocean(client: &swarm_e2e_digitalocean::client::DoClient, a: &SweepArgs) -> Result<i32, Failure> {
     let found = do_sweep::find(client).await?;
     let found = do_sweep::older_than(found, a.older_than.unwrap_or_default());
-    if found.is_empty() {
+    let json = a.format == Format::Json;
+    if found.is_empty() && !json {
         say("nothing to sweep on DigitalOcean");
         return Ok(exit::OK);
     }
+    if !json {
+        print_cloud_resources(&found);
+    }
+    if !a.yes {
+        if json {
+            listing::print_json(&listing::sweep_digitalocean(&found, true, Vec::new()));
+        } else {
+            say(&format!(
+                "dry run: nothing removed (add --yes to remove these {} resource(s))",
+                found.len()
+            ));
+        }
+        return Ok(exit::OK);
+    }
+    let errors = do_sweep::remove(client, &found, Duration::from_secs(300)).await;
+    if json {
+        listing::print_json(&listing::sweep_digitalocean(&found, false, errors.clone()));
+    } else if errors.is_empty() {
+        say(&format!("removed {} resource(s)", found.len()));
+    }
+    removal_result(
+        errors,
+        Some("run the sweep again; deletes on DigitalOcean are eventually consistent"),
+    )
+}
+
+fn print_cloud_resources(found: &[do_sweep::CloudResource]) {
     say(&format!("{:<10} {:<10} {:<9} {:<12} name", "run", "age", "kind", "id"));
-    for r in &found {
+    for r in found {
         let age = r
             .age
             .map(|a| humantime::format_duration(Duration::from_secs(a.as_secs())).to_string())
@@ -159,22 +210,6 @@ async fn sweep_digitalocean(client: &swarm_e2e_digitalocean::client::DoClient, a
             r.name
         ));
     }
-    if !a.yes {
-        say(&format!(
-            "dry run: nothing removed (add --yes to remove these {} resource(s))",
-            found.len()
-        ));
-        return Ok(exit::OK);
-    }
-    let errors = do_sweep::remove(client, &found, Duration::from_secs(300)).await;
-    if !errors.is_empty() {
-        return Err(
-            Failure::infrastructure(format!("some resources could not be removed:\n{}", errors.join("\n")))
-                .with_hint("run the sweep again; deletes on DigitalOcean are eventually consistent"),
-        );
-    }
-    say(&format!("removed {} resource(s)", found.len()));
-    Ok(exit::OK)
 }
 
 fn print_runs(found: &[LocalResource]) {

@@ -93,7 +93,7 @@ pub struct RunArgs {
     /// Write a JUnit XML report (one testsuite per scenario, one testcase per check).
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
-    /// Write a JSON report (schema: harness/swarm-e2e/report.schema.json).
+    /// Write a JSON report (schema: `swarm-e2e schema run-report`).
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Where failure artefacts go: engine logs, docker info, nodes, tasks, networks.
@@ -335,7 +335,7 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
     })
 }
 
-pub const PLAN_HELP: &str = "Example:\n  DIGITALOCEAN_SIZE=s-2vcpu-4gb swarm-e2e plan scenarios/swarm-demo.toml --target digitalocean\n\nRegion, size and image come from DIGITALOCEAN_REGION, DIGITALOCEAN_SIZE, DIGITALOCEAN_IMAGE\n(defaults nyc3, s-1vcpu-1gb, ubuntu-24-04-x64).";
+pub const PLAN_HELP: &str = "Examples:\n  DIGITALOCEAN_SIZE=s-2vcpu-4gb swarm-e2e plan scenarios/swarm-demo.toml --target digitalocean\n  swarm-e2e plan scenarios/*.toml --format json | jq '.plans[].cost.usd_per_hour'\n\nRegion, size and image come from DIGITALOCEAN_REGION, DIGITALOCEAN_SIZE, DIGITALOCEAN_IMAGE\n(defaults nyc3, s-1vcpu-1gb, ubuntu-24-04-x64).";
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -345,13 +345,22 @@ pub struct PlanArgs {
     /// The target to plan for.
     #[arg(long, default_value = "digitalocean", value_parser = ["digitalocean", "do-fake"])]
     target: String,
+    /// `human` (a table per scenario) or `json` (one document; `swarm-e2e schema plan`).
+    #[arg(long, value_enum, default_value_t = super::listing::Format::Human)]
+    format: super::listing::Format,
 }
 
 pub fn plan(a: PlanArgs) -> Result<i32, Failure> {
+    use crate::target::digitalocean::provision;
     let scenarios = load_all(&a.files)?;
-    let settings = crate::target::digitalocean::provision::DoSettings::from_env();
-    for s in &scenarios {
-        super::say(&crate::target::digitalocean::provision::plan(s, &settings, "<run-id>"));
+    let settings = provision::DoSettings::from_env();
+    let plans: Vec<_> = scenarios
+        .iter()
+        .map(|s| provision::plan(s, &settings, "<run-id>"))
+        .collect();
+    match a.format {
+        super::listing::Format::Human => plans.iter().for_each(|p| super::say(&provision::render_plan(p))),
+        super::listing::Format::Json => super::listing::print_json(&super::listing::plan(plans)),
     }
     Ok(exit::OK)
 }

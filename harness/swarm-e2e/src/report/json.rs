@@ -1,6 +1,8 @@
-//! The JSON report of finished runs (schema in `report.schema.json`, versioned by
-//! `schema_version`).
+//! The JSON report of finished runs, versioned by `schema_version`. Its schema is derived
+//! from these types (`swarm-e2e schema run-report`, checked in as
+//! `schemas/run-report.schema.json` and compared in the tests).
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{NodeRecord, RunSummary};
@@ -9,49 +11,70 @@ use super::{NodeRecord, RunSummary};
 /// 2: `outcome` may be `flaky`, and every check has `attempts`.
 pub const SCHEMA_VERSION: u32 = 2;
 
-#[derive(Serialize)]
-struct JsonReport<'a> {
+/// Written by `swarm-e2e run --json PATH`: one entry per scenario run.
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "swarm-e2e run report")]
+pub struct JsonReport<'a> {
+    /// Changes on any incompatible change.
+    #[schemars(extend("const" = SCHEMA_VERSION))]
     schema_version: u32,
     tool_version: &'static str,
     runs: Vec<JsonRun<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct JsonRun<'a> {
+    #[schemars(pattern(r"^[a-z0-9]{8}$"))]
     run_id: &'a str,
+    #[schemars(extend("enum" = ["local", "do-fake", "digitalocean", "engines"]))]
     target: &'a str,
     scenario: &'a str,
     scenario_file: &'a str,
+    /// The run's exit code (see `swarm-e2e --help`).
+    #[schemars(extend("enum" = [0, 1, 2, 3, 4, 130]))]
     exit_code: i32,
     error: Option<&'a str>,
     nodes: &'a [NodeRecord],
     phases: Vec<JsonPhase>,
     checks: Vec<JsonCheck<'a>>,
+    /// Resources teardown could not remove.
     leftovers: &'a [String],
+    /// Requests to the DigitalOcean API by route (DigitalOcean targets only).
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     digitalocean_requests: Option<serde_json::Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct JsonPhase {
+    #[schemars(extend("enum" = ["provision", "engines ready", "cluster formed", "checks", "teardown"]))]
     phase: &'static str,
+    #[schemars(range(min = 0))]
     seconds: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct JsonCheck<'a> {
     name: &'a str,
     kind: &'a str,
-    /// `passed`, `failed`, `ignored`, `unsupported`, or `flaky` (passed on a retry).
+    /// `passed`, `failed`, `ignored`, `unsupported`, or `flaky` (passed, but only on a
+    /// retry: `--retries`, a check's `retries`).
+    #[schemars(extend("enum" = ["passed", "failed", "ignored", "unsupported", "flaky"]))]
     outcome: &'static str,
     /// How often it ran (more than 1 with `--retries`).
+    #[schemars(range(min = 1))]
     attempts: usize,
     /// The messages of the attempts that failed before the last one.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    #[serde(skip_serializing_if = "<[String]>::is_empty", default)]
     failed_attempts: &'a [String],
     message: Option<&'a str>,
     /// What a failure was traced to: the message's `cause:` line.
     #[serde(skip_serializing_if = "Option::is_none")]
     cause: Option<&'a str>,
+    #[schemars(range(min = 0))]
     seconds: f64,
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::Phase;
 
 /// How one check ended, as reports spell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckOutcome {
     Passed,
@@ -71,9 +73,11 @@ impl CheckRecord {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NodeRecord {
     pub name: String,
+    #[schemars(extend("enum" = ["manager", "worker"]))]
     pub role: String,
     pub address: String,
     pub engine_version: String,

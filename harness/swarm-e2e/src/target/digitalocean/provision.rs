@@ -244,55 +244,129 @@ pub async fn teardown(client: &DoClient, run_id: &str, created: &DoResources, li
 }
 
 /// What a run would create on DigitalOcean, from the scenario alone: no request, no
-/// token.
-pub fn plan(scenario: &Scenario, settings: &DoSettings, run_id: &str) -> String {
-    let n = scenario.nodes.len();
-    let price = swarm_e2e_digitalocean::SIZE_PRICES
-        .iter()
-        .find(|s| s.0 == settings.size);
-    let mut out = format!(
-        "plan for scenario {} on DigitalOcean (nothing is created)\n\n{:<24} {:<8} {:<14} {:<18} {}\n",
-        scenario.name, "droplet", "region", "size", "image", "engine"
-    );
+/// token. `plan` prints it; `plan --format json` is this, serialised.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ScenarioPlan {
+    pub scenario: String,
+    /// The scenario file.
+    pub file: String,
+    /// In creation order: the classic topology's key-value store first.
+    pub droplets: Vec<PlannedDroplet>,
+    /// Tags every droplet carries (the run's is `swarm-e2e-run-<run-id>`).
+    pub tags: Vec<String>,
+    /// The run's SSH key and cloud firewall (one name for both).
+    pub ssh_key_and_firewall: String,
+    /// The list price, when the size is in the price table.
+    pub cost: Option<PlannedCost>,
+    /// About how many API requests the run sends.
+    pub expected_requests: usize,
+    /// The most a healthy run may send (2N + 15); the suite holds runs to it.
+    pub request_budget: usize,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct PlannedDroplet {
+    pub name: String,
+    pub region: String,
+    pub size: String,
+    pub image: String,
+    /// The engine it runs, or `etcd` for the key-value store.
+    pub engine: String,
+    /// `node` (a scenario node) or `kv-store` (classic topology).
+    pub role: String,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct PlannedCost {
+    pub size: String,
+    pub droplets: usize,
+    pub usd_per_droplet_hour: f64,
+    /// All droplets together, per hour (DigitalOcean bills by the second, at least a
+    /// minute, up to the monthly cap).
+    pub usd_per_hour: f64,
+}
+
+pub fn plan(scenario: &Scenario, settings: &DoSettings, run_id: &str) -> ScenarioPlan {
     let classic = scenario.topology == Topology::Classic;
+    let droplet = |name: &str, engine: &str, role: &str| PlannedDroplet {
+        name: name.into(),
+        region: settings.region.clone(),
+        size: settings.size.clone(),
+        image: settings.image.clone(),
+        engine: engine.into(),
+        role: role.into(),
+    };
+    let mut droplets = Vec::new();
     if classic {
-        out.push_str(&format!(
-            "{:<24} {:<8} {:<14} {:<18} {}\n",
-            KV_STORE_NODE, settings.region, settings.size, settings.image, "etcd (key-value store, created first)"
-        ));
+        droplets.push(droplet(KV_STORE_NODE, "etcd", "kv-store"));
     }
     for node in &scenario.nodes {
-        out.push_str(&format!(
-            "{:<24} {:<8} {:<14} {:<18} {}\n",
-            node.name, settings.region, settings.size, settings.image, node.engine
-        ));
+        droplets.push(droplet(&node.name, &node.engine, "node"));
     }
-    let n = n + usize::from(classic);
-    out.push_str(&format!(
-        "\nalso: tags `{PROJECT_TAG}` and `{}`, SSH key and firewall `{}` (2376/tcp mutual TLS, swarm ports between the run's droplets, 22/tcp)\n",
-        run_tag(run_id),
-        run_resource_name(run_id)
-    ));
-    match price {
-        Some(p) => out.push_str(&format!(
-            "estimated cost: ${:.4}/hour for {n} droplet(s) of {} at ${:.5}/hour list price (check GET /v2/sizes)\n",
-            p.5 * n as f64,
-            p.0,
-            p.5
-        )),
-        None => out.push_str(&format!(
-            "estimated cost: unknown for size {} (not in the price table)\n",
-            settings.size
-        )),
-    }
+    let n = droplets.len();
+    let cost = swarm_e2e_digitalocean::SIZE_PRICES
+        .iter()
+        .find(|s| s.0 == settings.size)
+        .map(|p| PlannedCost {
+            size: p.0.to_string(),
+            droplets: n,
+            usd_per_droplet_hour: p.5,
+            usd_per_hour: p.5 * n as f64,
+        });
     // account, droplet count, 2 tags, key, firewall, ceil(N/10) creates, ~8 polls with
     // doubling intervals, delete by tag, ~2 verifying lists, firewall and key deletes.
     // The classic topology's store droplet adds a create and its own wait.
-    let expected = 6 + n.div_ceil(10) + 8 + 1 + 2 + 2 + if classic { 1 + 4 } else { 0 };
+    let expected_requests = 6 + n.div_ceil(10) + 8 + 1 + 2 + 2 + if classic { 1 + 4 } else { 0 };
+    ScenarioPlan {
+        scenario: scenario.name.clone(),
+        file: scenario.source.clone(),
+        droplets,
+        tags: vec![PROJECT_TAG.to_string(), run_tag(run_id)],
+        ssh_key_and_firewall: run_resource_name(run_id),
+        cost,
+        expected_requests,
+        request_budget: 2 * n + 15,
+    }
+}
+
+/// A plan for people: a table of droplets, what else is created, cost and requests.
+pub fn render_plan(p: &ScenarioPlan) -> String {
+    let mut out = format!(
+        "plan for scenario {} on DigitalOcean (nothing is created)\n\n{:<24} {:<8} {:<14} {:<18} {}\n",
+        p.scenario, "droplet", "region", "size", "image", "engine"
+    );
+    for d in &p.droplets {
+        let engine = if d.role == "kv-store" {
+            "etcd (key-value store, created first)"
+        } else {
+            &d.engine
+        };
+        out.push_str(&format!(
+            "{:<24} {:<8} {:<14} {:<18} {}\n",
+            d.name, d.region, d.size, d.image, engine
+        ));
+    }
+    let tags: Vec<String> = p.tags.iter().map(|t| format!("`{t}`")).collect();
     out.push_str(&format!(
-        "expected API requests: about {expected} (budget 2N + 15 = {}); droplets are created {} per request\n",
-        2 * n + 15,
-        n.min(10)
+        "\nalso: tags {}, SSH key and firewall `{}` (2376/tcp mutual TLS, swarm ports between the run's droplets, 22/tcp)\n",
+        tags.join(" and "),
+        p.ssh_key_and_firewall
+    ));
+    match &p.cost {
+        Some(c) => out.push_str(&format!(
+            "estimated cost: ${:.4}/hour for {} droplet(s) of {} at ${:.5}/hour list price (check GET /v2/sizes)\n",
+            c.usd_per_hour, c.droplets, c.size, c.usd_per_droplet_hour
+        )),
+        None => out.push_str(&format!(
+            "estimated cost: unknown for size {} (not in the price table)\n",
+            p.droplets.first().map(|d| d.size.as_str()).unwrap_or("?")
+        )),
+    }
+    out.push_str(&format!(
+        "expected API requests: about {} (budget 2N + 15 = {}); droplets are created {} per request\n",
+        p.expected_requests,
+        p.request_budget,
+        p.droplets.len().min(10)
     ));
     out
 }
