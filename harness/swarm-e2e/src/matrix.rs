@@ -5,8 +5,8 @@
 //! `run` does. The first engine is the baseline; a check that passes there and fails on
 //! another engine is a regression.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use tokio::runtime::Runtime;
 
 use crate::exit;
 use crate::report::{CheckOutcome, Phase, Reporter, RunSummary};
-use crate::run::{Interrupt, RunOptions, run_scenario};
+use crate::run::{Interrupt, RunOptions, run_scenarios};
 
 /// One run of the matrix: a scenario on one engine.
 #[derive(Debug, Clone)]
@@ -33,52 +33,43 @@ pub fn default_jobs(cells: usize) -> usize {
 }
 
 /// Runs every scenario on every engine, `jobs` clusters at a time, in a stable order
-/// (scenario-major). Stops handing out cells once interrupted.
+/// (scenario-major). Stops handing out cells once interrupted. The run of a cell reports
+/// to `reporter_for(label)`, its label being `scenario@engine`.
 pub fn run_matrix(
     rt: &Runtime,
     scenarios: &[Scenario],
     engines: &[String],
     jobs: usize,
     opts: &RunOptions,
-    reporter: Arc<dyn Reporter>,
+    reporter_for: &(dyn Fn(&str) -> Arc<dyn Reporter> + Sync),
     interrupt: &Interrupt,
 ) -> Vec<Cell> {
-    let queue: VecDeque<(usize, Scenario, String)> = scenarios
+    let cells: Vec<(String, String)> = scenarios
         .iter()
-        .flat_map(|s| engines.iter().map(move |e| (s.with_engine(e), e.clone())))
-        .enumerate()
-        .map(|(i, (s, e))| (i, s, e))
+        .flat_map(|s| engines.iter().map(move |e| (s.name.clone(), e.clone())))
         .collect();
-    let total = queue.len();
-    let queue = Mutex::new(queue);
-    let done: Mutex<Vec<(usize, Cell)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, total.max(1)) {
-            scope.spawn(|| {
-                loop {
-                    if interrupt.stop.is_cancelled() {
-                        return;
-                    }
-                    let Some((i, scenario, engine)) = queue.lock().unwrap().pop_front() else {
-                        return;
-                    };
-                    let name = scenario.name.clone();
-                    let summary = run_scenario(rt, Arc::new(scenario), opts, reporter.clone(), interrupt);
-                    done.lock().unwrap().push((
-                        i,
-                        Cell {
-                            scenario: name,
-                            engine,
-                            summary,
-                        },
-                    ));
-                }
-            });
-        }
-    });
-    let mut cells = done.into_inner().unwrap();
-    cells.sort_by_key(|(i, _)| *i);
-    cells.into_iter().map(|(_, c)| c).collect()
+    let runs = scenarios
+        .iter()
+        .flat_map(|s| engines.iter().map(move |e| s.with_engine(e)))
+        .collect();
+    let labels: Vec<String> = cells.iter().map(|(s, e)| format!("{s}@{e}")).collect();
+    let summaries = run_scenarios(
+        rt,
+        runs,
+        jobs,
+        opts,
+        &|i| reporter_for(&labels[i]),
+        &|_, _| {},
+        interrupt,
+    );
+    summaries
+        .into_iter()
+        .map(|(i, summary)| Cell {
+            scenario: cells[i].0.clone(),
+            engine: cells[i].1.clone(),
+            summary,
+        })
+        .collect()
 }
 
 /// What became of a check on one engine: its outcome, or `not run` when that engine's

@@ -500,3 +500,82 @@ async fn sweep_removes_only_what_carries_the_projects_marks() {
     assert_eq!(left.len(), 2, "decoy droplets must stay: {left:?}");
     stop_fake(fake);
 }
+
+/// `run --jobs 2`: two scenarios' clusters at once (API-only, so no engine is needed),
+/// every line of each run on stderr prefixed by its scenario, one report for both.
+#[test]
+fn jobs_run_scenarios_at_once_with_prefixed_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = run(
+        &[
+            "run",
+            "--target",
+            "do-fake",
+            "--no-engines",
+            "--jobs",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+            "scenarios/swarm-demo.toml",
+            "scenarios/five-nodes-three-managers.toml",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let position = |label: &str, text: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(&format!("[{label}] ")) && l.contains(text))
+            .unwrap_or_else(|| panic!("no `[{label}] …{text}` line:\n{}", out.stderr))
+    };
+    // At once: each run started before the other one's teardown ended.
+    for (a, b) in [("swarm-demo", "quorum-five"), ("quorum-five", "swarm-demo")] {
+        assert!(
+            position(a, "swarm-e2e: run ") < position(b, "✓ teardown"),
+            "{a} started only after {b} ended:\n{}",
+            out.stderr
+        );
+    }
+    // Every line of a run is prefixed: the phase lines and notes of both runs, before
+    // the summary table (which names both).
+    let table = lines
+        .iter()
+        .position(|l| l.starts_with("scenario "))
+        .unwrap_or_else(|| panic!("no summary table:\n{}", out.stderr));
+    for l in &lines[..table] {
+        assert!(
+            l.is_empty() || l.starts_with("[swarm-demo] ") || l.starts_with("[quorum-five] "),
+            "a run's line without its prefix: {l:?}\n{}",
+            out.stderr
+        );
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let scenarios: Vec<&str> = report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(scenarios.len(), 2, "{report:#}");
+    assert!(scenarios.contains(&"swarm-demo") && scenarios.contains(&"quorum-five"));
+    // One job: no prefixes (the plain sequence).
+    let one = run(
+        &[
+            "run",
+            "--target",
+            "do-fake",
+            "--no-engines",
+            "--jobs",
+            "1",
+            "scenarios/swarm-demo.toml",
+            "scenarios/five-nodes-three-managers.toml",
+        ],
+        &[],
+    );
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert!(!one.stderr.contains("[swarm-demo]"), "{}", one.stderr);
+    let bad = run(&["run", "--jobs", "0", "scenarios/swarm-demo.toml"], &[]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

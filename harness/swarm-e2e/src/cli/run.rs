@@ -12,7 +12,7 @@ use crate::exit::{self, Failure};
 use crate::images;
 use crate::matrix::{Comparison, default_jobs, run_matrix};
 use crate::report::{self, FileReporter, HumanReporter, Phase, Reporter, Reporters, RunSummary, summary_table};
-use crate::run::{Interrupt, RunOptions, TargetChoice, run_scenario};
+use crate::run::{Interrupt, RunOptions, TargetChoice};
 
 pub const RUN_HELP: &str = concat!(
     "Examples:
@@ -23,6 +23,7 @@ pub const RUN_HELP: &str = concat!(
   swarm-e2e run scenarios/swarm-demo.toml -- placement --exact swarm-demo::placement-hostname
   swarm-e2e run --engine 26.1 scenarios/swarm-demo.toml   # every node on Debian 13's engine
   swarm-e2e run --target engines --hosts hosts.toml scenarios/swarm-demo.toml   # your own engines
+  swarm-e2e run --jobs 2 scenarios/*.toml              # two clusters at once, lines prefixed
 
 Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --list,
 --ignored, --include-ignored, --test-threads, --format, -q.
@@ -40,9 +41,13 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Scenario files (TOML); each builds its own cluster, one after the other.
+    /// Scenario files (TOML); each builds its own cluster.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Scenarios at once, each its own cluster (default: one per two cores, as `matrix`).
+    /// With more than one at once, every line on stderr starts with `[scenario]`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: Option<u16>,
     /// Run every node on this engine instead of the scenario's: a version (20.10,
     /// 26.1, 28.5), a static-binaries image's version, or a static archive's URL/path.
     #[arg(long, value_name = "ENGINE")]
@@ -185,28 +190,47 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
     .flatten()
     .map(Arc::new)
     .collect();
-    let mut all: Vec<Arc<dyn Reporter>> = vec![Arc::new(HumanReporter::new())];
-    all.extend(files.iter().map(|f| f.clone() as Arc<dyn Reporter>));
-    if let Some(github) = report::github::GithubReporter::from_env() {
-        all.push(Arc::new(github));
-    }
-    let reporter: Arc<dyn Reporter> = Arc::new(Reporters(all));
-    let mut code = exit::OK;
-    let mut summaries = Vec::new();
-    for scenario in scenarios {
-        let summary = run_scenario(rt, Arc::new(scenario), &opts, reporter.clone(), &interrupt);
+    let github: Option<Arc<dyn Reporter>> =
+        report::github::GithubReporter::from_env().map(|g| Arc::new(g) as Arc<dyn Reporter>);
+    let jobs = a.jobs.map(usize::from).unwrap_or_else(|| default_jobs(scenarios.len()));
+    // Several at once: each run's lines carry its label (the scenario's name, numbered
+    // when a name comes twice).
+    let labels = (jobs > 1 && scenarios.len() > 1).then(|| run_labels(&scenarios));
+    let reporter_for = |i: usize| -> Arc<dyn Reporter> {
+        let human = match &labels {
+            Some(l) => HumanReporter::prefixed(&l[i]),
+            None => HumanReporter::new(),
+        };
+        let mut all: Vec<Arc<dyn Reporter>> = vec![Arc::new(human)];
+        all.extend(files.iter().map(|f| f.clone() as Arc<dyn Reporter>));
+        all.extend(github.clone());
+        Arc::new(Reporters(all))
+    };
+    let finished = |i: usize, summary: &RunSummary| {
+        let mut text = String::new();
         if let Some(e) = &summary.error {
-            eprintln!("error: {e}");
+            text.push_str(&format!("error: {e}\n"));
         }
         if a.timings && !summary.timings.phases.is_empty() {
-            eprint!("\n{}", summary.timings.table());
+            text.push_str(&format!("\n{}", summary.timings.table()));
         }
-        code = exit::worst(code, summary.exit_code);
-        summaries.push(summary);
-        if interrupt.stop.is_cancelled() {
-            code = exit::INTERRUPTED;
-            break;
+        if text.is_empty() {
+            return;
         }
+        if let Some(l) = &labels {
+            text = report::human::prefix_lines(&format!("[{}] ", l[i]), &text) + "\n";
+        }
+        use std::io::Write as _;
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    };
+    let summaries: Vec<RunSummary> =
+        crate::run::run_scenarios(rt, scenarios, jobs, &opts, &reporter_for, &finished, &interrupt)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+    let mut code = summaries.iter().fold(exit::OK, |c, s| exit::worst(c, s.exit_code));
+    if interrupt.stop.is_cancelled() {
+        code = exit::INTERRUPTED;
     }
     if summaries.len() > 1 {
         eprintln!("\n{}", summary_table(&summaries));
@@ -220,6 +244,23 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
         }
     }
     Ok(code)
+}
+
+/// A label per run: the scenario's name, `name#2` for its second run and so on.
+fn run_labels(scenarios: &[swarm_e2e_model::Scenario]) -> Vec<String> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    scenarios
+        .iter()
+        .map(|s| {
+            let n = seen.entry(s.name.as_str()).or_default();
+            *n += 1;
+            if *n == 1 {
+                s.name.clone()
+            } else {
+                format!("{}#{n}", s.name)
+            }
+        })
+        .collect()
 }
 
 /// Says where a report went; a report that cannot be written makes the exit code an
@@ -294,19 +335,27 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
         Ok::<_, Failure>(())
     })?;
     let interrupt = Interrupt::install(rt);
-    let mut all: Vec<Arc<dyn Reporter>> = vec![Arc::new(HumanReporter::new())];
-    if let Some(github) = report::github::GithubReporter::from_env() {
-        all.push(Arc::new(github));
-    }
-    let reporter: Arc<dyn Reporter> = Arc::new(Reporters(all));
+    let github: Option<Arc<dyn Reporter>> =
+        report::github::GithubReporter::from_env().map(|g| Arc::new(g) as Arc<dyn Reporter>);
     let opts = RunOptions {
         artifacts: Some(a.artifacts.clone()),
         ..Default::default()
     };
     let jobs = a.jobs.unwrap_or_else(|| default_jobs(scenarios.len() * engines.len()));
-    let cells = run_matrix(rt, &scenarios, &engines, jobs, &opts, reporter, &interrupt);
+    // Each cell's lines say `[scenario@engine]` when cells run at once.
+    let reporter_for = |label: &str| -> Arc<dyn Reporter> {
+        let human = if jobs > 1 {
+            HumanReporter::prefixed(label)
+        } else {
+            HumanReporter::new()
+        };
+        let mut all: Vec<Arc<dyn Reporter>> = vec![Arc::new(human)];
+        all.extend(github.clone());
+        Arc::new(Reporters(all))
+    };
+    let cells = run_matrix(rt, &scenarios, &engines, jobs, &opts, &reporter_for, &interrupt);
     let comparison = Comparison::new(&engines, &cells);
-    println!("\n{}", comparison.table());
+    say(&format!("\n{}", comparison.table()));
     // One JUnit testsuite per scenario and engine: `swarm-demo@26.1`.
     let summaries: Vec<RunSummary> = cells
         .into_iter()

@@ -1,5 +1,7 @@
 //! Human output on stderr (stdout carries the libtest-style check results): a spinner
-//! per phase on a terminal, plain lines in CI logs.
+//! per phase on a terminal, plain lines in CI logs. When runs go on at once (`run
+//! --jobs`, `matrix`), each run has its own reporter whose every line starts with the
+//! run's label, and none has a spinner (they would overwrite each other).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -13,6 +15,8 @@ use super::{Event, Phase, Reporter};
 pub struct HumanReporter {
     spinner: Mutex<Option<ProgressBar>>,
     tty: bool,
+    /// `[label] `, before every line, when several runs share stderr.
+    prefix: Option<String>,
 }
 
 impl HumanReporter {
@@ -20,18 +24,41 @@ impl HumanReporter {
         HumanReporter {
             spinner: Mutex::new(None),
             tty: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
+            prefix: None,
+        }
+    }
+
+    /// The reporter of one of several runs going on at once: every line says `[label]`.
+    pub fn prefixed(label: &str) -> Self {
+        HumanReporter {
+            spinner: Mutex::new(None),
+            tty: false,
+            prefix: Some(format!("[{label}] ")),
         }
     }
 
     fn line(&self, text: &str) {
+        let text = match &self.prefix {
+            Some(p) => prefix_lines(p, text),
+            None => text.to_string(),
+        };
         let guard = self.spinner.lock().unwrap();
         match guard.as_ref() {
             Some(bar) => bar.println(text),
             None => {
-                let _ = writeln!(std::io::stderr(), "{text}");
+                // One write per event, so lines of runs at once never mix within a line.
+                let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
             }
         }
     }
+}
+
+/// `prefix` before every line of `text`.
+pub fn prefix_lines(prefix: &str, text: &str) -> String {
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Default for HumanReporter {

@@ -68,6 +68,50 @@ pub fn run_scenario(
     summary
 }
 
+/// Runs `scenarios` (each its own cluster) `jobs` at a time. The i-th run reports to
+/// `reporter_for(i)`, and `finished(i, summary)` is called as each ends (in the order they
+/// end); the summaries come back in the order given, each with its index (an interrupt
+/// stops starting runs, so the ones never started have none). `jobs = 1` is the plain
+/// sequence.
+pub fn run_scenarios(
+    rt: &Runtime,
+    scenarios: Vec<Scenario>,
+    jobs: usize,
+    opts: &RunOptions,
+    reporter_for: &(dyn Fn(usize) -> Arc<dyn Reporter> + Sync),
+    finished: &(dyn Fn(usize, &RunSummary) + Sync),
+    interrupt: &Interrupt,
+) -> Vec<(usize, RunSummary)> {
+    let total = scenarios.len();
+    let queue = std::sync::Mutex::new(
+        scenarios
+            .into_iter()
+            .enumerate()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    let done = std::sync::Mutex::new(Vec::with_capacity(total));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, total.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    if interrupt.stop.is_cancelled() {
+                        return;
+                    }
+                    let Some((i, scenario)) = queue.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    let summary = run_scenario(rt, Arc::new(scenario), opts, reporter_for(i), interrupt);
+                    finished(i, &summary);
+                    done.lock().unwrap().push((i, summary));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(i, _)| *i);
+    done
+}
+
 fn run(
     rt: &Runtime,
     scenario: Arc<Scenario>,
