@@ -171,6 +171,31 @@ pub async fn resolve_node_image(host: &Docker, engine: &str) -> anyhow::Result<N
     })
 }
 
+/// The node image for `engine`, built first when it is missing and this binary can build
+/// it: a packaged release (debootstrap), or a static archive's path or URL. A static
+/// image's version name (27.0.0-rc.1) says nothing about where its binaries are, so
+/// that one is still refused with the hint.
+pub async fn ensure_node_image(
+    host: &Docker,
+    engine: &str,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<NodeImageInfo> {
+    match resolve_node_image(host, engine).await {
+        Ok(found) => Ok(found),
+        Err(_) if engine.contains('/') => {
+            progress(&format!("no node image from {engine} yet: building it"));
+            build_static_node_image(host, engine, None, progress).await
+        }
+        Err(missing) => match release_for(engine) {
+            Ok(release) if find_node_image(host, release.engine).await?.is_none() => {
+                progress(&format!("no node image for engine {} yet: building it", release.engine));
+                build_node_image(host, release.engine, false, progress).await
+            }
+            _ => Err(missing),
+        },
+    }
+}
+
 /// Builds the node image for `engine` unless a current one is cached (then a no-op).
 /// `progress` receives one line per step.
 pub async fn build_node_image(

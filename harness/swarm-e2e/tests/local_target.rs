@@ -1222,7 +1222,10 @@ fn main() {
             node_image()?;
             // The images this trial builds go when it ends, passed or not: each build
             // would otherwise leave the previous one dangling.
-            let _images = RemoveImagesOnDrop(&["swarm-e2e/node:20.10.24-rc.1", "swarm-e2e/node:20.10.24-broken"]);
+            // The broken one is built by `matrix --build-images`, tagged with the version its
+            // dockerd reports (this machine's packaged 20.10.24+dfsg1).
+            const BUILT: &[&str] = &["swarm-e2e/node:20.10.24-rc.1", "swarm-e2e/node:20.10.24-dfsg1"];
+            let _images = RemoveImagesOnDrop(BUILT);
             let dir = tempfile::tempdir().unwrap();
             // An archive in the layout of Docker's static releases, assembled from the
             // packaged binaries this machine's engine runs (docker-init is tini).
@@ -1305,37 +1308,47 @@ fn main() {
                 "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'runc version 1.1.5-broken'; exit 0; }\necho 'broken runc' >&2\nexit 1\n",
             )
             .unwrap();
+            // Named by its folder, which no image was built from yet: `matrix` refuses
+            // (before any cluster) and says how; with `--build-images` it builds it.
             let folder = dir.path().join("broken");
-            let built = run(
-                &[
-                    "node-image",
-                    "build",
-                    "--static",
-                    folder.to_str().unwrap(),
-                    "--engine",
-                    "20.10.24-broken",
-                ],
-                None,
-            );
-            expect_code(&built, 0)?;
+            let folder = folder.to_str().unwrap();
             let mjson = dir.path().join("matrix.json");
-            let matrix = run(
-                &[
-                    "matrix",
-                    "--engine",
-                    "20.10.24-rc.1",
-                    "--engine",
-                    "20.10.24-broken",
-                    "--json",
-                    mjson.to_str().unwrap(),
-                    "fixtures/engines/overlay-ping.toml",
-                ],
-                None,
-            );
+            let matrix_args = [
+                "matrix",
+                "--engine",
+                "20.10.24-rc.1",
+                "--engine",
+                folder,
+                "--json",
+                mjson.to_str().unwrap(),
+                "fixtures/engines/overlay-ping.toml",
+            ];
+            let refused = run(&matrix_args, None);
+            expect_code(&refused, 3)?;
+            if !refused.stderr.contains("--build-images") || refused.stderr.contains("swarm-e2e: run ") {
+                return Err(format!("a missing image must be refused before any run, naming --build-images\n{}", refused.context()).into());
+            }
+            let mut build_args = matrix_args.to_vec();
+            build_args.insert(1, "--build-images");
+            let matrix = run(&build_args, None);
             expect_code(&matrix, 5)?;
+            if !matrix.stderr.contains(&format!("no node image from {folder} yet: building it")) {
+                return Err(format!("--build-images did not say what it built\n{}", matrix.context()).into());
+            }
+            let listed = run(&["node-image", "ls", "--format", "json"], None);
+            let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap_or_default();
+            let from_folder = listed["images"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|i| i["suite"] == folder)
+                .and_then(|i| i["tag"].as_str().map(String::from));
+            if !from_folder.as_deref().is_some_and(|t| BUILT.contains(&t)) {
+                return Err(format!("the image built from {folder} is {from_folder:?}, not one this trial removes").into());
+            }
             let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&mjson).unwrap()).unwrap();
             valid_matrix_report(&m)?;
-            if m["regressions"] != 1 || !matrix.stdout.contains("REGRESSION on 20.10.24-broken") {
+            if m["regressions"] != 1 || !matrix.stdout.contains(&format!("REGRESSION on {folder}")) {
                 return Err(format!("the broken candidate was not a regression: {m:#}\n{}", matrix.context()).into());
             }
             for r in m["runs"].as_array().cloned().unwrap_or_default() {

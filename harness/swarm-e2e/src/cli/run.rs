@@ -282,6 +282,7 @@ pub const MATRIX_HELP: &str = "Examples:
   swarm-e2e matrix --engine 20.10 --engine 26.1 scenarios/swarm-demo.toml
   swarm-e2e matrix --engine 20.10 --engine 26.1 --engine 28.5 --json matrix.json scenarios/*.toml
   swarm-e2e matrix --engine 20.10 --engine 27.0.0-rc.1 scenarios/swarm-demo.toml   # a static-binaries image
+  swarm-e2e matrix --build-images --engine 20.10 --engine ./docker-27.0.0-rc.1.tgz scenarios/swarm-demo.toml
 
 The first --engine is the baseline. Each scenario runs once per engine with every node on
 that engine, as `run --engine` would. The table shows check x engine -> passed / failed /
@@ -313,6 +314,10 @@ pub struct MatrixArgs {
     /// Where failure artefacts go.
     #[arg(long, value_name = "DIR", default_value = "target/swarm-e2e-artifacts")]
     artifacts: PathBuf,
+    /// Build the node images that are missing (packaged releases, static archives given
+    /// by path or URL) before any cluster, instead of refusing.
+    #[arg(long)]
+    build_images: bool,
 }
 
 pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
@@ -326,11 +331,25 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
         return Err(Failure::invalid_input("a matrix compares at least two engines")
             .with_hint("add another --engine, e.g. --engine 20.10 --engine 26.1"));
     }
-    // Every image first: a missing one fails before any cluster is built.
+    // Every image first: a missing one is built (`--build-images`) or fails the matrix
+    // before any cluster is.
     rt.block_on(async {
         let host = host().await?;
+        let progress = |line: &str| eprintln!("node-image: {line}");
         for e in &engines {
-            images::resolve_node_image(&host, e).await?;
+            if a.build_images {
+                images::ensure_node_image(&host, e, &progress).await?;
+                continue;
+            }
+            if let Err(missing) = images::resolve_node_image(&host, e).await {
+                let mut failure = Failure::from(missing);
+                let build = "add --build-images to build every missing image first";
+                failure.hint = Some(match failure.hint.take() {
+                    Some(h) => format!("{h}; or {build}"),
+                    None => build.to_string(),
+                });
+                return Err(failure);
+            }
         }
         Ok::<_, Failure>(())
     })?;
