@@ -264,22 +264,42 @@ async fn debootstrap(
     let rootfs = work.path().join("rootfs");
     let started = Instant::now();
     progress(&format!("debootstrap {suite} ({debian}) with {packages} from {mirror}"));
-    let out = tokio::process::Command::new("debootstrap")
+    let mut child = tokio::process::Command::new("debootstrap")
         .args(["--variant=minbase", &format!("--include={packages}"), suite])
         .arg(&rootfs)
         .arg(&mirror)
         .stdin(Stdio::null())
-        .output()
-        .await
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .context("running debootstrap")?;
-    if !out.status.success() {
-        let log = String::from_utf8_lossy(&out.stdout);
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    // About two minutes with no output of ours otherwise: its `I: …` lines become the
+    // spinner's text on a terminal, the heartbeat's in a CI log.
+    let step = crate::progress::LongStep::spinner(&format!("debootstrap {suite}"));
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        child.stdout.take().expect("piped stdout"),
+    ));
+    let mut log = Vec::new();
+    while let Some(line) = lines.next_line().await.context("reading debootstrap's output")? {
+        if let Some(status) = line.strip_prefix("I: ") {
+            step.status(status);
+        }
+        log.push(line);
+    }
+    let status = child.wait().await.context("running debootstrap")?;
+    drop(step);
+    if !status.success() {
+        let tail = log[log.len().saturating_sub(15)..].join("\n");
         bail!(
-            "debootstrap failed ({}):\n{tail}\n{}\nhint: debootstrap needs root and a reachable Debian mirror (set SWARM_E2E_DEBIAN_MIRROR)",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+            "debootstrap failed ({status}):\n{tail}\n{}\nhint: debootstrap needs root and a reachable Debian mirror (set SWARM_E2E_DEBIAN_MIRROR)",
+            errors.await.unwrap_or_default()
         );
     }
     progress(&format!("debootstrap done in {:.1}s", started.elapsed().as_secs_f64()));
@@ -424,20 +444,32 @@ pub async fn build_static_node_image(
 async fn fetch_static_binaries(source: &str, bin: &Path, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<()> {
     let archive: Option<Vec<u8>> = if source.starts_with("http://") || source.starts_with("https://") {
         progress(&format!("downloading {source}"));
-        let response = reqwest::Client::new()
+        // A byte bar on a terminal, a heartbeat in a log, from the request on (a slow
+        // server may take its time to answer at all).
+        let step = crate::progress::LongStep::bytes(&format!("downloading {source}"), None);
+        let mut response = reqwest::Client::new()
             .get(source)
             .timeout(std::time::Duration::from_secs(600))
             .send()
             .await
             .and_then(|r| r.error_for_status())
             .with_context(|| format!("downloading {source}"))?;
-        Some(
-            response
-                .bytes()
-                .await
-                .with_context(|| format!("downloading {source}"))?
-                .to_vec(),
-        )
+        let total = response.content_length();
+        drop(step);
+        let step = crate::progress::LongStep::bytes(&format!("downloading {source}"), total);
+        let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(1 << 30) as usize);
+        while let Some(chunk) = response.chunk().await.with_context(|| format!("downloading {source}"))? {
+            bytes.extend_from_slice(&chunk);
+            step.advance(chunk.len() as u64);
+            step.status(&format!(
+                "{:.1} MB of {}",
+                bytes.len() as f64 / 1e6,
+                total.map(|t| format!("{:.1} MB", t as f64 / 1e6)).unwrap_or_else(|| "?".into())
+            ));
+        }
+        drop(step);
+        progress(&format!("downloaded {:.1} MB", bytes.len() as f64 / 1e6));
+        Some(bytes)
     } else if Path::new(source).is_dir() {
         let dir = Path::new(source).join("docker");
         if !dir.is_dir() {

@@ -22,6 +22,7 @@ pub mod matrix;
 pub mod netfault;
 pub mod partition;
 pub mod pki;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod target;

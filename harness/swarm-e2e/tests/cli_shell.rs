@@ -359,3 +359,39 @@ fn json_listings_validate_against_their_derived_schemas() {
         report.iter_errors(&right).map(|e| e.to_string()).collect::<Vec<_>>()
     );
 }
+
+/// A download that takes its time says it is alive in a CI log: heartbeat lines at the
+/// interval asked (`SWARM_E2E_HEARTBEAT`), none once it is over. The server answers after
+/// 3 s with bytes that are no archive, so the build then fails without building anything.
+#[test]
+fn a_slow_download_beats_a_heartbeat_in_a_log() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(wiremock::MockServer::start());
+    rt.block_on(
+        wiremock::Mock::given(wiremock::matchers::path("/slow/docker.tgz"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200)
+                    .set_body_bytes(b"not an archive".to_vec())
+                    .set_delay(std::time::Duration::from_secs(3)),
+            )
+            .mount(&server),
+    );
+    let url = format!("{}/slow/docker.tgz", server.uri());
+    let out = Command::new(BIN)
+        .args(["node-image", "build", "--static", &url, "--engine", "27.0.0-hb.1"])
+        .current_dir(repo())
+        .env("CI", "1")
+        .env("SWARM_E2E_HEARTBEAT", "1s")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("unpacking"), "{stderr}");
+    let beats = stderr
+        .lines()
+        .filter(|l| l.starts_with(&format!("downloading {url}: still going after ")))
+        .count();
+    // 3 s at one a second: 2 or 3 (the third races the answer), never a beat a step.
+    assert!((2..=3).contains(&beats), "{beats} heartbeat(s):\n{stderr}");
+    assert!(!stderr.contains("\x1b["), "escape codes in a log:\n{stderr}");
+}

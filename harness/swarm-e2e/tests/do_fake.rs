@@ -579,3 +579,47 @@ fn jobs_run_scenarios_at_once_with_prefixed_lines() {
     let bad = run(&["run", "--jobs", "0", "scenarios/swarm-demo.toml"], &[]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+/// A long phase in a CI log says it is alive: with the heartbeat at 1 s and droplets
+/// that stay `new` for 4 s, provisioning writes `… provision: still going` lines (with
+/// what it last said), and the short phases after it write none.
+#[test]
+fn a_long_phase_beats_a_heartbeat_in_a_log() {
+    let out = run(
+        &[
+            "run",
+            "--target",
+            "do-fake",
+            "--no-engines",
+            "--fake-boot-latency",
+            "4s",
+            "scenarios/swarm-demo.toml",
+        ],
+        &[("SWARM_E2E_HEARTBEAT", "1s")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let beats: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("  … provision: still going after "))
+        .collect();
+    // One a second while the phase lasted, no more (a beat per poll would be many more).
+    let lasted: f64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("✓ provision"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|secs| secs.trim_end_matches('s').parse().ok())
+        .unwrap_or_else(|| panic!("no provision line:\n{}", out.stderr));
+    assert!(
+        beats.len() >= 2 && beats.len() as f64 <= lasted + 0.5,
+        "{} beat(s) in {lasted}s:\n{}",
+        beats.len(),
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("… teardown: still going"),
+        "a short phase beat:\n{}",
+        out.stderr
+    );
+}

@@ -3,7 +3,7 @@
 //! --jobs`, `matrix`), each run has its own reporter whose every line starts with the
 //! run's label, and none has a spinner (they would overwrite each other).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,6 +14,9 @@ use super::{Event, Phase, Reporter};
 /// Human output on stderr (stdout carries the libtest-style check results).
 pub struct HumanReporter {
     spinner: Mutex<Option<ProgressBar>>,
+    /// Without a spinner: a line at most once a minute while a phase goes on (a droplet's
+    /// engine install can take ten), saying which phase and what it last said.
+    beat: Mutex<Option<crate::progress::Heartbeat>>,
     tty: bool,
     /// `[label] `, before every line, when several runs share stderr.
     prefix: Option<String>,
@@ -23,7 +26,8 @@ impl HumanReporter {
     pub fn new() -> Self {
         HumanReporter {
             spinner: Mutex::new(None),
-            tty: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
+            beat: Mutex::new(None),
+            tty: crate::progress::live_stderr(),
             prefix: None,
         }
     }
@@ -32,6 +36,7 @@ impl HumanReporter {
     pub fn prefixed(label: &str) -> Self {
         HumanReporter {
             spinner: Mutex::new(None),
+            beat: Mutex::new(None),
             tty: false,
             prefix: Some(format!("[{label}] ")),
         }
@@ -89,6 +94,15 @@ impl Reporter for HumanReporter {
                     *self.spinner.lock().unwrap() = Some(bar);
                 } else {
                     self.line(&format!("  … {}", phase.as_str()));
+                    let prefix = self.prefix.clone().unwrap_or_default();
+                    let beat = crate::progress::Heartbeat::start(
+                        format!("{prefix}  … {}", phase.as_str()),
+                        crate::progress::heartbeat_interval(),
+                        |l| {
+                            let _ = std::io::stderr().lock().write_all(format!("{l}\n").as_bytes());
+                        },
+                    );
+                    *self.beat.lock().unwrap() = Some(beat);
                 }
             }
             Event::PhaseFinished {
@@ -100,6 +114,7 @@ impl Reporter for HumanReporter {
                 if let Some(bar) = self.spinner.lock().unwrap().take() {
                     bar.finish_and_clear();
                 }
+                self.beat.lock().unwrap().take();
                 let mark = if *ok { "✓" } else { "✗" };
                 let detail = if detail.is_empty() {
                     String::new()
@@ -118,12 +133,20 @@ impl Reporter for HumanReporter {
                 engine_version,
                 elapsed,
             } => {
+                if let Some(beat) = self.beat.lock().unwrap().as_ref() {
+                    beat.status(&format!("{node} answered last"));
+                }
                 self.line(&format!(
                     "      {node} ({address}): engine {engine_version}, answered after {:.2}s",
                     elapsed.as_secs_f64()
                 ));
             }
-            Event::Note { text } => self.line(text),
+            Event::Note { text } => {
+                if let Some(beat) = self.beat.lock().unwrap().as_ref() {
+                    beat.status(text.trim());
+                }
+                self.line(text)
+            }
             // Check results are libtest's lines on stdout; a run's end is the phase lines.
             Event::CheckFinished { .. } | Event::RunFinished { .. } => {}
         }
