@@ -195,10 +195,13 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
         Ok(a) => a,
         Err(e) => {
             let hint = if e.status() == Some(401) {
-                "the token was refused: create one with droplet, tag, ssh_key and firewall scopes and export it as \
-                 DIGITALOCEAN_ACCESS_TOKEN"
+                format!(
+                    "the token was refused: create one (full access, or custom scopes {}) and export it as \
+                     DIGITALOCEAN_ACCESS_TOKEN",
+                    crate::target::digitalocean::RUN_SCOPES.join(", ")
+                )
             } else {
-                "check DIGITALOCEAN_API_URL (if set) and the network"
+                "check DIGITALOCEAN_API_URL (if set) and the network".to_string()
             };
             out.push(Finding::bad(
                 Status::Fail,

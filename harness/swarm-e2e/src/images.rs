@@ -283,9 +283,8 @@ async fn debootstrap(
         let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
         text
     });
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
-        child.stdout.take().expect("piped stdout"),
-    ));
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")));
     let mut log = Vec::new();
     while let Some(line) = lines.next_line().await.context("reading debootstrap's output")? {
         if let Some(status) = line.strip_prefix("I: ") {
@@ -458,13 +457,19 @@ async fn fetch_static_binaries(source: &str, bin: &Path, progress: &(dyn Fn(&str
         drop(step);
         let step = crate::progress::LongStep::bytes(&format!("downloading {source}"), total);
         let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(1 << 30) as usize);
-        while let Some(chunk) = response.chunk().await.with_context(|| format!("downloading {source}"))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("downloading {source}"))?
+        {
             bytes.extend_from_slice(&chunk);
             step.advance(chunk.len() as u64);
             step.status(&format!(
                 "{:.1} MB of {}",
                 bytes.len() as f64 / 1e6,
-                total.map(|t| format!("{:.1} MB", t as f64 / 1e6)).unwrap_or_else(|| "?".into())
+                total
+                    .map(|t| format!("{:.1} MB", t as f64 / 1e6))
+                    .unwrap_or_else(|| "?".into())
             ));
         }
         drop(step);

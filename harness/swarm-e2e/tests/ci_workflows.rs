@@ -1,4 +1,4 @@
-//! Lints the GitHub Actions workflows in `ci/workflows/`: each must be valid against
+//! Lints the GitHub Actions workflows in `.github/workflows/`: each must be valid against
 //! SchemaStore's workflow schema (vendored in `fixtures/schemas/`), bound every job in
 //! time, and call only swarm-e2e subcommands and flags that exist, on files that exist.
 //! The nightly must keep its promises: token from a secret, doctor before the run,
@@ -19,7 +19,7 @@ fn repo() -> PathBuf {
 }
 
 fn workflows() -> Vec<(String, Value)> {
-    let dir = repo().join("ci/workflows");
+    let dir = repo().join(".github/workflows");
     let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -623,3 +623,59 @@ fn a_long_phase_beats_a_heartbeat_in_a_log() {
         out.stderr
     );
 }
+
+/// The scopes `doctor`'s hint and the nightly name are the ones the API asks of what a
+/// run calls: every operation of a dry run of the seed (taken from the fake's recorded
+/// exchanges) has its spec scopes in `RUN_SCOPES`.
+#[test]
+fn the_scopes_named_cover_every_operation_a_run_calls() {
+    use swarm_e2e::target::digitalocean::RUN_SCOPES;
+    use swarm_e2e_digitalocean::fake::Exchange;
+    use swarm_e2e_digitalocean::spec::Spec;
+    let exchanges = support::exchanges_file();
+    let out = run(
+        &[
+            "run",
+            "--target",
+            "do-fake",
+            "--no-engines",
+            "scenarios/swarm-demo-classic.toml",
+        ],
+        &[(swarm_e2e_digitalocean::fake::EXCHANGES_ENV, exchanges.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(&exchanges).unwrap();
+    let spec = Spec::vendored();
+    let scopes = spec.scopes();
+    let mut used = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let e: Exchange = serde_json::from_str(line).unwrap();
+        let op = spec
+            .operation_of(&e.method, &e.path)
+            .unwrap_or_else(|| panic!("{} {} is no operation of the spec", e.method, e.path));
+        used.extend(scopes[op].iter().cloned());
+    }
+    support::fake_exchanges_conform(&exchanges).unwrap();
+    for needed in ["account:read", "droplet:create", "firewall:delete", "ssh_key:create"] {
+        assert!(used.contains(needed), "the run never needed {needed}: {used:?}");
+    }
+    let missing: Vec<&String> = used.iter().filter(|s| !RUN_SCOPES.contains(&s.as_str())).collect();
+    assert!(missing.is_empty(), "RUN_SCOPES lacks {missing:?} (used: {used:?})");
+    // And the hint of a refused token names them all.
+    let (fake, url) = serve_fake(&["--token", "dop_v1_right"]);
+    let refused = run(
+        &["doctor", "--target", "digitalocean"],
+        &[
+            ("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_wrong"),
+            ("DIGITALOCEAN_API_URL", url.as_str()),
+        ],
+    );
+    stop_fake(fake);
+    for scope in RUN_SCOPES {
+        assert!(
+            refused.stdout.contains(scope),
+            "the hint lacks {scope}:\n{}",
+            refused.stdout
+        );
+    }
+}

@@ -35,6 +35,26 @@ pub const REAL_ENGINES_READY_FLOOR: Duration = Duration::from_secs(600);
 /// The environment variable the real target reads its token from (as doctl does).
 pub const TOKEN_VAR: &str = "DIGITALOCEAN_ACCESS_TOKEN";
 
+/// The scopes of every operation a run, `doctor` and `sweep` call, by DigitalOcean's
+/// OpenAPI spec (`fixtures/digitalocean-openapi/`): a custom-scoped token needs all of
+/// them. Creating a droplet also needs `image:read`, `ssh_key:read` and `tag:create`
+/// for what the request names; listing droplets by tag needs `tag:read`.
+pub const RUN_SCOPES: &[&str] = &[
+    "account:read",
+    "droplet:create",
+    "droplet:read",
+    "droplet:delete",
+    "tag:create",
+    "tag:read",
+    "ssh_key:create",
+    "ssh_key:read",
+    "ssh_key:delete",
+    "firewall:create",
+    "firewall:read",
+    "firewall:delete",
+    "image:read",
+];
+
 /// Why the checks of a `--no-engines` run are ignored.
 const NO_ENGINES: &str = "--no-engines: API-only dry run, no engine behind the droplets";
 
