@@ -286,6 +286,17 @@ impl DoClient {
         })
     }
 
+    /// A request that changes nothing (a scope probe), with the retries of a read.
+    pub(crate) async fn send_probe(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(), DoError> {
+        self.send(method.clone(), path, query, body, true).await.map(|_| ())
+    }
+
     /// Sends with retries: 429 always (waiting as told), 5xx and transport errors only
     /// when `idempotent`.
     async fn send(

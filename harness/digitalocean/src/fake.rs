@@ -667,6 +667,17 @@ impl Handler {
             return error(401, "unauthorized", "Unable to authenticate you.");
         }
 
+        if let Some(granted) = &s.faults.scopes {
+            let missing: Vec<String> = required_scopes(req)
+                .into_iter()
+                .filter(|needed| !granted.contains(needed))
+                .collect();
+            if !missing.is_empty() {
+                tracing::debug!(?missing, "fake DigitalOcean: scope missing");
+                return error(403, "forbidden", "You do not have access for the attempted action.");
+            }
+        }
+
         let count = {
             let c = s.endpoint_counts.entry(ep.to_string()).or_insert(0);
             *c += 1;
@@ -781,6 +792,9 @@ impl Handler {
                 let Ok(b) = req.body_json::<Body>() else {
                     return unprocessable("name and public_key are required");
                 };
+                if b.name.trim().is_empty() || !valid_public_key(&b.public_key) {
+                    return unprocessable("Key invalid, key should be of the format `type key [comment]`");
+                }
                 if s.keys.values().any(|k| k.public_key == b.public_key) {
                     return unprocessable("SSH Key is already in use on your account");
                 }
@@ -1146,13 +1160,123 @@ fn fingerprint_of(public_key: &str) -> String {
     out.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// The scopes a request needs: its operation's (the spec's `security`), and what the
+/// spec's descriptions add for the fields it carries (a create naming an image, keys or
+/// tags; a list by tag; a firewall naming tags or droplets).
+fn required_scopes(req: &Request) -> Vec<String> {
+    static SPEC: std::sync::OnceLock<crate::spec::Spec> = std::sync::OnceLock::new();
+    let spec = SPEC.get_or_init(crate::spec::Spec::vendored);
+    let method = req.method.as_str();
+    let path = req.url.path();
+    let mut needed: Vec<String> = spec.scopes_of(method, path).map(<[String]>::to_vec).unwrap_or_default();
+    if path.trim_end_matches('/').starts_with("/v2/actions") {
+        needed.push("actions:read".into());
+    }
+    let body: Value = req.body_json().unwrap_or(Value::Null);
+    let has = |v: &Value| match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    };
+    let mut add = |cond: bool, scopes: &[&str]| {
+        if cond {
+            needed.extend(scopes.iter().map(|s| s.to_string()));
+        }
+    };
+    match (method, path.trim_end_matches('/')) {
+        ("POST", "/v2/droplets") => {
+            add(has(&body["image"]), &["image:read"]);
+            add(has(&body["ssh_keys"]), &["ssh_key:read"]);
+            add(has(&body["tags"]), &["tag:create"]);
+            add(has(&body["vpc_uuid"]), &["vpc:read"]);
+        }
+        ("GET", "/v2/droplets") => add(req.url.query_pairs().any(|(k, _)| k == "tag_name"), &["tag:read"]),
+        ("POST", "/v2/firewalls") => {
+            let rules = ["inbound_rules", "outbound_rules"]
+                .iter()
+                .flat_map(|k| body[*k].as_array().cloned().unwrap_or_default());
+            let peers: Vec<Value> = rules
+                .flat_map(|r| [r["sources"].clone(), r["destinations"].clone()])
+                .collect();
+            add(
+                has(&body["tags"]) || peers.iter().any(|p| has(&p["tags"])),
+                &["tag:create", "tag:read"],
+            );
+            add(
+                has(&body["droplet_ids"]) || peers.iter().any(|p| has(&p["droplet_ids"])),
+                &["droplet:read"],
+            );
+        }
+        _ => {}
+    }
+    needed.sort();
+    needed.dedup();
+    needed
+}
+
+/// Whether `key` reads as an OpenSSH public key: `TYPE BASE64 [comment]`, the blob's own
+/// type string equal to TYPE (what the real API refuses with 422 otherwise).
+fn valid_public_key(key: &str) -> bool {
+    let mut parts = key.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let known = [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+    ];
+    let Some(bytes) = base64_decode(blob) else {
+        return false;
+    };
+    let Some(len) = bytes
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    else {
+        return false;
+    };
+    known.contains(&kind) && bytes.get(4..4 + len) == Some(kind.as_bytes())
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        acc = (acc << 6) | u32::from(value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// Matches a droplet create while lost-response faults remain.
 struct LoseCreate(Arc<Mutex<State>>);
 
 impl Match for LoseCreate {
     fn matches(&self, req: &Request) -> bool {
+        // Only a create that names droplets is carried out and can lose its answer; one
+        // refused for its body (a scope probe) is answered as usual.
+        let names_droplets = req.body_json::<Value>().is_ok_and(|b| {
+            b["name"].as_str().is_some_and(|n| !n.is_empty()) || b["names"].as_array().is_some_and(|n| !n.is_empty())
+        });
         req.method.as_str() == "POST"
             && req.url.path().trim_end_matches('/') == "/v2/droplets"
+            && names_droplets
             && self.0.lock().unwrap().faults.lose_create_responses > 0
     }
 }

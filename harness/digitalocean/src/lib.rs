@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod scopes;
 pub mod spec;
 
 /// Droplet sizes with list prices (USD), shared by the fake and by `plan`'s estimate:

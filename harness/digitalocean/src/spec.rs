@@ -151,6 +151,11 @@ impl Spec {
             .collect()
     }
 
+    /// The scopes the spec's `security` names for a request's operation.
+    pub fn scopes_of(&self, method: &str, path: &str) -> Option<&[String]> {
+        self.find(method, path).map(|o| o.scopes.as_slice())
+    }
+
     /// The operation a request is, e.g. `droplets_get` for `GET /v2/droplets/7`.
     pub fn operation_of(&self, method: &str, path: &str) -> Option<&str> {
         self.find(method, path).map(|o| o.id.as_str())

@@ -276,15 +276,32 @@ async fn keys_and_firewalls_round_trip() {
     let c = client(&f);
     c.create_tag(TAG).await.unwrap();
     let key = c
-        .create_ssh_key("swarm-e2e-t3st0001", "ssh-ed25519 AAAAC3Nz fake")
+        .create_ssh_key(
+            "swarm-e2e-t3st0001",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGc3k4p1dJb0m6N0pQzB2f1bW8n8aZ5xY3v9jK2lTq1r fake",
+        )
         .await
         .unwrap();
     assert_eq!(key.fingerprint.split(':').count(), 16);
     let dup = c
-        .create_ssh_key("other", "ssh-ed25519 AAAAC3Nz fake")
+        .create_ssh_key(
+            "other",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGc3k4p1dJb0m6N0pQzB2f1bW8n8aZ5xY3v9jK2lTq1r fake",
+        )
         .await
         .unwrap_err();
     assert!(dup.to_string().contains("already in use"), "{dup}");
+    // What no OpenSSH key is gets the real API's 422, and nothing is stored.
+    for bad in [
+        "",
+        "ssh-ed25519",
+        "ssh-ed25519 AAAAC3Nz fake",
+        "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIGc3k4p1dJb0m6N0pQzB2f1bW8n8aZ5xY3v9jK2lTq1r",
+    ] {
+        let refused = c.create_ssh_key("bad", bad).await.unwrap_err();
+        assert_eq!(refused.status(), Some(422), "{bad:?}: {refused}");
+    }
+    assert_eq!(f.key_count(), 1);
     let fw = serde_json::json!({"name": "swarm-e2e-t3st0001", "tags": [TAG],
         "inbound_rules": [{"protocol": "tcp", "ports": "2376", "sources": {"tags": [TAG]}}]});
     let id = c.create_firewall(&fw).await.unwrap();

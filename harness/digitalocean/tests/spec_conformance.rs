@@ -269,6 +269,7 @@ async fn faults_are_answered_as_the_real_api_answers() {
         stuck_in_new: ["spec-node-2".to_string()].into(),
         goes_off: ["spec-node-3".to_string()].into(),
         slow_ms: 5,
+        ..Default::default()
     })
     .await;
     let c = DoClient::new(&f.base_url(), SecretString::from(f.token().to_string()))
@@ -328,4 +329,75 @@ async fn the_checker_catches_what_the_spec_forbids() {
     ] {
         assert!(found.contains(expected), "{expected:?} not in:\n{found}");
     }
+}
+
+/// A custom-scoped token: what it holds works, what it lacks gets DigitalOcean's 403
+/// `forbidden` (the spec's default error), and the scopes a field adds count too (a
+/// create naming tags needs `tag:create`).
+#[tokio::test]
+async fn a_scoped_token_is_refused_what_it_lacks_as_the_spec_says() {
+    use reqwest::Method;
+    let f = fake(Faults {
+        scopes: Some(
+            ["account:read", "droplet:read", "droplet:create", "image:read"]
+                .map(String::from)
+                .into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let c = DoClient::new(&f.base_url(), SecretString::from(f.token().to_string())).unwrap();
+    c.account().await.unwrap();
+    c.count_droplets().await.unwrap();
+    let forbidden = c.ssh_keys().await.unwrap_err();
+    assert_eq!(forbidden.status(), Some(403), "{forbidden}");
+    assert!(forbidden.to_string().contains("forbidden"), "{forbidden}");
+    // Listing by tag needs tag:read besides droplet:read.
+    assert_eq!(c.droplets_by_tag(TAG).await.unwrap_err().status(), Some(403));
+    // A create naming tags needs tag:create: refused, and nothing was made.
+    let raw = Raw::new(&f);
+    let body = json!({"name": "scoped-1", "region": "nyc3", "size": "s-1vcpu-1gb",
+        "image": "ubuntu-24-04-x64", "tags": [TAG]});
+    assert_eq!(raw.send(Method::POST, "/v2/droplets", Some(body.clone())).await.0, 403);
+    assert_eq!(c.count_droplets().await.unwrap(), 0);
+    let mut untagged = body;
+    untagged.as_object_mut().unwrap().remove("tags");
+    assert_eq!(raw.send(Method::POST, "/v2/droplets", Some(untagged)).await.0, 202);
+    assert_conforms(&f, 7);
+}
+
+/// The scope probes tell held from missing scopes and change nothing: against a full
+/// token all 13 are held; against one lacking three, exactly those three are missing
+/// (and `tag:read`, whose probe also needs the missing `droplet:read`, is not judged).
+#[tokio::test]
+async fn scope_probes_name_the_missing_scopes_and_create_nothing() {
+    use swarm_e2e_digitalocean::scopes::RUN_SCOPES;
+    let full = fake(Faults::default()).await;
+    let c = DoClient::new(&full.base_url(), SecretString::from(full.token().to_string())).unwrap();
+    let report = c.probe_scopes("ubuntu-24-04-x64").await.unwrap();
+    assert!(report.missing.is_empty() && report.unjudged.is_empty(), "{report:?}");
+    assert_eq!(report.held.len(), RUN_SCOPES.len());
+    assert_eq!((full.key_count(), full.firewall_count()), (0, 0));
+    assert_eq!(c.count_droplets().await.unwrap(), 0);
+    assert_conforms(&full, 13);
+
+    let lacking = ["droplet:read", "tag:create", "firewall:delete"];
+    let granted = RUN_SCOPES
+        .iter()
+        .filter(|s| !lacking.contains(s))
+        .map(|s| s.to_string())
+        .collect();
+    let scoped = fake(Faults {
+        scopes: Some(granted),
+        ..Default::default()
+    })
+    .await;
+    let c = DoClient::new(&scoped.base_url(), SecretString::from(scoped.token().to_string())).unwrap();
+    let report = c.probe_scopes("ubuntu-24-04-x64").await.unwrap();
+    let mut missing = report.missing.clone();
+    missing.sort();
+    assert_eq!(missing, ["droplet:read", "firewall:delete", "tag:create"], "{report:?}");
+    assert_eq!(report.unjudged, ["tag:read"], "{report:?}");
+    assert_eq!((scoped.key_count(), scoped.firewall_count()), (0, 0));
+    assert_conforms(&scoped, 13);
 }

@@ -492,4 +492,8 @@ pub struct FakeFaults {
     pub stuck_in_new: std::collections::BTreeSet<String>,
     /// Droplets with these names power `off` right after becoming active.
     pub goes_off: std::collections::BTreeSet<String>,
+    /// The token is a custom-scoped one holding only these scopes (`droplet:create`,
+    /// `tag:read`, …): a request needing another gets DigitalOcean's 403. Absent: full
+    /// access.
+    pub scopes: Option<std::collections::BTreeSet<String>>,
 }

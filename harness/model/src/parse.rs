@@ -425,7 +425,7 @@ impl Parser {
             self.de(
                 v,
                 "keys: burst_429, retry_after_secs, fail_5xx, fail_5xx_streak, slow_ms, lose_create_responses, \
-                 stuck_in_new, goes_off",
+                 stuck_in_new, goes_off, scopes",
             )
         });
 
@@ -512,6 +512,20 @@ impl Parser {
         let checks = self.checks(raw_checks, &nodes, &networks, &services, &containers, topology);
         let timeouts = merge_timeouts(timeouts, PhaseTimeouts::for_nodes(nodes.len()));
         if let (Some(f), Some(v)) = (&faults, faults_value) {
+            for scope in f.scopes.iter().flatten() {
+                let well_formed = scope.split_once(':').is_some_and(|(resource, action)| {
+                    !resource.is_empty()
+                        && resource.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        && matches!(action, "create" | "read" | "update" | "delete" | "admin")
+                });
+                if !well_formed {
+                    self.push(
+                        Problem::new(format!("`{scope}` is not a DigitalOcean scope"), Some(v.span()))
+                            .label("in this table")
+                            .help("scopes are RESOURCE:ACTION, e.g. `droplet:create`, `tag:read`, `ssh_key:delete`"),
+                    );
+                }
+            }
             for name in f.stuck_in_new.iter().chain(&f.goes_off) {
                 if !nodes.iter().any(|n| &n.name == name) {
                     let help = match did_you_mean(name, nodes.iter().map(|n| n.name.as_str())) {

@@ -191,28 +191,56 @@ fn which(program: &str) -> bool {
 /// `nodes` droplets, and what earlier runs left.
 pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
     let mut out = Vec::new();
-    let account = match client.account().await {
-        Ok(a) => a,
-        Err(e) => {
-            let hint = if e.status() == Some(401) {
-                format!(
-                    "the token was refused: create one (full access, or custom scopes {}) and export it as \
-                     DIGITALOCEAN_ACCESS_TOKEN",
-                    crate::target::digitalocean::RUN_SCOPES.join(", ")
-                )
-            } else {
-                "check DIGITALOCEAN_API_URL (if set) and the network".to_string()
-            };
+    let account = client.account().await;
+    // 403 is a token that works but lacks account:read: the scope probe below names it
+    // with everything else that is missing.
+    let lacks_account_read = matches!(&account, Err(e) if e.status() == Some(403));
+    if let Err(e) = &account
+        && !lacks_account_read
+    {
+        let hint = if e.status() == Some(401) {
+            format!(
+                "the token was refused: create one (full access, or custom scopes {}) and export it as \
+                 DIGITALOCEAN_ACCESS_TOKEN",
+                crate::target::digitalocean::RUN_SCOPES.join(", ")
+            )
+        } else {
+            "check DIGITALOCEAN_API_URL (if set) and the network".to_string()
+        };
+        out.push(Finding::bad(
+            Status::Fail,
+            "token",
+            format!("GET /v2/account: {e}"),
+            hint,
+        ));
+        return out;
+    }
+    out.push(Finding::ok("token", "accepted"));
+    let image = crate::target::digitalocean::provision::DoSettings::from_env().image;
+    match client.probe_scopes(&image).await {
+        Ok(r) if r.missing.is_empty() => out.push(Finding::ok(
+            "scopes",
+            format!("all {} a run needs (probed without changing anything)", r.held.len()),
+        )),
+        Ok(r) => {
+            let f = crate::target::digitalocean::missing_scopes_failure(&r);
             out.push(Finding::bad(
                 Status::Fail,
-                "token",
-                format!("GET /v2/account: {e}"),
-                hint,
+                "scopes",
+                f.message.replace("; nothing was created", ""),
+                f.hint.unwrap_or_default(),
             ));
-            return out;
         }
+        Err(e) => out.push(Finding::bad(
+            Status::Fail,
+            "scopes",
+            format!("could not be checked: {e}"),
+            "retry later",
+        )),
+    }
+    let Ok(account) = account else {
+        return out;
     };
-    out.push(Finding::ok("token", "accepted (GET /v2/account)"));
     if account.status == "active" {
         out.push(Finding::ok("account", "active"));
     } else {

@@ -142,13 +142,17 @@ fn api_only_dry_run_ignores_engine_checks_with_the_reason_and_stays_in_budget() 
             .all(|c| c["outcome"] == "ignored")
     );
     let n = 3;
+    let budget = swarm_e2e::target::digitalocean::provision::request_budget(n) as u64;
     assert!(
-        requests(&report) <= 2 * n + 15,
-        "{} requests for {n} droplets",
+        requests(&report) <= budget,
+        "{} requests for {n} droplets (budget {budget})",
         requests(&report)
     );
     let by = &report["runs"][0]["digitalocean_requests"]["fake"]["by_endpoint"];
-    assert_eq!(by["POST /v2/droplets"], 1, "one multi-create for the cluster");
+    assert_eq!(
+        by["POST /v2/droplets"], 2,
+        "the scope probe (refused, creates nothing) and one multi-create for the cluster"
+    );
 }
 
 #[test]
@@ -166,9 +170,10 @@ fn ten_droplets_cost_no_more_requests_than_the_budget() {
     let (out, report) = dry_run(&[], file.to_str().unwrap());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_no_leak(&out);
+    let budget = swarm_e2e::target::digitalocean::provision::request_budget(10) as u64;
     assert!(
-        requests(&report) <= 2 * 10 + 15,
-        "{} requests for 10 droplets",
+        requests(&report) <= budget,
+        "{} requests for 10 droplets (budget {budget})",
         requests(&report)
     );
 }
@@ -177,7 +182,8 @@ fn ten_droplets_cost_no_more_requests_than_the_budget() {
 fn survivable_faults_are_survived_without_duplicates_or_leaks() {
     for faults in [
         "burst_429 = 3\nretry_after_secs = 1",
-        "fail_5xx = { \"POST /v2/droplets\" = 1 }",
+        // The 1st POST /v2/droplets is the preflight's scope probe; the 2nd the create.
+        "fail_5xx = { \"POST /v2/droplets\" = 2 }",
         "fail_5xx = { \"GET /v2/droplets\" = 2 }\nfail_5xx_streak = 3",
         "slow_ms = 300",
         "lose_create_responses = 1",
@@ -186,8 +192,9 @@ fn survivable_faults_are_survived_without_duplicates_or_leaks() {
         assert_eq!(out.code, 0, "fault `{faults}`:\n{}", out.stderr);
         assert_no_leak(&out);
         let by = &report["runs"][0]["digitalocean_requests"]["fake"]["by_endpoint"];
+        // The scope probe, the create, at most one retry of it.
         assert!(
-            by["POST /v2/droplets"].as_u64().unwrap() <= 2,
+            by["POST /v2/droplets"].as_u64().unwrap() <= 3,
             "fault `{faults}`: creates {by}"
         );
     }
@@ -678,4 +685,74 @@ fn the_scopes_named_cover_every_operation_a_run_calls() {
             refused.stdout
         );
     }
+}
+
+/// A token lacking scopes is refused by the run's preflight before anything is created,
+/// naming exactly what is missing and the whole set to grant; `doctor` says the same
+/// against `fake-do serve --scopes`.
+#[test]
+fn a_token_lacking_scopes_is_refused_before_anything_is_created() {
+    use swarm_e2e::target::digitalocean::RUN_SCOPES;
+    let granted: Vec<String> = RUN_SCOPES
+        .iter()
+        .filter(|s| !["firewall:delete", "ssh_key:create"].contains(s))
+        .map(|s| s.to_string())
+        .collect();
+    // The real target's code path against the fake served over HTTP: what it was sent
+    // and holds can be asked afterwards.
+    let (fake, url) = serve_fake(&["--token", "dop_v1_lacking", "--scopes", &granted.join(",")]);
+    let env = [
+        ("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_lacking"),
+        ("DIGITALOCEAN_API_URL", url.as_str()),
+    ];
+    let out = run(&["run", "--target", "digitalocean", "--no-engines", SEED], &env);
+    let served = stop_fake(fake);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("lacks scope(s) ssh_key:create, firewall:delete; nothing was created"),
+        "{}",
+        out.stderr
+    );
+    for scope in RUN_SCOPES {
+        assert!(out.stderr.contains(scope), "the hint lacks {scope}:\n{}", out.stderr);
+    }
+    assert!(
+        !out.stderr.contains("… provision"),
+        "provisioning started:\n{}",
+        out.stderr
+    );
+    // Only the probes were sent (their bodies refused or their ids unknown: nothing
+    // created, nothing deleted).
+    assert!(
+        served.contains(&format!("served {} request(s)", RUN_SCOPES.len())),
+        "{served}"
+    );
+
+    let all: Vec<String> = RUN_SCOPES
+        .iter()
+        .filter(|s| **s != "tag:create")
+        .map(|s| s.to_string())
+        .collect();
+    let (fake, url) = serve_fake(&["--token", "dop_v1_scoped", "--scopes", &all.join(",")]);
+    let env = [
+        ("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_scoped"),
+        ("DIGITALOCEAN_API_URL", url.as_str()),
+    ];
+    let doctor = run(&["doctor", "--target", "digitalocean", "--format", "json"], &env);
+    let served = stop_fake(fake);
+    assert_eq!(doctor.code, 3, "{}", doctor.stdout);
+    let doc = valid_document("doctor", &doctor.stdout);
+    let scopes = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["what"] == "scopes")
+        .unwrap_or_else(|| panic!("no scopes finding: {doc:#}"));
+    assert_eq!(scopes["status"], "fail");
+    assert!(
+        scopes["detail"].as_str().unwrap().contains("lacks scope(s) tag:create"),
+        "{scopes:#}"
+    );
+    assert!(served.contains("served "), "{served}");
 }

@@ -15,6 +15,7 @@ pub enum FakeDoCommand {
   swarm-e2e fake-do serve --port 8080
   curl -H \"Authorization: Bearer dop_v1_fake\" http://127.0.0.1:8080/v2/account
   doctl --api-url http://127.0.0.1:8080 -t dop_v1_fake compute droplet list
+  swarm-e2e fake-do serve --scopes account:read,droplet:read   # a read-only custom token
 
 Point any client at it: pydo `endpoint=`, python-digitalocean `DIGITALOCEAN_END_POINT`
 (with /v2/), terraform `api_endpoint`, godo `SetBaseURL`.")]
@@ -35,6 +36,11 @@ Point any client at it: pydo `endpoint=`, python-digitalocean `DIGITALOCEAN_END_
         /// 'burst_429 = 3' or 'lose_create_responses = 1'.
         #[arg(long)]
         faults: Option<String>,
+        /// The token holds only these scopes (comma-separated, e.g.
+        /// `account:read,droplet:read`), as a custom-scoped token does: other requests
+        /// get DigitalOcean's 403. Default: full access.
+        #[arg(long, value_delimiter = ',', value_name = "SCOPE,...")]
+        scopes: Option<Vec<String>>,
     },
 }
 
@@ -45,13 +51,17 @@ pub fn main(rt: &Runtime, command: FakeDoCommand) -> Result<i32, Failure> {
         token,
         boot_latency,
         faults,
+        scopes,
     } = command;
-    let faults: Faults = faults
+    let mut faults: Faults = faults
         .as_deref()
         .map(toml::from_str)
         .transpose()
         .map_err(|e| Failure::invalid_input(format!("--faults: {e}")))?
         .unwrap_or_default();
+    if let Some(scopes) = scopes {
+        faults.scopes = Some(scopes.into_iter().map(|s| s.trim().to_string()).collect());
+    }
     let listener = std::net::TcpListener::bind((listen, port)).map_err(|e| {
         Failure::infrastructure(format!("cannot listen on {listen}:{port}: {e}"))
             .with_hint("pick another --port, or 0 for a free one")

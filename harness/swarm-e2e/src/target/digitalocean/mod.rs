@@ -35,25 +35,8 @@ pub const REAL_ENGINES_READY_FLOOR: Duration = Duration::from_secs(600);
 /// The environment variable the real target reads its token from (as doctl does).
 pub const TOKEN_VAR: &str = "DIGITALOCEAN_ACCESS_TOKEN";
 
-/// The scopes of every operation a run, `doctor` and `sweep` call, by DigitalOcean's
-/// OpenAPI spec (`fixtures/digitalocean-openapi/`): a custom-scoped token needs all of
-/// them. Creating a droplet also needs `image:read`, `ssh_key:read` and `tag:create`
-/// for what the request names; listing droplets by tag needs `tag:read`.
-pub const RUN_SCOPES: &[&str] = &[
-    "account:read",
-    "droplet:create",
-    "droplet:read",
-    "droplet:delete",
-    "tag:create",
-    "tag:read",
-    "ssh_key:create",
-    "ssh_key:read",
-    "ssh_key:delete",
-    "firewall:create",
-    "firewall:read",
-    "firewall:delete",
-    "image:read",
-];
+/// The scopes a custom-scoped token needs for runs, `doctor` and `sweep`.
+pub use swarm_e2e_digitalocean::scopes::RUN_SCOPES;
 
 /// Why the checks of a `--no-engines` run are ignored.
 const NO_ENGINES: &str = "--no-engines: API-only dry run, no engine behind the droplets";
@@ -153,6 +136,23 @@ impl DoTarget {
     }
 }
 
+/// The failure of a token that lacks scopes: which, and the whole set to grant.
+pub fn missing_scopes_failure(report: &swarm_e2e_digitalocean::scopes::ScopeReport) -> Failure {
+    let unjudged = if report.unjudged.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} could not be checked without them)", report.unjudged.join(", "))
+    };
+    Failure::infrastructure(format!(
+        "the DigitalOcean token lacks scope(s) {}{unjudged}; nothing was created",
+        report.missing.join(", ")
+    ))
+    .with_hint(format!(
+        "give the token full access, or custom scopes {} (Control Panel → API → Tokens)",
+        RUN_SCOPES.join(", ")
+    ))
+}
+
 impl Target for DoTarget {
     fn name(&self) -> &'static str {
         self.name
@@ -169,6 +169,16 @@ impl Target for DoTarget {
             if self.shares_host() {
                 // The fake's droplets are node containers on this host.
                 crate::hostlimits::preflight(scenario)?;
+            }
+            // A token without a scope the run needs would fail mid-run, with droplets up
+            // (or, lacking a delete scope, left behind): say so before creating anything.
+            let scopes = self
+                .client
+                .probe_scopes(&self.settings.image)
+                .await
+                .map_err(|e| Failure::infrastructure(format!("checking the token's scopes: {e}")))?;
+            if !scopes.missing.is_empty() {
+                return Err(missing_scopes_failure(&scopes));
             }
             if let Some(host) = &self.host {
                 async {

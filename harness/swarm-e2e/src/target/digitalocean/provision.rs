@@ -260,7 +260,8 @@ pub struct ScenarioPlan {
     pub cost: Option<PlannedCost>,
     /// About how many API requests the run sends.
     pub expected_requests: usize,
-    /// The most a healthy run may send (2N + 15); the suite holds runs to it.
+    /// The most a healthy run may send: 2N + 15, plus one scope probe per scope a run
+    /// needs (13, sent at once before anything is created); the suite holds runs to it.
     pub request_budget: usize,
 }
 
@@ -316,7 +317,8 @@ pub fn plan(scenario: &Scenario, settings: &DoSettings, run_id: &str) -> Scenari
     // account, droplet count, 2 tags, key, firewall, ceil(N/10) creates, ~8 polls with
     // doubling intervals, delete by tag, ~2 verifying lists, firewall and key deletes.
     // The classic topology's store droplet adds a create and its own wait.
-    let expected_requests = 6 + n.div_ceil(10) + 8 + 1 + 2 + 2 + if classic { 1 + 4 } else { 0 };
+    let probes = swarm_e2e_digitalocean::scopes::RUN_SCOPES.len();
+    let expected_requests = probes + 6 + n.div_ceil(10) + 8 + 1 + 2 + 2 + if classic { 1 + 4 } else { 0 };
     ScenarioPlan {
         scenario: scenario.name.clone(),
         file: scenario.source.clone(),
@@ -325,8 +327,14 @@ pub fn plan(scenario: &Scenario, settings: &DoSettings, run_id: &str) -> Scenari
         ssh_key_and_firewall: run_resource_name(run_id),
         cost,
         expected_requests,
-        request_budget: 2 * n + 15,
+        request_budget: request_budget(n),
     }
+}
+
+/// The requests a healthy run of `droplets` droplets may send (see
+/// [`ScenarioPlan::request_budget`]).
+pub fn request_budget(droplets: usize) -> usize {
+    2 * droplets + 15 + swarm_e2e_digitalocean::scopes::RUN_SCOPES.len()
 }
 
 /// A plan for people: a table of droplets, what else is created, cost and requests.
@@ -363,8 +371,9 @@ pub fn render_plan(p: &ScenarioPlan) -> String {
         )),
     }
     out.push_str(&format!(
-        "expected API requests: about {} (budget 2N + 15 = {}); droplets are created {} per request\n",
+        "expected API requests: about {} (budget 2N + 15 + {} scope probes = {}); droplets are created {} per request\n",
         p.expected_requests,
+        swarm_e2e_digitalocean::scopes::RUN_SCOPES.len(),
         p.request_budget,
         p.droplets.len().min(10)
     ));
