@@ -493,7 +493,10 @@ fn endpoint(req: &Request) -> String {
         .map(|(i, seg)| {
             let looks_like_id = seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty();
             let uuid = seg.len() == 36 && seg.chars().filter(|c| *c == '-').count() == 4;
-            if i >= 3 && (looks_like_id || uuid) {
+            // A key's fingerprint and an image's slug name one resource too.
+            let fingerprint = seg.len() == 47 && seg.chars().filter(|c| *c == ':').count() == 15;
+            let slug = i == 3 && path.starts_with("/v2/images/");
+            if i >= 3 && (looks_like_id || uuid || fingerprint || slug) {
                 "{id}".to_string()
             } else {
                 seg.to_string()
