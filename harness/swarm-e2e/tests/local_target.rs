@@ -413,7 +413,8 @@ fn main() {
             let attempts = check["attempts"].as_u64().unwrap_or(0);
             let first = check["failed_attempts"][0].as_str().unwrap_or_default();
             let want = if flaky_fails { "failed" } else { "flaky" };
-            if check["outcome"] != want || !(2..=6).contains(&attempts) || !first.contains("no verdict within 1s 500ms") {
+            if check["outcome"] != want || !(2..=6).contains(&attempts) || !first.contains("no verdict within 1s 500ms")
+            {
                 return Err(format!("JSON check is not {want} with its attempts: {check:#}").into());
             }
             // JUnit: flakyFailure in a passing case (rerunFailure in a failing one).
