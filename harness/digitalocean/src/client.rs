@@ -22,6 +22,11 @@ use serde_json::{Value, json};
 /// The real API.
 pub const DEFAULT_BASE_URL: &str = "https://api.digitalocean.com";
 
+/// How long a droplet create whose answer was lost keeps being looked for in lists before
+/// its droplets are created again. DigitalOcean documents no list lag; 30 s is six times
+/// the fake profile's pessimistic 5 s.
+pub const DEFAULT_LIST_LAG_BOUND: Duration = Duration::from_secs(30);
+
 /// Longest pause between two polls of a wait.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -95,6 +100,8 @@ pub struct DoClient {
     retry_budget: Duration,
     /// Items per page when listing (the API allows 1..=200).
     page_size: u32,
+    /// How long a lost create's droplets are looked for in lists before a retry.
+    list_lag_bound: Duration,
 }
 
 impl std::fmt::Debug for DoClient {
@@ -185,12 +192,20 @@ impl DoClient {
             stats: Arc::default(),
             retry_budget: Duration::from_secs(180),
             page_size: 200,
+            list_lag_bound: DEFAULT_LIST_LAG_BOUND,
         })
     }
 
     /// Shortens the retry budget (tests of give-up paths).
     pub fn with_retry_budget(mut self, budget: Duration) -> Self {
         self.retry_budget = budget;
+        self
+    }
+
+    /// How long a created droplet may be missing from lists (see
+    /// [`DEFAULT_LIST_LAG_BOUND`]); the fake's time-compressed profiles shorten it.
+    pub fn with_list_lag_bound(mut self, bound: Duration) -> Self {
+        self.list_lag_bound = bound;
         self
     }
 
@@ -412,20 +427,25 @@ impl DoClient {
                             && matches!(e, DoError::Transport { .. } | DoError::Api { status: 500.., .. }) =>
                     {
                         // The create may have happened: look before trying again. A
-                        // freshly created droplet can lag in lists, so look twice.
+                        // freshly created droplet is missing from lists for a while, so
+                        // keep looking (doubling the interval) for the whole list-lag
+                        // bound before creating what is still missing: a retried create
+                        // costs that bound, a duplicate would cost a droplet.
                         tracing::debug!(error = %e, "droplet create failed; reconciling by tag before any retry");
-                        for round in 0..2 {
-                            if round > 0 {
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
+                        let started = Instant::now();
+                        let mut interval = Duration::from_millis(250);
+                        loop {
                             for d in self.droplets_by_tag(run_tag).await? {
                                 if chunk.contains(&d.name) {
                                     ids.insert(d.name.clone(), d.id);
                                 }
                             }
-                            if chunk.iter().all(|n| ids.contains_key(n)) {
+                            if chunk.iter().all(|n| ids.contains_key(n)) || started.elapsed() >= self.list_lag_bound {
                                 break;
                             }
+                            let left = self.list_lag_bound.saturating_sub(started.elapsed());
+                            tokio::time::sleep(interval.min(left)).await;
+                            interval = (interval * 2).min(Duration::from_secs(5));
                         }
                     }
                     Err(e) => return Err(e),

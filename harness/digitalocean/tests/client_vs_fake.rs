@@ -24,7 +24,10 @@ async fn fake(faults: Faults, boot: Duration) -> FakeDigitalOcean {
 }
 
 fn client(f: &FakeDigitalOcean) -> DoClient {
-    DoClient::new(&f.base_url(), SecretString::from(f.token().to_string())).unwrap()
+    // These fakes list a new droplet at once: a lost create's droplets are looked for 1 s.
+    DoClient::new(&f.base_url(), SecretString::from(f.token().to_string()))
+        .unwrap()
+        .with_list_lag_bound(Duration::from_secs(1))
 }
 
 fn template() -> DropletTemplate {
@@ -129,6 +132,41 @@ async fn a_lost_create_response_never_duplicates_droplets() {
         Some(&1),
         "no second create was needed"
     );
+}
+
+/// Under list lag (new droplets missing from lists for 2 s), a lost create's droplets
+/// are waited for within the client's bound and never created twice; with a bound
+/// shorter than the lag, the same fault does duplicate: the lag is what the bound is for.
+#[tokio::test]
+async fn a_lost_create_under_list_lag_never_duplicates_droplets() {
+    for (bound, want_live) in [(Duration::from_secs(5), 3), (Duration::from_millis(300), 6)] {
+        let f = FakeDigitalOcean::start(
+            FakeConfig {
+                boot_latency: Duration::ZERO,
+                list_lag: Duration::from_secs(2),
+                faults: Faults {
+                    lose_create_responses: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            None,
+        )
+        .await;
+        let c = DoClient::new(&f.base_url(), SecretString::from(f.token().to_string()))
+            .unwrap()
+            .with_list_lag_bound(bound);
+        let started = std::time::Instant::now();
+        let ids = c.create_droplets(&names(3), &template(), TAG).await.unwrap();
+        assert_eq!(ids.len(), 3);
+        let live = f.live_droplets();
+        assert_eq!(live.len(), want_live, "bound {bound:?}: {live:?}");
+        if want_live == 3 {
+            assert_eq!(f.stats().by_endpoint.get("POST /v2/droplets"), Some(&1));
+            // It waited for the lag, not for the whole bound.
+            assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+        }
+    }
 }
 
 #[tokio::test]

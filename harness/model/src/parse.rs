@@ -425,7 +425,7 @@ impl Parser {
             self.de(
                 v,
                 "keys: burst_429, retry_after_secs, fail_5xx, fail_5xx_streak, slow_ms, lose_create_responses, \
-                 stuck_in_new, goes_off, scopes",
+                 stuck_in_new, goes_off, scopes, profile, time_scale",
             )
         });
 
@@ -512,6 +512,9 @@ impl Parser {
         let checks = self.checks(raw_checks, &nodes, &networks, &services, &containers, topology);
         let timeouts = merge_timeouts(timeouts, PhaseTimeouts::for_nodes(nodes.len()));
         if let (Some(f), Some(v)) = (&faults, faults_value) {
+            for (message, help) in f.timing_problems() {
+                self.push(Problem::new(message, Some(v.span())).label("in this table").help(help));
+            }
             for scope in f.scopes.iter().flatten() {
                 let well_formed = scope.split_once(':').is_some_and(|(resource, action)| {
                     !resource.is_empty()

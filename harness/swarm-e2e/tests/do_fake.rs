@@ -756,3 +756,39 @@ fn a_token_lacking_scopes_is_refused_before_anything_is_created() {
     );
     assert!(served.contains("served "), "{served}");
 }
+
+/// The DigitalOcean timing profile, time-compressed (0.05: 46 s boots in 2.3 s, 5 s list
+/// lag in 0.25 s, 10 s delete lag, firewalls `waiting`): the seed's dry run passes, waits
+/// the boot out, and a lost create under list lag is reconciled without a duplicate.
+#[test]
+fn the_digitalocean_timing_profile_is_survived_without_duplicates() {
+    let faults = "profile = \"digitalocean\"\ntime_scale = 0.05\nlose_create_responses = 1";
+    let (out, report) = dry_run(&["--fake-faults", faults], SEED);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_no_leak(&out);
+    let provision = report["runs"][0]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "provision")
+        .and_then(|p| p["seconds"].as_f64())
+        .unwrap();
+    assert!(provision >= 2.3, "the profile's boot was not waited out: {provision}s");
+    let by = &report["runs"][0]["digitalocean_requests"]["fake"]["by_endpoint"];
+    // The probe and the lost create; a third would be a blind re-create.
+    assert_eq!(by["POST /v2/droplets"], 2, "{by}");
+    assert!(out.stderr.contains("3 droplet(s) active"), "{}", out.stderr);
+    let bad = run(
+        &[
+            "run",
+            "--target",
+            "do-fake",
+            "--no-engines",
+            "--fake-faults",
+            "time_scale = 2.0",
+            SEED,
+        ],
+        &[],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

@@ -43,3 +43,71 @@ async fn serve_prints_a_working_base_url_and_stops_on_sigint() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("served 3 request(s)"), "{err}");
 }
+
+/// `--profile digitalocean --time-scale 0.1`: a new droplet is missing from lists for
+/// 0.5 s, stays `new` for 4.6 s, and a new firewall is `waiting` before it `succeeded`.
+#[tokio::test]
+async fn serve_with_the_digitalocean_profile_lags_like_the_real_api() {
+    use std::time::{Duration, Instant};
+    use swarm_e2e_digitalocean::client::{DoClient, DropletTemplate};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm-e2e"))
+        .args([
+            "fake-do",
+            "serve",
+            "--port",
+            "0",
+            "--profile",
+            "digitalocean",
+            "--time-scale",
+            "0.1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.strip_prefix("fake DigitalOcean API: ").expect(&first).to_string();
+    let c = DoClient::new(&url, secrecy::SecretString::from("dop_v1_fake".to_string())).unwrap();
+    c.create_tag("lag").await.unwrap();
+    let template = DropletTemplate {
+        region: "nyc3".into(),
+        size: "s-1vcpu-1gb".into(),
+        image: "ubuntu-24-04-x64".into(),
+        tags: vec!["lag".into()],
+        ssh_keys: vec![],
+        user_data: None,
+    };
+    let created = Instant::now();
+    c.create_droplets(&["lag-1".into()], &template, "lag").await.unwrap();
+    assert!(c.droplets_by_tag("lag").await.unwrap().is_empty(), "listed at once");
+    let fw = serde_json::json!({"name": "lag-fw", "tags": ["lag"],
+        "inbound_rules": [{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0"]}}]});
+    c.create_firewall(&fw).await.unwrap();
+    assert_eq!(c.firewalls().await.unwrap()[0]["status"], "waiting");
+    // Listed after the lag, still `new` (boots take 4.6 s); the firewall settles.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let found = c.droplets_by_tag("lag").await.unwrap();
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        created.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        created.elapsed()
+    );
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, "new");
+    while c.firewalls().await.unwrap()[0]["status"] != "succeeded" {
+        assert!(Instant::now() < deadline, "the firewall never succeeded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -16,6 +16,7 @@ pub enum FakeDoCommand {
   curl -H \"Authorization: Bearer dop_v1_fake\" http://127.0.0.1:8080/v2/account
   doctl --api-url http://127.0.0.1:8080 -t dop_v1_fake compute droplet list
   swarm-e2e fake-do serve --scopes account:read,droplet:read   # a read-only custom token
+  swarm-e2e fake-do serve --profile digitalocean --time-scale 0.1   # real-like timings, 10x faster
 
 Point any client at it: pydo `endpoint=`, python-digitalocean `DIGITALOCEAN_END_POINT`
 (with /v2/), terraform `api_endpoint`, godo `SetBaseURL`.")]
@@ -41,6 +42,13 @@ Point any client at it: pydo `endpoint=`, python-digitalocean `DIGITALOCEAN_END_
         /// get DigitalOcean's 403. Default: full access.
         #[arg(long, value_delimiter = ',', value_name = "SCOPE,...")]
         scopes: Option<Vec<String>>,
+        /// DigitalOcean-like timings (`digitalocean`: boots of 46 s, 5 s list lag, 10 s
+        /// delete lag, firewalls `waiting` for 5 s); overrides --boot-latency.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(swarm_e2e_model::FAKE_PROFILES))]
+        profile: Option<String>,
+        /// Multiplies the profile's times (0 < F <= 1): 0.1 boots in 4.6 s.
+        #[arg(long, value_name = "F")]
+        time_scale: Option<f64>,
     },
 }
 
@@ -52,6 +60,8 @@ pub fn main(rt: &Runtime, command: FakeDoCommand) -> Result<i32, Failure> {
         boot_latency,
         faults,
         scopes,
+        profile,
+        time_scale,
     } = command;
     let mut faults: Faults = faults
         .as_deref()
@@ -61,6 +71,11 @@ pub fn main(rt: &Runtime, command: FakeDoCommand) -> Result<i32, Failure> {
         .unwrap_or_default();
     if let Some(scopes) = scopes {
         faults.scopes = Some(scopes.into_iter().map(|s| s.trim().to_string()).collect());
+    }
+    faults.profile = profile.or(faults.profile);
+    faults.time_scale = time_scale.or(faults.time_scale);
+    if let Some((message, hint)) = faults.timing_problems().into_iter().next() {
+        return Err(Failure::invalid_input(message).with_hint(hint));
     }
     let listener = std::net::TcpListener::bind((listen, port)).map_err(|e| {
         Failure::infrastructure(format!("cannot listen on {listen}:{port}: {e}"))
@@ -72,7 +87,8 @@ pub fn main(rt: &Runtime, command: FakeDoCommand) -> Result<i32, Failure> {
             boot_latency,
             faults,
             ..Default::default()
-        };
+        }
+        .with_profile();
         let fake = FakeDigitalOcean::start(config, Some(listener)).await;
         // A reader that takes only the URL line and closes the pipe must not kill the
         // fake (println! panics on EPIPE), so write errors are ignored here.

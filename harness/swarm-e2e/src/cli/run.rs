@@ -130,9 +130,16 @@ impl RunArgs {
                 faults: self
                     .fake_faults
                     .as_deref()
-                    .map(toml::from_str)
+                    .map(toml::from_str::<swarm_e2e_model::FakeFaults>)
                     .transpose()
-                    .map_err(|e| Failure::invalid_input(format!("--fake-faults: {e}")))?,
+                    .map_err(|e| Failure::invalid_input(format!("--fake-faults: {e}")))?
+                    .map(|f| match f.timing_problems().into_iter().next() {
+                        Some((message, hint)) => {
+                            Err(Failure::invalid_input(format!("--fake-faults: {message}")).with_hint(hint))
+                        }
+                        None => Ok(f),
+                    })
+                    .transpose()?,
             },
             "engines" => TargetChoice::Engines {
                 hosts: self.hosts.clone().expect("clap requires --hosts with --target engines"),

@@ -98,21 +98,24 @@ impl DoTarget {
         let (client, fake, backer) = match fake {
             Some((boot_latency, faults)) => {
                 settings.poll_every = Duration::from_secs(1);
-                let f = rt.block_on(FakeDigitalOcean::start(
-                    FakeConfig {
-                        boot_latency,
-                        faults: faults.or_else(|| scenario.faults.clone()).unwrap_or_default(),
-                        backed: host.is_some(),
-                        ..Default::default()
-                    },
-                    None,
-                ));
+                let config = FakeConfig {
+                    boot_latency,
+                    faults: faults.or_else(|| scenario.faults.clone()).unwrap_or_default(),
+                    backed: host.is_some(),
+                    ..Default::default()
+                }
+                .with_profile();
+                // A lost create's droplets are looked for as long as this fake can hide
+                // them (three times its list lag), not the real API's 30 s.
+                let list_lag_bound = (config.list_lag * 3).max(Duration::from_secs(1));
+                let f = rt.block_on(FakeDigitalOcean::start(config, None));
                 let backer = host.as_ref().map(|host| {
                     let _guard = rt.enter();
                     Backer::spawn(host.clone(), f.control(), f.events())
                 });
                 let client = DoClient::new(&f.base_url(), SecretString::from(f.token().to_string()))
-                    .map_err(Failure::infrastructure)?;
+                    .map_err(Failure::infrastructure)?
+                    .with_list_lag_bound(list_lag_bound);
                 (client, Some(f), backer)
             }
             None => (client_from_env()?, None, None),
