@@ -296,21 +296,28 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
 
 /// Removes the swarm's routing-mesh network before any node joins, so no node builds an
 /// ingress sandbox (`ingress = false`). `swarm init` creates it in the background: until
-/// then the removal answers "not found", so that answer is waited out, bounded.
+/// then the removal answers "not found", so that answer is waited out, bounded. A removal
+/// counts only once the leader no longer lists it: a CI run saw a removal answered OK and
+/// the network still there at the checks.
 async fn remove_ingress(leader: &EngineNode, deadline: Instant) -> anyhow::Result<()> {
+    let removed = std::sync::atomic::AtomicBool::new(false);
     poll_until(left(deadline), Duration::from_millis(100), || async {
         let networks = leader
             .docker
             .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
             .await?;
         let Some(ingress) = networks.iter().find(|n| n.ingress == Some(true)) else {
+            if removed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(Some(()));
+            }
             anyhow::bail!("the swarm has not created its ingress network yet");
         };
         leader
             .docker
             .remove_network(ingress.id.as_deref().unwrap_or("ingress"))
             .await?;
-        Ok(Some(()))
+        removed.store(true, std::sync::atomic::Ordering::Relaxed);
+        anyhow::bail!("ingress network removed; waiting until the leader no longer lists it")
     })
     .await
     .with_context(|| format!("removing the ingress network on {} (`ingress = false`)", leader.name))
