@@ -153,7 +153,8 @@ impl Drop for LongStep {
     }
 }
 
-fn stderr_line(text: &str) {
+/// A line on stderr in one write, so lines of runs going on at once never mix.
+pub fn stderr_line(text: &str) {
     let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
 }
 

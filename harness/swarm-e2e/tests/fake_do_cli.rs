@@ -3,19 +3,11 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-#[tokio::test]
-async fn serve_prints_a_working_base_url_and_stops_on_sigint() {
+/// `fake-do serve --port 0 EXTRA…`, and the base URL its first line prints.
+fn serve(extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_swarm-e2e"))
-        .args([
-            "fake-do",
-            "serve",
-            "--port",
-            "0",
-            "--token",
-            "dop_v1_cli",
-            "--faults",
-            "burst_429 = 1",
-        ])
+        .args(["fake-do", "serve", "--port", "0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -23,6 +15,12 @@ async fn serve_prints_a_working_base_url_and_stops_on_sigint() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let url = first.strip_prefix("fake DigitalOcean API: ").expect(&first).to_string();
+    (child, url)
+}
+
+#[tokio::test]
+async fn serve_prints_a_working_base_url_and_stops_on_sigint() {
+    let (mut child, url) = serve(&["--token", "dop_v1_cli", "--faults", "burst_429 = 1"]);
     let http = reqwest::Client::new();
     let get = || http.get(format!("{url}/v2/account")).bearer_auth("dop_v1_cli").send();
     assert_eq!(get().await.unwrap().status(), 429, "the injected fault fires first");
@@ -50,24 +48,7 @@ async fn serve_prints_a_working_base_url_and_stops_on_sigint() {
 async fn serve_with_the_digitalocean_profile_lags_like_the_real_api() {
     use std::time::{Duration, Instant};
     use swarm_e2e_digitalocean::client::{DoClient, DropletTemplate};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm-e2e"))
-        .args([
-            "fake-do",
-            "serve",
-            "--port",
-            "0",
-            "--profile",
-            "digitalocean",
-            "--time-scale",
-            "0.1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first.strip_prefix("fake DigitalOcean API: ").expect(&first).to_string();
+    let (mut child, url) = serve(&["--profile", "digitalocean", "--time-scale", "0.1"]);
     let c = DoClient::new(&url, secrecy::SecretString::from("dop_v1_fake".to_string())).unwrap();
     c.create_tag("lag").await.unwrap();
     let template = DropletTemplate {

@@ -3,7 +3,6 @@
 //! --jobs`, `matrix`), each run has its own reporter whose every line starts with the
 //! run's label, and none has a spinner (they would overwrite each other).
 
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,10 +49,7 @@ impl HumanReporter {
         let guard = self.spinner.lock().unwrap();
         match guard.as_ref() {
             Some(bar) => bar.println(text),
-            None => {
-                // One write per event, so lines of runs at once never mix within a line.
-                let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
-            }
+            None => crate::progress::stderr_line(&text),
         }
     }
 }
@@ -98,9 +94,7 @@ impl Reporter for HumanReporter {
                     let beat = crate::progress::Heartbeat::start(
                         format!("{prefix}  … {}", phase.as_str()),
                         crate::progress::heartbeat_interval(),
-                        |l| {
-                            let _ = std::io::stderr().lock().write_all(format!("{l}\n").as_bytes());
-                        },
+                        crate::progress::stderr_line,
                     );
                     *self.beat.lock().unwrap() = Some(beat);
                 }
