@@ -43,6 +43,9 @@ pub struct Scenario {
     pub timeouts: PhaseTimeouts,
     /// Faults for the fake DigitalOcean API, when the scenario declares them.
     pub faults: Option<FakeFaults>,
+    /// Droplet settings for the DigitalOcean targets (`[digitalocean]`); every field
+    /// empty when the scenario has no such table.
+    pub digitalocean: DigitalOceanSettings,
     /// How the engines form one cluster.
     pub topology: Topology,
     /// Whether the swarm keeps its `ingress` network (the routing mesh for published
@@ -523,6 +526,37 @@ impl FakeFaults {
         }
         out
     }
+}
+
+/// A scenario's `[digitalocean]` table: what its droplets are made of. Flags and
+/// environment variables (`--do-region`, `DIGITALOCEAN_REGION`, …) override it; the
+/// harness's defaults fill what neither says. Slugs are checked against the API at
+/// preflight, not here (the list of regions and sizes changes).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigitalOceanSettings {
+    /// Region slug, e.g. `nyc3`.
+    pub region: Option<String>,
+    /// Size slug of every droplet that `sizes` does not name, e.g. `s-1vcpu-1gb`.
+    pub size: Option<String>,
+    /// Image slug, e.g. `ubuntu-24-04-x64`.
+    pub image: Option<String>,
+    /// Per-node size slugs (the classic topology's store droplet is `kv-store`).
+    pub sizes: std::collections::BTreeMap<String, String>,
+    /// Shell commands each engine droplet's boot script runs as root before it installs
+    /// the engine (packages, sysctls, …); the first that fails ends the boot, and the
+    /// droplet's engine never starts.
+    pub boot_commands: Vec<String>,
+}
+
+/// Whether `s` has the shape of a DigitalOcean slug (`nyc3`, `s-1vcpu-1gb`,
+/// `ubuntu-24-04-x64`): lowercase letters, digits, `-` and `.`, not empty.
+pub fn valid_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 /// The timing profiles of the fake DigitalOcean API (`[faults] profile`).

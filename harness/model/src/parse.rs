@@ -17,9 +17,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use crate::constraint::Constraint;
 use crate::diag::{Problem, ScenarioError, did_you_mean};
 use crate::{
-    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, DEFAULT_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, EndpointMode,
-    FakeFaults, MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Network, Node, Payload, PhaseTimeouts, Role, Scenario, Service,
-    ServiceMode, Topology,
+    BUSYBOX, Check, CheckKind, Container, DEFAULT_ENGINE, DEFAULT_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES,
+    DigitalOceanSettings, EndpointMode, FakeFaults, KV_STORE_NODE, MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Network, Node,
+    Payload, PhaseTimeouts, Role, Scenario, Service, ServiceMode, Topology,
 };
 
 /// More nodes than this is refused: a local run of that size cannot fit one machine, and a
@@ -135,6 +135,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ingress",
     "timeouts",
     "faults",
+    "digitalocean",
     "nodes",
     "networks",
     "services",
@@ -429,6 +430,14 @@ impl Parser {
             )
         });
 
+        let digitalocean_value = get("digitalocean");
+        let digitalocean: Option<DigitalOceanSettings> = digitalocean_value.and_then(|v| {
+            self.de(
+                v,
+                "keys: region, size, image, sizes (node = slug), boot_commands (strings)",
+            )
+        });
+
         let nodes_value = get("nodes");
         let too_many = nodes_value
             .and_then(|v| v.get_ref().as_array().map(|a| (a.len(), v.span())))
@@ -544,6 +553,10 @@ impl Parser {
             }
         }
 
+        if let (Some(d), Some(v)) = (&digitalocean, digitalocean_value) {
+            self.digitalocean_problems(d, v.span(), &nodes, topology);
+        }
+
         Some(Scenario {
             name: name?,
             description,
@@ -555,9 +568,62 @@ impl Parser {
             checks,
             timeouts,
             faults,
+            digitalocean: digitalocean.unwrap_or_default(),
             topology,
             ingress,
         })
+    }
+
+    /// The `[digitalocean]` table's rules the model can judge alone: slugs have a slug's
+    /// shape, `sizes` names declared droplets, boot commands are one line of something.
+    fn digitalocean_problems(
+        &mut self,
+        d: &DigitalOceanSettings,
+        span: std::ops::Range<usize>,
+        nodes: &[Node],
+        topology: Topology,
+    ) {
+        let slugs = [("region", &d.region), ("size", &d.size), ("image", &d.image)];
+        let sized = d.sizes.iter().map(|(node, size)| (node.as_str(), size));
+        for (key, slug) in slugs
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v)))
+            .chain(sized.map(|(n, s)| (format!("sizes.{n}"), s)))
+        {
+            if !crate::valid_slug(slug) {
+                self.push(
+                    Problem::new(format!("`{key} = \"{slug}\"` is not a DigitalOcean slug"), Some(span.clone()))
+                        .label("in this table")
+                        .help("slugs are lowercase letters, digits and `-`, e.g. region `nyc3`, size `s-1vcpu-1gb`, image `ubuntu-24-04-x64`"),
+                );
+            }
+        }
+        let mut droplets: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        if topology == Topology::Classic {
+            droplets.push(KV_STORE_NODE);
+        }
+        for node in d.sizes.keys() {
+            if !droplets.contains(&node.as_str()) {
+                let help = match did_you_mean(node, droplets.iter().copied()) {
+                    Some(g) => format!("did you mean `{g}`?"),
+                    None => "name a node declared in [[nodes]]".into(),
+                };
+                self.push(
+                    Problem::new(format!("`sizes` names unknown node `{node}`"), Some(span.clone()))
+                        .label("in this table")
+                        .help(help),
+                );
+            }
+        }
+        for command in &d.boot_commands {
+            if command.trim().is_empty() || command.contains('\0') {
+                self.push(
+                    Problem::new("a boot command is empty", Some(span.clone()))
+                        .label("in this table")
+                        .help("each entry of `boot_commands` is one shell command, e.g. \"sysctl -w net.core.somaxconn=1024\""),
+                );
+            }
+        }
     }
 
     /// Names that end up in hostnames, container names and DNS: letters, digits, `-`
