@@ -169,11 +169,50 @@ pub struct Account {
     pub email: String,
 }
 
+/// A region as `GET /v2/regions` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Region {
+    pub slug: String,
+    /// Whether new droplets can be created there now.
+    pub available: bool,
+    /// The size slugs it offers.
+    #[serde(default)]
+    pub sizes: Vec<String>,
+}
+
+/// A size as `GET /v2/sizes` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Size {
+    pub slug: String,
+    pub available: bool,
+    pub price_hourly: f64,
+    /// The regions it is offered in.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+/// An image as `GET /v2/images/{slug}` answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Image {
+    pub slug: Option<String>,
+    pub distribution: String,
+    pub status: String,
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct SshKey {
     pub id: i64,
     pub name: String,
     pub fingerprint: String,
+}
+
+fn decode_all<T: serde::de::DeserializeOwned>(items: Vec<Value>) -> Result<Vec<T>, DoError> {
+    items
+        .into_iter()
+        .map(|v| serde_json::from_value(v).map_err(|e| DoError::Decode(e.to_string())))
+        .collect()
 }
 
 impl DoClient {
@@ -366,6 +405,32 @@ impl DoClient {
     pub async fn account(&self) -> Result<Account, DoError> {
         let v = self.send(Method::GET, "/v2/account", &[], None, true).await?;
         serde_json::from_value(v["account"].clone()).map_err(|e| DoError::Decode(e.to_string()))
+    }
+
+    /// Every region (all pages: a client that reads only the first misses some).
+    pub async fn regions(&self) -> Result<Vec<Region>, DoError> {
+        let items = self.list("/v2/regions", "regions", &[]).await?;
+        decode_all(items)
+    }
+
+    /// Every droplet size.
+    pub async fn sizes(&self) -> Result<Vec<Size>, DoError> {
+        let items = self.list("/v2/sizes", "sizes", &[]).await?;
+        decode_all(items)
+    }
+
+    /// The public image with `slug`; `None` when there is none (404).
+    pub async fn image(&self, slug: &str) -> Result<Option<Image>, DoError> {
+        match self
+            .send(Method::GET, &format!("/v2/images/{slug}"), &[], None, true)
+            .await
+        {
+            Ok(v) => serde_json::from_value(v["image"].clone())
+                .map(Some)
+                .map_err(|e| DoError::Decode(e.to_string())),
+            Err(DoError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn droplets_by_tag(&self, tag: &str) -> Result<Vec<Droplet>, DoError> {

@@ -13,7 +13,8 @@ use crate::client::{DoClient, DoError};
 /// The scopes of every operation a run, `doctor` and `sweep` call, by DigitalOcean's
 /// OpenAPI spec (`fixtures/digitalocean-openapi/`): a custom-scoped token needs all of
 /// them. A droplet create also needs `image:read` and `tag:create` for the image and
-/// tags it names; listing droplets by tag needs `tag:read`.
+/// tags it names; listing droplets by tag needs `tag:read`; the droplet settings are
+/// checked against the regions and sizes lists.
 pub const RUN_SCOPES: &[&str] = &[
     "account:read",
     "droplet:create",
@@ -28,6 +29,8 @@ pub const RUN_SCOPES: &[&str] = &[
     "firewall:read",
     "firewall:delete",
     "image:read",
+    "regions:read",
+    "sizes:read",
 ];
 
 /// One scope's probe: a request that needs `scope` (and `also_needs`, which are probed
@@ -107,6 +110,9 @@ pub fn probes(image: &str) -> Vec<ScopeProbe> {
             "/v2/firewalls/00000000-0000-4000-8000-000000000000",
         ),
         ScopeProbe::new("image:read", Method::GET, format!("/v2/images/{image}")),
+        // The droplet settings are checked against these lists before anything is made.
+        ScopeProbe::new("regions:read", Method::GET, "/v2/regions").query("per_page", "1"),
+        ScopeProbe::new("sizes:read", Method::GET, "/v2/sizes").query("per_page", "1"),
     ]
 }
 

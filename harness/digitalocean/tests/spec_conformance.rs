@@ -367,7 +367,7 @@ async fn a_scoped_token_is_refused_what_it_lacks_as_the_spec_says() {
 }
 
 /// The scope probes tell held from missing scopes and change nothing: against a full
-/// token all 13 are held; against one lacking three, exactly those three are missing
+/// token all of them are held; against one lacking three, exactly those three are missing
 /// (and `tag:read`, whose probe also needs the missing `droplet:read`, is not judged).
 #[tokio::test]
 async fn scope_probes_name_the_missing_scopes_and_create_nothing() {
@@ -379,7 +379,7 @@ async fn scope_probes_name_the_missing_scopes_and_create_nothing() {
     assert_eq!(report.held.len(), RUN_SCOPES.len());
     assert_eq!((full.key_count(), full.firewall_count()), (0, 0));
     assert_eq!(c.count_droplets().await.unwrap(), 0);
-    assert_conforms(&full, 13);
+    assert_conforms(&full, RUN_SCOPES.len());
 
     let lacking = ["droplet:read", "tag:create", "firewall:delete"];
     let granted = RUN_SCOPES
@@ -399,5 +399,5 @@ async fn scope_probes_name_the_missing_scopes_and_create_nothing() {
     assert_eq!(missing, ["droplet:read", "firewall:delete", "tag:create"], "{report:?}");
     assert_eq!(report.unjudged, ["tag:read"], "{report:?}");
     assert_eq!((scoped.key_count(), scoped.firewall_count()), (0, 0));
-    assert_conforms(&scoped, 13);
+    assert_conforms(&scoped, RUN_SCOPES.len());
 }

@@ -216,6 +216,7 @@ fn main() {
                 no_engines: true,
                 boot_latency: Duration::from_secs(30),
                 faults: None,
+                droplets: Default::default(),
             },
             ..Default::default()
         };

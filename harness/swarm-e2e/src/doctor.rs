@@ -216,7 +216,10 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
         return out;
     }
     out.push(Finding::ok("token", "accepted"));
-    let image = crate::target::digitalocean::provision::DoSettings::from_env().image;
+    let overrides = crate::target::digitalocean::provision::DropletOverrides::from_env();
+    let image = overrides
+        .image
+        .unwrap_or_else(|| crate::target::digitalocean::provision::DEFAULT_IMAGE.to_string());
     match client.probe_scopes(&image).await {
         Ok(r) if r.missing.is_empty() => out.push(Finding::ok(
             "scopes",

@@ -39,6 +39,36 @@ Arguments after `--` go to the libtest-style runner: FILTER, --exact, --skip, --
   130  interrupted (SIGINT/SIGTERM); the run was torn down"
 );
 
+/// Where droplets go and what they run, on the DigitalOcean targets. Each wins over the
+/// scenario's `[digitalocean]` table; clap reads the environment variable when the flag
+/// is absent.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "DigitalOcean droplets (override the scenario's [digitalocean] table)")]
+pub struct DropletArgs {
+    /// Region slug (default nyc3).
+    #[arg(long, value_name = "SLUG", env = "DIGITALOCEAN_REGION")]
+    do_region: Option<String>,
+    /// Size slug of every droplet the scenario's `sizes` does not name (default
+    /// s-1vcpu-1gb).
+    #[arg(long, value_name = "SLUG", env = "DIGITALOCEAN_SIZE")]
+    do_size: Option<String>,
+    /// Image slug (default ubuntu-24-04-x64, or ubuntu-22-04-x64 for engines Docker has
+    /// no Ubuntu 24.04 packages of, such as 20.10).
+    #[arg(long, value_name = "SLUG", env = "DIGITALOCEAN_IMAGE")]
+    do_image: Option<String>,
+}
+
+impl DropletArgs {
+    fn overrides(&self) -> crate::target::digitalocean::provision::DropletOverrides {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        crate::target::digitalocean::provision::DropletOverrides {
+            region: given(&self.do_region),
+            size: given(&self.do_size),
+            image: given(&self.do_image),
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct RunArgs {
     /// Scenario files (TOML); each builds its own cluster.
@@ -70,6 +100,8 @@ pub struct RunArgs {
     /// checks are reported ignored with that reason.
     #[arg(long)]
     no_engines: bool,
+    #[command(flatten)]
+    droplets: DropletArgs,
     /// do-fake: how long fake droplets stay `new`.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     fake_boot_latency: Duration,
@@ -140,6 +172,7 @@ impl RunArgs {
                         None => Ok(f),
                     })
                     .transpose()?,
+                droplets: self.droplets.overrides(),
             },
             "engines" => TargetChoice::Engines {
                 hosts: self.hosts.clone().expect("clap requires --hosts with --target engines"),
@@ -147,6 +180,7 @@ impl RunArgs {
             },
             _ => TargetChoice::DigitalOcean {
                 no_engines: self.no_engines,
+                droplets: self.droplets.overrides(),
             },
         })
     }
@@ -410,7 +444,7 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
     })
 }
 
-pub const PLAN_HELP: &str = "Examples:\n  DIGITALOCEAN_SIZE=s-2vcpu-4gb swarm-e2e plan scenarios/swarm-demo.toml --target digitalocean\n  swarm-e2e plan scenarios/*.toml --format json | jq '.plans[].cost.usd_per_hour'\n\nRegion, size and image come from DIGITALOCEAN_REGION, DIGITALOCEAN_SIZE, DIGITALOCEAN_IMAGE\n(defaults nyc3, s-1vcpu-1gb, ubuntu-24-04-x64).";
+pub const PLAN_HELP: &str = "Examples:\n  swarm-e2e plan scenarios/swarm-demo.toml --do-size s-2vcpu-4gb\n  swarm-e2e plan scenarios/*.toml --format json | jq '.plans[].cost.usd_at_most'\n\nRegion, size and image: --do-region/--do-size/--do-image (or DIGITALOCEAN_REGION,\nDIGITALOCEAN_SIZE, DIGITALOCEAN_IMAGE), else the scenario's [digitalocean] table, else\nnyc3, s-1vcpu-1gb, ubuntu-24-04-x64. A run checks the slugs against the API first;\nplan sends no request.";
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -423,16 +457,21 @@ pub struct PlanArgs {
     /// `human` (a table per scenario) or `json` (one document; `swarm-e2e schema plan`).
     #[arg(long, value_enum, default_value_t = super::listing::Format::Human)]
     format: super::listing::Format,
+    #[command(flatten)]
+    droplets: DropletArgs,
 }
 
 pub fn plan(a: PlanArgs) -> Result<i32, Failure> {
     use crate::target::digitalocean::provision;
     let scenarios = load_all(&a.files)?;
-    let settings = provision::DoSettings::from_env();
-    let plans: Vec<_> = scenarios
-        .iter()
-        .map(|s| provision::plan(s, &settings, "<run-id>"))
-        .collect();
+    let overrides = a.droplets.overrides();
+    let mut plans = Vec::new();
+    for s in &scenarios {
+        let settings = provision::DoSettings::resolve(&overrides, s);
+        provision::refuse_uninstallable(s, &settings)?;
+        let timeouts = crate::target::digitalocean::applied_timeouts(s.timeouts, a.target == "digitalocean", true);
+        plans.push(provision::plan(s, &settings, &timeouts, "<run-id>"));
+    }
     match a.format {
         super::listing::Format::Human => plans.iter().for_each(|p| super::say(&provision::render_plan(p))),
         super::listing::Format::Json => super::listing::print_json(&super::listing::plan(plans)),
