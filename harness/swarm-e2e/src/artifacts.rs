@@ -150,6 +150,12 @@ pub async fn collect(
         // says nothing about the node's own engine.
         let log = async { log.await.map_err(|e| Miss::Answered(format!("{e:#}"))) };
         source.take_text(&format!("{}/engine.log", node.name), log).await;
+        if let Some(boot) = target.boot_log(&summary.run_id, &node.name) {
+            let boot = async { boot.await.map_err(|e| Miss::Answered(format!("{e:#}"))) };
+            source
+                .take_text(&format!("{}/cloud-init-output.log", node.name), boot)
+                .await;
+        }
         let Some(n) = cluster.and_then(|c| c.nodes.iter().find(|n| n.name == node.name)) else {
             return;
         };

@@ -22,12 +22,15 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 /// Bumped whenever the node image recipe changes, so cached images are rebuilt.
-pub const NODE_IMAGE_RECIPE: &str = "3";
+pub const NODE_IMAGE_RECIPE: &str = "4";
 pub const NODE_IMAGE_REPO: &str = "swarm-e2e/node";
 pub const BUSYBOX_IMAGE: &str = "swarm-e2e/busybox:local";
 const NODE_INIT: &str = include_str!("../../../fixtures/node-image/swarm-e2e-node-init");
-/// What every node image has besides its engine.
-const BASE_PACKAGES: &str = "iproute2,iptables,procps,ca-certificates,hostname";
+/// `systemctl` for boot scripts, in containers without systemd (fake droplets).
+const SYSTEMCTL: &str = include_str!("../../../fixtures/node-image/swarm-e2e-systemctl");
+/// What every node image has besides its engine (curl: a droplet's boot script fetches
+/// with it, as on DigitalOcean's images).
+const BASE_PACKAGES: &str = "iproute2,iptables,procps,ca-certificates,hostname,curl";
 /// Libraries engines built against Debian need when they come as loose binaries
 /// (a static release archive needs none of them).
 const STATIC_BASE_EXTRA: &str = "libdevmapper1.02.1,libseccomp2,libsystemd0";
@@ -353,6 +356,30 @@ async fn import_rootfs(
     Ok(())
 }
 
+/// The engineless base (of the current recipe), where a fake droplet whose boot script
+/// installs a static engine archive boots; it is built with the first static image.
+pub async fn engineless_base(host: &Docker) -> anyhow::Result<String> {
+    let tag = format!("{NODE_BASE_REPO}:{STATIC_BASE_SUITE}");
+    let current = match host.inspect_image(&tag).await {
+        Ok(i) => {
+            i.config
+                .and_then(|c| c.labels)
+                .unwrap_or_default()
+                .get("swarm-e2e.recipe")
+                .map(String::as_str)
+                == Some(NODE_IMAGE_RECIPE)
+        }
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => false,
+        Err(e) => return Err(e).context("inspecting the engineless base image"),
+    };
+    anyhow::ensure!(
+        current,
+        "the engineless base image {tag} (of recipe {NODE_IMAGE_RECIPE}) is not built; a fake droplet that installs \
+         a static engine archive boots on it\nhint: run `swarm-e2e node-image build --static URL` once (it builds the base too)"
+    );
+    Ok(tag)
+}
+
 /// The engineless Debian base of static-binaries images, built once (cached by recipe).
 async fn static_base(host: &Docker, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<String> {
     let tag = format!("{NODE_BASE_REPO}:{STATIC_BASE_SUITE}");
@@ -675,10 +702,13 @@ pub async fn list_node_images(host: &Docker) -> anyhow::Result<Vec<NodeImageInfo
 
 fn install_init(rootfs: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let path = rootfs.join("usr/local/sbin/swarm-e2e-node-init");
-    std::fs::create_dir_all(path.parent().unwrap())?;
-    std::fs::write(&path, NODE_INIT)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    for (name, body) in [("swarm-e2e-node-init", NODE_INIT), ("systemctl", SYSTEMCTL)] {
+        let path = rootfs.join("usr/local/sbin").join(name);
+        std::fs::create_dir_all(path.parent().unwrap())?;
+        std::fs::write(&path, body)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::create_dir_all(rootfs.join("etc/systemd/system"))?;
     std::fs::create_dir_all(rootfs.join("etc/swarm-e2e"))?;
     Ok(())
 }
@@ -727,6 +757,17 @@ const BUSYBOX_BINARY: &str = "/bin/busybox";
 /// Makes sure the host engine has the busybox test image and returns it in `docker save`
 /// form, ready to be loaded into nodes.
 pub async fn busybox_image_tarball(host: &Docker) -> anyhow::Result<Bytes> {
+    ensure_busybox_image(host).await?;
+    let chunks: Vec<Bytes> = host
+        .export_image(BUSYBOX_IMAGE)
+        .try_collect()
+        .await
+        .context("saving the busybox image")?;
+    Ok(chunks.concat().into())
+}
+
+/// Imports the busybox test image into the host engine unless it is there.
+pub async fn ensure_busybox_image(host: &Docker) -> anyhow::Result<()> {
     match host.inspect_image(BUSYBOX_IMAGE).await {
         Ok(_) => {}
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
@@ -745,12 +786,7 @@ pub async fn busybox_image_tarball(host: &Docker) -> anyhow::Result<Bytes> {
         }
         Err(e) => return Err(e).context("inspecting the busybox image"),
     }
-    let chunks: Vec<Bytes> = host
-        .export_image(BUSYBOX_IMAGE)
-        .try_collect()
-        .await
-        .context("saving the busybox image")?;
-    Ok(chunks.concat().into())
+    Ok(())
 }
 
 /// A root filesystem tar: the static busybox binary and a link per applet.

@@ -15,6 +15,8 @@ pub const CREATED: &str = "swarm-e2e.created";
 pub const KEEP: &str = "swarm-e2e.keep";
 /// On the container behind a fake droplet: the droplet's id.
 pub const DROPLET: &str = "swarm-e2e.droplet";
+/// On a fake droplet's mirror (what its boot script downloads): the droplet's name.
+pub const MIRROR: &str = "swarm-e2e.mirror";
 /// Prefix of every local resource name (containers, networks, volumes, cgroup parents,
 /// temp directories): `swarm-e2e-<run-id>-...`.
 pub const NAME_PREFIX: &str = "swarm-e2e-";

@@ -18,6 +18,8 @@ struct Out {
     code: i32,
     stdout: String,
     stderr: String,
+    /// Every exchange the run's fake recorded, as JSON (see `fake::Exchange`).
+    exchanges: Vec<serde_json::Value>,
 }
 
 /// Runs the binary to its end; whatever the fake it starts answered is then held
@@ -38,6 +40,11 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into(),
         stderr: String::from_utf8_lossy(&o.stderr).into(),
+        exchanges: std::fs::read_to_string(&exchanges)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
     };
     if let Err(deviations) = support::fake_exchanges_conform(&exchanges) {
         panic!("{deviations}\n--- stderr\n{}", out.stderr);
@@ -302,6 +309,155 @@ fn the_real_target_path_keeps_a_canary_token_out_of_everything() {
     for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr), ("report", &report)] {
         assert!(!text.contains(CANARY), "the token leaked into {what}");
     }
+}
+
+/// The seed scenario with a `[digitalocean]` table, written to a temporary file.
+fn seed_with_table(table: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed-with-table.toml");
+    let seed = std::fs::read_to_string(repo().join(SEED)).unwrap();
+    std::fs::write(&path, format!("{seed}\n[digitalocean]\n{table}\n")).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    (dir, path)
+}
+
+fn creates(out: &Out) -> Vec<&serde_json::Value> {
+    out.exchanges
+        .iter()
+        .filter(|e| e["method"] == "POST" && e["path"] == "/v2/droplets")
+        .map(|e| &e["request_body"])
+        // The droplet:create scope probe sends a body that creates nothing.
+        .filter(|b| b["names"].is_array())
+        .collect()
+}
+
+#[test]
+fn droplet_settings_come_from_the_table_flags_and_environment_and_are_checked_first() {
+    let (_dir, file) = seed_with_table(
+        "region = \"ams3\"\nsize = \"s-1vcpu-2gb\"\nsizes = { swarm-demo-1 = \"s-2vcpu-4gb\" }\nimage = \"debian-12-x64\"",
+    );
+    // The table: one create per size, each with the region and image it names.
+    let (out, _) = dry_run(&[], &file);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let bodies = creates(&out);
+    let sized = |size: &str| -> Vec<String> {
+        bodies
+            .iter()
+            .filter(|b| b["size"] == size)
+            .flat_map(|b| {
+                b["names"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    assert_eq!(sized("s-2vcpu-4gb"), ["swarm-demo-1"], "{bodies:#?}");
+    assert_eq!(sized("s-1vcpu-2gb"), ["swarm-demo-2", "swarm-demo-3"], "{bodies:#?}");
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b["region"] == "ams3" && b["image"] == "debian-12-x64"),
+        "{bodies:#?}"
+    );
+
+    // A flag wins over the table; its environment variable stands in for it. A slug the
+    // API does not know is refused (exit 2) with the valid ones nearest to it, before
+    // anything is created.
+    for (flags, env, want) in [
+        (
+            &["--do-region", "ams9"][..],
+            &[][..],
+            "region `ams9` does not exist (nearest open regions: ams3",
+        ),
+        (
+            &[][..],
+            &[("DIGITALOCEAN_SIZE", "s-1vcpu-3gb")][..],
+            "size `s-1vcpu-3gb` (for swarm-demo-2, swarm-demo-3) does not exist (nearest sizes in ams3: s-1vcpu-1gb, s-1vcpu-2gb",
+        ),
+        (
+            &["--do-image", "ubuntu-99-04-x64"][..],
+            &[][..],
+            "image `ubuntu-99-04-x64` does not exist",
+        ),
+    ] {
+        let mut args = vec!["run", "--target", "do-fake", "--no-engines"];
+        args.extend_from_slice(flags);
+        args.push(&file);
+        let out = run(&args, env);
+        assert_eq!(out.code, 2, "{flags:?} {env:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(want),
+            "{flags:?} {env:?}: wanted `{want}`:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("nothing was created") && out.stderr.contains("hint: set them in"),
+            "{}",
+            out.stderr
+        );
+        assert!(creates(&out).is_empty(), "created something: {:?}", creates(&out));
+        assert!(!out.stderr.contains("✓ provision"), "{}", out.stderr);
+    }
+
+    // An engine the image's packages do not have: refused from the scenario alone.
+    let out = run(&["plan", SEED, "--do-image", "ubuntu-24-04-x64"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("engine 20.10 cannot be installed on image ubuntu-24-04-x64: Docker's packages for Ubuntu 24.04 start at 26.0"),
+        "{}",
+        out.stderr
+    );
+    let out = run(
+        &[
+            "run",
+            "--target",
+            "do-fake",
+            "--no-engines",
+            "--do-image",
+            "ubuntu-24-04-x64",
+            SEED,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.exchanges.is_empty(),
+        "a refused pairing sent requests: {:?}",
+        out.exchanges
+    );
+
+    // The plan: per-droplet sizes, the table's region, the whole run's cost.
+    let out = run(&["plan", &file], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let line = |node: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("swarm-demo-1").contains("ams3") && line("swarm-demo-1").contains("s-2vcpu-4gb"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        line("swarm-demo-2").contains("s-1vcpu-2gb") && line("swarm-demo-2").contains("debian-12-x64"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("1 × s-2vcpu-4gb") && out.stdout.contains("2 × s-1vcpu-2gb"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("a run costs at least $0.03") && out.stdout.contains("and at most $"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

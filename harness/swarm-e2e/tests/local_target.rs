@@ -166,7 +166,7 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
         }
         if target == "do-fake" {
             // Real engines answered behind the droplets (not the fake's loopback addresses),
-            // in a request budget of 2N + 15 (and the preflight's 13 scope probes).
+            // in a request budget of 2N + 15 (and the preflight's scope probes and settings check).
             let report = &report["runs"][0];
             if nodes
                 .iter()
@@ -966,6 +966,67 @@ fn main() {
             assert_fake_clean(&out)
         },
     ));
+    // The droplets run their own boot script: one that fails fails provisioning (exit 3),
+    // naming the droplet, the script's status and its last lines, and the whole output is
+    // in the artefacts; nothing is left.
+    trials.push(Trial::test(
+        "do-fake::a-broken-boot-script-fails-provisioning-with-its-output",
+        || {
+            node_image()?;
+            let dir = tempfile::tempdir().unwrap();
+            let artifacts = dir.path().join("artifacts");
+            let json = dir.path().join("r.json");
+            let out = run(
+                &[
+                    "run",
+                    "--target",
+                    "do-fake",
+                    "--artifacts",
+                    artifacts.to_str().unwrap(),
+                    "--json",
+                    json.to_str().unwrap(),
+                    "fixtures/do-fake/broken-boot-script.toml",
+                ],
+                None,
+            );
+            expect_code(&out, 3)?;
+            for want in [
+                "phase `provision` failed: backing droplet broken-boot-",
+                "its boot script (user_data) exited with status 2",
+                "ls: cannot access '/swarm-e2e-no-such-path'",
+                "cloud-init-output.log",
+            ] {
+                if !out.stderr.contains(want) {
+                    return Err(format!("the failure lacks `{want}`\n{}", out.context()).into());
+                }
+            }
+            let report: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+            if report["runs"][0]["phases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["phase"] == "engines-ready")
+            {
+                return Err(format!("the run went past provisioning: {report:#}").into());
+            }
+            let root = artifacts.join(out.run_id().unwrap_or_default());
+            for node in ["broken-boot-1", "broken-boot-2"] {
+                let log = std::fs::read_to_string(root.join(node).join("cloud-init-output.log")).unwrap_or_default();
+                let whole = log.contains(&format!("configuration of {node} written"))
+                    && log.contains("boot command 2/2: ls /swarm-e2e-no-such-path")
+                    && !log.contains("boot script done");
+                if !whole {
+                    return Err(format!(
+                        "{node}'s boot output in the artefacts is not the script's:\n{log}\n{}",
+                        out.context()
+                    )
+                    .into());
+                }
+            }
+            assert_fake_clean(&out)
+        },
+    ));
     // A size this host's kernel cannot hold is refused before anything is created, naming
     // the limit and the sysctl that raises it; `doctor --nodes N` says the same. The size
     // comes from the host's real neighbour-table limit.
@@ -1226,7 +1287,11 @@ fn main() {
             // would otherwise leave the previous one dangling.
             // The broken one is built by `matrix --build-images`, tagged with the version its
             // dockerd reports (this machine's packaged 20.10.24+dfsg1).
-            const BUILT: &[&str] = &["swarm-e2e/node:20.10.24-rc.1", "swarm-e2e/node:20.10.24-dfsg1"];
+            const BUILT: &[&str] = &[
+                "swarm-e2e/node:20.10.24-rc.1",
+                "swarm-e2e/node:20.10.24-dfsg1",
+                "swarm-e2e/node:26.0.99",
+            ];
             let _images = RemoveImagesOnDrop(BUILT);
             let dir = tempfile::tempdir().unwrap();
             // An archive in the layout of Docker's static releases, assembled from the
@@ -1295,6 +1360,34 @@ fn main() {
             let by_url = run(&["run", "--engine", &url, "fixtures/engines/overlay-ping.toml"], None);
             expect_code(&by_url, 0)?;
             assert_clean(&by_url)?;
+            // On do-fake the droplets' boot script installs the archive itself, from a
+            // mirror on each droplet's loopback, on a machine without an engine: the
+            // engine that answers is the one the script installed.
+            let fake = run(&["run", "--target", "do-fake", "--engine", &url, "fixtures/engines/overlay-ping.toml"], None);
+            expect_code(&fake, 0)?;
+            if !fake.stderr.contains("engine 20.10.24") {
+                return Err(format!("no engine of the archive answered\n{}", fake.context()).into());
+            }
+            assert_clean(&fake)?;
+            // A packaged version the machine's engine is not: the script's own check says
+            // it is not installed, so it runs Docker's install script, which cannot be
+            // fetched here (its host resolves to the droplet's loopback): provisioning
+            // fails at once, saying so.
+            let built = run(&["node-image", "build", "--static", &url, "--engine", "26.0.99"], None);
+            expect_code(&built, 0)?;
+            let dir2 = tempfile::tempdir().unwrap();
+            let artifacts = dir2.path().join("a");
+            let mismatch = run(
+                &["run", "--target", "do-fake", "--engine", "26.0.99", "--artifacts", artifacts.to_str().unwrap(), "fixtures/engines/overlay-ping.toml"],
+                None,
+            );
+            expect_code(&mismatch, 3)?;
+            for want in ["installing engine 26.0.99 with Docker's install script", "get.docker.com", "exited with status"] {
+                if !mismatch.stderr.contains(want) {
+                    return Err(format!("the failed install lacks `{want}`\n{}", mismatch.context()).into());
+                }
+            }
+            assert_clean(&mismatch)?;
 
             // A broken candidate: the same binaries with a runc that cannot start
             // anything, given as a folder. Passing on the baseline and failing on it is a

@@ -247,6 +247,12 @@ pub trait Target: Send + Sync {
     /// A node's engine log, for failure artefacts.
     fn node_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, anyhow::Result<String>>;
 
+    /// The output of a node's boot script (cloud-init's log), for failure artefacts, on
+    /// targets whose nodes run one.
+    fn boot_log<'a>(&'a self, _run_id: &'a str, _node: &'a str) -> Option<BoxFuture<'a, anyhow::Result<String>>> {
+        None
+    }
+
     /// Leaves the run up (`--keep`): returns how to reach it.
     fn keep(&self, run_id: &str, nodes: &[NodeRecord]) -> String;
 
@@ -283,9 +289,14 @@ pub enum TargetChoice {
         boot_latency: Duration,
         /// From `--fake-faults`; `None`: the scenario's `[faults]`, if any.
         faults: Option<swarm_e2e_digitalocean::fake::Faults>,
+        /// `--do-region`, `--do-size`, `--do-image` (or their environment variables).
+        droplets: digitalocean::provision::DropletOverrides,
     },
     /// The real DigitalOcean API (needs DIGITALOCEAN_ACCESS_TOKEN).
-    DigitalOcean { no_engines: bool },
+    DigitalOcean {
+        no_engines: bool,
+        droplets: digitalocean::provision::DropletOverrides,
+    },
     /// Engines the user runs, named in a hosts file.
     Engines { hosts: PathBuf, force_leave: bool },
 }

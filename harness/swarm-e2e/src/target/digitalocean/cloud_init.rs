@@ -1,7 +1,10 @@
-//! The droplets' boot script (`user_data`), rendered for cloud-init: it installs the
-//! engine each node names, writes that node's TLS files and daemon.json (chosen by
-//! hostname) and starts dockerd on 2376. The same configuration is embedded as one
-//! JSON line, which is what a fake droplet's backer boots from.
+//! The droplets' boot script (`user_data`), rendered for cloud-init: it writes that
+//! node's TLS files and daemon.json (chosen by hostname), runs the scenario's boot
+//! commands, installs the engine the node names and starts dockerd on 2376 as a systemd
+//! unit. A POSIX shell script with no other dependency than `curl` (on every
+//! DigitalOcean distribution image), so the fake's droplets run exactly this script too
+//! (see `fake_backer`). One comment line carries what a backer needs to pick a machine
+//! for it (the engine per node, no secrets) as JSON.
 
 use std::collections::BTreeMap;
 
@@ -17,75 +20,119 @@ use crate::target::local::nodes::KV_STORE_PORT;
 /// Marks the machine-readable configuration inside `user_data`.
 pub const CONFIG_BEGIN: &str = "# swarm-e2e-config:";
 
-/// Renders the droplets' shared `user_data`: a shell script for cloud-init that installs
-/// the engine, picks this droplet's configuration by hostname and starts dockerd with it.
-/// The same configuration is embedded as one JSON line after [`CONFIG_BEGIN`], which is
-/// what a fake droplet's backer boots from.
+/// The systemd unit the boot script runs the engine as.
+pub const ENGINE_UNIT: &str = "swarm-e2e-engine.service";
+
+/// The user_data limit of DigitalOcean's API.
+pub const USER_DATA_LIMIT: usize = 64 * 1024;
+
+/// Ends every file the script writes with a here-document; nothing rendered into one
+/// (PEM, JSON) can hold this line.
+const HEREDOC_END: &str = "SWARM_E2E_EOF";
+
+/// `s` as one single-quoted shell word.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Renders the droplets' shared `user_data`: a shell script for cloud-init that picks
+/// this droplet's configuration by hostname (DigitalOcean sets it to the droplet's
+/// name), runs `boot_commands`, installs the engine and starts dockerd with it.
 ///
 /// Server certificates name the droplet (the address is unknown until boot); the
 /// harness verifies engines by that name.
 ///
 /// `extra` adds daemon.json keys to every node (the classic topology's cluster store).
-pub fn user_data(scenario: &Scenario, pki: &Pki, extra: &[(&str, Value)]) -> anyhow::Result<String> {
-    let mut nodes = BTreeMap::new();
+pub fn user_data(
+    scenario: &Scenario,
+    pki: &Pki,
+    extra: &[(&str, Value)],
+    boot_commands: &[String],
+) -> anyhow::Result<String> {
+    let mut facts = BTreeMap::new();
+    let mut cases = String::new();
+    let write =
+        |path: &str, body: &str| format!("cat > {path} <<'{HEREDOC_END}'\n{}\n{HEREDOC_END}\n", body.trim_end());
+    let mut ca_pem = String::new();
     for node in &scenario.nodes {
         let server = pki.server(&node.name, &[])?;
-        nodes.insert(
-            node.name.clone(),
-            json!({
-                "engine": node.engine,
-                "daemon_json": daemon_json(node, extra),
-                "ca_pem": server.ca_pem,
-                "cert_pem": server.cert_pem,
-                "key_pem": server.key_pem.expose_secret(),
-            }),
-        );
+        facts.insert(node.name.clone(), json!({"engine": node.engine}));
+        ca_pem = server.ca_pem.clone();
+        cases.push_str(&format!("  {})\n    engine={}\n", node.name, shell_quote(&node.engine)));
+        for (file, body) in [
+            ("cert.pem", server.cert_pem.as_str()),
+            ("key.pem", server.key_pem.expose_secret()),
+            ("daemon.json", &serde_json::to_string(&daemon_json(node, extra))?),
+        ] {
+            cases.push_str(&write(&format!("{CONFIG_DIR}/{file}"), body));
+        }
+        cases.push_str("    ;;\n");
     }
-    let config = json!({"version": 1, "scenario": scenario.name, "nodes": nodes});
+    let names: Vec<&str> = scenario.nodes.iter().map(|n| n.name.as_str()).collect();
+    let classic = extra.iter().any(|(k, _)| *k == "cluster-store");
+    let config = json!({"version": 2, "scenario": scenario.name, "classic": classic, "nodes": facts});
+    let mut commands = String::new();
+    for (i, command) in boot_commands.iter().enumerate() {
+        commands.push_str(&format!(
+            "log {}\n{command}\n",
+            shell_quote(&format!("boot command {}/{}: {command}", i + 1, boot_commands.len()))
+        ));
+    }
     let script = format!(
         r#"#!/bin/sh
-# swarm-e2e node bootstrap for scenario {name}. Installs the engine, writes this
-# droplet's TLS files and daemon.json (chosen by hostname), starts dockerd on 2376.
+# swarm-e2e node bootstrap for scenario {name}: writes this droplet's TLS files and
+# daemon.json (chosen by hostname), runs the scenario's boot commands, installs the
+# engine, starts dockerd on 2376 as {ENGINE_UNIT}.
 set -eu
 {CONFIG_BEGIN}{config}
+log() {{ echo "swarm-e2e: $*"; }}
 me=$(hostname)
-mkdir -p {CONFIG_DIR} && chmod 700 {CONFIG_DIR}
-python3 - "$me" "$0" <<'PY'
-import json, os, sys
-me, script = sys.argv[1], sys.argv[2]
-line = next(l for l in open(script) if l.startswith("{CONFIG_BEGIN}"))
-node = json.loads(line[len("{CONFIG_BEGIN}"):])["nodes"][me]
-for name, key in (("ca.pem", "ca_pem"), ("cert.pem", "cert_pem"), ("key.pem", "key_pem")):
-    path = os.path.join("{CONFIG_DIR}", name)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(node[key])
-with open("{CONFIG_DIR}/daemon.json", "w") as f:
-    json.dump(node["daemon_json"], f)
-with open("{CONFIG_DIR}/engine", "w") as f:
-    f.write(node["engine"])
-PY
-export DEBIAN_FRONTEND=noninteractive
+umask 077
+mkdir -p {CONFIG_DIR}
+chmod 700 {CONFIG_DIR}
+{ca}case "$me" in
+{cases}  *)
+    log "no configuration for host $me in this script (it has: {names})" >&2
+    exit 1
+    ;;
+esac
+chmod 644 {CONFIG_DIR}/ca.pem {CONFIG_DIR}/cert.pem {CONFIG_DIR}/daemon.json
+umask 022
+log "configuration of $me written to {CONFIG_DIR}"
+{commands}export DEBIAN_FRONTEND=noninteractive
 # This node's engine: a static release archive (URL), or a version from Docker's
 # packages (MAJOR.MINOR picks the newest patch release).
-engine=$(cat {CONFIG_DIR}/engine)
 case "$engine" in
   http://*|https://*)
-    curl -fsSL --retry 5 "$engine" | tar -xz -C /usr/local/bin --strip-components=1
+    log "installing the engine from $engine"
+    curl -fsSL --retry 5 -o /tmp/swarm-e2e-engine.tgz "$engine"
+    tar -xzf /tmp/swarm-e2e-engine.tgz -C /usr/local/bin --strip-components=1
+    rm -f /tmp/swarm-e2e-engine.tgz
     dockerd=/usr/local/bin/dockerd
     ;;
   *)
-    dockerd --version 2>/dev/null | grep -q "version $engine" || curl -fsSL --retry 5 https://get.docker.com | sh -s -- --version "$engine"
+    if dockerd --version 2>/dev/null | grep -q "version $engine"; then
+      log "engine $engine is installed already: $(dockerd --version)"
+    else
+      log "installing engine $engine with Docker's install script"
+      curl -fsSL --retry 5 -o /tmp/get-docker.sh https://get.docker.com
+      sh /tmp/get-docker.sh --version "$engine"
+    fi
     dockerd=$(command -v dockerd)
     ;;
 esac
+log "starting $("$dockerd" --version)"
 systemctl disable --now docker.service docker.socket 2>/dev/null || true
-printf '[Unit]\nAfter=network-online.target\n[Service]\nExecStart=%s --config-file {CONFIG_DIR}/daemon.json\nRestart=on-failure\nLimitNOFILE=1048576\n[Install]\nWantedBy=multi-user.target\n' "$dockerd" > /etc/systemd/system/swarm-e2e-engine.service
+printf '[Unit]\nAfter=network-online.target\n[Service]\nExecStart=%s --config-file {CONFIG_DIR}/daemon.json\nRestart=on-failure\nLimitNOFILE=1048576\n[Install]\nWantedBy=multi-user.target\n' "$dockerd" > /etc/systemd/system/{ENGINE_UNIT}
 systemctl daemon-reload
-systemctl enable --now swarm-e2e-engine.service
+systemctl enable --now {ENGINE_UNIT}
+log "boot script done"
 "#,
         name = scenario.name,
+        ca = write(&format!("{CONFIG_DIR}/ca.pem"), &ca_pem),
+        names = names.join(" "),
     );
-    if script.len() > 64 * 1024 {
+    if script.len() > USER_DATA_LIMIT {
         bail!(
             "the rendered user_data is {} bytes; DigitalOcean allows 64 KiB\nhint: split the scenario into fewer nodes",
             script.len()
@@ -123,41 +170,57 @@ pub fn config_from_user_data(user_data: &str) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::pki::Pki;
 
-    #[test]
-    fn user_data_embeds_each_nodes_configuration() {
+    fn demo() -> Scenario {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/swarm-demo.toml")).unwrap();
-        let scenario = swarm_e2e_model::parse_scenario("swarm-demo.toml", &text).unwrap();
-        let pki = Pki::new("t").unwrap();
-        let ud = user_data(&scenario, &pki, &[]).unwrap();
-        assert!(ud.starts_with("#!/bin/sh"));
-        let config = config_from_user_data(&ud).unwrap();
-        let node = &config["nodes"]["swarm-demo-3"];
-        assert_eq!(node["daemon_json"]["log-level"], "warn");
-        assert_eq!(node["daemon_json"]["labels"], json!(["provider=local", "storage=ssd"]));
-        assert!(node["cert_pem"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
-        assert!(ud.len() < 64 * 1024);
+        swarm_e2e_model::parse_scenario("swarm-demo.toml", &text).unwrap()
     }
 
     #[test]
-    fn user_data_installs_each_nodes_engine_and_is_valid_shell() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/swarm-demo.toml")).unwrap();
-        let mut scenario = swarm_e2e_model::parse_scenario("swarm-demo.toml", &text).unwrap();
+    fn user_data_carries_each_nodes_files_and_only_engines_as_facts() {
+        let scenario = demo();
+        let pki = Pki::new("t").unwrap();
+        let ud = user_data(&scenario, &pki, &[], &[]).unwrap();
+        assert!(ud.starts_with("#!/bin/sh"));
+        let config = config_from_user_data(&ud).unwrap();
+        assert_eq!(config["version"], 2);
+        assert_eq!(config["nodes"]["swarm-demo-3"]["engine"], "20.10");
+        // The facts line is for a backer choosing a machine: no secret in it.
+        let facts = ud.lines().find(|l| l.starts_with(CONFIG_BEGIN)).unwrap();
+        assert!(
+            !facts.contains("PRIVATE KEY") && !facts.contains("CERTIFICATE"),
+            "{facts}"
+        );
+        // One case per node, each with its own key and daemon.json.
+        assert_eq!(ud.matches("BEGIN PRIVATE KEY").count(), scenario.nodes.len());
+        assert!(ud.contains("\"provider=local\",\"storage=ssd\""), "{ud}");
+        assert!(ud.len() < USER_DATA_LIMIT);
+    }
+
+    #[test]
+    fn user_data_installs_each_nodes_engine_runs_boot_commands_and_is_valid_shell() {
+        let mut scenario = demo();
         scenario.nodes[1].engine = "26.1".into();
         scenario.nodes[2].engine = "https://example.invalid/docker-27.0.0-rc.1.tgz".into();
-        let ud = user_data(&scenario, &Pki::new("t").unwrap(), &[]).unwrap();
+        let commands = [
+            "echo \"it's early\"".to_string(),
+            "sysctl -w net.core.somaxconn=1024".to_string(),
+        ];
+        let ud = user_data(&scenario, &Pki::new("t").unwrap(), &[], &commands).unwrap();
         let config = config_from_user_data(&ud).unwrap();
         assert_eq!(config["nodes"]["swarm-demo-1"]["engine"], "20.10");
         assert_eq!(config["nodes"]["swarm-demo-2"]["engine"], "26.1");
-        assert!(ud.contains("get.docker.com | sh -s -- --version \"$engine\""));
-        assert!(ud.contains("tar -xz -C /usr/local/bin --strip-components=1"));
-        // The shell parses it (the script itself only runs on a droplet).
+        assert!(ud.contains("engine='https://example.invalid/docker-27.0.0-rc.1.tgz'"));
+        assert!(ud.contains("sh /tmp/get-docker.sh --version \"$engine\""));
+        assert!(ud.contains("tar -xzf /tmp/swarm-e2e-engine.tgz -C /usr/local/bin --strip-components=1"));
+        assert!(
+            ud.contains("log 'boot command 1/2: echo \"it'\\''s early\"'\necho \"it's early\"\n"),
+            "{ud}"
+        );
+        // The shell parses it (the do-fake suite runs it).
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("user_data");
         std::fs::write(&script, &ud).unwrap();

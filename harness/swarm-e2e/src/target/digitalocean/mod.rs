@@ -20,7 +20,7 @@ use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean};
 use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
 use tokio::runtime::Runtime;
 
-use super::local::{ContainerNodeControl, container_log, host_kernel, node_container_exited, require_node_images};
+use super::local::{ContainerNodeControl, container_log, host_kernel, node_container_exited};
 use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TargetChoice, TeardownReport};
 use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::Failure;
@@ -81,17 +81,18 @@ pub struct DoTarget {
 
 impl DoTarget {
     pub fn new(choice: &TargetChoice, rt: &Runtime, scenario: &Scenario) -> Result<DoTarget, Failure> {
-        let (no_engines, fake) = match choice {
+        let (no_engines, fake, droplets) = match choice {
             TargetChoice::DoFake {
                 no_engines,
                 boot_latency,
                 faults,
-            } => (*no_engines, Some((*boot_latency, faults.clone()))),
-            TargetChoice::DigitalOcean { no_engines } => (*no_engines, None),
+                droplets,
+            } => (*no_engines, Some((*boot_latency, faults.clone())), droplets),
+            TargetChoice::DigitalOcean { no_engines, droplets } => (*no_engines, None, droplets),
             _ => unreachable!("DoTarget is chosen for DigitalOcean targets only"),
         };
         let host = if no_engines { None } else { Some(host_engine()?) };
-        let mut settings = DoSettings::from_env();
+        let mut settings = DoSettings::resolve(droplets, scenario);
         // The droplet wait gives up inside the phase bound, so its error (which names the
         // droplets not ready and their status) is the one reported.
         settings.boot_limit = scenario.timeouts.provision.mul_f64(0.9);
@@ -139,6 +140,16 @@ impl DoTarget {
     }
 }
 
+/// The phase bounds a DigitalOcean target applies to a scenario's: on a real droplet
+/// cloud-init installs and starts the engine after the droplet is active, which takes
+/// minutes, not the seconds a local node takes.
+pub fn applied_timeouts(mut declared: PhaseTimeouts, real: bool, engines: bool) -> PhaseTimeouts {
+    if real && engines {
+        declared.engines_ready = declared.engines_ready.max(REAL_ENGINES_READY_FLOOR);
+    }
+    declared
+}
+
 /// The failure of a token that lacks scopes: which, and the whole set to grant.
 pub fn missing_scopes_failure(report: &swarm_e2e_digitalocean::scopes::ScopeReport) -> Failure {
     let unjudged = if report.unjudged.is_empty() {
@@ -169,6 +180,8 @@ impl Target for DoTarget {
                         .with_hint("use --keep with --target local"),
                 );
             }
+            // Decided from the scenario alone, before any request.
+            provision::refuse_uninstallable(scenario, &self.settings)?;
             if self.shares_host() {
                 // The fake's droplets are node containers on this host.
                 crate::hostlimits::preflight(scenario)?;
@@ -183,11 +196,16 @@ impl Target for DoTarget {
             if !scopes.missing.is_empty() {
                 return Err(missing_scopes_failure(&scopes));
             }
+            let mut droplets: Vec<&str> = scenario.nodes.iter().map(|n| n.name.as_str()).collect();
+            if self.kv_store {
+                droplets.push(swarm_e2e_model::KV_STORE_NODE);
+            }
+            provision::check_settings(&self.client, &self.settings, &droplets).await?;
             if let Some(host) = &self.host {
                 async {
                     ping_host_engine(host).await?;
                     if self.is_fake() {
-                        require_node_images(host, scenario).await?;
+                        fake_backer::require_droplet_images(host, scenario).await?;
                     }
                     anyhow::Ok(())
                 }
@@ -197,13 +215,8 @@ impl Target for DoTarget {
         })
     }
 
-    fn timeouts(&self, mut declared: PhaseTimeouts) -> PhaseTimeouts {
-        // On a real droplet cloud-init installs and starts the engine after the droplet
-        // is active: minutes, not the seconds a local node takes.
-        if !self.is_fake() && self.host.is_some() {
-            declared.engines_ready = declared.engines_ready.max(REAL_ENGINES_READY_FLOOR);
-        }
-        declared
+    fn timeouts(&self, declared: PhaseTimeouts) -> PhaseTimeouts {
+        applied_timeouts(declared, !self.is_fake(), self.host.is_some())
     }
 
     fn honours_faults(&self) -> bool {
@@ -239,6 +252,8 @@ impl Target for DoTarget {
                 .await
                 .map(|f| f.clone().unwrap_or_default());
             match failure {
+                // A failure that knows what to do next says so itself (a boot script's).
+                Ok(f) if f.contains("\nhint: ") => anyhow::anyhow!("{f}"),
                 Ok(f) => anyhow::anyhow!(
                     "{f}\nhint: `swarm-e2e node-image ls` shows the node images the fake's droplets run on"
                 ),
@@ -305,6 +320,18 @@ impl Target for DoTarget {
                 _ => anyhow::bail!("engine logs of real droplets are not collected yet"),
             }
         })
+    }
+
+    fn boot_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> Option<BoxFuture<'a, anyhow::Result<String>>> {
+        let (Some(host), true) = (&self.host, self.is_fake()) else {
+            return None;
+        };
+        Some(Box::pin(async move {
+            let container = node_container_name(run_id, node);
+            let (code, out) = crate::engine::exec(host, &container, &["cat", fake_backer::BOOT_LOG]).await?;
+            anyhow::ensure!(code == 0, "{}", out.trim());
+            Ok(out)
+        }))
     }
 
     fn keep(&self, _run_id: &str, _nodes: &[NodeRecord]) -> String {

@@ -64,11 +64,12 @@ pub enum EngineConfig<'a> {
         node: &'a Node,
         extra: &'a [(&'static str, serde_json::Value)],
     },
-    /// Rendered before any address existed (a droplet's `user_data`), used as given.
-    Given {
-        daemon_json: serde_json::Value,
-        server: CertBundle,
-    },
+    /// A droplet's boot script (`user_data`), delivered by the caller with
+    /// [`deliver_boot_script`] once what it downloads is served, then run in the container
+    /// as cloud-init runs it: the script writes the engine's configuration and starts it.
+    /// `image` is the machine it boots on; `hosts` are names `/etc/hosts` sends to the
+    /// container's loopback (where the mirror of what the script downloads listens).
+    BootScript { image: String, hosts: Vec<String> },
 }
 
 /// One node container to start: its hostname, engine version and configuration.
@@ -108,9 +109,12 @@ pub async fn start_node(
     .with_context(|| format!("creating volume {volume}"))?;
 
     check_stop()?;
-    let tag = resolve_node_image(host, spec.engine).await?.tag;
+    let tag = match &spec.config {
+        EngineConfig::BootScript { image, .. } => image.clone(),
+        EngineConfig::Issue { .. } => resolve_node_image(host, spec.engine).await?.tag,
+    };
     let (repo, version) = tag.split_once(':').expect("tag has a version");
-    let request = GenericImage::new(repo, version)
+    let mut request = GenericImage::new(repo, version)
         .with_container_name(&container_name)
         .with_hostname(node_name)
         .with_network(network)
@@ -134,6 +138,17 @@ pub async fn start_node(
                 cgroup_permissions: Some("rwm".into()),
             }]);
         });
+    // The inner engine's containers get cgroups under a parent named after the node
+    // container, so teardown can find and remove them.
+    let cgroup_parent = format!("/{container_name}");
+    if let EngineConfig::BootScript { hosts, .. } = &spec.config {
+        // The boot script's dockerd gets it as a flag (see swarm-e2e-systemctl): its
+        // daemon.json is the script's, as on a real droplet.
+        request = request.with_env_var("SWARM_E2E_DOCKERD_ARGS", format!("--cgroup-parent={cgroup_parent}"));
+        for name in hosts {
+            request = request.with_host(name, testcontainers::core::Host::Addr(IpAddr::from([127, 0, 0, 1])));
+        }
+    }
     let container = request
         .start()
         .await
@@ -143,28 +158,17 @@ pub async fn start_node(
         .await
         .with_context(|| format!("reading the address of {container_name}"))?;
 
-    // The inner engine's containers get cgroups under a parent named after the node
-    // container, so teardown can find and remove them.
-    let cgroup_parent = ("cgroup-parent", json!(format!("/{container_name}")));
-    let (server, config) = match spec.config {
+    match spec.config {
         EngineConfig::Issue { pki, node, extra } => {
-            let mut keys = vec![cgroup_parent];
+            let mut keys = vec![("cgroup-parent", json!(cgroup_parent))];
             keys.extend(extra.iter().cloned());
-            (pki.server(&node.name, &[address])?, daemon_json(node, &keys))
+            let server = pki.server(&node.name, &[address])?;
+            deliver_config(host, container.id(), &server, &daemon_json(node, &keys))
+                .await
+                .with_context(|| format!("delivering the engine configuration to {container_name}"))?;
         }
-        EngineConfig::Given {
-            mut daemon_json,
-            server,
-        } => {
-            if let Some(m) = daemon_json.as_object_mut() {
-                m.insert(cgroup_parent.0.into(), cgroup_parent.1);
-            }
-            (server, daemon_json)
-        }
-    };
-    deliver_config(host, container.id(), &server, &config)
-        .await
-        .with_context(|| format!("delivering the engine configuration to {container_name}"))?;
+        EngineConfig::BootScript { .. } => {}
+    }
     Ok((
         StartedNode {
             name: node_name.to_string(),
@@ -333,6 +337,38 @@ async fn deliver_config(
     host.upload_to_container(
         container,
         Some(UploadToContainerOptionsBuilder::new().path(CONFIG_DIR).build()),
+        bollard::body_stream(futures_util::stream::once(async move { body })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Where a fake droplet's boot script is delivered (and cloud-init keeps it).
+pub const BOOT_SCRIPT_DIR: &str = "/var/lib/cloud/instance";
+
+/// Uploads `user_data` and then `ready` (the last entry of the same tar), which starts
+/// the node's boot (see swarm-e2e-node-init).
+pub async fn deliver_boot_script(host: &Docker, container: &str, user_data: &str) -> anyhow::Result<()> {
+    let mut tar = tar::Builder::new(Vec::new());
+    // Paths from `/`: the upload creates the directory (images need not have it).
+    let dir = BOOT_SCRIPT_DIR.trim_start_matches('/');
+    for (name, mode, body) in [
+        ("user-data.txt", 0o600, user_data.as_bytes()),
+        ("ready", 0o644, &b""[..]),
+    ] {
+        let name = format!("{dir}/{name}");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(marks::now_unix());
+        tar.append_data(&mut h, name, body)?;
+    }
+    let body = bytes::Bytes::from(tar.into_inner()?);
+    // A stream, never a full body: the script holds the node's private key (see
+    // `deliver_config`).
+    host.upload_to_container(
+        container,
+        Some(UploadToContainerOptionsBuilder::new().path("/").build()),
         bollard::body_stream(futures_util::stream::once(async move { body })),
     )
     .await?;
