@@ -529,7 +529,8 @@ pub struct ScenarioPlan {
     /// About how many API requests the run sends.
     pub expected_requests: usize,
     /// The most a healthy run may send: 2N + 15, plus one scope probe per scope a run
-    /// needs (13, sent at once before anything is created); the suite holds runs to it.
+    /// needs (15) and the settings check's 3 (region, size, image), all sent at once
+    /// before anything is created; the suite holds runs to it.
     pub request_budget: usize,
 }
 
@@ -653,7 +654,8 @@ pub fn plan(scenario: &Scenario, settings: &DoSettings, timeouts: &PhaseTimeouts
                 .div_ceil(10)
         })
         .sum();
-    let expected_requests = probes + 3 + 6 + creates + 8 + 1 + 2 + 2 + if classic { 1 + 4 } else { 0 };
+    let expected_requests =
+        probes + SETTINGS_CHECK_REQUESTS + 6 + creates + 8 + 1 + 2 + 2 + if classic { 1 + 4 } else { 0 };
     ScenarioPlan {
         scenario: scenario.name.clone(),
         file: scenario.source.clone(),
@@ -670,8 +672,11 @@ pub fn plan(scenario: &Scenario, settings: &DoSettings, timeouts: &PhaseTimeouts
 /// The requests a healthy run of `droplets` droplets may send (see
 /// [`ScenarioPlan::request_budget`]).
 pub fn request_budget(droplets: usize) -> usize {
-    2 * droplets + 15 + swarm_e2e_digitalocean::scopes::RUN_SCOPES.len()
+    2 * droplets + 15 + swarm_e2e_digitalocean::scopes::RUN_SCOPES.len() + SETTINGS_CHECK_REQUESTS
 }
+
+/// The settings check's requests: regions, sizes and the image, at once.
+const SETTINGS_CHECK_REQUESTS: usize = 3;
 
 /// A plan for people: a table of droplets, what else is created, cost and requests.
 pub fn render_plan(p: &ScenarioPlan) -> String {
@@ -721,7 +726,7 @@ pub fn render_plan(p: &ScenarioPlan) -> String {
         )),
     }
     out.push_str(&format!(
-        "expected API requests: about {} (budget 2N + 15 + {} scope probes = {}); droplets are created {} per request\n",
+        "expected API requests: about {} (budget 2N + 15 + {} scope probes + {SETTINGS_CHECK_REQUESTS} settings checks = {}); droplets are created {} per request\n",
         p.expected_requests,
         swarm_e2e_digitalocean::scopes::RUN_SCOPES.len(),
         p.request_budget,
