@@ -145,12 +145,16 @@ pub async fn collect(
             name: node.name.clone(),
             failed: None,
         };
-        let log = target.node_log(&summary.run_id, &node.name);
+        // The node's own engine, where it answered: some targets read logs through it.
+        let engine = cluster
+            .and_then(|c| c.nodes.iter().find(|n| n.name == node.name))
+            .map(|n| &n.docker);
+        let log = target.node_log(&summary.run_id, &node.name, engine);
         // Read through the target (the host's engine for node containers): its failure
         // says nothing about the node's own engine.
         let log = async { log.await.map_err(|e| Miss::Answered(format!("{e:#}"))) };
         source.take_text(&format!("{}/engine.log", node.name), log).await;
-        if let Some(boot) = target.boot_log(&summary.run_id, &node.name) {
+        if let Some(boot) = target.boot_log(&summary.run_id, &node.name, engine) {
             let boot = async { boot.await.map_err(|e| Miss::Answered(format!("{e:#}"))) };
             source
                 .take_text(&format!("{}/cloud-init-output.log", node.name), boot)

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 /// Bumped whenever the node image recipe changes, so cached images are rebuilt.
-pub const NODE_IMAGE_RECIPE: &str = "4";
+pub const NODE_IMAGE_RECIPE: &str = "5";
 pub const NODE_IMAGE_REPO: &str = "swarm-e2e/node";
 pub const BUSYBOX_IMAGE: &str = "swarm-e2e/busybox:local";
 const NODE_INIT: &str = include_str!("../../../fixtures/node-image/swarm-e2e-node-init");

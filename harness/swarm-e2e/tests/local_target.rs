@@ -963,6 +963,18 @@ fn main() {
                     return Err(format!("artifact {f} is missing or empty\n{}", out.context()).into());
                 }
             }
+            // A droplet's logs come through its own engine (a helper container mounting
+            // its /var/log), as on a real droplet: the engine's log file and the boot
+            // script's output, not the fake's host-side view.
+            for (f, want) in [
+                ("wp-1/engine.log", "API listen on"),
+                ("wp-2/cloud-init-output.log", "swarm-e2e: boot script done"),
+            ] {
+                let text = std::fs::read_to_string(root.join(f)).unwrap_or_default();
+                if !text.contains(want) || text.contains("read from the droplet's node container instead") {
+                    return Err(format!("{f} was not read through the engine:\n{text}\n{}", out.context()).into());
+                }
+            }
             assert_fake_clean(&out)
         },
     ));

@@ -396,7 +396,12 @@ impl Target for EnginesTarget {
         KernelFacts { ipvs: true, esp: true }
     }
 
-    fn node_log<'a>(&'a self, _run_id: &'a str, node: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
+    fn node_log<'a>(
+        &'a self,
+        _run_id: &'a str,
+        node: &'a str,
+        _engine: Option<&'a Docker>,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(async move {
             let host = self.engine(node).map(|e| e.host.as_str()).unwrap_or("its host");
             anyhow::bail!("the engine log of {node} stays on {host} (target engines does not read it)")

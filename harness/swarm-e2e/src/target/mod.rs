@@ -244,12 +244,23 @@ pub trait Target: Send + Sync {
 
     fn kernel(&self) -> KernelFacts;
 
-    /// A node's engine log, for failure artefacts.
-    fn node_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, anyhow::Result<String>>;
+    /// A node's engine log, for failure artefacts. `engine` is the node's own engine
+    /// once it answered (a target that reads logs through it may); `None` before.
+    fn node_log<'a>(
+        &'a self,
+        run_id: &'a str,
+        node: &'a str,
+        engine: Option<&'a Docker>,
+    ) -> BoxFuture<'a, anyhow::Result<String>>;
 
     /// The output of a node's boot script (cloud-init's log), for failure artefacts, on
     /// targets whose nodes run one.
-    fn boot_log<'a>(&'a self, _run_id: &'a str, _node: &'a str) -> Option<BoxFuture<'a, anyhow::Result<String>>> {
+    fn boot_log<'a>(
+        &'a self,
+        _run_id: &'a str,
+        _node: &'a str,
+        _engine: Option<&'a Docker>,
+    ) -> Option<BoxFuture<'a, anyhow::Result<String>>> {
         None
     }
 

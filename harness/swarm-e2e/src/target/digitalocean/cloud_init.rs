@@ -23,6 +23,14 @@ pub const CONFIG_BEGIN: &str = "# swarm-e2e-config:";
 /// The systemd unit the boot script runs the engine as.
 pub const ENGINE_UNIT: &str = "swarm-e2e-engine.service";
 
+/// Where a droplet's engine writes its log (the unit's `StandardOutput=append:`): a
+/// plain file, so a helper container can read it through the engine's own API (the
+/// journal's files need journalctl).
+pub const ENGINE_LOG: &str = "/var/log/swarm-e2e-engine.log";
+
+/// Where cloud-init writes the output of a droplet's boot script.
+pub const BOOT_LOG: &str = "/var/log/cloud-init-output.log";
+
 /// The user_data limit of DigitalOcean's API.
 pub const USER_DATA_LIMIT: usize = 64 * 1024;
 
@@ -123,7 +131,7 @@ case "$engine" in
 esac
 log "starting $("$dockerd" --version)"
 systemctl disable --now docker.service docker.socket 2>/dev/null || true
-printf '[Unit]\nAfter=network-online.target\n[Service]\nExecStart=%s --config-file {CONFIG_DIR}/daemon.json\nRestart=on-failure\nLimitNOFILE=1048576\n[Install]\nWantedBy=multi-user.target\n' "$dockerd" > /etc/systemd/system/{ENGINE_UNIT}
+printf '[Unit]\nAfter=network-online.target\n[Service]\nExecStart=%s --config-file {CONFIG_DIR}/daemon.json\nRestart=on-failure\nLimitNOFILE=1048576\nStandardOutput=append:{ENGINE_LOG}\nStandardError=inherit\n[Install]\nWantedBy=multi-user.target\n' "$dockerd" > /etc/systemd/system/{ENGINE_UNIT}
 systemctl daemon-reload
 systemctl enable --now {ENGINE_UNIT}
 log "boot script done"

@@ -466,7 +466,7 @@ async fn wait_boot_script(host: &Docker, container: &str, node: &str) -> anyhow:
 }
 
 /// Where cloud-init (and the fake's droplets) keep a boot script's output.
-pub const BOOT_LOG: &str = "/var/log/cloud-init-output.log";
+pub use super::cloud_init::BOOT_LOG;
 
 /// The run's network on the host engine, created by the first droplet backed for it.
 async fn run_network(

@@ -5,6 +5,7 @@
 //! `--no-engines` is the API-only dry run, where the checks are reported ignored.
 
 pub mod cloud_init;
+pub mod droplet_logs;
 pub mod fake_backer;
 pub mod provision;
 pub mod sweep;
@@ -20,7 +21,7 @@ use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean};
 use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
 use tokio::runtime::Runtime;
 
-use super::local::{ContainerNodeControl, container_log, host_kernel, node_container_exited};
+use super::local::{ContainerNodeControl, host_kernel, node_container_exited};
 use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TargetChoice, TeardownReport};
 use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::Failure;
@@ -137,6 +138,39 @@ impl DoTarget {
 
     fn is_fake(&self) -> bool {
         self.fake.is_some()
+    }
+
+    /// A log file of a droplet, read through its engine ([`droplet_logs`]). Where that
+    /// engine never answered or the read fails, the fake's droplet is read from the host
+    /// side instead (its node container), and the artefact's first line says so; a real
+    /// droplet's file is out of reach then.
+    async fn droplet_log(
+        &self,
+        run_id: &str,
+        node: &str,
+        engine: Option<&Docker>,
+        path: &str,
+    ) -> anyhow::Result<String> {
+        anyhow::ensure!(self.host.is_some(), "{NO_ENGINES}");
+        let through_engine = match engine {
+            Some(engine) => match droplet_logs::read_droplet_log(engine, run_id, path).await {
+                Ok(text) => return Ok(text),
+                Err(e) => format!("reading it through {node}'s engine failed: {e:#}"),
+            },
+            None => format!("{node}'s engine never answered"),
+        };
+        let (Some(host), true) = (&self.host, self.is_fake()) else {
+            anyhow::bail!(
+                "{path} of droplet {node} cannot be read: {through_engine}\nhint: a droplet's logs are read \
+                 through its engine; where it never started, the provision error has the boot script's status"
+            );
+        };
+        let container = node_container_name(run_id, node);
+        let (code, out) = crate::engine::exec(host, &container, &["cat", path]).await?;
+        anyhow::ensure!(code == 0, "{} ({through_engine})", out.trim());
+        Ok(format!(
+            "[{through_engine}: read from the droplet's node container instead]\n{out}"
+        ))
     }
 }
 
@@ -313,25 +347,24 @@ impl Target for DoTarget {
         }
     }
 
-    fn node_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
-        Box::pin(async move {
-            match (&self.host, self.is_fake()) {
-                (Some(host), true) => container_log(host, node_container_name(run_id, node)).await,
-                _ => anyhow::bail!("engine logs of real droplets are not collected yet"),
-            }
-        })
+    fn node_log<'a>(
+        &'a self,
+        run_id: &'a str,
+        node: &'a str,
+        engine: Option<&'a Docker>,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(self.droplet_log(run_id, node, engine, cloud_init::ENGINE_LOG))
     }
 
-    fn boot_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> Option<BoxFuture<'a, anyhow::Result<String>>> {
-        let (Some(host), true) = (&self.host, self.is_fake()) else {
-            return None;
-        };
-        Some(Box::pin(async move {
-            let container = node_container_name(run_id, node);
-            let (code, out) = crate::engine::exec(host, &container, &["cat", fake_backer::BOOT_LOG]).await?;
-            anyhow::ensure!(code == 0, "{}", out.trim());
-            Ok(out)
-        }))
+    fn boot_log<'a>(
+        &'a self,
+        run_id: &'a str,
+        node: &'a str,
+        engine: Option<&'a Docker>,
+    ) -> Option<BoxFuture<'a, anyhow::Result<String>>> {
+        self.host
+            .as_ref()
+            .map(|_| Box::pin(self.droplet_log(run_id, node, engine, cloud_init::BOOT_LOG)) as BoxFuture<'a, _>)
     }
 
     fn keep(&self, _run_id: &str, _nodes: &[NodeRecord]) -> String {

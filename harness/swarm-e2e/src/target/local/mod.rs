@@ -111,7 +111,12 @@ impl Target for LocalTarget {
         host_kernel()
     }
 
-    fn node_log<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
+    fn node_log<'a>(
+        &'a self,
+        run_id: &'a str,
+        node: &'a str,
+        _engine: Option<&'a Docker>,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(container_log(&self.host, node_container_name(run_id, node)))
     }
 
