@@ -5,8 +5,9 @@
 #     answers, or stops with the command that does)
 #   - raises the host limits node containers share (neighbour table, inotify)
 #   - starts a Docker engine unless one already answers
-# When it starts dockerd itself, it writes the PID to $SWARM_E2E_DOCKERD_PIDFILE
-# (default /run/swarm-e2e-dockerd.pid) so a caller can stop exactly that process.
+# When it starts containerd and dockerd itself, it writes their PIDs to
+# $SWARM_E2E_DOCKERD_PIDFILE (default /run/swarm-e2e-dockerd.pid), one per line in the
+# order to stop them (dockerd first), so a caller can stop exactly those processes.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -15,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # gcc and libc6-dev: crates with C parts (aws-lc-sys, the TLS provider) compile them.
-packages=(debootstrap busybox-static iproute2 iptables procps tar ca-certificates gcc libc6-dev)
+packages=(debootstrap busybox-static iproute2 iptables procps tar ca-certificates openssl gcc libc6-dev)
 # An engine installed another way (docker-ce on CI runners) is used as it is: docker.io
 # would conflict with its containerd.io.
 command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
@@ -83,22 +84,62 @@ fi
 
 pidfile=${SWARM_E2E_DOCKERD_PIDFILE:-/run/swarm-e2e-dockerd.pid}
 log=${SWARM_E2E_DOCKERD_LOG:-/var/log/swarm-e2e-dockerd.log}
-echo "ci/setup.sh: starting dockerd (log: $log)"
+containerd_log=${log%.log}-containerd.log
+containerd_sock=/run/containerd/containerd.sock
+: >"$pidfile"
+
+# Waits up to $1 seconds for the command "$3..." to succeed while the process $2 lives.
+# Returns 0 when it succeeds, 1 when the process exits, 2 when the bound passes.
+wait_for() {
+  local bound=$1 pid=$2 tries
+  shift 2
+  tries=$((bound * 5))
+  for _ in $(seq 1 "$tries"); do
+    "$@" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 2
+}
+
+# containerd first, by us, with a generous bound: dockerd gives a containerd it starts
+# itself only 15 s, and on a fresh machine its first start has taken longer (CI failed
+# with "timeout waiting for containerd to start"). A containerd that already answers is
+# used as it is.
+if ! ctr --address "$containerd_sock" version >/dev/null 2>&1; then
+  echo "ci/setup.sh: starting containerd (log: $containerd_log)"
+  setsid containerd >"$containerd_log" 2>&1 </dev/null &
+  containerd_pid=$!
+  # Stop order: dockerd (written below, first line), then containerd.
+  echo "$containerd_pid" >>"$pidfile"
+  if ! wait_for 120 "$containerd_pid" ctr --address "$containerd_sock" version; then
+    echo "ci/setup.sh: containerd did not answer on $containerd_sock; last lines of $containerd_log:" >&2
+    tail -20 "$containerd_log" >&2
+    exit 3
+  fi
+fi
+
 # Offline-preferring services: nothing here may reach a registry.
-DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd >"$log" 2>&1 </dev/null &
-echo $! >"$pidfile"
-for _ in $(seq 1 150); do
-  if docker info >/dev/null 2>&1; then
+for attempt in 1 2; do
+  echo "ci/setup.sh: starting dockerd (log: $log)"
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd --containerd="$containerd_sock" >"$log" 2>&1 </dev/null &
+  dockerd_pid=$!
+  { echo "$dockerd_pid"; grep -v "^$dockerd_pid\$" "$pidfile" || true; } >"$pidfile.new"
+  mv "$pidfile.new" "$pidfile"
+  wait_for 60 "$dockerd_pid" docker info && status=0 || status=$?
+  if [ "$status" -eq 0 ]; then
     echo "ci/setup.sh: dockerd $(docker version --format '{{.Server.Version}}') is ready"
     exit 0
   fi
-  if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "ci/setup.sh: dockerd exited; last lines of $log:" >&2
-    tail -20 "$log" >&2
-    exit 3
+  if [ "$status" -eq 1 ]; then
+    echo "ci/setup.sh: dockerd exited (attempt $attempt); last lines of $log:" >&2
+  else
+    echo "ci/setup.sh: dockerd did not answer within 60s (attempt $attempt); last lines of $log:" >&2
+    kill "$dockerd_pid" 2>/dev/null || true
+    wait_for 15 "$dockerd_pid" false || true
   fi
-  sleep 0.2
+  tail -20 "$log" >&2
+  grep -v "^$dockerd_pid\$" "$pidfile" >"$pidfile.new" || true
+  mv "$pidfile.new" "$pidfile"
 done
-echo "ci/setup.sh: dockerd did not answer within 30s; last lines of $log:" >&2
-tail -20 "$log" >&2
 exit 3
