@@ -28,6 +28,10 @@ pub const WORKLOAD: &str = "swarm-e2e.workload";
 /// The project's tag on every droplet (with a run tag beside it).
 pub const PROJECT_TAG: &str = "swarm-e2e";
 
+/// The tag of a kept run's droplets (`run --keep`): `sweep` leaves them unless
+/// `--include-kept`, `ls` shows them kept, `down` removes them.
+pub const KEPT_TAG: &str = "swarm-e2e-kept";
+
 /// The per-run network on the host engine.
 pub fn network_name(run_id: &str) -> String {
     format!("{NAME_PREFIX}{run_id}")

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, CidrSubnet, DnType, ExtendedKeyUsagePurpose, GeneralSubtree,
+    IsCa, KeyPair, KeyUsagePurpose, NameConstraints,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -67,6 +67,30 @@ impl Pki {
         let mut p = CertificateParams::new(sans)?;
         p.distinguished_name.push(DnType::CommonName, hostname);
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        sign(&self.ca, p)
+    }
+
+    /// An issuer for one droplet: a CA certificate under the run's CA that may sign only
+    /// server certificates for the name `hostname` (and `localhost`), at any address,
+    /// with no CA below it. A droplet learns its addresses only when it boots, so its
+    /// boot script mints its own server certificate with them (which the docker CLI
+    /// needs: it verifies the address it connects to); the harness still verifies the
+    /// engine by name.
+    pub fn node_issuer(&self, hostname: &str) -> anyhow::Result<CertBundle> {
+        let mut p = CertificateParams::new(Vec::<String>::new())?;
+        p.distinguished_name
+            .push(DnType::CommonName, format!("swarm-e2e issuer for {hostname}"));
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        p.name_constraints = Some(NameConstraints {
+            permitted_subtrees: vec![
+                GeneralSubtree::DnsName(hostname.to_string()),
+                GeneralSubtree::DnsName("localhost".into()),
+                GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+                GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+            ],
+            excluded_subtrees: Vec::new(),
+        });
         sign(&self.ca, p)
     }
 

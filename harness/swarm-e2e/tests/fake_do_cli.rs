@@ -92,3 +92,123 @@ async fn serve_with_the_digitalocean_profile_lags_like_the_real_api() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Runs the binary against the served fake as `--target digitalocean` would run against
+/// the real API: the base URL and token from the environment.
+fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_swarm-e2e"))
+        .args(args)
+        .env("DIGITALOCEAN_API_URL", url)
+        .env("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_fake")
+        .env("NO_COLOR", "1")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `run --target digitalocean --keep` leaves the droplets (tagged kept), their firewall
+/// and key up and says how to remove them; `ls` shows the run kept, `sweep` passes it
+/// by, `down` removes all of it; the in-process do-fake refuses `--keep` with the way
+/// to keep a fake cluster instead.
+#[test]
+fn a_kept_cloud_run_is_listed_spared_by_sweep_and_removed_by_down() {
+    let (mut child, url) = serve(&[]);
+    let kept = cli(
+        &url,
+        &[
+            "run",
+            "--target",
+            "digitalocean",
+            "--no-engines",
+            "--keep",
+            "scenarios/swarm-demo.toml",
+        ],
+    );
+    assert_eq!(kept.status.code(), Some(0), "{}", text(&kept));
+    let stderr = String::from_utf8_lossy(&kept.stderr).to_string();
+    let run_id = stderr
+        .split("kept run ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept run line\n{}", text(&kept)))
+        .to_string();
+    assert!(
+        stderr.contains(&format!("swarm-e2e down {run_id} --target digitalocean")),
+        "{}",
+        text(&kept)
+    );
+
+    let ls = cli(&url, &["ls", "--target", "digitalocean", "--format", "json"]);
+    assert_eq!(ls.status.code(), Some(0), "{}", text(&ls));
+    let listing: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let run = listing["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap_or_else(|| panic!("{listing:#}"));
+    assert_eq!(run["kept"], true, "{run:#}");
+    let kinds: Vec<&str> = run["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "droplet").count(),
+        3,
+        "the seed's three droplets: {kinds:?}"
+    );
+    assert!(kinds.contains(&"firewall") && kinds.contains(&"ssh-key"), "{kinds:?}");
+
+    let sweep = cli(&url, &["sweep", "--target", "digitalocean", "--yes"]);
+    assert_eq!(sweep.status.code(), Some(0), "{}", text(&sweep));
+    assert!(
+        String::from_utf8_lossy(&sweep.stdout).contains("nothing to sweep"),
+        "a kept run is not a leftover: {}",
+        text(&sweep)
+    );
+
+    let down = cli(&url, &["down", &run_id, "--target", "digitalocean"]);
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    let ls = cli(&url, &["ls", "--target", "digitalocean", "--format", "json"]);
+    let listing: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(listing["runs"], serde_json::json!([]), "{listing:#}");
+    let again = cli(&url, &["down", &run_id, "--target", "digitalocean"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("hint: `swarm-e2e ls --target digitalocean`"));
+
+    let refused = cli(
+        &url,
+        &[
+            "run",
+            "--target",
+            "do-fake",
+            "--no-engines",
+            "--keep",
+            "scenarios/swarm-demo.toml",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("fake-do serve --backed"),
+        "{}",
+        text(&refused)
+    );
+
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

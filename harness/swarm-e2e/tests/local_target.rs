@@ -630,6 +630,93 @@ fn main() {
         },
     ));
 
+    // A kept run on DigitalOcean, against the fake served on its own with real engines
+    // behind its droplets: the printed lines reach a droplet's engine with the docker CLI
+    // (which verifies the address: each droplet minted its certificate with it), `env`
+    // prints the same, `down --target digitalocean` removes the droplets and with them
+    // what backs them.
+    trials.push(Trial::test(
+        "digitalocean-keep-prints-working-docker-cli-lines-and-down-removes",
+        || {
+            node_image()?;
+            let mut serve = command(&["fake-do", "serve", "--port", "0", "--backed"])
+                .spawn()
+                .unwrap();
+            let stop_serve = |serve: &mut std::process::Child| {
+                let _ = Command::new("kill").args(["-INT", &serve.id().to_string()]).status();
+                serve.wait().map(|s| s.success()).unwrap_or(false)
+            };
+            let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let Some(url) = first.strip_prefix("fake DigitalOcean API: ").map(str::to_string) else {
+                stop_serve(&mut serve);
+                return Err(format!("fake-do serve printed {first:?}").into());
+            };
+            let env = [
+                ("DIGITALOCEAN_API_URL", url.as_str()),
+                ("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_fake"),
+            ];
+            let out = run_env(
+                &[
+                    "run",
+                    "--target",
+                    "digitalocean",
+                    "--keep",
+                    "fixtures/engines/overlay-ping.toml",
+                ],
+                &env,
+            );
+            let result = (|| -> Result<(), Failed> {
+                expect_code(&out, 0)?;
+                let export = out
+                    .stderr
+                    .lines()
+                    .find(|l| l.trim_start().starts_with("export DOCKER_HOST="))
+                    .ok_or_else(|| format!("no export line\n{}", out.context()))?;
+                let run_id = out.run_id().unwrap_or_default();
+                let printed = run_env(&["env", &run_id, "probe-1", "--target", "digitalocean"], &env);
+                expect_code(&printed, 0)?;
+                if printed.stdout.trim() != export.trim() {
+                    return Err(format!("`env` printed {:?}, `run --keep` printed {export:?}", printed.stdout).into());
+                }
+                let mut cmd = Command::new("docker");
+                for assignment in export.trim_start().trim_start_matches("export ").split_whitespace() {
+                    let (k, v) = assignment.split_once('=').unwrap();
+                    cmd.env(k, v);
+                }
+                let info = cmd
+                    .args([
+                        "info",
+                        "--format",
+                        "{{.Name}} {{.Swarm.LocalNodeState}} {{.Swarm.Nodes}}",
+                    ])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&info.stdout);
+                if !info.status.success() || text.trim() != "probe-1 active 2" {
+                    return Err(format!(
+                        "docker CLI with the printed lines: {text} {}\n{}",
+                        String::from_utf8_lossy(&info.stderr),
+                        out.context()
+                    )
+                    .into());
+                }
+                let down = run_env(&["down", &run_id, "--target", "digitalocean"], &env);
+                expect_code(&down, 0)?;
+                if !down.stdout.contains("removed droplet probe-2") {
+                    return Err(format!("down did not remove the droplets\n{}", down.context()).into());
+                }
+                Ok(())
+            })();
+            let stopped = stop_serve(&mut serve);
+            result?;
+            if !stopped {
+                return Err("fake-do serve did not stop cleanly on SIGINT".into());
+            }
+            assert_clean(&out)
+        },
+    ));
+
     trials.push(Trial::test(
         "crash-leftovers-are-found-and-swept-and-nothing-else",
         move || {

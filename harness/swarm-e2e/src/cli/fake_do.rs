@@ -6,7 +6,10 @@ use clap::Subcommand;
 use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean, Faults};
 use tokio::runtime::Runtime;
 
+use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::{self, Failure};
+use crate::target::digitalocean::fake_backer::Backer;
+use crate::target::local::resources::teardown;
 
 #[derive(Subcommand)]
 pub enum FakeDoCommand {
@@ -17,6 +20,9 @@ pub enum FakeDoCommand {
   doctl --api-url http://127.0.0.1:8080 -t dop_v1_fake compute droplet list
   swarm-e2e fake-do serve --scopes account:read,droplet:read   # a read-only custom token
   swarm-e2e fake-do serve --profile digitalocean --time-scale 0.1   # real-like timings, 10x faster
+  swarm-e2e fake-do serve --backed --listen 0.0.0.0 --port 8080   # droplets with real engines
+  DIGITALOCEAN_API_URL=http://127.0.0.1:8080 DIGITALOCEAN_ACCESS_TOKEN=dop_v1_fake \\
+    swarm-e2e run --target digitalocean --keep scenarios/swarm-demo.toml   # a kept cluster
 
 Point any client at it: pydo `endpoint=`, python-digitalocean `DIGITALOCEAN_END_POINT`
 (with /v2/), terraform `api_endpoint`, godo `SetBaseURL`.")]
@@ -49,6 +55,12 @@ Point any client at it: pydo `endpoint=`, python-digitalocean `DIGITALOCEAN_END_
         /// Multiplies the profile's times (0 < F <= 1): 0.1 boots in 4.6 s.
         #[arg(long, value_name = "F")]
         time_scale: Option<f64>,
+        /// Give every droplet a real engine, as `--target do-fake` does: a node
+        /// container on this machine's engine runs the droplet's own user_data. What
+        /// backs droplets still up is removed when the fake stops. Needs the node images
+        /// (`swarm-e2e node-image build`).
+        #[arg(long)]
+        backed: bool,
     },
 }
 
@@ -62,6 +74,7 @@ pub fn main(rt: &Runtime, command: FakeDoCommand) -> Result<i32, Failure> {
         scopes,
         profile,
         time_scale,
+        backed,
     } = command;
     let mut faults: Faults = faults
         .as_deref()
@@ -82,14 +95,26 @@ pub fn main(rt: &Runtime, command: FakeDoCommand) -> Result<i32, Failure> {
             .with_hint("pick another --port, or 0 for a free one")
     })?;
     rt.block_on(async {
+        let host = match backed {
+            true => {
+                let host = host_engine()?;
+                ping_host_engine(&host).await?;
+                Some(host)
+            }
+            false => None,
+        };
         let config = FakeConfig {
             token,
             boot_latency,
             faults,
+            backed,
             ..Default::default()
         }
         .with_profile();
         let fake = FakeDigitalOcean::start(config, Some(listener)).await;
+        let backer = host
+            .as_ref()
+            .map(|host| Backer::spawn(host.clone(), fake.control(), fake.events()));
         // A reader that takes only the URL line and closes the pipe must not kill the
         // fake (println! panics on EPIPE), so write errors are ignored here.
         {
@@ -105,6 +130,19 @@ pub fn main(rt: &Runtime, command: FakeDoCommand) -> Result<i32, Failure> {
         }
         eprintln!("serving until Ctrl-C");
         let _ = tokio::signal::ctrl_c().await;
+        if let (Some(host), Some(backer)) = (&host, backer) {
+            let runs = backer.runs().await;
+            let mut handles = backer.shutdown().await;
+            let mut removed = 0;
+            for run in &runs {
+                let (gone, errors) = teardown(host, run, std::mem::take(&mut handles)).await;
+                removed += gone.len();
+                for e in errors {
+                    eprintln!("swarm-e2e: {e}");
+                }
+            }
+            eprintln!("removed {removed} resource(s) behind {} run(s)' droplets", runs.len());
+        }
         let stats = fake.stats();
         eprintln!(
             "served {} request(s), peak {}/min, {} rate-limited",

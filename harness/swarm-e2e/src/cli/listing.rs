@@ -59,6 +59,19 @@ pub enum ListedKind {
     Volume,
     CgroupDir,
     TempDir,
+    Droplet,
+    Firewall,
+    SshKey,
+}
+
+impl From<CloudKind> for ListedKind {
+    fn from(k: CloudKind) -> Self {
+        match k {
+            CloudKind::Droplet => ListedKind::Droplet,
+            CloudKind::Firewall => ListedKind::Firewall,
+            CloudKind::SshKey => ListedKind::SshKey,
+        }
+    }
 }
 
 impl From<ResourceKind> for ListedKind {
@@ -73,28 +86,50 @@ impl From<ResourceKind> for ListedKind {
     }
 }
 
+/// `ls --target digitalocean`: the runs with resources on the account, the same shape.
+pub fn cloud_runs_listing(found: &[CloudResource]) -> RunsListing {
+    let now = now_unix();
+    let rows: Vec<_> = found
+        .iter()
+        .map(|r| {
+            let created = r.age.map(|a| now.saturating_sub(a.as_secs()));
+            (r.run_id.clone(), r.kept, r.kind.into(), r.name.clone(), created)
+        })
+        .collect();
+    group_runs(rows)
+}
+
 /// Groups resources by run, in the order their runs first appear.
 pub fn runs_listing(found: &[LocalResource]) -> RunsListing {
+    let rows = found
+        .iter()
+        .map(|r| (r.run_id.clone(), r.kept, r.kind.into(), r.name.clone(), r.created))
+        .collect();
+    group_runs(rows)
+}
+
+/// Rows of (run, kept, kind, name, created) grouped by run, in first-seen order.
+fn group_runs(rows: Vec<(String, bool, ListedKind, String, Option<u64>)>) -> RunsListing {
     let mut runs: Vec<ListedRun> = Vec::new();
-    for r in found {
+    for (run_id, kept, kind, name, created) in rows {
         let resource = ListedResource {
-            kind: r.kind.into(),
-            name: r.name.clone(),
-            created_unix: r.created,
+            kind,
+            name,
+            created_unix: created,
         };
-        match runs.iter_mut().find(|run| run.run_id == r.run_id) {
+        match runs.iter_mut().find(|run| run.run_id == run_id) {
             Some(run) => {
-                run.kept |= r.kept;
-                run.created_unix = match (run.created_unix, r.created) {
+                run.kept |= kept;
+                run.created_unix = match (run.created_unix, created) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
                 run.resources.push(resource);
             }
             None => runs.push(ListedRun {
-                run_id: r.run_id.clone(),
-                kept: r.kept,
-                created_unix: r.created,
+                run_id,
+                kept,
+                created_unix: created,
                 resources: vec![resource],
             }),
         }

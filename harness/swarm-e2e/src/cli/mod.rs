@@ -74,28 +74,38 @@ enum Command {
     /// A stateful fake of the DigitalOcean API (no account needed).
     #[command(subcommand)]
     FakeDo(fake_do::FakeDoCommand),
-    /// Remove a kept run (`run --keep`) and everything labelled with its id.
-    #[command(after_help = "Example:\n  swarm-e2e down k3x9a0qz")]
+    /// Remove a kept run (`run --keep`) and everything labelled or tagged with its id.
+    #[command(
+        after_help = "Examples:\n  swarm-e2e down k3x9a0qz\n  swarm-e2e down k3x9a0qz --target digitalocean   # its droplets, firewall and SSH key"
+    )]
     Down {
         /// The run id printed by `run`.
         run_id: String,
+        #[command(flatten)]
+        place: resources::Place,
     },
     /// Print the environment that points the docker CLI at a node of a kept run.
-    #[command(after_help = "Example:\n  eval \"$(swarm-e2e env k3x9a0qz swarm-demo-1)\"\n  docker node ls")]
+    #[command(
+        after_help = "Examples:\n  eval \"$(swarm-e2e env k3x9a0qz swarm-demo-1)\"\n  docker node ls\n  eval \"$(swarm-e2e env k3x9a0qz swarm-demo-1 --target digitalocean)\""
+    )]
     Env {
         /// The run id printed by `run --keep`.
         run_id: String,
         /// The node's name in the scenario.
         node: String,
+        #[command(flatten)]
+        place: resources::Place,
     },
-    /// List runs that still have resources on this machine (kept or leaked).
+    /// List runs that still have resources on this machine or account (kept or leaked).
     #[command(
-        after_help = "Examples:\n  swarm-e2e ls\n  swarm-e2e ls --format json | jq '.runs[].run_id'\n\nSchema: swarm-e2e schema ls"
+        after_help = "Examples:\n  swarm-e2e ls\n  swarm-e2e ls --format json | jq '.runs[].run_id'\n  swarm-e2e ls --target digitalocean\n\nSchema: swarm-e2e schema ls"
     )]
     Ls {
         /// `human` (columns) or `json` (a versioned document; `swarm-e2e schema ls`).
         #[arg(long, value_enum, default_value_t = listing::Format::Human)]
         format: listing::Format,
+        #[command(flatten)]
+        place: resources::Place,
     },
     /// Check that a target can be used, before anything is created.
     #[command(after_help = doctor::DOCTOR_HELP)]
@@ -174,9 +184,9 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => run::plan(a),
         Command::NodeImage(c) => node_image::main(&rt, c),
         Command::FakeDo(c) => fake_do::main(&rt, c),
-        Command::Down { run_id } => resources::down(&rt, &run_id),
-        Command::Env { run_id, node } => resources::env(&rt, &run_id, &node),
-        Command::Ls { format } => resources::ls(&rt, format),
+        Command::Down { run_id, place } => resources::down(&rt, &run_id, &place),
+        Command::Env { run_id, node, place } => resources::env(&rt, &run_id, &node, &place),
+        Command::Ls { format, place } => resources::ls(&rt, format, &place),
         Command::Schema { name } => {
             let schema = listing::schema(&name).expect("clap allows only known names");
             listing::print_json(&schema);

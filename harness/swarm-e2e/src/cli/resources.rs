@@ -9,10 +9,11 @@ use super::listing::{self, Format};
 use super::{host, say};
 use crate::engine::ENGINE_TLS_PORT;
 use crate::exit::{self, Failure};
-use crate::marks::{now_unix, run_dir};
+use crate::marks::{now_unix, run_dir, run_resource_name, run_tag};
 use crate::target::digitalocean::{client_from_env, sweep as do_sweep};
 use crate::target::local::nodes::node_address;
 use crate::target::local::resources::{LocalResource, find_resources, remove_resources, teardown};
+use swarm_e2e_digitalocean::client::DoClient;
 
 pub const SWEEP_HELP: &str = "Examples:
   swarm-e2e sweep                       # dry run: show what would be removed
@@ -45,7 +46,26 @@ pub struct SweepArgs {
     format: Format,
 }
 
-pub fn down(rt: &Runtime, run_id: &str) -> Result<i32, Failure> {
+/// Where `ls`, `down` and `env` look.
+#[derive(Args)]
+pub struct Place {
+    /// `local`: this machine's engine; `digitalocean`: the account of
+    /// DIGITALOCEAN_ACCESS_TOKEN (runs kept with `run --target digitalocean --keep`).
+    #[arg(long, default_value = "local", value_parser = ["local", "digitalocean"])]
+    target: String,
+}
+
+impl Place {
+    fn cloud(&self) -> bool {
+        self.target == "digitalocean"
+    }
+}
+
+pub fn down(rt: &Runtime, run_id: &str, place: &Place) -> Result<i32, Failure> {
+    if place.cloud() {
+        let client = client_from_env()?;
+        return rt.block_on(down_digitalocean(&client, run_id));
+    }
     rt.block_on(async {
         let host = host().await?;
         let (removed, errors) = teardown(&host, run_id, Vec::new()).await;
@@ -69,10 +89,45 @@ pub fn down(rt: &Runtime, run_id: &str) -> Result<i32, Failure> {
     })
 }
 
-pub fn env(rt: &Runtime, run_id: &str, node: &str) -> Result<i32, Failure> {
+/// Removes a kept run's droplets (by run tag, verified), firewall and SSH key, then its
+/// local directory (client certificates, SSH key).
+async fn down_digitalocean(client: &DoClient, run_id: &str) -> Result<i32, Failure> {
+    let found: Vec<_> = do_sweep::find(client)
+        .await?
+        .into_iter()
+        .filter(|r| r.run_id == run_id)
+        .collect();
+    if found.is_empty() {
+        return Err(Failure::invalid_input(format!(
+            "nothing of run {run_id} was found on DigitalOcean (droplets tagged {}, a firewall or SSH key named {})",
+            run_tag(run_id),
+            run_resource_name(run_id)
+        ))
+        .with_hint("`swarm-e2e ls --target digitalocean` lists the runs with resources there"));
+    }
+    let errors = do_sweep::remove(client, &found, Duration::from_secs(300)).await;
+    for r in &found {
+        say(&format!("removed {} {}", r.kind.as_str(), r.name));
+    }
+    let dir = run_dir(run_id);
+    if dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        say(&format!("could not remove {}: {e}", dir.display()));
+    }
+    removal_result(
+        errors,
+        Some("run `swarm-e2e down` again; deletes on DigitalOcean are eventually consistent"),
+    )
+}
+
+pub fn env(rt: &Runtime, run_id: &str, node: &str, place: &Place) -> Result<i32, Failure> {
+    let client = if place.cloud() { Some(client_from_env()?) } else { None };
     rt.block_on(async {
-        let host = host().await?;
-        let address = node_address(&host, run_id, node).await?;
+        let address = match &client {
+            Some(client) => droplet_address(client, run_id, node).await?,
+            None => node_address(&host().await?, run_id, node).await?,
+        };
         let certs = run_dir(run_id).join("certs");
         if !certs.join("key.pem").is_file() {
             return Err(Failure::infrastructure(format!(
@@ -89,7 +144,43 @@ pub fn env(rt: &Runtime, run_id: &str, node: &str) -> Result<i32, Failure> {
     })
 }
 
-pub fn ls(rt: &Runtime, format: Format) -> Result<i32, Failure> {
+/// The public address of a kept run's droplet `node`.
+async fn droplet_address(client: &DoClient, run_id: &str, node: &str) -> Result<std::net::IpAddr, Failure> {
+    let droplets = client
+        .droplets_by_tag(&run_tag(run_id))
+        .await
+        .map_err(Failure::infrastructure)?;
+    let Some(droplet) = droplets.iter().find(|d| d.name == node) else {
+        let names: Vec<&str> = droplets.iter().map(|d| d.name.as_str()).collect();
+        return Err(Failure::invalid_input(format!(
+            "run {run_id} has no droplet {node} on DigitalOcean{}",
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" (it has {})", names.join(", "))
+            }
+        ))
+        .with_hint("`swarm-e2e ls --target digitalocean` lists the runs with resources there"));
+    };
+    droplet.public_ipv4().map(std::net::IpAddr::V4).ok_or_else(|| {
+        Failure::infrastructure(format!("droplet {node} of run {run_id} has no public IPv4 address yet"))
+            .with_hint("wait until it is active, then ask again")
+    })
+}
+
+pub fn ls(rt: &Runtime, format: Format, place: &Place) -> Result<i32, Failure> {
+    if place.cloud() {
+        let client = client_from_env()?;
+        return rt.block_on(async {
+            let found = do_sweep::find(&client).await?;
+            match format {
+                Format::Human if found.is_empty() => say("no swarm-e2e resources on DigitalOcean"),
+                Format::Human => print_cloud_resources(&found),
+                Format::Json => listing::print_json(&listing::cloud_runs_listing(&found)),
+            }
+            Ok(exit::OK)
+        });
+    }
     rt.block_on(async {
         let host = host().await?;
         let found = find_resources(&host, None).await?;
@@ -161,7 +252,11 @@ fn removal_result(errors: Vec<String>, hint: Option<&str>) -> Result<i32, Failur
 }
 
 async fn sweep_digitalocean(client: &swarm_e2e_digitalocean::client::DoClient, a: &SweepArgs) -> Result<i32, Failure> {
-    let found = do_sweep::find(client).await?;
+    let found: Vec<_> = do_sweep::find(client)
+        .await?
+        .into_iter()
+        .filter(|r| a.include_kept || !r.kept)
+        .collect();
     let found = do_sweep::older_than(found, a.older_than.unwrap_or_default());
     let json = a.format == Format::Json;
     if found.is_empty() && !json {
@@ -195,18 +290,22 @@ async fn sweep_digitalocean(client: &swarm_e2e_digitalocean::client::DoClient, a
 }
 
 fn print_cloud_resources(found: &[do_sweep::CloudResource]) {
-    say(&format!("{:<10} {:<10} {:<9} {:<12} name", "run", "age", "kind", "id"));
+    say(&format!(
+        "{:<10} {:<10} {:<9} {:<12} {:<5} name",
+        "run", "age", "kind", "id", "kept"
+    ));
     for r in found {
         let age = r
             .age
             .map(|a| humantime::format_duration(Duration::from_secs(a.as_secs())).to_string())
             .unwrap_or_else(|| "?".into());
         say(&format!(
-            "{:<10} {:<10} {:<9} {:<12} {}",
+            "{:<10} {:<10} {:<9} {:<12} {:<5} {}",
             r.run_id,
             age.split(' ').next().unwrap_or("?"),
             r.kind.as_str(),
             r.id,
+            if r.kept { "yes" } else { "" },
             r.name
         ));
     }

@@ -276,6 +276,32 @@ pub trait Target: Send + Sync {
     }
 }
 
+/// How to reach a kept run's nodes with the docker CLI (its client certificates are in
+/// the run's directory); `flag` is what `env` and `down` need to find the run
+/// (`--target digitalocean` for droplets).
+pub(crate) fn keep_lines(run_id: &str, nodes: &[NodeRecord], flag: &str) -> String {
+    let certs = crate::marks::run_dir(run_id).join("certs");
+    let mut text = format!("swarm-e2e: kept run {run_id}. Reach a node with the docker CLI:\n");
+    for n in nodes {
+        text.push_str(&format!(
+            "  # {} ({})\n  export DOCKER_HOST=tcp://{}:{} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}\n",
+            n.name,
+            n.role,
+            n.address,
+            crate::engine::ENGINE_TLS_PORT,
+            certs.display()
+        ));
+    }
+    if let Some(first) = nodes.first() {
+        text.push_str(&format!(
+            "Or: eval \"$(swarm-e2e env {run_id} {}{flag})\"\n",
+            first.name
+        ));
+    }
+    text.push_str(&format!("Remove it with: swarm-e2e down {run_id}{flag}"));
+    text
+}
+
 /// Builds the target a run asked for. A target that cannot even be set up (no token,
 /// an unreadable hosts file) fails here, before any run starts.
 pub fn select(choice: &TargetChoice, rt: &Runtime, scenario: &Scenario) -> Result<Arc<dyn Target>, Failure> {

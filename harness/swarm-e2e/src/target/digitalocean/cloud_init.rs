@@ -31,6 +31,33 @@ pub const ENGINE_LOG: &str = "/var/log/swarm-e2e-engine.log";
 /// Where cloud-init writes the output of a droplet's boot script.
 pub const BOOT_LOG: &str = "/var/log/cloud-init-output.log";
 
+/// Defines `mint_server_certificate`: in the directory holding `issuer.pem` and
+/// `issuer-key.pem`, writes the engine's `key.pem` and `cert.pem` (its certificate and
+/// the issuer's) for the name `$me` and every IPv4 address the machine has now, then
+/// removes the issuer's key.
+pub const MINT_SERVER_CERTIFICATE: &str = r#"# The engine's server certificate, minted by this droplet's issuer (which may sign for
+# this name only): the droplet's addresses are known only now, and the docker CLI
+# verifies the address it connects to.
+mint_server_certificate() {
+  san="DNS:$me,DNS:localhost,IP:127.0.0.1"
+  for address in $(hostname -I 2>/dev/null || true); do
+    case "$address" in
+      *:*) ;;
+      *) san="$san,IP:$address" ;;
+    esac
+  done
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$me" \
+    -keyout key.pem -out server.csr
+  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n' \
+    "$san" > server.ext
+  openssl x509 -req -in server.csr -CA issuer.pem -CAkey issuer-key.pem -set_serial "0x$(openssl rand -hex 16)" \
+    -days 3650 -sha256 -extfile server.ext -out server.pem
+  cat server.pem issuer.pem > cert.pem
+  rm -f issuer-key.pem server.csr server.ext server.pem
+  echo "swarm-e2e: the engine's certificate names $san"
+}
+"#;
+
 /// The user_data limit of DigitalOcean's API.
 pub const USER_DATA_LIMIT: usize = 64 * 1024;
 
@@ -47,8 +74,9 @@ pub fn shell_quote(s: &str) -> String {
 /// this droplet's configuration by hostname (DigitalOcean sets it to the droplet's
 /// name), runs `boot_commands`, installs the engine and starts dockerd with it.
 ///
-/// Server certificates name the droplet (the address is unknown until boot); the
-/// harness verifies engines by that name.
+/// Each droplet gets an issuer that may sign for its name only ([`Pki::node_issuer`]);
+/// its script mints the engine's server certificate with the addresses it booted with.
+/// The harness verifies engines by name; the docker CLI of a kept run by address.
 ///
 /// `extra` adds daemon.json keys to every node (the classic topology's cluster store).
 pub fn user_data(
@@ -63,13 +91,13 @@ pub fn user_data(
         |path: &str, body: &str| format!("cat > {path} <<'{HEREDOC_END}'\n{}\n{HEREDOC_END}\n", body.trim_end());
     let mut ca_pem = String::new();
     for node in &scenario.nodes {
-        let server = pki.server(&node.name, &[])?;
+        let issuer = pki.node_issuer(&node.name)?;
         facts.insert(node.name.clone(), json!({"engine": node.engine}));
-        ca_pem = server.ca_pem.clone();
+        ca_pem = issuer.ca_pem.clone();
         cases.push_str(&format!("  {})\n    engine={}\n", node.name, shell_quote(&node.engine)));
         for (file, body) in [
-            ("cert.pem", server.cert_pem.as_str()),
-            ("key.pem", server.key_pem.expose_secret()),
+            ("issuer.pem", issuer.cert_pem.as_str()),
+            ("issuer-key.pem", issuer.key_pem.expose_secret()),
             ("daemon.json", &serde_json::to_string(&daemon_json(node, extra))?),
         ] {
             cases.push_str(&write(&format!("{CONFIG_DIR}/{file}"), body));
@@ -104,6 +132,7 @@ chmod 700 {CONFIG_DIR}
     exit 1
     ;;
 esac
+{MINT_SERVER_CERTIFICATE}(cd {CONFIG_DIR} && mint_server_certificate)
 chmod 644 {CONFIG_DIR}/ca.pem {CONFIG_DIR}/cert.pem {CONFIG_DIR}/daemon.json
 umask 022
 log "configuration of $me written to {CONFIG_DIR}"
@@ -187,6 +216,68 @@ mod tests {
         swarm_e2e_model::parse_scenario("swarm-demo.toml", &text).unwrap()
     }
 
+    /// Runs the script's minting with the machine's openssl in `dir` as droplet `me`,
+    /// holding `issuer`; returns the engine's certificate chain.
+    fn mint(
+        dir: &std::path::Path,
+        me: &str,
+        issuer: &crate::pki::CertBundle,
+    ) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        use rustls::pki_types::pem::PemObject;
+        std::fs::write(dir.join("issuer.pem"), &issuer.cert_pem).unwrap();
+        std::fs::write(dir.join("issuer-key.pem"), issuer.key_pem.expose_secret()).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-euc")
+            .arg(format!("{MINT_SERVER_CERTIFICATE}\nme={me}\nmint_server_certificate"))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!dir.join("issuer-key.pem").exists(), "the issuer's key stays behind");
+        assert!(dir.join("key.pem").is_file());
+        let chain = std::fs::read(dir.join("cert.pem")).unwrap();
+        rustls::pki_types::CertificateDer::pem_slice_iter(&chain)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    /// The droplet's own certificate verifies by its name (as the harness connects) and
+    /// by its address (as the docker CLI of a kept run does); an issuer cannot sign for
+    /// another droplet's name.
+    #[test]
+    fn a_droplet_mints_a_certificate_for_its_name_and_addresses_only() {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+        let pki = Pki::new("t").unwrap();
+        let issuer = pki.node_issuer("node-1").unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(issuer.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .unwrap();
+        let verify = |chain: &[CertificateDer<'static>], name: &str| {
+            verifier.verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &ServerName::try_from(name.to_string()).unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let chain = mint(dir.path(), "node-1", &issuer);
+        assert_eq!(chain.len(), 2, "the engine presents its issuer too");
+        verify(&chain, "node-1").unwrap();
+        verify(&chain, "127.0.0.1").unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let forged = mint(other.path(), "node-2", &issuer);
+        let refused = verify(&forged, "node-2").unwrap_err();
+        assert!(format!("{refused:?}").contains("NameConstraint"), "{refused:?}");
+    }
+
     #[test]
     fn user_data_carries_each_nodes_files_and_only_engines_as_facts() {
         let scenario = demo();
@@ -202,8 +293,9 @@ mod tests {
             !facts.contains("PRIVATE KEY") && !facts.contains("CERTIFICATE"),
             "{facts}"
         );
-        // One case per node, each with its own key and daemon.json.
+        // One case per node, each with its own issuer and daemon.json.
         assert_eq!(ud.matches("BEGIN PRIVATE KEY").count(), scenario.nodes.len());
+        assert_eq!(ud.matches("issuer-key.pem <<").count(), scenario.nodes.len());
         assert!(ud.contains("\"provider=local\",\"storage=ssd\""), "{ud}");
         assert!(ud.len() < USER_DATA_LIMIT);
     }

@@ -148,6 +148,11 @@ impl Backer {
         self.backed.clone()
     }
 
+    /// The runs whose droplets it backed so far (by their run networks).
+    pub async fn runs(&self) -> Vec<String> {
+        self.shared.lock().await.networks.keys().cloned().collect()
+    }
+
     /// Stops taking events, waits (bounded) for backing work in flight, and returns the
     /// containers still held, for teardown.
     pub async fn shutdown(self) -> Vec<ContainerAsync<GenericImage>> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use futures_util::future::BoxFuture;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use swarm_e2e_digitalocean::client::DoClient;
 use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean};
 use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
@@ -25,7 +25,7 @@ use super::local::{ContainerNodeControl, host_kernel, node_container_exited};
 use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TargetChoice, TeardownReport};
 use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::Failure;
-use crate::marks::node_container_name;
+use crate::marks::{node_container_name, run_dir};
 use crate::report::{NodeRecord, RunSummary};
 use fake_backer::Backer;
 use provision::{DoResources, DoSettings};
@@ -208,11 +208,16 @@ impl Target for DoTarget {
 
     fn preflight<'a>(&'a self, scenario: &'a Scenario, keep: bool) -> BoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
-            if keep {
-                return Err(
-                    Failure::invalid_input(format!("--keep is not available on target {} yet", self.name))
-                        .with_hint("use --keep with --target local"),
-                );
+            if keep && self.is_fake() {
+                // The in-process fake ends with the run: nothing could list or remove
+                // what it kept.
+                return Err(Failure::invalid_input(
+                    "--keep needs an API that outlives the run; the do-fake target's ends with it",
+                )
+                .with_hint(
+                    "serve the fake on its own: `swarm-e2e fake-do serve --backed`, then run with \
+                     --target digitalocean --keep and DIGITALOCEAN_API_URL and DIGITALOCEAN_ACCESS_TOKEN as it prints",
+                ));
             }
             // Decided from the scenario alone, before any request.
             provision::refuse_uninstallable(scenario, &self.settings)?;
@@ -263,16 +268,10 @@ impl Target for DoTarget {
 
     fn provision(self: Arc<Self>, ctx: ProvisionContext) -> BoxFuture<'static, anyhow::Result<Vec<ProvisionedNode>>> {
         Box::pin(async move {
-            provision::provision(
-                &self.client,
-                &ctx.scenario,
-                &ctx.run_id,
-                &self.settings,
-                &ctx.pki,
-                &self.created,
-                &ctx.stop,
-            )
-            .await
+            if ctx.keep && self.host.is_some() {
+                ctx.pki.write_client_dir(&run_dir(&ctx.run_id).join("certs"))?;
+            }
+            provision::provision(&self.client, &self.settings, &self.created, &ctx).await
         })
     }
 
@@ -367,8 +366,29 @@ impl Target for DoTarget {
             .map(|_| Box::pin(self.droplet_log(run_id, node, engine, cloud_init::BOOT_LOG)) as BoxFuture<'a, _>)
     }
 
-    fn keep(&self, _run_id: &str, _nodes: &[NodeRecord]) -> String {
-        unreachable!("preflight refuses --keep on DigitalOcean targets")
+    fn keep(&self, run_id: &str, nodes: &[NodeRecord]) -> String {
+        let flag = " --target digitalocean";
+        let mut text = if self.host.is_some() {
+            super::keep_lines(run_id, nodes, flag)
+        } else {
+            format!(
+                "swarm-e2e: kept run {run_id} (API-only: its droplets run no engine)\nRemove it with: swarm-e2e down {run_id}{flag}"
+            )
+        };
+        // The run's SSH key reaches the droplets as root (port 22 from the admin
+        // addresses); written only for a kept run, beside its client certificates.
+        let key = self.created.lock().unwrap().ssh_private_key.clone();
+        if let Some(key) = key {
+            match write_private_file(&run_dir(run_id).join("id_ed25519"), key.expose_secret()) {
+                Ok(path) => text.push_str(&format!(
+                    "\nLog in to a droplet: ssh -i {} root@ADDRESS",
+                    path.display()
+                )),
+                Err(e) => text.push_str(&format!("\n(the run's SSH key was not written: {e:#})")),
+            }
+        }
+        text.push_str("\nIts droplets are billed until it is removed.");
+        text
     }
 
     fn teardown<'a>(&'a self, run_id: &'a str, limit: Duration) -> BoxFuture<'a, TeardownReport> {
@@ -418,4 +438,22 @@ impl Target for DoTarget {
             client_stats.requests, client_stats.retries, client_stats.rate_limited
         ))
     }
+}
+
+/// Writes `body` to `path` readable by its owner only (the directory too), for a kept
+/// run's SSH key.
+fn write_private_file(path: &std::path::Path, body: &str) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(body.as_bytes())?;
+    Ok(path.to_path_buf())
 }

@@ -12,14 +12,12 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use swarm_e2e_digitalocean::client::{DoClient, DropletTemplate};
 use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
-use tokio_util::sync::CancellationToken;
 
 use super::cloud_init::{kv_store_user_data, user_data};
 use crate::engine::ENGINE_TLS_PORT;
-use crate::marks::{PROJECT_TAG, run_resource_name, run_tag};
-use crate::pki::Pki;
+use crate::marks::{KEPT_TAG, PROJECT_TAG, run_resource_name, run_tag};
 use crate::target::local::nodes::{KV_STORE_NODE, KV_STORE_PORT, cluster_store_config};
-use crate::target::{Identity, ProvisionedNode};
+use crate::target::{Identity, ProvisionContext, ProvisionedNode};
 
 /// The region, size and image droplets get when neither the command line (or its
 /// environment variables) nor the scenario's `[digitalocean]` table says: what most
@@ -345,17 +343,16 @@ pub struct DoResources {
 }
 
 /// Creates the run's tags, SSH key, firewall and droplets, and waits until every droplet
-/// is active with a public IPv4. `stop` ends it between steps; what was created is
-/// recorded in `created` as it happens, so teardown sees it even after an error.
+/// is active with a public IPv4. `ctx.stop` ends it between steps; what was created is
+/// recorded in `created` as it happens, so teardown sees it even after an error. A kept
+/// run's droplets carry the kept tag.
 pub async fn provision(
     client: &DoClient,
-    scenario: &Scenario,
-    run_id: &str,
     settings: &DoSettings,
-    pki: &Pki,
     created: &std::sync::Mutex<DoResources>,
-    stop: &CancellationToken,
+    ctx: &ProvisionContext,
 ) -> anyhow::Result<Vec<ProvisionedNode>> {
+    let (scenario, run_id, pki, stop, keep) = (&*ctx.scenario, ctx.run_id.as_str(), &*ctx.pki, &ctx.stop, ctx.keep);
     let check_stop = || {
         if stop.is_cancelled() {
             bail!("provisioning stopped")
@@ -381,6 +378,12 @@ pub async fn provision(
     let tag = run_tag(run_id);
     client.create_tag(PROJECT_TAG).await?;
     client.create_tag(&tag).await?;
+    let mut tags = vec![PROJECT_TAG.to_string(), tag.clone()];
+    if keep {
+        // Marked at creation, so a kept run is known by its droplets alone.
+        client.create_tag(KEPT_TAG).await?;
+        tags.push(KEPT_TAG.to_string());
+    }
 
     let key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
         .map_err(|e| anyhow::anyhow!("generating the run's SSH key: {e}"))?;
@@ -405,7 +408,7 @@ pub async fn provision(
         region: settings.region.clone(),
         size: size.to_string(),
         image: settings.image.clone(),
-        tags: vec![PROJECT_TAG.into(), tag.clone()],
+        tags: tags.clone(),
         ssh_keys: vec![registered.id],
         user_data: Some(user_data.to_string()),
     };

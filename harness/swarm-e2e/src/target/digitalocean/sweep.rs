@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use swarm_e2e_digitalocean::client::DoClient;
 
-use crate::marks::{PROJECT_TAG, run_resource_name, run_tag};
+use crate::marks::{KEPT_TAG, PROJECT_TAG, run_resource_name, run_tag};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CloudKind {
@@ -36,6 +36,8 @@ pub struct CloudResource {
     pub run_id: String,
     /// From the API's `created_at`; SSH keys have none.
     pub age: Option<Duration>,
+    /// Of a run left up on purpose (`run --keep`: its droplets carry the kept tag).
+    pub kept: bool,
 }
 
 fn age_of(created_at: Option<&str>) -> Option<Duration> {
@@ -58,6 +60,7 @@ pub async fn find(client: &DoClient) -> anyhow::Result<Vec<CloudResource>> {
             name: d.name.clone(),
             run_id: run_id.to_string(),
             age: age_of(Some(&d.created_at)),
+            kept: d.tags.iter().any(|t| t == KEPT_TAG),
         });
     }
     let name_prefix = run_resource_name("");
@@ -78,6 +81,7 @@ pub async fn find(client: &DoClient) -> anyhow::Result<Vec<CloudResource>> {
             name: name.to_string(),
             run_id: run_id.to_string(),
             age: age_of(f["created_at"].as_str()),
+            kept: false,
         });
     }
     let keys: Vec<CloudResource> = client
@@ -92,6 +96,7 @@ pub async fn find(client: &DoClient) -> anyhow::Result<Vec<CloudResource>> {
                 name: k.name,
                 run_id,
                 age: None,
+                kept: false,
             })
         })
         .collect();
@@ -103,6 +108,11 @@ pub async fn find(client: &DoClient) -> anyhow::Result<Vec<CloudResource>> {
         .collect();
     for r in out.iter_mut().filter(|r| r.age.is_none()) {
         r.age = ages.iter().filter(|(run, _)| *run == r.run_id).map(|(_, a)| *a).max();
+    }
+    // A kept run's firewall and key are kept with its droplets.
+    let kept: BTreeSet<String> = out.iter().filter(|r| r.kept).map(|r| r.run_id.clone()).collect();
+    for r in &mut out {
+        r.kept = kept.contains(&r.run_id);
     }
     out.sort_by(|a, b| (&a.run_id, a.kind, &a.name).cmp(&(&b.run_id, b.kind, &b.name)));
     Ok(out)

@@ -125,7 +125,7 @@ impl Target for LocalTarget {
         for h in self.handles.lock().unwrap().drain(..) {
             std::mem::forget(h);
         }
-        keep_lines(run_id, nodes)
+        super::keep_lines(run_id, nodes, "")
     }
 
     fn teardown<'a>(&'a self, run_id: &'a str, limit: Duration) -> BoxFuture<'a, TeardownReport> {
@@ -146,26 +146,6 @@ impl Target for LocalTarget {
             }
         })
     }
-}
-
-/// How to reach a kept run's nodes with the docker CLI.
-fn keep_lines(run_id: &str, nodes: &[NodeRecord]) -> String {
-    let certs = run_dir(run_id).join("certs");
-    let mut text = format!("swarm-e2e: kept run {run_id}. Reach a node with the docker CLI:\n");
-    for n in nodes {
-        text.push_str(&format!(
-            "  # {} ({})\n  export DOCKER_HOST=tcp://{}:{ENGINE_TLS_PORT} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}\n",
-            n.name,
-            n.role,
-            n.address,
-            certs.display()
-        ));
-    }
-    if let Some(first) = nodes.first() {
-        text.push_str(&format!("Or: eval \"$(swarm-e2e env {run_id} {})\"\n", first.name));
-    }
-    text.push_str(&format!("Remove it with: swarm-e2e down {run_id}"));
-    text
 }
 
 /// Resolves when a node container of the run (one of `nodes`) has exited, with its exit

@@ -127,7 +127,9 @@ pub async fn find_resources(host: &Docker, run_id: Option<&str>) -> anyhow::Resu
             name: path.display().to_string(),
             run_id: run,
             created,
-            kept: false,
+            // Only a kept run's directory holds its client certificates or SSH key (to
+            // reach it later).
+            kept: kind == ResourceKind::TempDir && (path.join("certs").is_dir() || path.join("id_ed25519").is_file()),
         });
     }
     Ok(out)
