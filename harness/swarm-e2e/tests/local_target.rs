@@ -639,7 +639,11 @@ fn main() {
         "digitalocean-keep-prints-working-docker-cli-lines-and-down-removes",
         || {
             node_image()?;
+            // The serving fake records its exchanges here: held against the spec (and
+            // removed) once it has stopped.
+            let exchanges = exchanges_file();
             let mut serve = command(&["fake-do", "serve", "--port", "0", "--backed"])
+                .env(swarm_e2e_digitalocean::fake::EXCHANGES_ENV, &exchanges)
                 .spawn()
                 .unwrap();
             let stop_serve = |serve: &mut std::process::Child| {
@@ -650,6 +654,7 @@ fn main() {
             let first = lines.next().and_then(Result::ok).unwrap_or_default();
             let Some(url) = first.strip_prefix("fake DigitalOcean API: ").map(str::to_string) else {
                 stop_serve(&mut serve);
+                let _ = std::fs::remove_file(&exchanges);
                 return Err(format!("fake-do serve printed {first:?}").into());
             };
             let env = [
@@ -709,9 +714,13 @@ fn main() {
                 Ok(())
             })();
             let stopped = stop_serve(&mut serve);
+            let conform = fake_exchanges_conform(&exchanges);
             result?;
             if !stopped {
                 return Err("fake-do serve did not stop cleanly on SIGINT".into());
+            }
+            if let Err(deviations) = conform {
+                return Err(deviations.into());
             }
             assert_clean(&out)
         },
