@@ -97,30 +97,34 @@ impl Pki {
     /// Writes the client files in the layout the docker CLI expects for
     /// `DOCKER_CERT_PATH` (ca.pem, cert.pem, key.pem), directory mode 0700.
     pub fn write_client_dir(&self, dir: &Path) -> anyhow::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        write_file(&dir.join("ca.pem"), &self.client.ca_pem, 0o644)?;
+        write_file(&dir.join("cert.pem"), &self.client.cert_pem, 0o644)?;
+        write_file(&dir.join("key.pem"), self.client.key_pem.expose_secret(), 0o600)?;
+        Ok(())
+    }
+}
+
+/// Writes `body` to `path` with permissions `mode`, creating its directory readable by
+/// its owner only (it holds a private key).
+pub(crate) fn write_file(path: &Path, body: &str, mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
-        let write = |name: &str, body: &str, mode: u32| -> anyhow::Result<()> {
-            use std::io::Write;
-            let path = dir.join(name);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .open(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            f.write_all(body.as_bytes())?;
-            Ok(())
-        };
-        write("ca.pem", &self.client.ca_pem, 0o644)?;
-        write("cert.pem", &self.client.cert_pem, 0o644)?;
-        write("key.pem", self.client.key_pem.expose_secret(), 0o600)?;
-        Ok(())
     }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(body.as_bytes())?;
+    Ok(())
 }
 
 fn sign(ca: &CertifiedIssuer<'static, KeyPair>, params: CertificateParams) -> anyhow::Result<CertBundle> {

@@ -587,23 +587,14 @@ fn main() {
             let run_id = out.run_id();
             let result = (|| -> Result<(), Failed> {
                 expect_code(&out, 1)?;
-                let export = out
-                    .stderr
-                    .lines()
-                    .find(|l| l.trim_start().starts_with("export DOCKER_HOST="))
-                    .ok_or_else(|| format!("no export line\n{}", out.context()))?;
+                let export = export_line(&out)?;
                 // `swarm-e2e env RUN NODE` prints the same line for the first node (wp-1).
                 let env = run(&["env", out.run_id().as_deref().unwrap_or_default(), "wp-1"], None);
                 expect_code(&env, 0)?;
                 if env.stdout.trim() != export.trim() {
                     return Err(format!("`env` printed {:?}, `run --keep` printed {export:?}", env.stdout).into());
                 }
-                let mut cmd = Command::new("docker");
-                for assignment in export.trim_start().trim_start_matches("export ").split_whitespace() {
-                    let (k, v) = assignment.split_once('=').unwrap();
-                    cmd.env(k, v);
-                }
-                let info = cmd
+                let info = docker_cli_for(export)
                     .args(["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.Nodes}}"])
                     .output()
                     .unwrap();
@@ -673,23 +664,14 @@ fn main() {
             );
             let result = (|| -> Result<(), Failed> {
                 expect_code(&out, 0)?;
-                let export = out
-                    .stderr
-                    .lines()
-                    .find(|l| l.trim_start().starts_with("export DOCKER_HOST="))
-                    .ok_or_else(|| format!("no export line\n{}", out.context()))?;
+                let export = export_line(&out)?;
                 let run_id = out.run_id().unwrap_or_default();
                 let printed = run_env(&["env", &run_id, "probe-1", "--target", "digitalocean"], &env);
                 expect_code(&printed, 0)?;
                 if printed.stdout.trim() != export.trim() {
                     return Err(format!("`env` printed {:?}, `run --keep` printed {export:?}", printed.stdout).into());
                 }
-                let mut cmd = Command::new("docker");
-                for assignment in export.trim_start().trim_start_matches("export ").split_whitespace() {
-                    let (k, v) = assignment.split_once('=').unwrap();
-                    cmd.env(k, v);
-                }
-                let info = cmd
+                let info = docker_cli_for(export)
                     .args([
                         "info",
                         "--format",
@@ -1565,4 +1547,23 @@ fn main() {
     ));
 
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// The first `export DOCKER_HOST=…` line a kept run printed.
+fn export_line(out: &Output) -> Result<&str, Failed> {
+    out.stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("export DOCKER_HOST="))
+        .ok_or_else(|| format!("no export line\n{}", out.context()).into())
+}
+
+/// The real docker CLI with the assignments of a kept run's `export` line, as a user
+/// who pasted it has them.
+fn docker_cli_for(export: &str) -> Command {
+    let mut cmd = Command::new("docker");
+    for assignment in export.trim_start().trim_start_matches("export ").split_whitespace() {
+        let (k, v) = assignment.split_once('=').expect("NAME=value");
+        cmd.env(k, v);
+    }
+    cmd
 }

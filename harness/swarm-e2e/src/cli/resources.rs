@@ -46,6 +46,8 @@ pub struct SweepArgs {
     format: Format,
 }
 
+const LS_DIGITALOCEAN_HINT: &str = "`swarm-e2e ls --target digitalocean` lists the runs with resources there";
+
 /// Where `ls`, `down` and `env` look.
 #[derive(Args)]
 pub struct Place {
@@ -103,7 +105,7 @@ async fn down_digitalocean(client: &DoClient, run_id: &str) -> Result<i32, Failu
             run_tag(run_id),
             run_resource_name(run_id)
         ))
-        .with_hint("`swarm-e2e ls --target digitalocean` lists the runs with resources there"));
+        .with_hint(LS_DIGITALOCEAN_HINT));
     }
     let errors = do_sweep::remove(client, &found, Duration::from_secs(300)).await;
     for r in &found {
@@ -115,10 +117,10 @@ async fn down_digitalocean(client: &DoClient, run_id: &str) -> Result<i32, Failu
     {
         say(&format!("could not remove {}: {e}", dir.display()));
     }
-    removal_result(
-        errors,
-        Some("run `swarm-e2e down` again; deletes on DigitalOcean are eventually consistent"),
-    )
+    let again = format!(
+        "run `swarm-e2e down --target digitalocean {run_id}` again; deletes on DigitalOcean are eventually consistent"
+    );
+    removal_result(errors, Some(&again))
 }
 
 pub fn env(rt: &Runtime, run_id: &str, node: &str, place: &Place) -> Result<i32, Failure> {
@@ -160,7 +162,7 @@ async fn droplet_address(client: &DoClient, run_id: &str, node: &str) -> Result<
                 format!(" (it has {})", names.join(", "))
             }
         ))
-        .with_hint("`swarm-e2e ls --target digitalocean` lists the runs with resources there"));
+        .with_hint(LS_DIGITALOCEAN_HINT));
     };
     droplet.public_ipv4().map(std::net::IpAddr::V4).ok_or_else(|| {
         Failure::infrastructure(format!("droplet {node} of run {run_id} has no public IPv4 address yet"))

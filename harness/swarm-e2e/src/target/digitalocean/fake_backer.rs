@@ -203,45 +203,35 @@ async fn back(
         let (address, container) =
             nodes::start_kv_store(host, run_id, &network, node_labels, &CancellationToken::new()).await?;
         (address, vec![container])
-    } else if config["classic"] == true {
-        // Classic engines start one at a time, each once the previous one's gossip port
-        // is open, as the local target starts them (see `local::provision`): real
-        // droplets boot seconds apart, node containers within milliseconds.
-        let turn = (shared.lock().await.classic_starts)
-            .entry(run_id.to_string())
-            .or_default()
-            .clone();
-        let _turn = turn.lock().await;
-        let (started, containers) = boot(
-            host,
-            shared,
-            id,
-            run_id,
-            name,
-            &config,
-            user_data,
-            &network,
-            node_labels,
-        )
-        .await?;
-        if let Err(e) = nodes::wait_gossip(host, run_id, &started, &CancellationToken::new()).await {
-            tracing::warn!("{e:#}");
-        }
-        (started.address, containers)
     } else {
-        let (started, containers) = boot(
+        let droplet = Droplet {
             host,
             shared,
             id,
             run_id,
             name,
-            &config,
+            config: &config,
             user_data,
-            &network,
-            node_labels,
-        )
-        .await?;
-        (started.address, containers)
+            network: &network,
+        };
+        if config["classic"] == true {
+            // Classic engines start one at a time, each once the previous one's gossip
+            // port is open, as the local target starts them (see `local::provision`):
+            // real droplets boot seconds apart, node containers within milliseconds.
+            let turn = (shared.lock().await.classic_starts)
+                .entry(run_id.to_string())
+                .or_default()
+                .clone();
+            let _turn = turn.lock().await;
+            let (started, containers) = boot(&droplet, node_labels).await?;
+            if let Err(e) = nodes::wait_gossip(host, run_id, &started, &CancellationToken::new()).await {
+                tracing::warn!("{e:#}");
+            }
+            (started.address, containers)
+        } else {
+            let (started, containers) = boot(&droplet, node_labels).await?;
+            (started.address, containers)
+        }
     };
     let IpAddr::V4(address) = address else {
         anyhow::bail!("the backing container has no IPv4 address");
@@ -260,6 +250,21 @@ async fn back(
     Ok(())
 }
 
+/// One engine droplet being backed: what `boot` needs of it and of the backer.
+#[derive(Clone, Copy)]
+struct Droplet<'a> {
+    host: &'a Docker,
+    shared: &'a tokio::sync::Mutex<Shared>,
+    id: i64,
+    run_id: &'a str,
+    name: &'a str,
+    /// The swarm-e2e configuration line of its `user_data`.
+    config: &'a serde_json::Value,
+    user_data: &'a str,
+    /// The run's network on this machine.
+    network: &'a str,
+}
+
 /// How long a droplet's boot script may run on the fake (a real install takes minutes;
 /// here nothing is downloaded from afar).
 const BOOT_SCRIPT_LIMIT: Duration = Duration::from_secs(300);
@@ -273,18 +278,20 @@ const INSTALL_HOSTS: &[&str] = &["get.docker.com", "download.docker.com"];
 /// archive, then the script, awaited until it exits. A failed script keeps the
 /// containers (held for the droplet, so failure artefacts can read them) and fails with
 /// the script's last output lines.
-#[allow(clippy::too_many_arguments)]
 async fn boot(
-    host: &Docker,
-    shared: &tokio::sync::Mutex<Shared>,
-    id: i64,
-    run_id: &str,
-    name: &str,
-    config: &serde_json::Value,
-    user_data: &str,
-    network: &str,
+    droplet: &Droplet<'_>,
     node_labels: HashMap<String, String>,
 ) -> anyhow::Result<(StartedNode, Vec<ContainerAsync<GenericImage>>)> {
+    let Droplet {
+        host,
+        shared,
+        id,
+        run_id,
+        name,
+        config,
+        user_data,
+        network,
+    } = *droplet;
     let engine = config["nodes"][name]["engine"]
         .as_str()
         .with_context(|| format!("user_data names no engine for {name}"))?;

@@ -379,8 +379,9 @@ impl Target for DoTarget {
         // addresses); written only for a kept run, beside its client certificates.
         let key = self.created.lock().unwrap().ssh_private_key.clone();
         if let Some(key) = key {
-            match write_private_file(&run_dir(run_id).join("id_ed25519"), key.expose_secret()) {
-                Ok(path) => text.push_str(&format!(
+            let path = run_dir(run_id).join("id_ed25519");
+            match crate::pki::write_file(&path, key.expose_secret(), 0o600) {
+                Ok(()) => text.push_str(&format!(
                     "\nLog in to a droplet: ssh -i {} root@ADDRESS",
                     path.display()
                 )),
@@ -438,22 +439,4 @@ impl Target for DoTarget {
             client_stats.requests, client_stats.retries, client_stats.rate_limited
         ))
     }
-}
-
-/// Writes `body` to `path` readable by its owner only (the directory too), for a kept
-/// run's SSH key.
-fn write_private_file(path: &std::path::Path, body: &str) -> anyhow::Result<std::path::PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(body.as_bytes())?;
-    Ok(path.to_path_buf())
 }
