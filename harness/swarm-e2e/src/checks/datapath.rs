@@ -237,7 +237,7 @@ fn learned_by(env: &CheckEnv) -> &'static str {
 
 /// `; gossip (tcp/7946) from X to Y does not connect` for each direction between
 /// `node` and `peers` that does not.
-async fn gossip_blocked(env: &CheckEnv, node: &str, peers: &[&str]) -> String {
+pub(super) async fn gossip_blocked(env: &CheckEnv, node: &str, peers: &[&str]) -> String {
     let pairs: Vec<(&str, &str)> = peers.iter().flat_map(|p| [(node, *p), (*p, node)]).collect();
     let tries = join_all(pairs.into_iter().map(|(from, to)| async move {
         let address = env.cluster.node(to).address;
@@ -258,6 +258,38 @@ async fn gossip_blocked(env: &CheckEnv, node: &str, peers: &[&str]) -> String {
     }))
     .await;
     tries.into_iter().flatten().collect()
+}
+
+/// `; X's firewall rules that dropped gossip: ...` for each of `nodes` whose filter
+/// table has a DROP or REJECT rule that can match tcp or udp/7946 and matched packets
+/// (udp is not probed by connecting: a rule that dropped it is the evidence).
+pub(super) async fn gossip_dropped(env: &CheckEnv, nodes: &[&str]) -> String {
+    let image = env.image(swarm_e2e_model::BUSYBOX);
+    let saved = join_all(nodes.iter().map(|n| {
+        let image = &image;
+        async move { as_root(&env.cluster.node(n).docker, &env.cluster.run_id, image, SAVE_FILTER).await }
+    }))
+    .await;
+    let mut found = String::new();
+    for (node, saved) in nodes.iter().zip(saved) {
+        let Ok(saved) = saved else { continue };
+        let drops = drop_counts(&saved);
+        let mut rules: Vec<String> = (drops.iter())
+            .filter(|(rule, n)| **n > 0 && (can_match(rule, "tcp", GOSSIP_PORT) || can_match(rule, "udp", GOSSIP_PORT)))
+            .map(|(rule, _)| rule.as_str())
+            // A rule without a port (a catch-all, a policy) counts other traffic too.
+            .filter(|rule| rule.contains("--dport"))
+            .map(|rule| format!("`{rule}` ({} packet(s))", drops[rule]))
+            .collect();
+        if !rules.is_empty() {
+            rules.sort();
+            found.push_str(&format!(
+                "; {node}'s firewall rules that dropped gossip: {}",
+                rules.join(", ")
+            ));
+        }
+    }
+    found
 }
 
 /// `; X's firewall rules that dropped WHAT meanwhile: ...` when any did.

@@ -103,14 +103,17 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
     } = *ping;
     // Step 1: name resolution (the embedded DNS learns remote names by gossip). While
     // there is no answer, gossip between the nodes is looked at every few seconds: a
-    // cut fails the check at once, with its cause, instead of waiting out the bound.
+    // cut fails the check at once, with its cause, instead of waiting out the bound; a
+    // peer not learned while nothing blocks gossip is waited for, and named if the
+    // bound runs out.
     // The nodes the target runs on: where a diagnosis looks (the target already runs).
     let nodes = underlay::nodes_of(env, target).await;
     let started = std::time::Instant::now();
     // Gossip is looked at every GOSSIP_GRACE (its failure detection takes seconds).
     let looked = std::sync::atomic::AtomicU64::new(0);
+    let unlearned = std::sync::Mutex::new(None::<String>);
     let resolved = poll_until(env.timeout, Duration::from_millis(100), || {
-        let (nodes, looked) = (&nodes, &looked);
+        let (nodes, looked, unlearned) = (&nodes, &looked, &unlearned);
         async move {
             let (code, out) = exec(docker, probe, &["nslookup", target]).await?;
             let addrs = answers(&out);
@@ -119,11 +122,15 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
             }
             let round = started.elapsed().as_secs() / GOSSIP_GRACE.as_secs();
             if round > looked.swap(round, std::sync::atomic::Ordering::Relaxed) {
+                let mut seen = None;
                 for node in nodes.iter().filter(|n| n.as_str() != from) {
-                    if let Some(c) = underlay::gossip_cause(env, from, node, network).await {
-                        return Ok(Some(Err(format!("exit {code}: {}\n{c}", out.trim()))));
+                    match underlay::gossip_between(env, from, node, network).await {
+                        underlay::Gossip::Cut(c) => return Ok(Some(Err(format!("exit {code}: {}\n{c}", out.trim())))),
+                        underlay::Gossip::Unlearned(c) => seen = seen.or(Some(c)),
+                        underlay::Gossip::Learned => {}
                     }
                 }
+                *unlearned.lock().unwrap() = seen;
             }
             anyhow::bail!("exit {code}: {}", out.trim())
         }
@@ -143,8 +150,13 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
             )));
         }
         Err(e) => {
+            let cause = unlearned
+                .into_inner()
+                .unwrap()
+                .map(|c| format!("\n{c}"))
+                .unwrap_or_default();
             return Ok(Outcome::Failed(format!(
-                "name resolution failed: `{target}` did not resolve from {from} on {network}: {e:#}"
+                "name resolution failed: `{target}` did not resolve from {from} on {network}: {e:#}{cause}"
             )));
         }
     };

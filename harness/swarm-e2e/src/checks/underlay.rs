@@ -116,28 +116,61 @@ async fn peers_seen(env: &CheckEnv, node: &str, network: &str) -> anyhow::Result
         .collect())
 }
 
-/// Whether gossip between `a` and `b` is cut, as the overlay's peer lists show it:
-/// each side must list the other (both take part in `network`).
-pub(super) async fn gossip_cause(env: &CheckEnv, a: &str, b: &str, network: &str) -> Option<String> {
+/// What gossip between two nodes on an overlay shows.
+pub(super) enum Gossip {
+    /// Each lists the other (or the topology learns peers another way).
+    Learned,
+    /// A list lacks the other and the path says why (tcp/7946 does not connect, or a
+    /// firewall rule dropped gossip): final, worth failing at once.
+    Cut(String),
+    /// A list lacks the other, yet nothing blocks gossip: it has not converged (yet).
+    /// A cause only once the check's bound ran out.
+    Unlearned(String),
+}
+
+/// Whether `a` and `b` know each other on `network`, as their peer lists show it (each
+/// must list the other: both take part in `network`); when not, whether the path is
+/// cut. A missing peer alone is no cut: a node that just joined the swarm (or rejoined
+/// it after a leave) can take several seconds to be gossiped about.
+pub(super) async fn gossip_between(env: &CheckEnv, a: &str, b: &str, network: &str) -> Gossip {
     if env.scenario.topology == swarm_e2e_model::Topology::Classic {
         // Classic overlays learn peers from the cluster store, not from swarm gossip.
-        return None;
+        return Gossip::Learned;
     }
     for (seer, seen) in [(a, b), (b, a)] {
         let address = env.cluster.node(seen).address.to_string();
         match peers_seen(env, seer, network).await {
             Ok(peers) if !peers.contains(&address) => {
-                let list: Vec<&str> = peers.iter().map(String::as_str).collect();
-                return Some(format!(
-                    "cause: gossip (tcp+udp/7946) between {a} and {b} is cut: {seer} lists {network}'s peers as [{}], \
-                     without {seen} ({address})",
-                    list.join(", ")
+                let view = if peers.is_empty() {
+                    format!(
+                        "{seer} lists no peer of {network}, not even itself: it has not joined the network's gossip"
+                    )
+                } else {
+                    let list: Vec<&str> = peers.iter().map(String::as_str).collect();
+                    format!(
+                        "{seer} lists {network}'s peers as [{}], without {seen} ({address})",
+                        list.join(", ")
+                    )
+                };
+                let (peer, both) = ([seen], [seer, seen]);
+                let (blocked, dropped) = futures_util::join!(
+                    super::datapath::gossip_blocked(env, seer, &peer),
+                    super::datapath::gossip_dropped(env, &both)
+                );
+                if !blocked.is_empty() || !dropped.is_empty() {
+                    return Gossip::Cut(format!(
+                        "cause: gossip (tcp+udp/7946) between {a} and {b} is cut: {view}{blocked}{dropped}"
+                    ));
+                }
+                return Gossip::Unlearned(format!(
+                    "cause: {view}, though gossip (tcp/7946) connects both ways between {a} and {b} and no firewall \
+                     rule dropped it: the overlay's gossip has not converged"
                 ));
             }
             _ => {}
         }
     }
-    None
+    Gossip::Learned
 }
 
 /// Why overlay packets between `from` and the nodes `to` get no reply: gossip first
@@ -156,7 +189,8 @@ pub(super) async fn path_cause(
         return "cause not found: the target runs on the probing node itself, so no packet crossed the underlay"
             .to_string();
     };
-    if let Some(cause) = gossip_cause(env, from, node, network).await {
+    // After the wait for a reply, a peer still not learned is the cause too.
+    if let Gossip::Cut(cause) | Gossip::Unlearned(cause) = gossip_between(env, from, node, network).await {
         return cause;
     }
     let address = env.cluster.node(node).address;
