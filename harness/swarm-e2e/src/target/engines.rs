@@ -450,6 +450,7 @@ impl EnginesTarget {
                 }
             })
             .collect();
+        let mut deleted = Vec::new();
         for (e, docker) in &clients {
             let Ok(services) = docker
                 .list_services(Some(ListServicesOptionsBuilder::new().filters(&filter).build()))
@@ -460,11 +461,40 @@ impl EnginesTarget {
             for s in services {
                 let id = s.id.unwrap_or_default();
                 match docker.delete_service(&id).await {
-                    Ok(()) => removed += 1,
+                    Ok(()) => {
+                        removed += 1;
+                        deleted.push(id);
+                    }
                     Err(err) => errors.push(format!("service {id} via {}: {err}", e.node)),
                 }
             }
             break;
+        }
+        // An engine that leaves while its tasks still shut down keeps their overlay
+        // state (sandboxes, gossip of those networks): the next swarm it joins did not
+        // converge on such an engine (CI, twice: a peer missing from a network's gossip
+        // for 120 s). So the tasks' containers go first, bounded; the run's own
+        // containers too.
+        let settle = (limit / 4).min(Duration::from_secs(20));
+        let settled = join_all(clients.iter().map(|(e, docker)| {
+            let (deleted, filter) = (&deleted, &filter);
+            async move {
+                crate::wait::poll_until(settle, Duration::from_millis(200), || async {
+                    let left = tasks_left(docker, deleted, filter).await?;
+                    if left == 0 {
+                        Ok(Some(()))
+                    } else {
+                        anyhow::bail!("{left} container(s) of the run's tasks or probes still there")
+                    }
+                })
+                .await
+                .err()
+                .map(|err| format!("{}: {err:#}", e.node))
+            }
+        }))
+        .await;
+        for unsettled in settled.into_iter().flatten() {
+            tracing::warn!("leaving the swarm before the run's containers are gone: {unsettled}");
         }
         // Workers leave first, so the managers do not see them go down.
         let mut order: Vec<&(&Engine, Docker)> = clients.iter().collect();
@@ -515,6 +545,41 @@ impl EnginesTarget {
             errors,
         }
     }
+}
+
+/// How many containers of the deleted services' tasks are still on an engine; the
+/// run's own containers (probes) are removed on the way.
+async fn tasks_left(
+    docker: &Docker,
+    services: &[String],
+    filter: &HashMap<String, Vec<String>>,
+) -> anyhow::Result<usize> {
+    let ours = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new().all(true).filters(filter).build(),
+        ))
+        .await?;
+    for c in ours {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(opts)).await;
+    }
+    let task_filter = HashMap::from([("label".to_string(), vec!["com.docker.swarm.service.id".to_string()])]);
+    let tasks = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&task_filter)
+                .build(),
+        ))
+        .await?;
+    Ok(tasks
+        .iter()
+        .filter(|c| {
+            (c.labels.as_ref())
+                .and_then(|l| l.get("com.docker.swarm.service.id"))
+                .is_some_and(|id| services.contains(id))
+        })
+        .count())
 }
 
 /// One round of removing what the run made on one engine: containers and networks
