@@ -164,7 +164,9 @@ pub(super) async fn gossip_between(env: &CheckEnv, a: &str, b: &str, network: &s
                 }
                 return Gossip::Unlearned(format!(
                     "cause: {view}, though gossip (tcp/7946) connects both ways between {a} and {b} and no firewall \
-                     rule dropped it: the overlay's gossip has not converged"
+                     rule dropped it: the overlay's gossip has not converged (an engine that left a swarm with \
+                     containers still on its overlays and joined another can stay so until it restarts: \
+                     moby/moby#30314)"
                 ));
             }
             _ => {}
