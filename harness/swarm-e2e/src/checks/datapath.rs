@@ -273,16 +273,8 @@ pub(super) async fn gossip_dropped(env: &CheckEnv, nodes: &[&str]) -> String {
     let mut found = String::new();
     for (node, saved) in nodes.iter().zip(saved) {
         let Ok(saved) = saved else { continue };
-        let drops = drop_counts(&saved);
-        let mut rules: Vec<String> = (drops.iter())
-            .filter(|(rule, n)| **n > 0 && (can_match(rule, "tcp", GOSSIP_PORT) || can_match(rule, "udp", GOSSIP_PORT)))
-            .map(|(rule, _)| rule.as_str())
-            // A rule without a port (a catch-all, a policy) counts other traffic too.
-            .filter(|rule| rule.contains("--dport"))
-            .map(|rule| format!("`{rule}` ({} packet(s))", drops[rule]))
-            .collect();
+        let rules = gossip_drops(&saved);
         if !rules.is_empty() {
-            rules.sort();
             found.push_str(&format!(
                 "; {node}'s firewall rules that dropped gossip: {}",
                 rules.join(", ")
@@ -290,6 +282,20 @@ pub(super) async fn gossip_dropped(env: &CheckEnv, nodes: &[&str]) -> String {
         }
     }
     found
+}
+
+/// The rules of a saved filter table (`iptables-save -c`) that name a port, can match
+/// gossip (tcp or udp/7946) and dropped packets: `` `RULE` (N packet(s)) ``, sorted.
+fn gossip_drops(saved: &str) -> Vec<String> {
+    let drops = drop_counts(saved);
+    let mut rules: Vec<String> = (drops.iter())
+        .filter(|(rule, n)| **n > 0 && (can_match(rule, "tcp", GOSSIP_PORT) || can_match(rule, "udp", GOSSIP_PORT)))
+        // A rule without a port (a catch-all, a policy) counts other traffic too.
+        .filter(|(rule, _)| rule.contains("--dport"))
+        .map(|(rule, n)| format!("`{rule}` ({n} packet(s))"))
+        .collect();
+    rules.sort();
+    rules
 }
 
 /// `; X's firewall rules that dropped WHAT meanwhile: ...` when any did.
@@ -468,6 +474,24 @@ mod tests {
         );
         assert_eq!(r.drops_of("udp", 4789).len(), 1);
         assert!(r.drops_of("udp", 7946).is_empty());
+    }
+
+    #[test]
+    fn gossip_drops_are_rules_for_its_port_that_matched() {
+        let saved = "*filter\n:INPUT DROP [40:4000]\n[36:2160] -A SWARM-E2E-FAULT-IN -p tcp -m tcp --dport 7946 -j DROP\n\
+                     [71:9000] -A SWARM-E2E-FAULT-IN -p udp -m udp --dport 7946 -j DROP\n\
+                     [0:0] -A SWARM-E2E-FAULT-OUT -p udp -m udp --dport 7946 -j DROP\n\
+                     [9:900] -A INPUT -j DROP\n[5:500] -A INPUT -p udp -m udp --dport 4789 -j DROP\n\
+                     [3:300] -A INPUT -p tcp -m multiport --dports 7000:8000 -j REJECT --reject-with tcp-reset\nCOMMIT\n";
+        assert_eq!(
+            gossip_drops(saved),
+            vec![
+                "`-A INPUT -p tcp -m multiport --dports 7000:8000 -j REJECT --reject-with tcp-reset` (3 packet(s))",
+                "`-A SWARM-E2E-FAULT-IN -p tcp -m tcp --dport 7946 -j DROP` (36 packet(s))",
+                "`-A SWARM-E2E-FAULT-IN -p udp -m udp --dport 7946 -j DROP` (71 packet(s))",
+            ],
+            "unmatched rules, catch-alls, policies and other ports are not blamed"
+        );
     }
 
     #[test]
