@@ -473,28 +473,30 @@ impl EnginesTarget {
         // An engine that leaves while its tasks still shut down keeps their overlay
         // state (sandboxes, gossip of those networks): the next swarm it joins did not
         // converge on such an engine (CI, twice: a peer missing from a network's gossip
-        // for 120 s). So the tasks' containers go first, bounded; the run's own
-        // containers too.
+        // for 120 s). So the run's own containers (probes) go first, and the tasks'
+        // containers are waited for, bounded.
         let settle = (limit / 4).min(Duration::from_secs(20));
         let settled = join_all(clients.iter().map(|(e, docker)| {
             let (deleted, filter) = (&deleted, &filter);
             async move {
-                crate::wait::poll_until(settle, Duration::from_millis(200), || async {
-                    let left = tasks_left(docker, deleted, filter).await?;
-                    if left == 0 {
-                        Ok(Some(()))
-                    } else {
-                        anyhow::bail!("{left} container(s) of the run's tasks or probes still there")
+                let (n, errors) = remove_run_containers(docker, filter).await;
+                let waited = crate::wait::poll_until(settle, Duration::from_millis(200), || async {
+                    match tasks_left(docker, deleted).await? {
+                        0 => Ok(Some(())),
+                        left => anyhow::bail!("{left} container(s) of the run's tasks still there"),
                     }
                 })
-                .await
-                .err()
-                .map(|err| format!("{}: {err:#}", e.node))
+                .await;
+                if let Err(err) = waited {
+                    tracing::warn!("{} leaves the swarm before the run's tasks are gone: {err:#}", e.node);
+                }
+                (n, errors)
             }
         }))
         .await;
-        for unsettled in settled.into_iter().flatten() {
-            tracing::warn!("leaving the swarm before the run's containers are gone: {unsettled}");
+        for (n, e) in settled {
+            removed += n;
+            errors.extend(e);
         }
         // Workers leave first, so the managers do not see them go down.
         let mut order: Vec<&(&Engine, Docker)> = clients.iter().collect();
@@ -547,23 +549,9 @@ impl EnginesTarget {
     }
 }
 
-/// How many containers of the deleted services' tasks are still on an engine; the
-/// run's own containers (probes) are removed on the way.
-async fn tasks_left(
-    docker: &Docker,
-    services: &[String],
-    filter: &HashMap<String, Vec<String>>,
-) -> anyhow::Result<usize> {
-    let ours = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new().all(true).filters(filter).build(),
-        ))
-        .await?;
-    for c in ours {
-        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-        let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(opts)).await;
-    }
-    let task_filter = HashMap::from([("label".to_string(), vec!["com.docker.swarm.service.id".to_string()])]);
+/// How many containers of the deleted services' tasks are still on an engine.
+async fn tasks_left(docker: &Docker, services: &[String]) -> anyhow::Result<usize> {
+    let task_filter = HashMap::from([("label".to_string(), vec![SERVICE_ID_LABEL.to_string()])]);
     let tasks = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::new()
@@ -576,24 +564,20 @@ async fn tasks_left(
         .iter()
         .filter(|c| {
             (c.labels.as_ref())
-                .and_then(|l| l.get("com.docker.swarm.service.id"))
+                .and_then(|l| l.get(SERVICE_ID_LABEL))
                 .is_some_and(|id| services.contains(id))
         })
         .count())
 }
 
-/// One round of removing what the run made on one engine: containers and networks
-/// carrying the run's label, `docker_gwbridge` and the test image if they were not there
-/// before. Returns how many were removed and what could not be.
-async fn clean_engine(docker: &Docker, filter: &HashMap<String, Vec<String>>, before: &Before) -> (usize, Vec<String>) {
+/// The label the engine puts on a task's container: its service's ID.
+const SERVICE_ID_LABEL: &str = "com.docker.swarm.service.id";
+
+/// Removes the containers carrying the run's label; returns how many, and what could
+/// not be removed (one already gone is no error).
+async fn remove_run_containers(docker: &Docker, filter: &HashMap<String, Vec<String>>) -> (usize, Vec<String>) {
     let mut errors = Vec::new();
     let mut removed = 0;
-    let gone = |r: &Result<(), bollard::errors::Error>| {
-        matches!(
-            r,
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
-        )
-    };
     let containers = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::new().all(true).filters(filter).build(),
@@ -606,10 +590,25 @@ async fn clean_engine(docker: &Docker, filter: &HashMap<String, Vec<String>>, be
         let r = docker.remove_container(&id, Some(opts)).await;
         match r {
             Ok(()) => removed += 1,
-            _ if gone(&r) => {}
+            _ if not_found(&r) => {}
             Err(err) => errors.push(format!("container {id}: {err}")),
         }
     }
+    (removed, errors)
+}
+
+fn not_found(r: &Result<(), bollard::errors::Error>) -> bool {
+    matches!(
+        r,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    )
+}
+
+/// One round of removing what the run made on one engine: containers and networks
+/// carrying the run's label, `docker_gwbridge` and the test image if they were not there
+/// before. Returns how many were removed and what could not be.
+async fn clean_engine(docker: &Docker, filter: &HashMap<String, Vec<String>>, before: &Before) -> (usize, Vec<String>) {
+    let (mut removed, mut errors) = remove_run_containers(docker, filter).await;
     let mut networks: Vec<String> = docker
         .list_networks(Some(ListNetworksOptionsBuilder::new().filters(filter).build()))
         .await
@@ -645,7 +644,7 @@ async fn clean_engine(docker: &Docker, filter: &HashMap<String, Vec<String>>, be
         let r = docker.remove_network(&n).await;
         match r {
             Ok(()) => removed += 1,
-            _ if gone(&r) => {}
+            _ if not_found(&r) => {}
             Err(err) => {
                 // Name what still holds it: that is what to look at when it stays.
                 let holders: Vec<String> = docker
