@@ -67,11 +67,13 @@ pub fn render(findings: &[Finding], failed_code: i32) -> (String, i32) {
 /// The local target: the host engine, node images, busybox, kernel features.
 pub async fn local(nodes: u64) -> Vec<Finding> {
     let mut out = Vec::new();
-    let short = crate::hostlimits::shortfalls(&crate::hostlimits::HostFacts::read(), nodes);
+    // A size without a scenario: three managers, as scenarios of five nodes or more have.
+    let managers = if nodes >= 5 { 3 } else { 1 };
+    let short = crate::hostlimits::shortfalls(&crate::hostlimits::HostFacts::read(), nodes, managers);
     if short.is_empty() {
         out.push(Finding::ok(
             "host limits",
-            format!("room for {nodes} nodes (neighbour table, inotify, memory, open files)"),
+            format!("room for {nodes} nodes (neighbour table, inotify, memory, open files, process IDs, disk)"),
         ));
     }
     for s in short {

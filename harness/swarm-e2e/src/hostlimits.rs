@@ -10,6 +10,18 @@ const MEMORY_PER_NODE: u64 = 150 * 1024 * 1024;
 const INOTIFY_PER_NODE: u64 = 1;
 /// Open files the harness holds per node (engine connections, helpers' streams).
 const FILES_PER_NODE: u64 = 8;
+/// Process IDs per node: every thread takes one from `kernel.pid_max`. Measured over a
+/// CI run (270 samples of a node container's and its tasks' `pids.current`): median 52,
+/// 90th percentile 230, largest 371 (a manager with tasks on an overlay).
+const PIDS_PER_NODE: u64 = 256;
+/// Disk per manager: its `/var/lib/docker` volume holds the raft log, whose segments are
+/// allocated 64 MiB at a time (measured: 125-127 MiB on managers).
+const DISK_PER_MANAGER: u64 = 128 * 1024 * 1024;
+/// Disk per worker (measured: 1-5 MiB, the test image and task state).
+const DISK_PER_WORKER: u64 = 8 * 1024 * 1024;
+/// Where the host engine keeps the nodes' volumes (the local target's engine is on this
+/// host, as its cgroup clean-up already assumes).
+const ENGINE_ROOT: &str = "/var/lib/docker";
 
 /// The host's figures that bound how many nodes it can hold; `None` where unreadable.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +38,12 @@ pub struct HostFacts {
     pub memory_available: Option<u64>,
     /// The harness's soft limit of open files.
     pub open_files_max: Option<u64>,
+    /// `kernel.pid_max`: process IDs for all threads of all namespaces.
+    pub pid_max: Option<u64>,
+    /// Threads that exist now (each holds a process ID).
+    pub pids_in_use: Option<u64>,
+    /// Bytes free to unprivileged users where the host engine keeps volumes.
+    pub disk_available: Option<u64>,
 }
 
 fn read_number(path: &str) -> Option<u64> {
@@ -48,8 +66,31 @@ impl HostFacts {
             open_files_max: std::fs::read_to_string("/proc/self/limits")
                 .ok()
                 .and_then(|l| parse_open_files(&l)),
+            pid_max: read_number("/proc/sys/kernel/pid_max"),
+            pids_in_use: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| parse_loadavg_threads(&l)),
+            disk_available: disk_available(ENGINE_ROOT),
         }
     }
+}
+
+/// `/proc/loadavg`'s fourth field is `running/total` scheduling entities (threads).
+fn parse_loadavg_threads(text: &str) -> Option<u64> {
+    text.split_whitespace().nth(3)?.split_once('/')?.1.parse().ok()
+}
+
+/// Free bytes (for unprivileged users, as the engine's files are not reserved-block
+/// writers) on the filesystem holding `path`; `None` where it does not exist.
+fn disk_available(path: &str) -> Option<u64> {
+    let c_path = std::ffi::CString::new(path).ok()?;
+    // SAFETY: statvfs only writes into the zeroed struct passed to it; the path is a
+    // NUL-terminated string that outlives the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// `/proc/net/stat/arp_cache`: one line per CPU, hex; `entries` is the table's (the same
@@ -116,8 +157,11 @@ pub fn neighbour_entries_needed(nodes: u64) -> u64 {
     nodes * nodes.saturating_sub(1) + nodes
 }
 
-/// What is too small on this host for `nodes` node containers.
-pub fn shortfalls(facts: &HostFacts, nodes: u64) -> Vec<Shortfall> {
+/// What is too small on this host for `nodes` node containers, `managers` of them swarm
+/// managers.
+pub fn shortfalls(facts: &HostFacts, nodes: u64, managers: u64) -> Vec<Shortfall> {
+    let managers = managers.min(nodes);
+    let disk = managers * DISK_PER_MANAGER + (nodes - managers) * DISK_PER_WORKER;
     let mib = |b: u64| b / (1024 * 1024);
     let host_entries = facts.neigh_entries.unwrap_or(0);
     let neighbours = neighbour_entries_needed(nodes) + host_entries;
@@ -125,6 +169,8 @@ pub fn shortfalls(facts: &HostFacts, nodes: u64) -> Vec<Shortfall> {
     let thresh3 = (neighbours * 2).next_power_of_two();
     let inotify = nodes * INOTIFY_PER_NODE + 16;
     let files = nodes * FILES_PER_NODE + 256;
+    let pids_now = facts.pids_in_use.unwrap_or(0);
+    let pids = nodes * PIDS_PER_NODE + pids_now;
     let limits = [
         (
             "neighbour table",
@@ -169,6 +215,35 @@ pub fn shortfalls(facts: &HostFacts, nodes: u64) -> Vec<Shortfall> {
             files,
             "the harness holds connections to every engine at once".to_string(),
             format!("ulimit -n {}", (files * 2).next_power_of_two()),
+        ),
+        (
+            "process IDs",
+            facts.pid_max,
+            pids,
+            format!(
+                "about {PIDS_PER_NODE} threads per node (its engine, containerd, shims, tasks), plus {pids_now} \
+                 on this host now; kernel.pid_max bounds them for all namespaces, and an engine that cannot \
+                 start a thread dies"
+            ),
+            format!(
+                "sysctl -w kernel.pid_max={}",
+                (pids * 2).next_power_of_two().min(4_194_304)
+            ),
+        ),
+        (
+            "disk (MiB)",
+            facts.disk_available.map(mib),
+            mib(disk),
+            format!(
+                "each node's volume on the filesystem of {ENGINE_ROOT}: about {} MiB per manager (the raft \
+                 log), {} MiB per worker",
+                mib(DISK_PER_MANAGER),
+                mib(DISK_PER_WORKER)
+            ),
+            format!(
+                "free space under {ENGINE_ROOT} (`swarm-e2e sweep` removes what earlier runs left), or run \
+                 fewer nodes"
+            ),
         ),
     ];
     (limits.into_iter())
@@ -217,7 +292,7 @@ pub fn containers_of(scenario: &swarm_e2e_model::Scenario) -> u64 {
 /// that is too small, with the command that raises it.
 pub fn preflight(scenario: &swarm_e2e_model::Scenario) -> Result<(), crate::exit::Failure> {
     let nodes = containers_of(scenario);
-    let short = shortfalls(&HostFacts::read(), nodes);
+    let short = shortfalls(&HostFacts::read(), nodes, scenario.manager_count() as u64);
     if short.is_empty() {
         return Ok(());
     }
@@ -270,6 +345,38 @@ mod tests {
     }
 
     #[test]
+    fn threads_in_use_are_read_from_loadavg() {
+        assert_eq!(parse_loadavg_threads("0.06 0.02 0.00 1/79 17137\n"), Some(79));
+        assert_eq!(parse_loadavg_threads("0.06 0.02"), None);
+        assert!(disk_available("/").is_some_and(|b| b > 0));
+        assert_eq!(disk_available("/no/such/dir/swarm-e2e"), None);
+    }
+
+    #[test]
+    fn process_ids_and_disk_bound_the_size_too() {
+        let host = HostFacts {
+            pid_max: Some(32_768),
+            pids_in_use: Some(500),
+            disk_available: Some(3 * DISK_PER_MANAGER + 97 * DISK_PER_WORKER),
+            ..Default::default()
+        };
+        assert!(shortfalls(&host, 100, 3).is_empty(), "{:?}", shortfalls(&host, 100, 3));
+        let managers: Vec<&str> = shortfalls(&host, 100, 5).iter().map(|s| s.what).collect();
+        assert_eq!(managers, ["disk (MiB)"], "two more managers hold two more raft logs");
+        let nodes = 32_768 / PIDS_PER_NODE + 1;
+        let short = shortfalls(&host, nodes, 3);
+        let what: Vec<&str> = short.iter().map(|s| s.what).collect();
+        assert_eq!(what, ["process IDs", "disk (MiB)"], "{short:?}");
+        assert_eq!(short[0].need, nodes * PIDS_PER_NODE + 500);
+        assert!(
+            short[0].hint.starts_with("sysctl -w kernel.pid_max="),
+            "{}",
+            short[0].hint
+        );
+        assert_eq!(short[1].need, 3 * 128 + (nodes - 3) * 8);
+    }
+
+    #[test]
     fn sixty_nodes_do_not_fit_the_default_neighbour_table_and_thirty_do() {
         let host = HostFacts {
             neigh_max: Some(1024),
@@ -279,13 +386,13 @@ mod tests {
             open_files_max: Some(1024),
             ..Default::default()
         };
-        assert!(shortfalls(&host, 30).is_empty(), "{:?}", shortfalls(&host, 30));
-        let short = shortfalls(&host, 60);
+        assert!(shortfalls(&host, 30, 3).is_empty(), "{:?}", shortfalls(&host, 30, 3));
+        let short = shortfalls(&host, 60, 3);
         assert_eq!(short.len(), 1, "{short:?}");
         assert_eq!(short[0].what, "neighbour table");
         assert_eq!(short[0].need, 60 * 59 + 60 + 10);
         assert!(short[0].hint.contains("gc_thresh3=8192"), "{}", short[0].hint);
-        let many: Vec<&str> = shortfalls(&host, 128).iter().map(|s| s.what).collect();
+        let many: Vec<&str> = shortfalls(&host, 128, 3).iter().map(|s| s.what).collect();
         assert_eq!(many, ["neighbour table", "inotify instances", "open files"]);
     }
 }

@@ -20,7 +20,7 @@ pub struct DoctorArgs {
     #[arg(long, default_value = "local", value_parser = ["local", "digitalocean"])]
     target: String,
     /// Nodes a run will need: checked against the droplet limit, or (local) against this
-    /// host's limits (neighbour table, inotify instances, memory, open files).
+    /// host's limits (neighbour table, inotify instances, memory, open files, process IDs, disk).
     #[arg(long, default_value_t = 3)]
     nodes: u64,
     /// `human` (a line per finding) or `json` (one document; `swarm-e2e schema doctor`).
