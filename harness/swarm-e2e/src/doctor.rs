@@ -67,7 +67,8 @@ pub fn render(findings: &[Finding], failed_code: i32) -> (String, i32) {
 /// The local target: the host engine, node images, busybox, kernel features.
 pub async fn local(nodes: u64) -> Vec<Finding> {
     let mut out = Vec::new();
-    // A size without a scenario: three managers, as scenarios of five nodes or more have.
+    // A size without a scenario: the scale benchmark's shape (one manager, three from five
+    // nodes on), which only the disk a manager's raft log takes depends on.
     let managers = if nodes >= 5 { 3 } else { 1 };
     let short = crate::hostlimits::shortfalls(&crate::hostlimits::HostFacts::read(), nodes, managers);
     if short.is_empty() {

@@ -158,7 +158,7 @@ pub fn neighbour_entries_needed(nodes: u64) -> u64 {
 }
 
 /// What is too small on this host for `nodes` node containers, `managers` of them swarm
-/// managers.
+/// managers (see [`raft_managers_of`]).
 pub fn shortfalls(facts: &HostFacts, nodes: u64, managers: u64) -> Vec<Shortfall> {
     let managers = managers.min(nodes);
     let disk = managers * DISK_PER_MANAGER + (nodes - managers) * DISK_PER_WORKER;
@@ -288,11 +288,20 @@ pub fn containers_of(scenario: &swarm_e2e_model::Scenario) -> u64 {
     scenario.nodes.len() as u64 + store
 }
 
+/// The scenario's swarm managers, each of which keeps a raft log on its volume (the
+/// classic topology has no swarm, so none).
+pub fn raft_managers_of(scenario: &swarm_e2e_model::Scenario) -> u64 {
+    match scenario.topology {
+        swarm_e2e_model::Topology::Classic => 0,
+        swarm_e2e_model::Topology::Swarm => scenario.manager_count() as u64,
+    }
+}
+
 /// Refuses, before anything is created, a scenario this host cannot hold: every limit
 /// that is too small, with the command that raises it.
 pub fn preflight(scenario: &swarm_e2e_model::Scenario) -> Result<(), crate::exit::Failure> {
     let nodes = containers_of(scenario);
-    let short = shortfalls(&HostFacts::read(), nodes, scenario.manager_count() as u64);
+    let short = shortfalls(&HostFacts::read(), nodes, raft_managers_of(scenario));
     if short.is_empty() {
         return Ok(());
     }
@@ -374,6 +383,17 @@ mod tests {
             short[0].hint
         );
         assert_eq!(short[1].need, 3 * 128 + (nodes - 3) * 8);
+    }
+
+    #[test]
+    fn only_swarm_managers_keep_a_raft_log() {
+        let managers = |file: &str| {
+            let path = format!("{}/../../scenarios/{file}", env!("CARGO_MANIFEST_DIR"));
+            let scenario = swarm_e2e_model::parse_scenario_file(std::path::Path::new(&path)).unwrap();
+            (raft_managers_of(&scenario), scenario.manager_count())
+        };
+        assert_eq!(managers("five-nodes-three-managers.toml"), (3, 3));
+        assert_eq!(managers("swarm-demo-classic.toml"), (0, 1));
     }
 
     #[test]
