@@ -7,6 +7,7 @@
 //! Validation reports every problem it can find in one pass, each with a span (rendered
 //! as file:line:column) and a hint; see [`diag::ScenarioError`].
 
+pub mod check_kinds;
 pub mod constraint;
 pub mod diag;
 mod parse;
@@ -14,6 +15,7 @@ mod parse;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use check_kinds::{CHECK_KINDS, CheckKindSpec, check_kind};
 pub use constraint::{Constraint, ConstraintKey, NodeFacts, Operator};
 pub use diag::{Problem, ScenarioError};
 pub use parse::{
@@ -396,24 +398,21 @@ impl CheckKind {
         }
     }
 
+    /// What the scenario language says about this kind.
+    pub fn spec(&self) -> &'static CheckKindSpec {
+        check_kind(self.kind_name()).expect("every CheckKind variant has an entry in CHECK_KINDS")
+    }
+
     /// Checks that change the cluster (node availability, engines stopped): they run
     /// one at a time, after or between the others, never alongside them.
     pub fn is_disruptive(&self) -> bool {
-        matches!(
-            self,
-            CheckKind::Drain { .. }
-                | CheckKind::Pause { .. }
-                | CheckKind::NodeRestart { .. }
-                | CheckKind::Quorum
-                | CheckKind::PacketLoss { .. }
-                | CheckKind::Partition { .. }
-        )
+        self.spec().disruptive
     }
 
     /// Checks that run after every other non-disruptive check has ended (disruptive
     /// ones, and `cluster-state`, which looks again once the others are done).
     pub fn runs_last(&self) -> bool {
-        self.is_disruptive() || matches!(self, CheckKind::ClusterState)
+        self.spec().runs_last
     }
 
     /// Services this check observes (they are deployed before checks start).

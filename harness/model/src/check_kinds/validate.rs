@@ -1,0 +1,456 @@
+//! Each check kind's validator: what its own keys must say about the declared cluster.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use crate::diag::Problem;
+use crate::parse::raw::RawCheck;
+use crate::parse::{Parser, S, eligible_nodes, span_of};
+use crate::{
+    CheckKind, Container, DEFAULT_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Network,
+    Node, Payload, Role, Service, ServiceMode,
+};
+
+/// One `[[checks]]` table of a known kind, with what its validator may look up.
+pub(crate) struct CheckInput<'a> {
+    pub raw: RawCheck,
+    /// The whole table.
+    pub span: Range<usize>,
+    pub nodes: &'a [Node],
+    pub networks: &'a [Network],
+    pub services: &'a [Service],
+    pub containers: &'a [Container],
+}
+
+/// A required key, present by the time a validator runs.
+pub(super) fn take<T>(key: &mut Option<T>) -> T {
+    key.take()
+        .expect("required keys are checked before the kind's validator runs")
+}
+
+pub(super) fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let (from, network, target) = (take(&mut c.raw.from), take(&mut c.raw.network), take(&mut c.raw.target));
+    p.known_node(&from, c.nodes);
+    let nets = p.known_networks(std::slice::from_ref(&network), c.networks, true);
+    let target_networks = c
+        .services
+        .iter()
+        .find(|s| &s.name == target.get_ref())
+        .map(|s| &s.networks)
+        .or_else(|| {
+            c.containers
+                .iter()
+                .find(|x| &x.name == target.get_ref() || x.aliases.contains(target.get_ref()))
+                .map(|x| &x.networks)
+        });
+    match target_networks {
+        None => p.push(
+            Problem::new(
+                format!(
+                    "`{}` is neither a declared service, a container, nor a container's alias",
+                    target.get_ref()
+                ),
+                span_of(&target),
+            )
+            .help("declare the target in `[[services]]` or `[[containers]]`"),
+        ),
+        Some(tn) if !nets.is_empty() && !tn.contains(network.get_ref()) => p.push(
+            Problem::new(
+                format!(
+                    "`{}` is not attached to network `{}`",
+                    target.get_ref(),
+                    network.get_ref()
+                ),
+                span_of(&target),
+            )
+            .help(format!("add \"{}\" to its `networks`", network.get_ref())),
+        ),
+        Some(_) => {}
+    }
+    let payload = match &c.raw.payload {
+        None => Payload::OverlayMtu,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(0) => Payload::Off,
+            Ok(b) if b <= MAX_PING_PAYLOAD => Payload::Bytes(b),
+            _ => {
+                p.push(
+                    Problem::new(format!("`payload = {}` is no ping size", n.get_ref()), span_of(n)).help(format!(
+                        "give 1 to {MAX_PING_PAYLOAD} bytes, 0 for only the small ping, or leave it out to fill the \
+                         overlay's MTU"
+                    )),
+                );
+                Payload::OverlayMtu
+            }
+        },
+    };
+    Some(CheckKind::PingByName {
+        from: from.into_inner(),
+        network: network.into_inner(),
+        target: target.into_inner(),
+        payload,
+    })
+}
+
+pub(super) fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let service_name = take(&mut c.raw.service);
+    let service = p.known_service(&service_name, c.services)?;
+    let expect_nodes = match c.raw.expect_nodes.take() {
+        Some(list) => {
+            let list = list.into_inner();
+            if list.is_empty() {
+                p.push(
+                    Problem::new("`expect_nodes` is empty", span_of(&service_name))
+                        .help("a service that must not run anywhere is checked with kind = \"pending\""),
+                );
+            }
+            list.iter()
+                .filter(|n| p.known_node(n, c.nodes))
+                .map(|n| n.get_ref().clone())
+                .collect()
+        }
+        None => match eligible_nodes(service, c.nodes) {
+            Some(e) if e.is_empty() => {
+                p.push(
+                    Problem::new(
+                        format!("no declared node satisfies the constraints of `{}`", service.name),
+                        span_of(&service_name),
+                    )
+                    .help("check with kind = \"pending\", or fix the constraints"),
+                );
+                return None;
+            }
+            Some(e) => e,
+            None => {
+                p.push(
+                    Problem::new(
+                        format!(
+                            "the nodes for `{}` cannot be derived from its constraints",
+                            service.name
+                        ),
+                        span_of(&service_name),
+                    )
+                    .help("constraints on node.id or platform are only known at run time: add `expect_nodes`"),
+                );
+                return None;
+            }
+        },
+    };
+    let expect_counts = c
+        .raw
+        .expect_counts
+        .take()
+        .map(|counts| expect_counts(p, counts.into_inner(), &service_name, service, c.nodes));
+    let expect_nodes = match &expect_counts {
+        Some(counts) => counts.iter().filter(|(_, v)| **v > 0).map(|(n, _)| n.clone()).collect(),
+        None => expect_nodes,
+    };
+    Some(CheckKind::Placement {
+        service: service_name.into_inner(),
+        expect_nodes,
+        expect_counts,
+    })
+}
+
+/// `expect_counts` of a placement check: node names declared, counts adding up to the
+/// replicas of a replicated service.
+pub(super) fn expect_counts(
+    p: &mut Parser,
+    counts: BTreeMap<S<String>, S<u64>>,
+    service_name: &S<String>,
+    service: &Service,
+    nodes: &[Node],
+) -> BTreeMap<String, u64> {
+    let total: u64 = counts.values().map(|v| *v.get_ref()).sum();
+    if let ServiceMode::Replicated { replicas } = service.mode
+        && total != replicas
+    {
+        p.push(
+            Problem::new(
+                format!(
+                    "`expect_counts` adds up to {total}, but `{}` has {replicas} replica(s)",
+                    service.name
+                ),
+                span_of(service_name),
+            )
+            .help("the counts per node must add up to the replicas"),
+        );
+    }
+    counts
+        .into_iter()
+        .filter(|(n, _)| p.known_node(n, nodes))
+        .map(|(n, v)| (n.into_inner(), v.into_inner()))
+        .collect()
+}
+
+pub(super) fn pending(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let service_name = take(&mut c.raw.service);
+    let service = p.known_service(&service_name, c.services)?;
+    if let Some(e) = eligible_nodes(service, c.nodes).filter(|e| !e.is_empty()) {
+        p.push(
+            Problem::new(
+                format!(
+                    "`{}` can be placed on {}, so it will not stay pending",
+                    service.name,
+                    e.join(", ")
+                ),
+                span_of(&service_name),
+            )
+            .help("a pending check needs constraints that no declared node satisfies"),
+        );
+    }
+    Some(CheckKind::Pending {
+        service: service_name.into_inner(),
+    })
+}
+
+pub(super) fn dns(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let (from, network, query, service) = (
+        take(&mut c.raw.from),
+        take(&mut c.raw.network),
+        take(&mut c.raw.query),
+        take(&mut c.raw.service),
+    );
+    p.known_node(&from, c.nodes);
+    p.known_networks(std::slice::from_ref(&network), c.networks, true);
+    if let Some(s) = p.known_service(&service, c.services)
+        && !s.networks.contains(network.get_ref())
+    {
+        p.push(
+            Problem::new(
+                format!("`{}` is not attached to network `{}`", s.name, network.get_ref()),
+                span_of(&service),
+            )
+            .help(format!("add \"{}\" to its `networks`", network.get_ref())),
+        );
+    }
+    Some(CheckKind::Dns {
+        from: from.into_inner(),
+        network: network.into_inner(),
+        query: query.into_inner(),
+        service: service.into_inner(),
+    })
+}
+
+pub(super) fn network(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let network = take(&mut c.raw.network);
+    p.known_networks(std::slice::from_ref(&network), c.networks, false);
+    Some(CheckKind::Network {
+        network: network.into_inner(),
+    })
+}
+
+pub(super) fn quorum(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let managers = c.nodes.iter().filter(|n| n.role == Role::Manager).count();
+    if managers < 3 {
+        p.push(
+            Problem::new(
+                format!("a quorum check needs at least 3 managers; the scenario has {managers}"),
+                Some(c.span.clone()),
+            )
+            .help("declare three nodes with role = \"manager\""),
+        );
+    }
+    Some(CheckKind::Quorum)
+}
+
+pub(super) fn starts_when_labelled(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let (service_name, node, label) = (take(&mut c.raw.service), take(&mut c.raw.node), take(&mut c.raw.label));
+    p.known_node(&node, c.nodes);
+    if !label.get_ref().contains('=') || label.get_ref().starts_with('=') {
+        p.push(
+            Problem::new(format!("label `{}` is not KEY=VALUE", label.get_ref()), span_of(&label))
+                .help("e.g. label = \"gpu=yes\""),
+        );
+    }
+    if let Some(service) = p.known_service(&service_name, c.services)
+        && let Some(e) = eligible_nodes(service, c.nodes).filter(|e| !e.is_empty())
+    {
+        p.push(
+            Problem::new(
+                format!("`{}` can already be placed on {}", service.name, e.join(", ")),
+                span_of(&service_name),
+            )
+            .help("the service must be pending until the label is added"),
+        );
+    }
+    Some(CheckKind::StartsWhenLabelled {
+        service: service_name.into_inner(),
+        node: node.into_inner(),
+        label: label.into_inner(),
+    })
+}
+
+pub(super) fn drain_or_pause(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let (service_name, node) = (take(&mut c.raw.service), take(&mut c.raw.node));
+    p.known_node(&node, c.nodes);
+    p.known_service(&service_name, c.services);
+    let (service, node) = (service_name.into_inner(), node.into_inner());
+    Some(if c.raw.kind.get_ref() == "drain" {
+        CheckKind::Drain { service, node }
+    } else {
+        CheckKind::Pause { service, node }
+    })
+}
+
+pub(super) fn node_restart(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let (service_name, node) = (take(&mut c.raw.service), take(&mut c.raw.node));
+    p.known_node(&node, c.nodes);
+    p.known_service(&service_name, c.services);
+    if let Some(f) = &c.raw.from {
+        p.known_node(f, c.nodes);
+    }
+    if let Some(n) = &c.raw.network {
+        p.known_networks(std::slice::from_ref(n), c.networks, true);
+    }
+    if c.raw.from.is_some() != c.raw.network.is_some() {
+        p.push(
+            Problem::new("`from` and `network` go together", Some(c.span.clone()))
+                .help("give both to check name resolution after the restart, or neither"),
+        );
+    }
+    Some(CheckKind::NodeRestart {
+        node: node.into_inner(),
+        service: service_name.into_inner(),
+        from: c.raw.from.take().map(|f| f.into_inner()),
+        network: c.raw.network.take().map(|n| n.into_inner()),
+    })
+}
+
+/// `mtu` and `packet-loss`: a TCP transfer between two nodes.
+pub(super) fn transfer(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let (from, to, network) = (take(&mut c.raw.from), take(&mut c.raw.to), take(&mut c.raw.network));
+    p.known_node(&from, c.nodes);
+    p.known_node(&to, c.nodes);
+    p.known_networks(std::slice::from_ref(&network), c.networks, true);
+    if from.get_ref() == to.get_ref() {
+        p.push(
+            Problem::new(
+                format!(
+                    "`from` and `to` are both {}: nothing would cross the underlay",
+                    to.get_ref()
+                ),
+                span_of(&to),
+            )
+            .help("name two different nodes"),
+        );
+    }
+    let bytes = match &c.raw.bytes {
+        None => DEFAULT_TRANSFER_BYTES,
+        Some(b) => match u64::try_from(*b.get_ref()) {
+            Ok(n) if (64 << 10..=MAX_TRANSFER_BYTES).contains(&n) => n,
+            _ => {
+                p.push(
+                    Problem::new(format!("`bytes = {}` is out of range", b.get_ref()), span_of(b)).help(format!(
+                        "give {} to {MAX_TRANSFER_BYTES} bytes, or leave it out for {DEFAULT_TRANSFER_BYTES}",
+                        64 << 10
+                    )),
+                );
+                DEFAULT_TRANSFER_BYTES
+            }
+        },
+    };
+    let (from, to, network) = (from.into_inner(), to.into_inner(), network.into_inner());
+    if c.raw.kind.get_ref() == "mtu" {
+        return Some(CheckKind::Mtu {
+            from,
+            to,
+            network,
+            bytes,
+        });
+    }
+    let percent = match &c.raw.percent {
+        None => DEFAULT_LOSS_PERCENT,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=50).contains(&v) => v,
+            _ => {
+                p.push(
+                    Problem::new(format!("`percent = {}` is out of range", n.get_ref()), span_of(n))
+                        .help("give 1 to 50 (a share of packets dropped; more is an outage, which `partition` checks)"),
+                );
+                DEFAULT_LOSS_PERCENT
+            }
+        },
+    };
+    Some(CheckKind::PacketLoss {
+        from,
+        to,
+        network,
+        percent,
+        bytes,
+    })
+}
+
+pub(super) fn partition(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let (cut, from, network, target) = (
+        take(&mut c.raw.nodes),
+        take(&mut c.raw.from),
+        take(&mut c.raw.network),
+        take(&mut c.raw.target),
+    );
+    p.known_node(&from, c.nodes);
+    p.known_networks(std::slice::from_ref(&network), c.networks, true);
+    let known_target = c.services.iter().any(|s| &s.name == target.get_ref())
+        || c.containers
+            .iter()
+            .any(|x| &x.name == target.get_ref() || x.aliases.contains(target.get_ref()));
+    if !known_target {
+        p.push(
+            Problem::new(
+                format!("target `{}` is neither a service nor a container", target.get_ref()),
+                span_of(&target),
+            )
+            .help("name a declared service or container (or a container's alias)"),
+        );
+    }
+    let cut_span = span_of(&cut);
+    let cut: Vec<String> = cut
+        .into_inner()
+        .into_iter()
+        .filter(|n| p.known_node(n, c.nodes))
+        .map(|n| n.into_inner())
+        .collect();
+    partition_sides(p, &cut, c.nodes, cut_span.or(Some(c.span.clone())));
+    Some(CheckKind::Partition {
+        nodes: cut,
+        from: from.into_inner(),
+        network: network.into_inner(),
+        target: target.into_inner(),
+    })
+}
+
+/// A partition cuts `cut` from the rest; the rest keeps the swarm: the first manager
+/// (the harness talks to the swarm through it) and most managers.
+pub(super) fn partition_sides(p: &mut Parser, cut: &[String], nodes: &[Node], span: Option<Range<usize>>) {
+    if cut.is_empty() || cut.len() >= nodes.len() {
+        p.push(
+            Problem::new(
+                format!("a partition cuts {} of {} node(s)", cut.len(), nodes.len()),
+                span.clone(),
+            )
+            .help("list the nodes on one side in `nodes`; the other side keeps the rest"),
+        );
+        return;
+    }
+    let managers: Vec<&Node> = nodes.iter().filter(|n| n.role == Role::Manager).collect();
+    if let Some(first) = managers.first()
+        && cut.contains(&first.name)
+    {
+        p.push(
+            Problem::new(format!("`nodes` holds {}, the first manager", first.name), span.clone())
+                .help("the harness talks to the swarm through the first manager: cut other nodes"),
+        );
+    }
+    let cut_managers = managers.iter().filter(|m| cut.contains(&m.name)).count();
+    if cut_managers * 2 >= managers.len() && cut_managers > 0 {
+        p.push(
+            Problem::new(
+                format!(
+                    "the cut takes {cut_managers} of {} manager(s): the rest loses quorum",
+                    managers.len()
+                ),
+                span,
+            )
+            .help("cut fewer managers (losing quorum is what `quorum` checks)"),
+        );
+    }
+}
