@@ -10,7 +10,9 @@
 mod validate;
 
 use crate::parse::Parser;
-use crate::{CheckKind, Topology};
+use std::collections::BTreeMap;
+
+use crate::Topology;
 pub(crate) use validate::CheckInput;
 use validate::*;
 
@@ -306,6 +308,178 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
 /// The spec of a kind by its name.
 pub fn check_kind(name: &str) -> Option<&'static CheckKindSpec> {
     CHECK_KINDS.iter().find(|k| k.name == name)
+}
+
+/// A validated check of each kind: its keys, typed.
+/// The large ping of a `ping-by-name` check (`payload = N` bytes of ICMP data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The default: as large as the overlay's MTU allows (MTU - 28 bytes of headers).
+    OverlayMtu,
+    /// `payload = N`: exactly N bytes.
+    Bytes(u32),
+    /// `payload = 0`: only the small ping.
+    Off,
+}
+
+/// The largest ICMP payload an IPv4 packet can carry.
+pub const MAX_PING_PAYLOAD: u32 = 65_507;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// A container on `from` attached to `network` resolves `target` by name and pings it,
+    /// then sends a large packet (`payload`) across: an underlay smaller than the overlay
+    /// assumes lets small pings through and loses large ones.
+    PingByName {
+        from: String,
+        network: String,
+        target: String,
+        payload: Payload,
+    },
+    /// Every running task of `service` is on one of `expect_nodes`, and every replica runs;
+    /// with `expect_counts`, exactly that many tasks on each node (others: none).
+    Placement {
+        service: String,
+        expect_nodes: Vec<String>,
+        expect_counts: Option<BTreeMap<String, u64>>,
+    },
+    /// `service` stays pending, and its tasks say the constraints are not satisfied.
+    Pending { service: String },
+    /// From a container on `from` attached to `network`, `query` resolves to exactly the
+    /// addresses of `service`'s tasks on that network (one record per task).
+    Dns {
+        from: String,
+        network: String,
+        query: String,
+        service: String,
+    },
+    /// The overlay `network` as every node that sees it reports it: driver overlay, swarm
+    /// scope, attachable and subnet as declared.
+    Network { network: String },
+    /// The manager lists exactly the declared nodes, each node ID matching what that
+    /// node's engine says, and every node knows a manager's address.
+    Membership,
+    /// `service` is pending until `node` gets the node label `label` (`key=value`), then
+    /// runs there.
+    StartsWhenLabelled {
+        service: String,
+        node: String,
+        label: String,
+    },
+    /// Draining `node` moves every task of `service` off it; the replicas keep running.
+    Drain { service: String, node: String },
+    /// Pausing `node` keeps its tasks of `service`; a new replica goes elsewhere.
+    Pause { service: String, node: String },
+    /// Restarting `node`'s engine: afterwards every replica of `service` runs again and,
+    /// with `from`/`network`, its name still resolves from there.
+    NodeRestart {
+        node: String,
+        service: String,
+        from: Option<String>,
+        network: Option<String>,
+    },
+    /// With all but one manager down, creating a service fails for lack of quorum;
+    /// with one back, it works.
+    Quorum,
+    /// Every node's role, availability, node labels, engine labels and engine version
+    /// are as declared, when the checks start and again after the others ended.
+    ClusterState,
+    /// `bytes` go over TCP each way between probes on `from` and `to`, across `network`:
+    /// full-size segments cross the underlay (path-MTU black holes show only there).
+    Mtu {
+        from: String,
+        to: String,
+        network: String,
+        bytes: u64,
+    },
+    /// (disruptive) With `percent`% of the underlay packets between the nodes dropped on
+    /// arrival, TCP over `network` still delivers `bytes` each way between `from` and `to`.
+    PacketLoss {
+        from: String,
+        to: String,
+        network: String,
+        percent: u32,
+        bytes: u64,
+    },
+    /// (disruptive) `nodes` are cut from the rest at the underlay until the swarm sees
+    /// them Down; once healed, every node is Ready again and `from` resolves and pings
+    /// `target` across `network` within the bound.
+    Partition {
+        nodes: Vec<String>,
+        from: String,
+        network: String,
+        target: String,
+    },
+}
+
+/// What a TCP transfer check moves by default: a few MiB, so that a path which loses
+/// full-size segments stalls instead of passing on a handshake.
+pub const DEFAULT_TRANSFER_BYTES: u64 = 4 << 20;
+/// The largest transfer a check may ask for.
+pub const MAX_TRANSFER_BYTES: u64 = 256 << 20;
+/// The share of underlay packets `packet-loss` drops unless told.
+pub const DEFAULT_LOSS_PERCENT: u32 = 10;
+
+impl CheckKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            CheckKind::PingByName { .. } => "ping-by-name",
+            CheckKind::Placement { .. } => "placement",
+            CheckKind::Pending { .. } => "pending",
+            CheckKind::Dns { .. } => "dns",
+            CheckKind::Network { .. } => "network",
+            CheckKind::Membership => "membership",
+            CheckKind::StartsWhenLabelled { .. } => "starts-when-labelled",
+            CheckKind::Drain { .. } => "drain",
+            CheckKind::Pause { .. } => "pause",
+            CheckKind::NodeRestart { .. } => "node-restart",
+            CheckKind::Quorum => "quorum",
+            CheckKind::ClusterState => "cluster-state",
+            CheckKind::Mtu { .. } => "mtu",
+            CheckKind::PacketLoss { .. } => "packet-loss",
+            CheckKind::Partition { .. } => "partition",
+        }
+    }
+
+    /// What the scenario language says about this kind.
+    pub fn spec(&self) -> &'static CheckKindSpec {
+        check_kind(self.kind_name()).expect("every CheckKind variant has an entry in CHECK_KINDS")
+    }
+
+    /// Checks that change the cluster (node availability, engines stopped): they run
+    /// one at a time, after or between the others, never alongside them.
+    pub fn is_disruptive(&self) -> bool {
+        self.spec().disruptive
+    }
+
+    /// Checks that run after every other non-disruptive check has ended (disruptive
+    /// ones, and `cluster-state`, which looks again once the others are done).
+    pub fn runs_last(&self) -> bool {
+        self.spec().runs_last
+    }
+
+    /// Services this check observes (they are deployed before checks start).
+    pub fn services(&self) -> Vec<&str> {
+        match self {
+            CheckKind::PingByName { .. }
+            | CheckKind::Network { .. }
+            | CheckKind::Membership
+            | CheckKind::Quorum
+            | CheckKind::ClusterState
+            | CheckKind::Mtu { .. }
+            | CheckKind::PacketLoss { .. }
+            | CheckKind::Partition { .. } => {
+                vec![]
+            }
+            CheckKind::Placement { service, .. }
+            | CheckKind::Pending { service }
+            | CheckKind::Dns { service, .. }
+            | CheckKind::StartsWhenLabelled { service, .. }
+            | CheckKind::Drain { service, .. }
+            | CheckKind::Pause { service, .. }
+            | CheckKind::NodeRestart { service, .. } => vec![service],
+        }
+    }
 }
 
 #[cfg(test)]

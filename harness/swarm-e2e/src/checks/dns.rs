@@ -10,6 +10,21 @@ use swarm_e2e_model::BUSYBOX;
 use super::probe::{answers, exec, remove_probe, replicas_of, run_container, task_addresses};
 use super::{CheckEnv, Outcome};
 use crate::wait::poll_until;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Dns {
+        from,
+        network,
+        query,
+        service,
+    } = &check.kind
+    else {
+        return Err(super::misrouted(check));
+    };
+    run(env, &check.name, from, network, query, service).await
+}
 
 /// `query` resolves, from `from` on `network`, to exactly the addresses of `service`'s
 /// tasks: one record per task (tasks.<svc>, or the name of a dnsrr service).

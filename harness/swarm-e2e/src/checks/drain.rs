@@ -5,6 +5,15 @@ use bollard::models::NodeSpecAvailabilityEnum;
 
 use super::probe::{replicas_of, set_availability, wait_tasks};
 use super::{CheckEnv, Outcome};
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Drain { service, node } = &check.kind else {
+        return Err(super::misrouted(check));
+    };
+    run(env, service, node).await
+}
 
 /// Draining `node` moves every task of `service` off it, all replicas keep running.
 pub(super) async fn run(env: &CheckEnv, service: &str, node: &str) -> anyhow::Result<Outcome> {

@@ -6,6 +6,15 @@ use std::collections::BTreeSet;
 use bollard::query_parameters::ListNodesOptions;
 
 use super::{CheckEnv, Outcome};
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Membership = &check.kind else {
+        return Err(super::misrouted(check));
+    };
+    run(env).await
+}
 
 /// The manager lists exactly the declared nodes, with the IDs their engines report,
 /// and every node knows a manager's address.

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use swarm_e2e_model::{Check, CheckKind, Scenario};
 
 use crate::cluster::Cluster;
@@ -171,84 +172,54 @@ pub async fn run_check(env: &CheckEnv, check: &Check, retries: u32) -> Attempts 
     }
 }
 
+/// What `cluster-state` saw as the checks started (the other kinds take no first look).
+type FirstLook = Option<anyhow::Result<Vec<String>>>;
+
+/// Runs one check of a kind from its validated keys.
+type Runner = for<'a> fn(&'a CheckEnv, &'a Check, FirstLook) -> BoxFuture<'a, anyhow::Result<Outcome>>;
+
+/// The registry: one line per check kind of the model's `CHECK_KINDS` (by its name), one
+/// file per implementation.
+const REGISTRY: &[(&str, Runner)] = &[
+    ("ping-by-name", |e, c, _| Box::pin(ping_by_name::check(e, c))),
+    ("placement", |e, c, _| Box::pin(placement::check(e, c))),
+    ("pending", |e, c, _| Box::pin(pending::check(e, c))),
+    ("dns", |e, c, _| Box::pin(dns::check(e, c))),
+    ("network", |e, c, _| Box::pin(network::check(e, c))),
+    ("membership", |e, c, _| Box::pin(membership::check(e, c))),
+    ("starts-when-labelled", |e, c, _| {
+        Box::pin(starts_when_labelled::check(e, c))
+    }),
+    ("drain", |e, c, _| Box::pin(drain::check(e, c))),
+    ("pause", |e, c, _| Box::pin(pause::check(e, c))),
+    ("node-restart", |e, c, _| Box::pin(node_restart::check(e, c))),
+    ("quorum", |e, c, _| Box::pin(quorum::check(e, c))),
+    ("mtu", |e, c, _| Box::pin(transfer::check_mtu(e, c))),
+    ("packet-loss", |e, c, _| Box::pin(transfer::check_packet_loss(e, c))),
+    ("partition", |e, c, _| Box::pin(partition::check(e, c))),
+    ("cluster-state", |e, _, first| {
+        Box::pin(cluster_state::run(e, first.unwrap_or_else(|| Ok(Vec::new()))))
+    }),
+];
+
+/// A check handed to a runner registered for another kind: a bug of the registry.
+fn misrouted(check: &Check) -> anyhow::Error {
+    anyhow::anyhow!(
+        "check `{}` of kind `{}` reached another kind's runner: the registry in checks/mod.rs is wrong",
+        check.name,
+        check.kind.kind_name()
+    )
+}
+
 /// One attempt of a check: its implementation, bounded by the check's own `timeout`.
-async fn attempt(env: &CheckEnv, check: &Check, at_start: Option<anyhow::Result<Vec<String>>>) -> Outcome {
-    // The registry: one line per check kind, one file per implementation.
+async fn attempt(env: &CheckEnv, check: &Check, at_start: FirstLook) -> Outcome {
+    let kind = check.kind.spec().name;
     let registry = async {
-        match &check.kind {
-            CheckKind::PingByName {
-                from,
-                network,
-                target,
-                payload,
-            } => ping_by_name::run(env, &check.name, from, network, target, *payload).await,
-            CheckKind::Placement {
-                service,
-                expect_nodes,
-                expect_counts,
-            } => placement::run(env, service, expect_nodes, expect_counts.as_ref()).await,
-            CheckKind::Pending { service } => pending::run(env, service).await,
-            CheckKind::Dns {
-                from,
-                network,
-                query,
-                service,
-            } => dns::run(env, &check.name, from, network, query, service).await,
-            CheckKind::Network { network } => network::run(env, network).await,
-            CheckKind::Membership => membership::run(env).await,
-            CheckKind::StartsWhenLabelled { service, node, label } => {
-                starts_when_labelled::run(env, service, node, label).await
-            }
-            CheckKind::Drain { service, node } => drain::run(env, service, node).await,
-            CheckKind::Pause { service, node } => pause::run(env, service, node).await,
-            CheckKind::NodeRestart {
-                node,
-                service,
-                from,
-                network,
-            } => node_restart::run(env, &check.name, node, service, from.as_deref(), network.as_deref()).await,
-            CheckKind::Quorum => quorum::run(env).await,
-            CheckKind::ClusterState => cluster_state::run(env, at_start.unwrap_or_else(|| Ok(Vec::new()))).await,
-            CheckKind::Mtu {
-                from,
-                to,
-                network,
-                bytes,
-            }
-            | CheckKind::PacketLoss {
-                from,
-                to,
-                network,
-                bytes,
-                ..
-            } => {
-                let t = transfer::Transfer {
-                    check: &check.name,
-                    from,
-                    to,
-                    network,
-                    bytes: *bytes,
-                };
-                match check.kind {
-                    CheckKind::PacketLoss { percent, .. } => transfer::packet_loss(env, &t, percent).await,
-                    _ => transfer::mtu(env, &t).await,
-                }
-            }
-            CheckKind::Partition {
-                nodes,
-                from,
-                network,
-                target,
-            } => {
-                let p = partition::Partition {
-                    check: &check.name,
-                    cut: nodes,
-                    from,
-                    network,
-                    target,
-                };
-                partition::run(env, &p).await
-            }
+        match REGISTRY.iter().find(|(name, _)| *name == kind) {
+            Some((_, runner)) => runner(env, check, at_start).await,
+            None => Err(anyhow::anyhow!(
+                "check kind `{kind}` has no implementation in checks/mod.rs"
+            )),
         }
     };
     // A check's own `timeout` ends it wherever it is; what it changed is healed by the
@@ -316,4 +287,21 @@ fn no_control(what: &str, target: &str) -> Outcome {
     Outcome::Ignored(format!(
         "{what} needs to stop and start node engines, which target {target} cannot do (local and do-fake can)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REGISTRY;
+    use swarm_e2e_model::CHECK_KINDS;
+
+    /// Every kind the model knows runs, and nothing else is registered.
+    #[test]
+    fn the_registry_holds_every_check_kind_once() {
+        let registered: Vec<&str> = REGISTRY.iter().map(|(name, _)| *name).collect();
+        let known: Vec<&str> = CHECK_KINDS.iter().map(|k| k.name).collect();
+        assert_eq!(
+            registered, known,
+            "REGISTRY in checks/mod.rs must list CHECK_KINDS in their order"
+        );
+    }
 }

@@ -5,6 +5,15 @@ use anyhow::Context;
 use bollard::query_parameters::InspectNetworkOptions;
 
 use super::{CheckEnv, Outcome};
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Network { network } = &check.kind else {
+        return Err(super::misrouted(check));
+    };
+    run(env, network).await
+}
 
 /// The overlay as each node that sees it reports it.
 pub(super) async fn run(env: &CheckEnv, network: &str) -> anyhow::Result<Outcome> {

@@ -3,6 +3,21 @@
 
 use super::probe::{replicas_of, wait_all_ready, wait_tasks};
 use super::{CheckEnv, Outcome, no_control};
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::NodeRestart {
+        node,
+        service,
+        from,
+        network,
+    } = &check.kind
+    else {
+        return Err(super::misrouted(check));
+    };
+    run(env, &check.name, node, service, from.as_deref(), network.as_deref()).await
+}
 
 /// Stops `node`'s engine and starts it again: afterwards every replica of `service`
 /// runs and, with `from`/`network`, its name still resolves there.

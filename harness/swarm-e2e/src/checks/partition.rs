@@ -13,6 +13,28 @@ use super::transfer::Healer;
 use super::{CheckEnv, Outcome, ping_by_name};
 use crate::netfault::{self, Owner, UnderlayFault};
 use crate::wait::poll_until;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Partition {
+        nodes,
+        from,
+        network,
+        target,
+    } = &check.kind
+    else {
+        return Err(super::misrouted(check));
+    };
+    let p = Partition {
+        check: &check.name,
+        cut: nodes,
+        from,
+        network,
+        target,
+    };
+    run(env, &p).await
+}
 
 /// What one partition check asks for.
 pub(super) struct Partition<'a> {

@@ -4,6 +4,15 @@ use bollard::models::NodeSpecAvailabilityEnum;
 
 use super::probe::{replicas_of, scale, set_availability, wait_tasks};
 use super::{CheckEnv, Outcome};
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Pause { service, node } = &check.kind else {
+        return Err(super::misrouted(check));
+    };
+    run(env, service, node).await
+}
 
 /// Pausing `node` keeps its tasks; a new replica goes elsewhere. Scales back after.
 pub(super) async fn run(env: &CheckEnv, service: &str, node: &str) -> anyhow::Result<Outcome> {

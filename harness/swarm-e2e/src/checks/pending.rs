@@ -8,6 +8,15 @@ use bollard::models::TaskState;
 use super::probe::{describe_tasks, node_of, service_tasks, state_of};
 use super::{CheckEnv, Outcome};
 use crate::wait::poll_until;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Pending { service } = &check.kind else {
+        return Err(super::misrouted(check));
+    };
+    run(env, service).await
+}
 
 /// The `pending` check, for checks that start from a pending service.
 pub(super) async fn run_pending(env: &CheckEnv, service: &str) -> Outcome {

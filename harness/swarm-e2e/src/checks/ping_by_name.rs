@@ -11,6 +11,21 @@ use swarm_e2e_model::{BUSYBOX, EndpointMode, Payload};
 use super::probe::{answers, describe_tasks, exec, remove_probe, run_container, service_tasks, state_of};
 use super::{CheckEnv, Outcome, underlay};
 use crate::wait::poll_until;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::PingByName {
+        from,
+        network,
+        target,
+        payload,
+    } = &check.kind
+    else {
+        return Err(super::misrouted(check));
+    };
+    run(env, &check.name, from, network, target, *payload).await
+}
 
 /// The headline check: `from` resolves `target` by name over `network` and pings it.
 pub(super) async fn run(

@@ -10,6 +10,20 @@ use swarm_e2e_model::ServiceMode;
 use super::probe::{describe_tasks, node_of, service_tasks, state_of};
 use super::{CheckEnv, Outcome};
 use crate::wait::poll_until;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Placement {
+        service,
+        expect_nodes,
+        expect_counts,
+    } = &check.kind
+    else {
+        return Err(super::misrouted(check));
+    };
+    run(env, service, expect_nodes, expect_counts.as_ref()).await
+}
 
 pub(super) async fn run(
     env: &CheckEnv,

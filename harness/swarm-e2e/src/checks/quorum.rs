@@ -9,6 +9,15 @@ use swarm_e2e_model::BUSYBOX;
 use super::probe::wait_all_ready;
 use super::{CheckEnv, Outcome, no_control};
 use crate::wait::poll_until;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Quorum = &check.kind else {
+        return Err(super::misrouted(check));
+    };
+    run(env).await
+}
 
 fn probe_service(name: &str, image: &str, run_id: &str) -> ServiceSpec {
     ServiceSpec {

@@ -8,6 +8,15 @@ use anyhow::Context;
 use super::probe::{replicas_of, wait_tasks};
 use super::{CheckEnv, Outcome};
 use crate::cluster::update_node_spec;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::StartsWhenLabelled { service, node, label } = &check.kind else {
+        return Err(super::misrouted(check));
+    };
+    run(env, service, node, label).await
+}
 
 /// Pending until `node` gets `label`, then running there. The label is removed again.
 pub(super) async fn run(env: &CheckEnv, service: &str, node: &str, label: &str) -> anyhow::Result<Outcome> {

@@ -13,6 +13,50 @@ use super::probe::{exec, remove_probe, run_container};
 use super::{CheckEnv, Outcome, underlay};
 use crate::netfault::{self, Owner, UnderlayFault};
 use crate::wait::poll_until;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check_mtu(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::Mtu {
+        from,
+        to,
+        network,
+        bytes,
+    } = &check.kind
+    else {
+        return Err(super::misrouted(check));
+    };
+    let t = Transfer {
+        check: &check.name,
+        from,
+        to,
+        network,
+        bytes: *bytes,
+    };
+    mtu(env, &t).await
+}
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check_packet_loss(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::PacketLoss {
+        from,
+        to,
+        network,
+        percent,
+        bytes,
+    } = &check.kind
+    else {
+        return Err(super::misrouted(check));
+    };
+    let t = Transfer {
+        check: &check.name,
+        from,
+        to,
+        network,
+        bytes: *bytes,
+    };
+    packet_loss(env, &t, *percent).await
+}
 
 /// The port the serving probe listens on (inside its own network namespace).
 const PORT: u16 = 8080;
