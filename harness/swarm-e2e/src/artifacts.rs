@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::report::RunSummary;
-use crate::target::Target;
+use crate::targets::Target;
 
 /// Bound on one request for an artefact: a node that does not answer within it is
 /// skipped from then on.

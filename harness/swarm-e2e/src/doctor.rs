@@ -160,7 +160,7 @@ pub async fn local(nodes: u64) -> Vec<Finding> {
             "apt-get install debootstrap",
         ));
     }
-    if crate::target::local::host_kernel().ipvs {
+    if crate::targets::local::host_kernel().ipvs {
         out.push(Finding::ok("IPVS", "VIP endpoint mode can be checked"));
     } else {
         out.push(Finding::bad(
@@ -170,7 +170,7 @@ pub async fn local(nodes: u64) -> Vec<Finding> {
             "use endpoint_mode = \"dnsrr\" (the default), or `modprobe ip_vs` where the kernel has it",
         ));
     }
-    if crate::target::local::host_kernel().esp {
+    if crate::targets::local::host_kernel().esp {
         out.push(Finding::ok("IPsec ESP", "encrypted overlays can carry traffic"));
     } else {
         out.push(Finding::bad(
@@ -205,7 +205,7 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
             format!(
                 "the token was refused: create one (full access, or custom scopes {}) and export it as \
                  DIGITALOCEAN_ACCESS_TOKEN",
-                crate::target::digitalocean::RUN_SCOPES.join(", ")
+                crate::targets::digitalocean::RUN_SCOPES.join(", ")
             )
         } else {
             "check DIGITALOCEAN_API_URL (if set) and the network".to_string()
@@ -219,17 +219,17 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
         return out;
     }
     out.push(Finding::ok("token", "accepted"));
-    let overrides = crate::target::digitalocean::provision::DropletOverrides::from_env();
+    let overrides = crate::targets::digitalocean::provision::DropletOverrides::from_env();
     let image = overrides
         .image
-        .unwrap_or_else(|| crate::target::digitalocean::provision::DEFAULT_IMAGE.to_string());
+        .unwrap_or_else(|| crate::targets::digitalocean::provision::DEFAULT_IMAGE.to_string());
     match client.probe_scopes(&image).await {
         Ok(r) if r.missing.is_empty() => out.push(Finding::ok(
             "scopes",
             format!("all {} a run needs (probed without changing anything)", r.held.len()),
         )),
         Ok(r) => {
-            let f = crate::target::digitalocean::missing_scopes_failure(&r);
+            let f = crate::targets::digitalocean::missing_scopes_failure(&r);
             out.push(Finding::bad(
                 Status::Fail,
                 "scopes",
@@ -280,7 +280,7 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
             "retry later",
         )),
     }
-    match crate::target::digitalocean::sweep::find(client).await {
+    match crate::targets::digitalocean::sweep::find(client).await {
         Ok(found) if found.is_empty() => out.push(Finding::ok("leftovers", "none from earlier runs")),
         Ok(found) => out.push(Finding::bad(
             Status::Warn,

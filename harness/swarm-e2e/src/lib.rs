@@ -3,7 +3,7 @@
 //! Data flows one way: scenario file -> validated model (`swarm-e2e-model`) -> target
 //! preflight and provisioning ([`target`]) -> engines ready ([`engine`]) -> cluster
 //! formed ([`cluster`]) -> checks ([`checks`]) -> report ([`report`]) -> teardown
-//! ([`target::Target::teardown`]). [`run`] is the one loop that drives the phases;
+//! ([`targets::Target::teardown`]). [`run`] is the one loop that drives the phases;
 //! [`cli`] is the command line. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod artifacts;
@@ -20,12 +20,12 @@ pub mod images;
 pub mod marks;
 pub mod matrix;
 pub mod netfault;
-pub mod partition;
 pub mod pki;
 pub mod progress;
 pub mod report;
 pub mod run;
-pub mod target;
+pub mod shard;
+pub mod targets;
 pub mod wait;
 
 /// Makes aws-lc-rs the process-wide rustls provider. Call first in every `main`: if a

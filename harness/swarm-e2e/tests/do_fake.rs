@@ -149,7 +149,7 @@ fn api_only_dry_run_ignores_engine_checks_with_the_reason_and_stays_in_budget() 
             .all(|c| c["outcome"] == "ignored")
     );
     let n = 3;
-    let budget = swarm_e2e::target::digitalocean::provision::request_budget(n) as u64;
+    let budget = swarm_e2e::targets::digitalocean::provision::request_budget(n) as u64;
     assert!(
         requests(&report) <= budget,
         "{} requests for {n} droplets (budget {budget})",
@@ -177,7 +177,7 @@ fn ten_droplets_cost_no_more_requests_than_the_budget() {
     let (out, report) = dry_run(&[], file.to_str().unwrap());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_no_leak(&out);
-    let budget = swarm_e2e::target::digitalocean::provision::request_budget(10) as u64;
+    let budget = swarm_e2e::targets::digitalocean::provision::request_budget(10) as u64;
     assert!(
         requests(&report) <= budget,
         "{} requests for 10 droplets (budget {budget})",
@@ -580,7 +580,7 @@ async fn sweep_removes_only_what_carries_the_projects_marks() {
         .await
         .unwrap();
     client
-        .create_firewall(&swarm_e2e::target::digitalocean::provision::firewall_body(
+        .create_firewall(&swarm_e2e::targets::digitalocean::provision::firewall_body(
             "deadbeef",
             &["0.0.0.0/0".into()],
         ))
@@ -600,7 +600,7 @@ async fn sweep_removes_only_what_carries_the_projects_marks() {
         .await
         .unwrap();
     client.create_ssh_key("laptop", &public_key(2)).await.unwrap();
-    let mut decoy_fw = swarm_e2e::target::digitalocean::provision::firewall_body("decoy", &["0.0.0.0/0".into()]);
+    let mut decoy_fw = swarm_e2e::targets::digitalocean::provision::firewall_body("decoy", &["0.0.0.0/0".into()]);
     decoy_fw["name"] = "swarm-e2e-decoy".into();
     decoy_fw["tags"] = serde_json::json!(["prod"]);
     client.create_firewall(&decoy_fw).await.unwrap();
@@ -792,7 +792,7 @@ fn a_long_phase_beats_a_heartbeat_in_a_log() {
 /// exchanges) has its spec scopes in `RUN_SCOPES`.
 #[test]
 fn the_scopes_named_cover_every_operation_a_run_calls() {
-    use swarm_e2e::target::digitalocean::RUN_SCOPES;
+    use swarm_e2e::targets::digitalocean::RUN_SCOPES;
     use swarm_e2e_digitalocean::fake::Exchange;
     use swarm_e2e_digitalocean::spec::Spec;
     let exchanges = support::exchanges_file();
@@ -848,7 +848,7 @@ fn the_scopes_named_cover_every_operation_a_run_calls() {
 /// against `fake-do serve --scopes`.
 #[test]
 fn a_token_lacking_scopes_is_refused_before_anything_is_created() {
-    use swarm_e2e::target::digitalocean::RUN_SCOPES;
+    use swarm_e2e::targets::digitalocean::RUN_SCOPES;
     let granted: Vec<String> = RUN_SCOPES
         .iter()
         .filter(|s| !["firewall:delete", "ssh_key:create"].contains(s))

@@ -18,8 +18,8 @@ use support::{Output, repo, run, run_signalled};
 use swarm_e2e::engine::{ENGINE_TLS_PORT, ServerIdentity, host_engine, tls_engine};
 use swarm_e2e::marks;
 use swarm_e2e::pki::Pki;
-use swarm_e2e::target::local::nodes::{EngineConfig, NodeSpec, create_run_network, start_node};
-use swarm_e2e::target::local::resources::teardown;
+use swarm_e2e::targets::local::nodes::{EngineConfig, NodeSpec, create_run_network, start_node};
+use swarm_e2e::targets::local::resources::teardown;
 use swarm_e2e_model::{Scenario, parse_scenario_file};
 use testcontainers::{ContainerAsync, GenericImage};
 use tokio::runtime::Runtime;
@@ -274,7 +274,7 @@ fn existing_engines_are_used_and_left_as_they_were() {
     // Hostname constraints name engines by their own hostname: a scenario whose node
     // names differ from the engines' hostnames is refused before anything is touched.
     let wrong = engines.hosts_file(&["wp-1", "wp-2"]);
-    let wp = repo().join("fixtures/failing/wrong-placement.toml");
+    let wp = repo().join("fixtures/run-outcomes/wrong-placement.toml");
     let out = run(&args(&wrong, &[wp.to_str().unwrap()]), None);
     expect(&out, 3, "hostnames differ");
     assert!(out.stderr.contains("has hostname `swarm-demo-1`"), "{}", out.context());

@@ -25,7 +25,7 @@ fn leftovers(run_id: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let host = swarm_e2e::engine::host_engine().unwrap();
-        swarm_e2e::target::local::resources::find_resources(&host, Some(run_id))
+        swarm_e2e::targets::local::resources::find_resources(&host, Some(run_id))
             .await
             .unwrap()
             .into_iter()
@@ -180,7 +180,7 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
             // The classic topology's key-value store is a droplet too.
             let classic = scenario.topology == swarm_e2e_model::Topology::Classic;
             let budget =
-                swarm_e2e::target::digitalocean::provision::request_budget(nodes.len() + usize::from(classic)) as u64;
+                swarm_e2e::targets::digitalocean::provision::request_budget(nodes.len() + usize::from(classic)) as u64;
             if requests > budget {
                 return Err(format!("{requests} API requests for {} droplets (budget {budget})", nodes.len()).into());
             }
@@ -309,7 +309,7 @@ fn main() {
         .iter()
         .flat_map(|p| ["local", "do-fake"].map(|t| scenario_trial(p.clone(), t)))
         .collect();
-    let wrong = "fixtures/failing/wrong-placement.toml";
+    let wrong = "fixtures/run-outcomes/wrong-placement.toml";
     let mut broken: Vec<PathBuf> = std::fs::read_dir(repo().join("fixtures/broken"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -350,7 +350,7 @@ fn main() {
                 "run",
                 "--inject-fault",
                 "freeze@ct-3",
-                "fixtures/failing/check-timeout.toml",
+                "fixtures/run-outcomes/check-timeout.toml",
             ],
             None,
         );
@@ -386,7 +386,7 @@ fn main() {
             if flaky_fails {
                 args.push("--flaky-fails");
             }
-            args.push("fixtures/failing/flaky-placement.toml");
+            args.push("fixtures/run-outcomes/flaky-placement.toml");
             let out = run(&args, None);
             expect_code(&out, if flaky_fails { 1 } else { 0 })?;
             assert_clean(&out)?;
@@ -1176,7 +1176,7 @@ fn main() {
             node_image()?;
             let dir = tempfile::tempdir().unwrap();
             let artifacts = dir.path().join("artifacts");
-            let frozen = "fixtures/failing/frozen-node.toml";
+            let frozen = "fixtures/run-outcomes/frozen-node.toml";
             let args = [
                 "run",
                 "--inject-fault",

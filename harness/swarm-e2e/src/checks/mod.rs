@@ -31,7 +31,7 @@ use futures_util::future::BoxFuture;
 use swarm_e2e_model::{Check, CheckKind, Scenario};
 
 use crate::cluster::Cluster;
-use crate::target::{KernelFacts, NodeControl};
+use crate::targets::{KernelFacts, NodeControl};
 
 pub use workloads::deploy_workloads;
 

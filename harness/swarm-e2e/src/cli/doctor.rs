@@ -31,7 +31,7 @@ pub struct DoctorArgs {
 pub fn main(rt: &Runtime, a: DoctorArgs) -> Result<i32, Failure> {
     rt.block_on(async {
         let findings = if a.target == "digitalocean" {
-            let client = crate::target::digitalocean::client_from_env()?;
+            let client = crate::targets::digitalocean::client_from_env()?;
             crate::doctor::digitalocean(&client, a.nodes).await
         } else {
             crate::doctor::local(a.nodes).await

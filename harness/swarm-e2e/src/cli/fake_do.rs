@@ -8,8 +8,8 @@ use tokio::runtime::Runtime;
 
 use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::{self, Failure};
-use crate::target::digitalocean::fake_backer::Backer;
-use crate::target::local::resources::teardown;
+use crate::targets::digitalocean::fake_backer::Backer;
+use crate::targets::local::resources::teardown;
 
 #[derive(Subcommand)]
 pub enum FakeDoCommand {

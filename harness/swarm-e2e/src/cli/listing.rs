@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::doctor::{Finding, Status};
 use crate::images::{self, NodeImageInfo};
 use crate::marks::now_unix;
-use crate::target::digitalocean::provision::ScenarioPlan;
-use crate::target::digitalocean::sweep::{CloudKind, CloudResource};
-use crate::target::local::resources::{LocalResource, ResourceKind};
+use crate::targets::digitalocean::provision::ScenarioPlan;
+use crate::targets::digitalocean::sweep::{CloudKind, CloudResource};
+use crate::targets::local::resources::{LocalResource, ResourceKind};
 
 /// How a listing command prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

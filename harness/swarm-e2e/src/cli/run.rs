@@ -59,9 +59,9 @@ pub struct DropletArgs {
 }
 
 impl DropletArgs {
-    fn overrides(&self) -> crate::target::digitalocean::provision::DropletOverrides {
+    fn overrides(&self) -> crate::targets::digitalocean::provision::DropletOverrides {
         let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
-        crate::target::digitalocean::provision::DropletOverrides {
+        crate::targets::digitalocean::provision::DropletOverrides {
             region: given(&self.do_region),
             size: given(&self.do_size),
             image: given(&self.do_image),
@@ -122,8 +122,8 @@ pub struct RunArgs {
     /// Run only shard K of N of the (scenario, check) pairs: `count:K/N` deals them out
     /// in order, `hash:K/N` by a stable hash of their names. Scenarios with no check in
     /// the shard are not provisioned.
-    #[arg(long, value_name = "count:K/N|hash:K/N")]
-    partition: Option<crate::partition::Partition>,
+    #[arg(long = "partition", value_name = "count:K/N|hash:K/N")]
+    shard: Option<crate::shard::Shard>,
     /// Print the per-phase timing table at the end.
     #[arg(long)]
     timings: bool,
@@ -146,7 +146,7 @@ pub struct RunArgs {
     /// Test hook: break a node's underlay once the workloads are deployed:
     /// `mtu=1280@NODE`, `drop-vxlan@NODE`, `drop-gossip@NODE` (repeatable).
     #[arg(long, hide = true, value_name = "FAULT@NODE")]
-    inject_fault: Vec<crate::target::InjectedFault>,
+    inject_fault: Vec<crate::targets::InjectedFault>,
     /// Arguments for the test runner (after `--`).
     #[arg(last = true)]
     libtest: Vec<String>,
@@ -188,7 +188,7 @@ impl RunArgs {
 
 pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
     let scenarios = load_all(&a.files)?;
-    let scenarios = match a.partition {
+    let scenarios = match a.shard {
         Some(p) => {
             let selected = p.select(scenarios);
             if selected.is_empty() {
@@ -462,14 +462,14 @@ pub struct PlanArgs {
 }
 
 pub fn plan(a: PlanArgs) -> Result<i32, Failure> {
-    use crate::target::digitalocean::provision;
+    use crate::targets::digitalocean::provision;
     let scenarios = load_all(&a.files)?;
     let overrides = a.droplets.overrides();
     let mut plans = Vec::new();
     for s in &scenarios {
         let settings = provision::DoSettings::resolve(&overrides, s);
         provision::refuse_uninstallable(s, &settings)?;
-        let timeouts = crate::target::digitalocean::applied_timeouts(s.timeouts, a.target == "digitalocean", true);
+        let timeouts = crate::targets::digitalocean::applied_timeouts(s.timeouts, a.target == "digitalocean", true);
         plans.push(provision::plan(s, &settings, &timeouts, "<run-id>"));
     }
     match a.format {

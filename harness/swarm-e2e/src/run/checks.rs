@@ -19,7 +19,7 @@ use crate::exit::{self, Failure};
 use crate::images::BUSYBOX_IMAGE;
 use crate::netfault;
 use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
-use crate::target::{NodeControl, NodeFault};
+use crate::targets::{NodeControl, NodeFault};
 
 /// Bound on creating a scenario's services and containers.
 const WORKLOAD_DEPLOY_LIMIT: Duration = Duration::from_secs(60);

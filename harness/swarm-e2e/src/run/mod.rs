@@ -23,7 +23,7 @@ use crate::cluster::Cluster;
 use crate::exit::{self, Failure};
 use crate::marks::new_run_id;
 use crate::report::{CheckOutcome, Event, Phase, Reporter, RunSummary};
-use crate::target::{self, Target};
+use crate::targets::{self, Target};
 
 /// Everything one run's phases share: one context instead of long parameter lists.
 pub(crate) struct RunContext<'a> {
@@ -161,7 +161,7 @@ fn run(
         summary.exit_code = exit::UNSUPPORTED;
         return summary;
     }
-    let target = match target::select(&opts.target, rt, &scenario) {
+    let target = match targets::select(&opts.target, rt, &scenario) {
         Ok(t) => t,
         Err(f) => return failed_early(summary, f),
     };

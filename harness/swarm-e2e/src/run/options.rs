@@ -2,7 +2,7 @@
 //! libtest-style runner.
 
 use crate::report::Phase;
-pub use crate::target::TargetChoice;
+pub use crate::targets::TargetChoice;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default)]
@@ -15,7 +15,7 @@ pub struct RunOptions {
     /// Test hook: stop this node's engine before the checks start.
     pub stopped_engine: Option<String>,
     /// Test hook: break these nodes (their underlay, labels, engine, availability).
-    pub faults: Vec<crate::target::InjectedFault>,
+    pub faults: Vec<crate::targets::InjectedFault>,
     /// Where failure artefacts go (`<dir>/<run-id>/`); `None` collects none.
     pub artifacts: Option<PathBuf>,
     /// Where the cluster runs.
@@ -28,7 +28,7 @@ pub struct RunOptions {
 
 impl RunOptions {
     /// The nodes a test fault of this kind goes to.
-    pub fn nodes_with(&self, fault: &crate::target::NodeFault) -> Vec<String> {
+    pub fn nodes_with(&self, fault: &crate::targets::NodeFault) -> Vec<String> {
         self.faults
             .iter()
             .filter(|f| &f.fault == fault)

@@ -20,7 +20,7 @@ use crate::exit::{self, Failure};
 use crate::images::{busybox_image_tarball, load_image};
 use crate::pki::Pki;
 use crate::report::{CheckOutcome, Event, NodeRecord, Phase};
-use crate::target::{Identity, NodeFault, ProvisionContext, ProvisionedNode};
+use crate::targets::{Identity, NodeFault, ProvisionContext, ProvisionedNode};
 
 /// How long a stopped provisioning may take to land what it already sent.
 pub(crate) const PROVISION_GRACE: Duration = Duration::from_secs(30);

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::cloud_init::config_from_user_data;
 use crate::images;
 use crate::marks::{self, run_tag};
-use crate::target::local::nodes::{self, EngineConfig, NodeSpec, StartedNode};
+use crate::targets::local::nodes::{self, EngineConfig, NodeSpec, StartedNode};
 
 /// How long shutting the backer down waits for backing containers still starting.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);

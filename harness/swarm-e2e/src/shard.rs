@@ -11,12 +11,12 @@ use std::str::FromStr;
 use swarm_e2e_model::Scenario;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Partition {
+pub enum Shard {
     Count { shard: u64, of: u64 },
     Hash { shard: u64, of: u64 },
 }
 
-impl FromStr for Partition {
+impl FromStr for Shard {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -29,8 +29,8 @@ impl FromStr for Partition {
             return Err(usage());
         }
         match kind {
-            "count" => Ok(Partition::Count { shard, of }),
-            "hash" => Ok(Partition::Hash { shard, of }),
+            "count" => Ok(Shard::Count { shard, of }),
+            "hash" => Ok(Shard::Hash { shard, of }),
             _ => Err(usage()),
         }
     }
@@ -43,16 +43,16 @@ fn fnv1a(s: &str) -> u64 {
     })
 }
 
-impl std::fmt::Display for Partition {
+impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Partition::Count { shard, of } => write!(f, "count:{shard}/{of}"),
-            Partition::Hash { shard, of } => write!(f, "hash:{shard}/{of}"),
+            Shard::Count { shard, of } => write!(f, "count:{shard}/{of}"),
+            Shard::Hash { shard, of } => write!(f, "hash:{shard}/{of}"),
         }
     }
 }
 
-impl Partition {
+impl Shard {
     /// The scenarios with only this shard's checks; those left with none are dropped.
     pub fn select(&self, scenarios: Vec<Scenario>) -> Vec<Scenario> {
         let mut index = 0u64;
@@ -62,8 +62,8 @@ impl Partition {
                 let name = s.name.clone();
                 s.checks.retain(|c| {
                     let mine = match *self {
-                        Partition::Count { shard, of } => index % of == shard - 1,
-                        Partition::Hash { shard, of } => fnv1a(&format!("{name}::{}", c.name)) % of == shard - 1,
+                        Shard::Count { shard, of } => index % of == shard - 1,
+                        Shard::Hash { shard, of } => fnv1a(&format!("{name}::{}", c.name)) % of == shard - 1,
                     };
                     index += 1;
                     mine
@@ -80,8 +80,8 @@ mod tests {
 
     #[test]
     fn parses_and_refuses() {
-        assert_eq!("count:1/3".parse(), Ok(Partition::Count { shard: 1, of: 3 }));
-        assert_eq!("hash:2/2".parse(), Ok(Partition::Hash { shard: 2, of: 2 }));
+        assert_eq!("count:1/3".parse(), Ok(Shard::Count { shard: 1, of: 3 }));
+        assert_eq!("hash:2/2".parse(), Ok(Shard::Hash { shard: 2, of: 2 }));
         for bad in [
             "count:0/3",
             "count:4/3",
@@ -91,7 +91,7 @@ mod tests {
             "1/2",
             "count:a/b",
         ] {
-            assert!(bad.parse::<Partition>().is_err(), "{bad}");
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
     }
 

@@ -16,8 +16,8 @@ use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
 use super::cloud_init::{kv_store_user_data, user_data};
 use crate::engine::ENGINE_TLS_PORT;
 use crate::marks::{KEPT_TAG, PROJECT_TAG, run_resource_name, run_tag};
-use crate::target::local::nodes::{KV_STORE_NODE, KV_STORE_PORT, cluster_store_config};
-use crate::target::{Identity, ProvisionContext, ProvisionedNode};
+use crate::targets::local::nodes::{KV_STORE_NODE, KV_STORE_PORT, cluster_store_config};
+use crate::targets::{Identity, ProvisionContext, ProvisionedNode};
 
 /// The region, size and image droplets get when neither the command line (or its
 /// environment variables) nor the scenario's `[digitalocean]` table says: what most
