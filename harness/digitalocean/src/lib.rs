@@ -1,7 +1,10 @@
 //! DigitalOcean API v2 for swarm-e2e: [`client`] talks to the real API (or any base URL),
 //! [`fake`] is a stateful fake of it for tests and dry runs.
 
+#![deny(clippy::too_many_lines)]
+
 pub mod client;
+pub mod exchange;
 pub mod fake;
 pub mod scopes;
 pub mod spec;

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::fake::Exchange;
+use crate::exchange::Exchange;
 
 /// A deviation that is the spec's fault, or outside it, not ours.
 pub struct Allowed {
@@ -282,7 +282,7 @@ fn check_request(op: &Operation, ex: &Exchange, dev: &mut impl FnMut(String, Str
 fn check_response(
     op: &Operation,
     ex: &Exchange,
-    r: &crate::fake::RecordedResponse,
+    r: &crate::exchange::RecordedResponse,
     dev: &mut impl FnMut(String, String),
 ) {
     let spec = op

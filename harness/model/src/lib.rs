@@ -7,6 +7,8 @@
 //! Validation reports every problem it can find in one pass, each with a span (rendered
 //! as file:line:column) and a hint; see [`diag::ScenarioError`].
 
+#![deny(clippy::too_many_lines)]
+
 pub mod check_kinds;
 pub mod constraint;
 pub mod diag;

@@ -211,3 +211,11 @@ pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> anyhow::Res
     let code = docker.inspect_exec(&created.id).await?.exit_code.unwrap_or(-1);
     Ok((code, text))
 }
+
+/// Removes a container, running or not (probes and helpers the harness started).
+pub(crate) async fn remove_forced(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .build();
+    docker.remove_container(id, Some(opts)).await
+}

@@ -6,6 +6,8 @@
 //! ([`targets::Target::teardown`]). [`run`] is the one loop that drives the phases;
 //! [`cli`] is the command line. See ARCHITECTURE.md for the map and the invariants.
 
+#![deny(clippy::too_many_lines)]
+
 pub mod artifacts;
 pub mod checks;
 pub mod cli;

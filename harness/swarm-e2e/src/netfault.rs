@@ -205,7 +205,7 @@ pub async fn as_root(docker: &Docker, run_id: &str, image: &str, script: &str) -
         exec(docker, &created.id, &["sh", "-c", script]).await
     }
     .await;
-    let _ = crate::checks::probe::remove_probe(docker, &created.id).await;
+    let _ = crate::engine::remove_forced(docker, &created.id).await;
     let (code, out) = result?;
     if code != 0 {
         anyhow::bail!("exit {code}: {}", out.trim());

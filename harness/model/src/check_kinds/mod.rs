@@ -1,20 +1,16 @@
 //! What a check kind *is*, one entry each in [`CHECK_KINDS`]: its name, the keys it
 //! takes (with their types, required or not), the topologies it runs on, whether it
-//! disrupts the cluster, one line of documentation, and the function that validates a
-//! `[[checks]]` table of that kind into a [`CheckKind`].
+//! disrupts the cluster, and one line of documentation. Its validator (what its keys
+//! must say about the declared cluster) is `parse/kinds.rs`, by the same name.
+//! //! `[[checks]]` table of that kind into a [`CheckKind`].
 //!
 //! Parsing, validation hints, the docs' scenario reference, `--list` and the registry in
 //! the binary's `checks/` all read this table: adding a check kind is an entry here (its
 //! validator below it), the [`CheckKind`] variant, and the file that runs it.
 
-mod validate;
-
-use crate::parse::Parser;
 use std::collections::BTreeMap;
 
 use crate::Topology;
-pub(crate) use validate::CheckInput;
-use validate::*;
 
 /// What a key of a check holds (what the docs and hints say about it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +95,6 @@ pub struct CheckKindSpec {
     /// It runs after the other checks without being disruptive (`cluster-state` looks
     /// again once the others are done).
     pub runs_last: bool,
-    /// Validates one check of this kind; its required keys are present. `None` when a
-    /// problem leaves nothing to check (the problem is recorded).
-    pub(crate) build: fn(&mut Parser, &mut CheckInput<'_>) -> Option<CheckKind>,
 }
 
 impl std::fmt::Debug for CheckKindSpec {
@@ -145,7 +138,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: BOTH,
         disruptive: false,
         runs_last: false,
-        build: ping_by_name,
     },
     CheckKindSpec {
         name: "placement",
@@ -158,7 +150,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: false,
         runs_last: false,
-        build: placement,
     },
     CheckKindSpec {
         name: "pending",
@@ -167,7 +158,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: false,
         runs_last: false,
-        build: pending,
     },
     CheckKindSpec {
         name: "dns",
@@ -181,7 +171,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: false,
         runs_last: false,
-        build: dns,
     },
     CheckKindSpec {
         name: "network",
@@ -190,7 +179,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: BOTH,
         disruptive: false,
         runs_last: false,
-        build: network,
     },
     CheckKindSpec {
         name: "membership",
@@ -199,7 +187,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: false,
         runs_last: false,
-        build: |_, _| Some(CheckKind::Membership),
     },
     CheckKindSpec {
         name: "starts-when-labelled",
@@ -208,7 +195,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: false,
         runs_last: false,
-        build: starts_when_labelled,
     },
     CheckKindSpec {
         name: "drain",
@@ -217,7 +203,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: true,
         runs_last: true,
-        build: drain_or_pause,
     },
     CheckKindSpec {
         name: "pause",
@@ -226,7 +211,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: true,
         runs_last: true,
-        build: drain_or_pause,
     },
     CheckKindSpec {
         name: "node-restart",
@@ -240,7 +224,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: true,
         runs_last: true,
-        build: node_restart,
     },
     CheckKindSpec {
         name: "quorum",
@@ -249,7 +232,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: true,
         runs_last: true,
-        build: quorum,
     },
     CheckKindSpec {
         name: "mtu",
@@ -263,7 +245,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: BOTH,
         disruptive: false,
         runs_last: false,
-        build: transfer,
     },
     CheckKindSpec {
         name: "packet-loss",
@@ -278,7 +259,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: true,
         runs_last: true,
-        build: transfer,
     },
     CheckKindSpec {
         name: "partition",
@@ -292,7 +272,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: SWARM,
         disruptive: true,
         runs_last: true,
-        build: partition,
     },
     CheckKindSpec {
         name: "cluster-state",
@@ -301,7 +280,6 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         topologies: BOTH,
         disruptive: false,
         runs_last: true,
-        build: |_, _| Some(CheckKind::ClusterState),
     },
 ];
 
@@ -485,33 +463,6 @@ impl CheckKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::raw::RawCheck;
-
-    #[test]
-    fn every_key_a_kind_takes_is_a_key_of_the_raw_check() {
-        for kind in CHECK_KINDS {
-            for key in kind.keys {
-                assert!(
-                    RawCheck::KEYS.contains(&key.name),
-                    "`{}` of `{}` is no field of RawCheck",
-                    key.name,
-                    kind.name
-                );
-            }
-        }
-        // And the raw check takes no key that no kind takes (serde's own list of fields,
-        // read from its unknown-field message).
-        let text =
-            "name = \"x\"\n[[nodes]]\nname = \"a\"\nrole = \"manager\"\n[[checks]]\nkind = \"membership\"\nzzz = 1\n";
-        let problems = crate::parse_scenario("x.toml", text).unwrap_err().problems;
-        let help = problems[0].help.clone().unwrap_or_default();
-        for field in RawCheck::KEYS.iter().chain(COMMON_CHECK_KEYS) {
-            assert!(help.contains(*field), "{field} missing from {help}");
-        }
-        for field in RawCheck::KEYS {
-            assert!(CHECK_KINDS.iter().any(|k| k.takes(field)), "no kind takes `{field}`");
-        }
-    }
 
     #[test]
     fn names_are_unique_and_disruptive_ones_run_last() {

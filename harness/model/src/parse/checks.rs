@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::time::Duration;
 
+use super::kinds::{CheckInput, validator};
 use super::raw::RawCheck;
 use super::{MAX_RETRIES, Parser, S, span_of};
-use crate::check_kinds::{CHECK_KINDS, CheckInput, CheckKindSpec, check_kind};
+use crate::check_kinds::{CHECK_KINDS, CheckKindSpec, check_kind};
 use crate::diag::{Problem, did_you_mean};
 use crate::{Check, CheckKind, Container, IMPLICIT_STATE_CHECK, Network, Node, Service, Topology};
 
@@ -89,7 +90,8 @@ impl Parser {
             services: declared.services,
             containers: declared.containers,
         };
-        let kind = (spec.build)(self, &mut input)?;
+        let validate = validator(spec.name).expect("every kind in CHECK_KINDS has a validator in parse/kinds.rs");
+        let kind = validate(self, &mut input)?;
         let line = Some(crate::diag::line_col(&self.text, span.start).0);
         let timeout = timeout.as_ref().and_then(|t| self.check_timeout(t));
         let retries = retries.as_ref().and_then(|r| match u32::try_from(*r.get_ref()) {

@@ -18,6 +18,7 @@ use crate::{
 };
 
 mod checks;
+mod kinds;
 mod nodes;
 pub(crate) mod raw;
 mod workloads;
@@ -186,20 +187,7 @@ impl Parser {
         let topology_value: Option<S<String>> =
             get("topology").and_then(|v| self.de(v, "`topology = \"swarm\"` or `topology = \"classic\"`"));
         let topology = self.topology(topology_value.as_ref());
-        let ingress_value: Option<S<bool>> = get("ingress").and_then(|v| {
-            self.de(
-                v,
-                "`ingress = false` removes the swarm's routing mesh; the default is true",
-            )
-        });
-        if let (Topology::Classic, Some(v)) = (topology, &ingress_value) {
-            self.push(
-                Problem::new("`ingress` is a swarm setting", span_of(v))
-                    .label("in a classic scenario")
-                    .help("the classic topology has no swarm and no routing mesh: remove `ingress`"),
-            );
-        }
-        let ingress = ingress_value.map(|v| v.into_inner()).unwrap_or(true);
+        let ingress = self.ingress(get("ingress"), topology);
         let timeouts: Option<RawTimeouts> =
             get("timeouts").and_then(|v| self.de(v, "durations are strings like \"90s\" or \"2m\""));
         let faults_value = get("faults");
@@ -220,18 +208,7 @@ impl Parser {
         });
 
         let nodes_value = get("nodes");
-        let too_many = nodes_value
-            .and_then(|v| v.get_ref().as_array().map(|a| (a.len(), v.span())))
-            .filter(|(n, _)| *n > MAX_NODES);
-        if let Some((n, span)) = too_many {
-            self.push(
-                Problem::new(
-                    format!("{n} nodes declared; swarm-e2e supports at most {MAX_NODES}"),
-                    Some(span),
-                )
-                .label("too many nodes")
-                .help("split the scenario, or check for a generated file gone wrong"),
-            );
+        if self.too_many_nodes(nodes_value) {
             return None;
         }
         let raw_nodes: Vec<S<RawNode>> = self.elements(
@@ -256,26 +233,8 @@ impl Parser {
             "each check is a table: kind plus the keys its kind takes",
         );
 
-        let name = match name {
-            Some(n) => {
-                self.dns_name(&n, "cluster name", 40);
-                Some(n.into_inner())
-            }
-            None => {
-                self.push(
-                    Problem::new("the scenario has no `name`", Some(0..0))
-                        .help("add `name = \"my-cluster\"` at the top of the file"),
-                );
-                None
-            }
-        };
-        let default_engine = match default_engine {
-            Some(e) => {
-                self.engine_version(&e);
-                e.into_inner()
-            }
-            None => DEFAULT_ENGINE.to_string(),
-        };
+        let name = self.scenario_name(name);
+        let default_engine = self.default_engine(default_engine);
         if nodes_value.is_none() {
             self.push(
                 Problem::new("the scenario declares no nodes", Some(0..0))
@@ -331,6 +290,68 @@ impl Parser {
             topology,
             ingress,
         })
+    }
+
+    fn ingress(&mut self, value: Option<&S<DeValue<'_>>>, topology: Topology) -> bool {
+        let ingress_value: Option<S<bool>> = value.and_then(|v| {
+            self.de(
+                v,
+                "`ingress = false` removes the swarm's routing mesh; the default is true",
+            )
+        });
+        if let (Topology::Classic, Some(v)) = (topology, &ingress_value) {
+            self.push(
+                Problem::new("`ingress` is a swarm setting", span_of(v))
+                    .label("in a classic scenario")
+                    .help("the classic topology has no swarm and no routing mesh: remove `ingress`"),
+            );
+        }
+        ingress_value.map(|v| v.into_inner()).unwrap_or(true)
+    }
+
+    /// More nodes than [`MAX_NODES`] ends validation (recorded as a problem).
+    fn too_many_nodes(&mut self, nodes_value: Option<&S<DeValue<'_>>>) -> bool {
+        let too_many = nodes_value
+            .and_then(|v| v.get_ref().as_array().map(|a| (a.len(), v.span())))
+            .filter(|(n, _)| *n > MAX_NODES);
+        if let Some((n, span)) = too_many {
+            self.push(
+                Problem::new(
+                    format!("{n} nodes declared; swarm-e2e supports at most {MAX_NODES}"),
+                    Some(span),
+                )
+                .label("too many nodes")
+                .help("split the scenario, or check for a generated file gone wrong"),
+            );
+            return true;
+        }
+        false
+    }
+
+    fn scenario_name(&mut self, name: Option<S<String>>) -> Option<String> {
+        match name {
+            Some(n) => {
+                self.dns_name(&n, "cluster name", 40);
+                Some(n.into_inner())
+            }
+            None => {
+                self.push(
+                    Problem::new("the scenario has no `name`", Some(0..0))
+                        .help("add `name = \"my-cluster\"` at the top of the file"),
+                );
+                None
+            }
+        }
+    }
+
+    fn default_engine(&mut self, engine: Option<S<String>>) -> String {
+        match engine {
+            Some(e) => {
+                self.engine_version(&e);
+                e.into_inner()
+            }
+            None => DEFAULT_ENGINE.to_string(),
+        }
     }
 
     fn unknown_top_level_keys(&mut self, table: &DeTable<'_>) {

@@ -72,74 +72,8 @@ impl Parser {
                     self.push(Problem::new("a label key is empty", span_of(k)).help("give the label a name"));
                 }
             }
-            for k in node.engine_labels.keys() {
-                let key = k.get_ref();
-                if let Some(ns) = ["com.docker.", "io.docker.", "org.dockerproject."]
-                    .iter()
-                    .find(|ns| key.starts_with(*ns))
-                {
-                    let mut help = format!(
-                        "rename the label outside the `{ns}*` namespace: this node's engine ({engine}) refuses to start with it, as every engine from 20.10 on does"
-                    );
-                    if key.starts_with("com.docker.network.driver.overlay") {
-                        help.push_str(" (this 2015 overlay setting is now chosen with the swarm data path address)");
-                    }
-                    self.push(
-                        Problem::new(
-                            format!("engine label `{key}` uses a namespace reserved by Docker"),
-                            span_of(k),
-                        )
-                        .label("reserved")
-                        .help(help),
-                    );
-                }
-            }
-            let mut engine_options = BTreeMap::new();
-            for (k, v) in &node.engine_options {
-                let key = k.get_ref();
-                const MANAGED: &[&str] = &[
-                    "hosts",
-                    "host",
-                    "tls",
-                    "tlsverify",
-                    "tlscacert",
-                    "tlscert",
-                    "tlskey",
-                    "labels",
-                    "label",
-                    "cgroup-parent",
-                    "data-root",
-                    "exec-root",
-                    "pidfile",
-                    "cluster-store",
-                    "cluster-advertise",
-                ];
-                if MANAGED.contains(&key.as_str()) {
-                    let help = if key.starts_with("label") {
-                        "engine labels go in `engine_labels = { key = \"value\" }`".to_string()
-                    } else if key.starts_with("cluster-") {
-                        "`topology = \"classic\"` sets the cluster store itself (a key-value store node); engines from 23.0 on have no cluster store".to_string()
-                    } else {
-                        "swarm-e2e sets this itself (TLS endpoint, cgroup parent, data root); remove it".to_string()
-                    };
-                    self.push(
-                        Problem::new(format!("engine option `{key}` is managed by swarm-e2e"), span_of(k)).help(help),
-                    );
-                    continue;
-                }
-                match serde_json::to_value(v.get_ref()) {
-                    Ok(j) => {
-                        engine_options.insert(key.clone(), j);
-                    }
-                    Err(e) => self.push(
-                        Problem::new(
-                            format!("engine option `{key}` cannot be written to daemon.json: {e}"),
-                            span_of(v),
-                        )
-                        .help("use strings, numbers, booleans, arrays or tables"),
-                    ),
-                }
-            }
+            self.reserved_engine_labels(&node.engine_labels, &engine);
+            let engine_options = self.engine_options(&node.engine_options);
             let _ = span;
             out.push(Node {
                 name: node.name.into_inner(),
@@ -157,5 +91,84 @@ impl Parser {
             );
         }
         out
+    }
+
+    /// Engine labels in a namespace Docker reserves: every engine from 20.10 on refuses
+    /// to start with one.
+    fn reserved_engine_labels(&mut self, labels: &BTreeMap<S<String>, S<String>>, engine: &str) {
+        for k in labels.keys() {
+            let key = k.get_ref();
+            if let Some(ns) = ["com.docker.", "io.docker.", "org.dockerproject."]
+                .iter()
+                .find(|ns| key.starts_with(*ns))
+            {
+                let mut help = format!(
+                    "rename the label outside the `{ns}*` namespace: this node's engine ({engine}) refuses to start with it, as every engine from 20.10 on does"
+                );
+                if key.starts_with("com.docker.network.driver.overlay") {
+                    help.push_str(" (this 2015 overlay setting is now chosen with the swarm data path address)");
+                }
+                self.push(
+                    Problem::new(
+                        format!("engine label `{key}` uses a namespace reserved by Docker"),
+                        span_of(k),
+                    )
+                    .label("reserved")
+                    .help(help),
+                );
+            }
+        }
+    }
+
+    /// The engine options a node may set (swarm-e2e manages TLS, labels, the store, …),
+    /// as daemon.json values.
+    fn engine_options(&mut self, options: &BTreeMap<S<String>, S<toml::Value>>) -> BTreeMap<String, serde_json::Value> {
+        let mut engine_options = BTreeMap::new();
+        for (k, v) in options {
+            let key = k.get_ref();
+            const MANAGED: &[&str] = &[
+                "hosts",
+                "host",
+                "tls",
+                "tlsverify",
+                "tlscacert",
+                "tlscert",
+                "tlskey",
+                "labels",
+                "label",
+                "cgroup-parent",
+                "data-root",
+                "exec-root",
+                "pidfile",
+                "cluster-store",
+                "cluster-advertise",
+            ];
+            if MANAGED.contains(&key.as_str()) {
+                let help = if key.starts_with("label") {
+                    "engine labels go in `engine_labels = { key = \"value\" }`".to_string()
+                } else if key.starts_with("cluster-") {
+                    "`topology = \"classic\"` sets the cluster store itself (a key-value store node); engines from 23.0 on have no cluster store".to_string()
+                } else {
+                    "swarm-e2e sets this itself (TLS endpoint, cgroup parent, data root); remove it".to_string()
+                };
+                self.push(
+                    Problem::new(format!("engine option `{key}` is managed by swarm-e2e"), span_of(k)).help(help),
+                );
+                continue;
+            }
+            match serde_json::to_value(v.get_ref()) {
+                Ok(j) => {
+                    engine_options.insert(key.clone(), j);
+                }
+                Err(e) => self.push(
+                    Problem::new(
+                        format!("engine option `{key}` cannot be written to daemon.json: {e}"),
+                        span_of(v),
+                    )
+                    .help("use strings, numbers, booleans, arrays or tables"),
+                ),
+            }
+        }
+        engine_options
     }
 }

@@ -39,6 +39,22 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
         out.push(format!("manager {s}"));
     }
     let names = env.cluster.names_by_id();
+    out.extend(strangers(&listed, &names));
+    out.extend(ingress_drift(env, manager).await);
+    for declared in &env.scenario.nodes {
+        let node = listed
+            .iter()
+            .find(|n| n.id.as_ref().and_then(|id| names.get(id)) == Some(&declared.name));
+        match node {
+            Some(node) => node_drift(&mut out, declared, node),
+            None => out.push(format!("{}: not in the swarm", declared.name)),
+        }
+    }
+    Ok(out)
+}
+
+/// Nodes in the swarm that no scenario node is (a retried join leaves such entries).
+fn strangers(listed: &[bollard::models::Node], names: &std::collections::HashMap<String, String>) -> Option<String> {
     let strangers: Vec<String> = listed
         .iter()
         .filter(|n| n.id.as_ref().is_none_or(|id| !names.contains_key(id)))
@@ -57,18 +73,22 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
             format!("{} (hostname `{host}`, {state})", n.id.clone().unwrap_or_default())
         })
         .collect();
-    if !strangers.is_empty() {
-        out.push(format!(
+    (!strangers.is_empty()).then(|| {
+        format!(
             "swarm: {} node(s) that no scenario node is: {}",
             strangers.len(),
             strangers.join(", ")
-        ));
-    }
+        )
+    })
+}
+
+/// Whether the ingress network is there exactly when declared.
+async fn ingress_drift(env: &CheckEnv, manager: &crate::cluster::EngineNode) -> Option<String> {
     match tokio::time::timeout(env.timeout, manager.docker.list_networks(None)).await {
         Ok(Ok(networks)) => {
             let has_ingress = networks.iter().any(|n| n.ingress == Some(true));
-            if has_ingress != env.scenario.ingress {
-                out.push(format!(
+            (has_ingress != env.scenario.ingress).then(|| {
+                format!(
                     "swarm: ingress network (routing mesh): declared {}, actual {}",
                     if env.scenario.ingress {
                         "present"
@@ -76,74 +96,63 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
                         "absent (`ingress = false`)"
                     },
                     if has_ingress { "present" } else { "absent" }
-                ));
-            }
+                )
+            })
         }
-        Ok(Err(e)) => out.push(format!("manager {}: listing networks: {e}", manager.name)),
-        Err(_) => out.push(format!(
+        Ok(Err(e)) => Some(format!("manager {}: listing networks: {e}", manager.name)),
+        Err(_) => Some(format!(
             "manager {}: listing networks: no answer within {:.0} s",
             manager.name,
             env.timeout.as_secs_f64()
         )),
     }
-    for declared in &env.scenario.nodes {
-        let Some(node) = listed
-            .iter()
-            .find(|n| n.id.as_ref().and_then(|id| names.get(id)) == Some(&declared.name))
-        else {
-            out.push(format!("{}: not in the swarm", declared.name));
-            continue;
-        };
-        let name = &declared.name;
-        let spec = node.spec.clone().unwrap_or_default();
-        let role = match spec.role {
-            Some(NodeSpecRoleEnum::MANAGER) => "manager",
-            Some(NodeSpecRoleEnum::WORKER) => "worker",
-            _ => "none",
-        };
-        let want_role = match declared.role {
-            Role::Manager => "manager",
-            _ => "worker",
-        };
-        if role != want_role {
-            out.push(format!("{name}: role: declared {want_role}, actual {role}"));
-        }
-        let availability = spec.availability.map(|a| a.to_string()).unwrap_or_default();
-        if spec.availability != Some(NodeSpecAvailabilityEnum::ACTIVE) {
-            out.push(format!("{name}: availability: declared active, actual {availability}"));
-        }
-        let state = node.status.as_ref().and_then(|s| s.state);
-        if state != Some(NodeState::READY) {
-            let state = state.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
-            out.push(format!("{name}: state: expected ready, actual {state}"));
-        }
-        let engine = node
-            .description
-            .as_ref()
-            .and_then(|d| d.engine.clone())
-            .unwrap_or_default();
-        compare_labels(
-            &mut out,
-            name,
-            "node label",
-            &declared.labels,
-            &spec.labels.unwrap_or_default(),
-        );
-        compare_labels(
-            &mut out,
-            name,
-            "engine label",
-            &declared.engine_labels,
-            &engine.labels.unwrap_or_default(),
-        );
-        compare_version(
-            &mut out,
-            name,
-            &declared.engine,
-            &engine.engine_version.unwrap_or_default(),
-        );
+}
+
+/// What differs on one declared node: role, availability, state, labels, version.
+fn node_drift(out: &mut Vec<String>, declared: &swarm_e2e_model::Node, node: &bollard::models::Node) {
+    let name = &declared.name;
+    let spec = node.spec.clone().unwrap_or_default();
+    let role = match spec.role {
+        Some(NodeSpecRoleEnum::MANAGER) => "manager",
+        Some(NodeSpecRoleEnum::WORKER) => "worker",
+        _ => "none",
+    };
+    let want_role = match declared.role {
+        Role::Manager => "manager",
+        _ => "worker",
+    };
+    if role != want_role {
+        out.push(format!("{name}: role: declared {want_role}, actual {role}"));
     }
-    Ok(out)
+    let availability = spec.availability.map(|a| a.to_string()).unwrap_or_default();
+    if spec.availability != Some(NodeSpecAvailabilityEnum::ACTIVE) {
+        out.push(format!("{name}: availability: declared active, actual {availability}"));
+    }
+    let state = node.status.as_ref().and_then(|s| s.state);
+    if state != Some(NodeState::READY) {
+        let state = state.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
+        out.push(format!("{name}: state: expected ready, actual {state}"));
+    }
+    let engine = node
+        .description
+        .as_ref()
+        .and_then(|d| d.engine.clone())
+        .unwrap_or_default();
+    compare_labels(
+        out,
+        name,
+        "node label",
+        &declared.labels,
+        &spec.labels.unwrap_or_default(),
+    );
+    compare_labels(
+        out,
+        name,
+        "engine label",
+        &declared.engine_labels,
+        &engine.labels.unwrap_or_default(),
+    );
+    compare_version(out, name, &declared.engine, &engine.engine_version.unwrap_or_default());
 }
 
 /// A classic cluster has no swarm to ask: each engine says its own labels and version.

@@ -244,7 +244,7 @@ pub(super) async fn gossip_blocked(env: &CheckEnv, node: &str, peers: &[&str]) -
         // busybox `nc` has no -z: connected, it waits for input; `timeout` ends it then
         // (exit 143), while a connection that does not open exits 1 within `-w`.
         let script = format!("timeout 4 nc -w 2 {address} {GOSSIP_PORT} </dev/null; echo \"rc=$?\"");
-        match super::underlay::on_host(env, from, "gossip", &script).await {
+        match super::probe::on_host(env, from, "gossip", &script).await {
             Ok(o) if o.contains("rc=0") || o.contains("rc=143") => None,
             Ok(o) => Some(format!(
                 "; gossip (tcp/{GOSSIP_PORT}) from {from} to {to} ({address}) does not connect: {}",

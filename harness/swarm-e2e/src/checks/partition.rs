@@ -120,7 +120,7 @@ async fn recovered(env: &CheckEnv, cut: &[String]) -> Result<(), String> {
                 for node in cut {
                     let address = env.cluster.node(node).address;
                     let script = format!("ping -c 1 -W 2 {address}");
-                    if let Err(e) = super::underlay::on_host(env, &manager, "partition", &script).await {
+                    if let Err(e) = super::probe::on_host(env, &manager, "partition", &script).await {
                         return Err(format!(
                             "{m}\ncause: the underlay still does not carry ICMP from {manager} to {node} \
                              ({address}): the cut did not heal ({e:#})"

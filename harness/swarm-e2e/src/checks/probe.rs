@@ -16,6 +16,7 @@ use swarm_e2e_model::ServiceMode;
 use super::CheckEnv;
 use crate::cluster::update_node_spec;
 pub use crate::engine::exec;
+pub(crate) use crate::engine::remove_forced as remove_probe;
 use crate::wait::poll_until;
 
 pub(crate) async fn run_container(
@@ -67,13 +68,6 @@ pub(super) async fn run_container_with_aliases(
         .await?;
     docker.start_container(&created.id, None).await?;
     Ok(created.id)
-}
-
-pub(crate) async fn remove_probe(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
-    let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
-        .force(true)
-        .build();
-    docker.remove_container(id, Some(opts)).await
 }
 
 pub(crate) async fn service_tasks(docker: &Docker, service: &str) -> anyhow::Result<Vec<Task>> {
@@ -278,6 +272,27 @@ pub(super) async fn scale(env: &CheckEnv, service: &str, replicas: u64) -> anyho
         .await
         .with_context(|| format!("scaling `{service}` to {replicas}"))?;
     Ok(())
+}
+
+/// Runs `script` with `sh -c` in a host-network helper on `node`; returns its output.
+pub(crate) async fn on_host(env: &CheckEnv, node: &str, tag: &str, script: &str) -> anyhow::Result<String> {
+    let docker = &env.cluster.node(node).docker;
+    let helper = run_container(
+        docker,
+        &env.cluster.run_id,
+        &format!("underlay-{tag}"),
+        &env.image(swarm_e2e_model::BUSYBOX),
+        &["top".to_string()],
+        Some("host"),
+    )
+    .await?;
+    let result = exec(docker, &helper, &["sh", "-c", script]).await;
+    let _ = remove_probe(docker, &helper).await;
+    let (code, out) = result?;
+    if code != 0 {
+        anyhow::bail!("exit {code}: {}", out.trim());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

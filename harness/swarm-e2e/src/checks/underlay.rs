@@ -4,36 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use swarm_e2e_model::BUSYBOX;
-
 use super::CheckEnv;
-use super::probe::{exec, remove_probe, run_container, service_tasks, state_of};
+use super::probe::{on_host, service_tasks, state_of};
 use bollard::models::TaskState;
 
 /// Bytes VXLAN over IPv4 adds to an overlay packet: inner Ethernet 14, VXLAN 8, UDP 8,
 /// IP 20.
 pub const VXLAN_OVERHEAD: u32 = 50;
-
-/// Runs `script` with `sh -c` in a host-network helper on `node`; returns its output.
-pub(super) async fn on_host(env: &CheckEnv, node: &str, tag: &str, script: &str) -> anyhow::Result<String> {
-    let docker = &env.cluster.node(node).docker;
-    let helper = run_container(
-        docker,
-        &env.cluster.run_id,
-        &format!("underlay-{tag}"),
-        &env.image(BUSYBOX),
-        &["top".to_string()],
-        Some("host"),
-    )
-    .await?;
-    let result = exec(docker, &helper, &["sh", "-c", script]).await;
-    let _ = remove_probe(docker, &helper).await;
-    let (code, out) = result?;
-    if code != 0 {
-        anyhow::bail!("exit {code}: {}", out.trim());
-    }
-    Ok(out)
-}
 
 /// The nodes `target` (a service, a container or a container's alias) runs on.
 pub(super) async fn nodes_of(env: &CheckEnv, target: &str) -> Vec<String> {

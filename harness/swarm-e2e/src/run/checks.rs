@@ -12,7 +12,7 @@ use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 use swarm_e2e_model::{BUSYBOX, Scenario};
 
 use super::RunContext;
-use super::phases::{AbortOnDrop, bounded, finish_phase, start_phase};
+use super::bounded::{AbortOnDrop, bounded, finish_phase, start_phase};
 use crate::checks::{Attempts, CheckEnv, Outcome, deploy_workloads, run_check};
 use crate::cluster::{Cluster, update_node_spec};
 use crate::exit::{self, Failure};
@@ -171,7 +171,7 @@ pub(super) fn run(
     mut images_loaded: AbortOnDrop<anyhow::Result<()>>,
 ) -> Result<i32, Failure> {
     let started = start_phase(ctx, Phase::Checks);
-    let images = HashMap::from([(BUSYBOX.to_string(), BUSYBOX_IMAGE.to_string())]);
+    let images = test_images();
     // `[timeouts] checks` bounds each check's waits; creating the workloads is a few API
     // calls with a bound of its own.
     let deployed = ctx
@@ -200,31 +200,7 @@ pub(super) fn run(
     };
     let node_control = ctx.target.node_control(ctx.run_id());
     inject_faults(ctx, &cluster, node_control.as_deref())?;
-    // The checks that will run: the plain ones are counted down, the ones that run
-    // last take their turns in file order.
-    let (last, plain): (Vec<_>, Vec<_>) = trials(&ctx.scenario, None)
-        .iter()
-        .zip(&ctx.scenario.checks)
-        .filter(|(t, _)| !ctx.args.is_filtered_out(t))
-        .map(|(_, c)| c)
-        .partition(|c| c.kind.runs_last());
-    let plain = plain.len();
-    let env = Arc::new(CheckEnv {
-        scenario: ctx.scenario.clone(),
-        cluster,
-        images,
-        kernel: ctx.target.kernel(),
-        timeout: ctx.scenario.timeouts.checks,
-        deploy_errors,
-        target: ctx.target.name(),
-        node_control,
-        unhealed: ctx.opts.nodes_with(&NodeFault::StickyPartition),
-        host_at_start: ctx.host_at_start.clone(),
-        disruption: tokio::sync::Mutex::new(()),
-        last_order: last.iter().map(|c| c.name.clone()).collect(),
-        turn: tokio::sync::watch::Sender::new(0),
-        plain_left: tokio::sync::watch::Sender::new(plain),
-    });
+    let env = check_env(ctx, cluster, deploy_errors, node_control);
     let records: Arc<Mutex<Vec<CheckRecord>>> = Arc::new(Mutex::new(Vec::new()));
     let body: CheckBody = {
         let (env, records, handle, stop, reporter, run_id) = (
@@ -250,26 +226,11 @@ pub(super) fn run(
                     _ = stop.cancelled() => Attempts { outcome: Outcome::Failed("interrupted".into()), failed: Vec::new() },
                 }
             });
-            let outcome = match outcome {
-                // Passed on a retry: flaky. Reported apart, and a failure only if asked.
-                Outcome::Passed if !failed.is_empty() => {
-                    let note = format!(
-                        "flaky: passed on attempt {} of {}; attempt 1 failed: {}",
-                        failed.len() + 1,
-                        retries + 1,
-                        failed[0]
-                    );
-                    reporter.event(&Event::Note {
-                        text: format!("{}::{} is {note}", env.scenario.name, check.name),
-                    });
-                    if flaky_fails {
-                        Outcome::Failed(format!("{note}\n(--flaky-fails counts a flaky check as failed)"))
-                    } else {
-                        Outcome::Passed
-                    }
-                }
-                o => o,
-            };
+            let outcome = flaky_verdict(outcome, &failed, retries, flaky_fails, |note| {
+                reporter.event(&Event::Note {
+                    text: format!("{}::{} is {note}", env.scenario.name, check.name),
+                })
+            });
             let (label, message) = match &outcome {
                 Outcome::Passed => (CheckOutcome::Passed, None),
                 Outcome::Failed(m) => (CheckOutcome::Failed, Some(m.clone())),
@@ -307,4 +268,72 @@ pub(super) fn run(
     } else {
         exit::OK
     })
+}
+
+/// What the checks share: the checks that will run are counted (the plain ones counted
+/// down, the ones that run last take their turns in file order).
+fn check_env(
+    ctx: &RunContext,
+    cluster: Arc<Cluster>,
+    deploy_errors: HashMap<String, String>,
+    node_control: Option<Arc<dyn NodeControl>>,
+) -> Arc<CheckEnv> {
+    // The checks that will run: the plain ones are counted down, the ones that run
+    // last take their turns in file order.
+    let (last, plain): (Vec<_>, Vec<_>) = trials(&ctx.scenario, None)
+        .iter()
+        .zip(&ctx.scenario.checks)
+        .filter(|(t, _)| !ctx.args.is_filtered_out(t))
+        .map(|(_, c)| c)
+        .partition(|c| c.kind.runs_last());
+    let plain = plain.len();
+    Arc::new(CheckEnv {
+        scenario: ctx.scenario.clone(),
+        cluster,
+        images: test_images(),
+        kernel: ctx.target.kernel(),
+        timeout: ctx.scenario.timeouts.checks,
+        deploy_errors,
+        target: ctx.target.name(),
+        node_control,
+        unhealed: ctx.opts.nodes_with(&NodeFault::StickyPartition),
+        host_at_start: ctx.host_at_start.clone(),
+        disruption: tokio::sync::Mutex::new(()),
+        last_order: last.iter().map(|c| c.name.clone()).collect(),
+        turn: tokio::sync::watch::Sender::new(0),
+        plain_left: tokio::sync::watch::Sender::new(plain),
+    })
+}
+
+/// A check that passed only on a retry is flaky: `note` is told, and it counts as a
+/// failure only with `--flaky-fails`.
+fn flaky_verdict(
+    outcome: Outcome,
+    failed: &[String],
+    retries: u32,
+    flaky_fails: bool,
+    note: impl FnOnce(&str),
+) -> Outcome {
+    match outcome {
+        Outcome::Passed if !failed.is_empty() => {
+            let text = format!(
+                "flaky: passed on attempt {} of {}; attempt 1 failed: {}",
+                failed.len() + 1,
+                retries + 1,
+                failed[0]
+            );
+            note(&text);
+            if flaky_fails {
+                Outcome::Failed(format!("{text}\n(--flaky-fails counts a flaky check as failed)"))
+            } else {
+                Outcome::Passed
+            }
+        }
+        o => o,
+    }
+}
+
+/// Image references by scenario image name (`busybox` -> the local test image).
+fn test_images() -> HashMap<String, String> {
+    HashMap::from([(BUSYBOX.to_string(), BUSYBOX_IMAGE.to_string())])
 }

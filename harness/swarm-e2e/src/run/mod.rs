@@ -4,6 +4,7 @@
 //! and interruptible ([`phases`]); teardown runs on every path out of here (success,
 //! failing check, panic, timeout, SIGINT/SIGTERM).
 
+mod bounded;
 mod checks;
 mod interrupt;
 mod options;

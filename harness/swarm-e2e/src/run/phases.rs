@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bollard::Docker;
@@ -13,10 +13,11 @@ use futures_util::future::try_join_all;
 use swarm_e2e_model::Topology;
 use tokio_util::sync::CancellationToken;
 
+use super::bounded::{AbortOnDrop, PhaseError, bounded, finish_phase, start_phase};
 use super::{RunContext, checks};
 use crate::cluster::{Cluster, EngineNode, form};
 use crate::engine::{ServerIdentity, tls_engine, wait_ready};
-use crate::exit::{self, Failure};
+use crate::exit::Failure;
 use crate::images::{busybox_image_tarball, load_image};
 use crate::pki::Pki;
 use crate::report::{CheckOutcome, Event, NodeRecord, Phase};
@@ -24,21 +25,6 @@ use crate::targets::{Identity, NodeFault, ProvisionContext, ProvisionedNode};
 
 /// How long a stopped provisioning may take to land what it already sent.
 pub(crate) const PROVISION_GRACE: Duration = Duration::from_secs(30);
-
-pub(super) enum PhaseError {
-    Timeout(Duration),
-    Interrupted,
-    Failed(anyhow::Error),
-}
-
-/// A task that is aborted when its handle is dropped (a run left early stops it).
-pub(super) struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Provision, engines ready, cluster formed, checks. Returns the checks' exit code.
 pub(super) fn provision_to_checks(ctx: &mut RunContext) -> Result<i32, Failure> {
@@ -250,64 +236,4 @@ async fn unless_gone<T>(
         r = fut => r,
         e = gone => Err(e),
     }
-}
-
-/// `fut`, bounded by `limit` and ended by `stop`.
-pub(super) async fn bounded<T>(
-    limit: Duration,
-    stop: &CancellationToken,
-    fut: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> Result<T, PhaseError> {
-    tokio::select! {
-        r = tokio::time::timeout(limit, fut) => match r {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(PhaseError::Failed(e)),
-            Err(_) => Err(PhaseError::Timeout(limit)),
-        },
-        _ = stop.cancelled() => Err(PhaseError::Interrupted),
-    }
-}
-
-pub(super) fn start_phase(ctx: &RunContext, phase: Phase) -> Instant {
-    ctx.reporter.event(&Event::PhaseStarted { phase });
-    Instant::now()
-}
-
-/// Reports how a phase ended and turns its error into the run's failure.
-pub(super) fn finish_phase<T>(
-    ctx: &mut RunContext,
-    phase: Phase,
-    started: Instant,
-    result: Result<T, PhaseError>,
-    detail: impl FnOnce(&T) -> String,
-) -> Result<T, Failure> {
-    let elapsed = started.elapsed();
-    ctx.summary.timings.record(phase, elapsed);
-    let (ok, text) = match &result {
-        Ok(v) => (true, detail(v)),
-        Err(PhaseError::Timeout(d)) => (false, format!("timed out after {}s", d.as_secs())),
-        Err(PhaseError::Interrupted) => (false, "interrupted".into()),
-        Err(PhaseError::Failed(e)) => (false, format!("{}", e.root_cause())),
-    };
-    ctx.reporter.event(&Event::PhaseFinished {
-        phase,
-        elapsed,
-        ok,
-        detail: text,
-    });
-    result.map_err(|e| match e {
-        PhaseError::Timeout(d) => Failure::new(
-            exit::INFRASTRUCTURE,
-            format!("phase `{}` timed out after {}s", phase.as_str(), d.as_secs()),
-        )
-        .with_hint(format!(
-            "raise `[timeouts] {}` in the scenario if the machine is slow",
-            phase.as_str().replace(' ', "_")
-        )),
-        PhaseError::Interrupted => Failure::new(exit::INTERRUPTED, format!("interrupted during `{}`", phase.as_str())),
-        PhaseError::Failed(e) => Failure::new(
-            exit::INFRASTRUCTURE,
-            format!("phase `{}` failed: {e:#}", phase.as_str()),
-        ),
-    })
 }

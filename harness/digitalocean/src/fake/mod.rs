@@ -25,6 +25,11 @@ use serde_json::{Value, json};
 use wiremock::matchers::any;
 use wiremock::{Match, Mock, MockServer, Request, Respond, ResponseTemplate};
 
+mod admission;
+mod resources;
+
+use resources::*;
+
 /// Regions, sizes and images the fake knows (a small, realistic subset).
 pub const REGIONS: &[&str] = &[
     "nyc1", "nyc3", "sfo3", "ams3", "fra1", "lon1", "sgp1", "tor1", "blr1", "syd1",
@@ -70,25 +75,7 @@ pub struct FakeConfig {
 /// inside the swarm-e2e binary, against DigitalOcean's own OpenAPI spec.
 pub const EXCHANGES_ENV: &str = "SWARM_E2E_FAKE_EXCHANGES";
 
-/// One request and the response it got (`None`: the connection was dropped on purpose).
-/// Never holds the token; a create's `user_data` (TLS keys) is replaced by its size.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Exchange {
-    pub method: String,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub request_content_type: Option<String>,
-    pub request_body: Option<Value>,
-    pub response: Option<RecordedResponse>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RecordedResponse {
-    pub status: u16,
-    /// Header names in lower case; `content-type` as wiremock sends it.
-    pub headers: BTreeMap<String, String>,
-    pub body: Option<Value>,
-}
+pub use crate::exchange::{Exchange, RecordedResponse};
 
 impl Exchange {
     fn of(req: &Request, answer: Option<&Answer>) -> Exchange {
@@ -669,258 +656,40 @@ fn prune_hour(s: &mut State, now: Instant) {
 
 impl Handler {
     fn route(&self, s: &mut State, req: &Request, ep: &str) -> Answer {
-        // Rate limit (per minute, sliding) before anything else, as the real API does.
         let now = Instant::now();
-        while s
-            .window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
-            s.window.pop_front();
+        if let Some(refused) = self.admit(s, req, ep, now) {
+            return refused;
         }
-        if s.faults.burst_429 > 0 {
-            s.faults.burst_429 -= 1;
-            let after = s.faults.retry_after_secs.max(1);
-            return error(429, "too_many_requests", "API Rate limit exceeded.")
-                .header("retry-after", after.to_string().as_str());
-        }
-        if s.window.len() >= PER_MINUTE {
-            let oldest = *s.window.front().unwrap();
-            let after = 60u64.saturating_sub(now.duration_since(oldest).as_secs()).max(1);
-            return error(429, "too_many_requests", "API Rate limit exceeded.")
-                .header("retry-after", after.to_string().as_str());
-        }
-        prune_hour(s, now);
-        if s.hour.len() >= PER_HOUR {
-            let oldest = s.hour.front().unwrap().0;
-            let after = 3600u64.saturating_sub(now.duration_since(oldest).as_secs()).max(1);
-            return error(429, "too_many_requests", "API Rate limit exceeded.")
-                .header("retry-after", after.to_string().as_str());
-        }
-        s.window.push_back(now);
-
-        let token_ok = req
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t == self.config.token);
-        if !token_ok {
-            return error(401, "unauthorized", "Unable to authenticate you.");
-        }
-
-        if let Some(granted) = &s.faults.scopes {
-            let missing: Vec<String> = required_scopes(req)
-                .into_iter()
-                .filter(|needed| !granted.contains(needed))
-                .collect();
-            if !missing.is_empty() {
-                tracing::debug!(?missing, "fake DigitalOcean: scope missing");
-                return error(403, "forbidden", "You do not have access for the attempted action.");
-            }
-        }
-
-        let count = {
-            let c = s.endpoint_counts.entry(ep.to_string()).or_insert(0);
-            *c += 1;
-            *c
-        };
-        if s.streak_left > 0 || s.faults.fail_5xx.get(ep).is_some_and(|n| *n == count) {
-            if s.streak_left == 0 {
-                s.streak_left = s.faults.fail_5xx_streak.max(1);
-            }
-            s.streak_left -= 1;
-            return error(500, "server_error", "Unexpected server-side error");
-        }
-
         let path = req.url.path().trim_end_matches('/').to_string();
         let segs: Vec<&str> = path.split('/').skip(1).collect();
         let method = req.method.as_str();
         let query: BTreeMap<String, String> = req.url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+        let at = Page {
+            path: &path,
+            query: &query,
+        };
         match (method, segs.as_slice()) {
-            ("GET", ["v2", "account"]) => Answer::json(
-                200,
-                json!({"account": {
-                    "droplet_limit": self.config.droplet_limit, "floating_ip_limit": 3,
-                    "email": "ci@example.invalid", "name": "swarm-e2e fake", "uuid": "fake-account",
-                    "email_verified": true, "status": "active", "status_message": ""}}),
-            ),
-            ("GET", ["v2", "regions"]) => {
-                let items: Vec<Value> = REGIONS
-                    .iter()
-                    .map(|r| json!({"slug": r, "name": r, "features": ["metadata"], "available": true, "sizes": SIZES.iter().map(|s| s.0).collect::<Vec<_>>()}))
-                    .collect();
-                paged(&path, &query, "regions", items)
-            }
-            ("GET", ["v2", "sizes"]) => {
-                let items: Vec<Value> = SIZES.iter().map(size_json).collect();
-                paged(&path, &query, "sizes", items)
-            }
-            ("GET", ["v2", "images", slug]) => match IMAGES.iter().find(|i| *i == slug) {
-                Some(i) => Answer::json(200, json!({"image": image_json(i)})),
-                None => not_found(),
-            },
+            ("GET", ["v2", "account"]) => self.account(),
+            ("GET", ["v2", "regions"]) => regions(&at),
+            ("GET", ["v2", "sizes"]) => sizes(&at),
+            ("GET", ["v2", "images", slug]) => image(slug),
             ("POST", ["v2", "droplets"]) => self.create_droplets(s, req),
-            ("GET", ["v2", "droplets"]) => {
-                let tag = query.get("tag_name");
-                let items: Vec<Value> = s
-                    .droplets
-                    .values()
-                    .filter(|d| visible(d, &self.config))
-                    .filter(|d| now.duration_since(d.created) >= self.config.list_lag)
-                    .filter(|d| tag.is_none_or(|t| d.tags.contains(t)))
-                    .map(|d| droplet_json(d, &self.config, &s.faults))
-                    .collect();
-                paged(&path, &query, "droplets", items)
-            }
-            ("DELETE", ["v2", "droplets"]) => {
-                let Some(tag) = query.get("tag_name") else {
-                    return error(400, "bad_request", "tag_name is required");
-                };
-                let ids: Vec<i64> = s
-                    .droplets
-                    .values()
-                    .filter(|d| d.tags.contains(tag))
-                    .map(|d| d.id)
-                    .collect();
-                for id in ids {
-                    s.mark_deleted(id, now);
-                }
-                Answer::empty(204)
-            }
-            ("GET", ["v2", "droplets", id]) => match id.parse::<i64>().ok().and_then(|i| s.droplets.get(&i)) {
-                Some(d) if visible(d, &self.config) => {
-                    Answer::json(200, json!({"droplet": droplet_json(d, &self.config, &s.faults)}))
-                }
-                _ => not_found(),
-            },
+            ("GET", ["v2", "droplets"]) => self.list_droplets(s, &at, now),
+            ("DELETE", ["v2", "droplets"]) => delete_droplets_by_tag(s, &query, now),
+            ("GET", ["v2", "droplets", id]) => self.get_droplet(s, id),
             ("DELETE", ["v2", "droplets", id]) => match id.parse::<i64>() {
                 Ok(id) if s.mark_deleted(id, now) => Answer::empty(204),
                 _ => not_found(),
             },
-            ("GET", ["v2", "actions", id]) => {
-                let droplet = id.parse::<i64>().ok().and_then(|a| s.droplets.get(&(a - 1)));
-                match droplet {
-                    Some(d) => Answer::json(200, json!({"action": action_json(d, &self.config, &s.faults)})),
-                    None => not_found(),
-                }
-            }
-            ("POST", ["v2", "tags"]) => {
-                let name = req
-                    .body_json::<Value>()
-                    .ok()
-                    .and_then(|v| v["name"].as_str().map(String::from));
-                match name {
-                    Some(n) if valid_tag(&n) => {
-                        s.tags.insert(n.clone());
-                        Answer::json(201, json!({"tag": {"name": n, "resources": {"count": 0}}}))
-                    }
-                    _ => Answer::json(
-                        400,
-                        json!({"error": "invalid tag name", "messages": null, "root_causes": ["tag names may contain letters, numbers, colons, dashes and underscores"]}),
-                    ),
-                }
-            }
-            ("GET", ["v2", "account", "keys"]) => {
-                let items: Vec<Value> = s.keys.values().map(|k| serde_json::to_value(k).unwrap()).collect();
-                paged(&path, &query, "ssh_keys", items)
-            }
-            ("POST", ["v2", "account", "keys"]) => {
-                #[derive(Deserialize)]
-                struct Body {
-                    name: String,
-                    public_key: String,
-                }
-                let Ok(b) = req.body_json::<Body>() else {
-                    return unprocessable("name and public_key are required");
-                };
-                if b.name.trim().is_empty() || !valid_public_key(&b.public_key) {
-                    return unprocessable("Key invalid, key should be of the format `type key [comment]`");
-                }
-                if s.keys.values().any(|k| k.public_key == b.public_key) {
-                    return unprocessable("SSH Key is already in use on your account");
-                }
-                s.next_id += 1;
-                let id = s.next_id;
-                let fingerprint = fingerprint_of(&b.public_key);
-                let key = SshKey {
-                    id,
-                    name: b.name,
-                    public_key: b.public_key,
-                    fingerprint,
-                };
-                s.keys.insert(id, key.clone());
-                Answer::json(201, json!({"ssh_key": key}))
-            }
-            ("DELETE", ["v2", "account", "keys", id]) => {
-                let found = s
-                    .keys
-                    .iter()
-                    .find(|(k, v)| k.to_string() == *id || v.fingerprint == *id)
-                    .map(|(k, _)| *k);
-                match found {
-                    Some(k) => {
-                        s.keys.remove(&k);
-                        Answer::empty(204)
-                    }
-                    None => not_found(),
-                }
-            }
-            ("POST", ["v2", "firewalls"]) => {
-                let Ok(mut body) = req.body_json::<Value>() else {
-                    return error(400, "bad_request", "error parsing request body");
-                };
-                let name_ok = body["name"].as_str().is_some_and(|n| {
-                    n.len() >= 2
-                        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-                });
-                let rules = body["inbound_rules"].as_array().map_or(0, |a| a.len())
-                    + body["outbound_rules"].as_array().map_or(0, |a| a.len());
-                if !name_ok || rules == 0 {
-                    return error(
-                        400,
-                        "bad_request",
-                        "a firewall needs a valid name and at least one rule",
-                    );
-                }
-                if let Some(tags) = body["tags"].as_array() {
-                    for t in tags {
-                        let t = t.as_str().unwrap_or_default();
-                        if !s.tags.contains(t) {
-                            return unprocessable(&format!("tag {t} does not exist"));
-                        }
-                    }
-                }
-                if let Err(message) = normalise_rules(&mut body) {
-                    return error(400, "bad_request", &message);
-                }
-                let id = format!(
-                    "{:08x}-0000-4000-8000-{:012x}",
-                    rand::random::<u32>(),
-                    rand::random::<u64>() & 0xffff_ffff_ffff
-                );
-                body["id"] = json!(id);
-                body["status"] = json!(if self.config.firewall_latency.is_zero() {
-                    "succeeded"
-                } else {
-                    "waiting"
-                });
-                body["created_at"] = json!(rfc3339_now());
-                body["pending_changes"] = json!([]);
-                s.firewalls.insert(
-                    id.clone(),
-                    Firewall {
-                        id: id.clone(),
-                        body: body.clone(),
-                        created: Instant::now(),
-                    },
-                );
-                Answer::json(202, json!({"firewall": body}))
-            }
+            ("GET", ["v2", "actions", id]) => self.action(s, id),
+            ("POST", ["v2", "tags"]) => create_tag(s, req),
+            ("GET", ["v2", "account", "keys"]) => list_keys(s, &at),
+            ("POST", ["v2", "account", "keys"]) => create_key(s, req),
+            ("DELETE", ["v2", "account", "keys", id]) => delete_key(s, id),
+            ("POST", ["v2", "firewalls"]) => self.create_firewall(s, req),
             ("GET", ["v2", "firewalls"]) => {
                 let items: Vec<Value> = s.firewalls.values().map(|f| f.json(&self.config)).collect();
-                paged(&path, &query, "firewalls", items)
+                paged(at.path, at.query, "firewalls", items)
             }
             ("DELETE", ["v2", "firewalls", id]) => match s.firewalls.remove(*id) {
                 Some(f) => {

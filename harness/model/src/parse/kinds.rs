@@ -1,15 +1,44 @@
-//! Each check kind's validator: what its own keys must say about the declared cluster.
+//! Each check kind's validator: what its own keys must say about the declared cluster,
+//! one per entry of `check_kinds::CHECK_KINDS`, found by the kind's name.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use super::raw::RawCheck;
+use super::{Parser, S, eligible_nodes, span_of};
 use crate::diag::Problem;
-use crate::parse::raw::RawCheck;
-use crate::parse::{Parser, S, eligible_nodes, span_of};
 use crate::{
     CheckKind, Container, DEFAULT_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Network,
     Node, Payload, Role, Service, ServiceMode,
 };
+
+/// Validates one check of a kind; its required keys are present. `None` when a problem
+/// leaves nothing to check (the problem is recorded).
+pub(crate) type Validator = fn(&mut Parser, &mut CheckInput<'_>) -> Option<CheckKind>;
+
+/// The validator of every kind in `CHECK_KINDS`, by name.
+const VALIDATORS: &[(&str, Validator)] = &[
+    ("ping-by-name", ping_by_name),
+    ("placement", placement),
+    ("pending", pending),
+    ("dns", dns),
+    ("network", network),
+    ("membership", |_, _| Some(CheckKind::Membership)),
+    ("starts-when-labelled", starts_when_labelled),
+    ("drain", drain_or_pause),
+    ("pause", drain_or_pause),
+    ("node-restart", node_restart),
+    ("quorum", quorum),
+    ("mtu", transfer),
+    ("packet-loss", transfer),
+    ("partition", partition),
+    ("cluster-state", |_, _| Some(CheckKind::ClusterState)),
+];
+
+/// The validator of the kind named `kind`.
+pub(crate) fn validator(kind: &str) -> Option<Validator> {
+    VALIDATORS.iter().find(|(name, _)| *name == kind).map(|(_, v)| *v)
+}
 
 /// One `[[checks]]` table of a known kind, with what its validator may look up.
 pub(crate) struct CheckInput<'a> {
@@ -23,12 +52,12 @@ pub(crate) struct CheckInput<'a> {
 }
 
 /// A required key, present by the time a validator runs.
-pub(super) fn take<T>(key: &mut Option<T>) -> T {
+fn take<T>(key: &mut Option<T>) -> T {
     key.take()
         .expect("required keys are checked before the kind's validator runs")
 }
 
-pub(super) fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (from, network, target) = (take(&mut c.raw.from), take(&mut c.raw.network), take(&mut c.raw.target));
     p.known_node(&from, c.nodes);
     let nets = p.known_networks(std::slice::from_ref(&network), c.networks, true);
@@ -91,7 +120,7 @@ pub(super) fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<Che
     })
 }
 
-pub(super) fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let service_name = take(&mut c.raw.service);
     let service = p.known_service(&service_name, c.services)?;
     let expect_nodes = match c.raw.expect_nodes.take() {
@@ -153,7 +182,7 @@ pub(super) fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckK
 
 /// `expect_counts` of a placement check: node names declared, counts adding up to the
 /// replicas of a replicated service.
-pub(super) fn expect_counts(
+fn expect_counts(
     p: &mut Parser,
     counts: BTreeMap<S<String>, S<u64>>,
     service_name: &S<String>,
@@ -182,7 +211,7 @@ pub(super) fn expect_counts(
         .collect()
 }
 
-pub(super) fn pending(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn pending(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let service_name = take(&mut c.raw.service);
     let service = p.known_service(&service_name, c.services)?;
     if let Some(e) = eligible_nodes(service, c.nodes).filter(|e| !e.is_empty()) {
@@ -203,7 +232,7 @@ pub(super) fn pending(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKin
     })
 }
 
-pub(super) fn dns(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn dns(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (from, network, query, service) = (
         take(&mut c.raw.from),
         take(&mut c.raw.network),
@@ -231,7 +260,7 @@ pub(super) fn dns(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     })
 }
 
-pub(super) fn network(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn network(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let network = take(&mut c.raw.network);
     p.known_networks(std::slice::from_ref(&network), c.networks, false);
     Some(CheckKind::Network {
@@ -239,7 +268,7 @@ pub(super) fn network(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKin
     })
 }
 
-pub(super) fn quorum(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn quorum(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let managers = c.nodes.iter().filter(|n| n.role == Role::Manager).count();
     if managers < 3 {
         p.push(
@@ -253,7 +282,7 @@ pub(super) fn quorum(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind
     Some(CheckKind::Quorum)
 }
 
-pub(super) fn starts_when_labelled(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn starts_when_labelled(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (service_name, node, label) = (take(&mut c.raw.service), take(&mut c.raw.node), take(&mut c.raw.label));
     p.known_node(&node, c.nodes);
     if !label.get_ref().contains('=') || label.get_ref().starts_with('=') {
@@ -280,7 +309,7 @@ pub(super) fn starts_when_labelled(p: &mut Parser, c: &mut CheckInput<'_>) -> Op
     })
 }
 
-pub(super) fn drain_or_pause(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn drain_or_pause(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (service_name, node) = (take(&mut c.raw.service), take(&mut c.raw.node));
     p.known_node(&node, c.nodes);
     p.known_service(&service_name, c.services);
@@ -292,7 +321,7 @@ pub(super) fn drain_or_pause(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<C
     })
 }
 
-pub(super) fn node_restart(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn node_restart(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (service_name, node) = (take(&mut c.raw.service), take(&mut c.raw.node));
     p.known_node(&node, c.nodes);
     p.known_service(&service_name, c.services);
@@ -317,7 +346,7 @@ pub(super) fn node_restart(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<Che
 }
 
 /// `mtu` and `packet-loss`: a TCP transfer between two nodes.
-pub(super) fn transfer(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn transfer(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (from, to, network) = (take(&mut c.raw.from), take(&mut c.raw.to), take(&mut c.raw.network));
     p.known_node(&from, c.nodes);
     p.known_node(&to, c.nodes);
@@ -380,7 +409,7 @@ pub(super) fn transfer(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKi
     })
 }
 
-pub(super) fn partition(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+fn partition(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (cut, from, network, target) = (
         take(&mut c.raw.nodes),
         take(&mut c.raw.from),
@@ -420,7 +449,7 @@ pub(super) fn partition(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckK
 
 /// A partition cuts `cut` from the rest; the rest keeps the swarm: the first manager
 /// (the harness talks to the swarm through it) and most managers.
-pub(super) fn partition_sides(p: &mut Parser, cut: &[String], nodes: &[Node], span: Option<Range<usize>>) {
+fn partition_sides(p: &mut Parser, cut: &[String], nodes: &[Node], span: Option<Range<usize>>) {
     if cut.is_empty() || cut.len() >= nodes.len() {
         p.push(
             Problem::new(
@@ -452,5 +481,44 @@ pub(super) fn partition_sides(p: &mut Parser, cut: &[String], nodes: &[Node], sp
             )
             .help("cut fewer managers (losing quorum is what `quorum` checks)"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check_kinds::{CHECK_KINDS, COMMON_CHECK_KEYS};
+
+    #[test]
+    fn every_kind_has_a_validator_and_no_other_is_registered() {
+        let names: Vec<&str> = VALIDATORS.iter().map(|(n, _)| *n).collect();
+        let known: Vec<&str> = CHECK_KINDS.iter().map(|k| k.name).collect();
+        assert_eq!(names, known);
+    }
+
+    #[test]
+    fn every_key_a_kind_takes_is_a_key_of_the_raw_check() {
+        for kind in CHECK_KINDS {
+            for key in kind.keys {
+                assert!(
+                    RawCheck::KEYS.contains(&key.name),
+                    "`{}` of `{}` is no field of RawCheck",
+                    key.name,
+                    kind.name
+                );
+            }
+        }
+        // And the raw check takes no key that no kind takes (serde's own list of fields,
+        // read from its unknown-field message).
+        let text =
+            "name = \"x\"\n[[nodes]]\nname = \"a\"\nrole = \"manager\"\n[[checks]]\nkind = \"membership\"\nzzz = 1\n";
+        let problems = crate::parse_scenario("x.toml", text).unwrap_err().problems;
+        let help = problems[0].help.clone().unwrap_or_default();
+        for field in RawCheck::KEYS.iter().chain(COMMON_CHECK_KEYS) {
+            assert!(help.contains(*field), "{field} missing from {help}");
+        }
+        for field in RawCheck::KEYS {
+            assert!(CHECK_KINDS.iter().any(|k| k.takes(field)), "no kind takes `{field}`");
+        }
     }
 }
