@@ -369,8 +369,8 @@ fn long_functions_are_refused_by_clippy() {
     }
 }
 
-/// The paths the code map names: backticked paths at the start of its bullets, under a
-/// `### \`harness/NAME/src\`` heading (relative to that folder).
+/// The paths the code map names: backticked paths at the start of its bullets (before the
+/// dash), under a `### \`harness/NAME/src\`` heading (relative to that folder).
 fn code_map(architecture: &str) -> BTreeMap<String, BTreeSet<String>> {
     let section = architecture
         .split("\n## Code map")
@@ -379,16 +379,41 @@ fn code_map(architecture: &str) -> BTreeMap<String, BTreeSet<String>> {
     let section = section.split("\n## ").next().unwrap();
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut current: Option<String> = None;
+    let mut in_bullet = false;
     for line in section.lines() {
-        if let Some(h) = line.strip_prefix("### `") {
-            current = h.split('`').next().map(str::to_string);
+        if let Some(h) = line.strip_prefix("### ") {
+            // Only a heading that is a backticked crate folder opens a list of its files.
+            current = h
+                .strip_prefix('`')
+                .and_then(|h| h.split('`').next())
+                .map(str::to_string);
             continue;
         }
-        let (Some(krate), Some(item)) = (&current, line.trim_start().strip_prefix("- `")) else {
-            continue;
+        let Some(krate) = &current else { continue };
+        // A bullet names its files before its dash, `a.rs`, `b.rs` — possibly over lines.
+        let text = match line.strip_prefix("- ") {
+            Some(t) => {
+                in_bullet = true;
+                t
+            }
+            None if in_bullet && line.starts_with("  ") => line,
+            None => {
+                in_bullet = false;
+                continue;
+            }
         };
-        if let Some(path) = item.split('`').next() {
+        if !in_bullet {
+            continue;
+        }
+        let (names, has_dash) = match text.split_once(" — ") {
+            Some((names, _)) => (names, true),
+            None => (text, false),
+        };
+        for path in names.split('`').skip(1).step_by(2) {
             out.entry(krate.clone()).or_default().insert(path.to_string());
+        }
+        if has_dash {
+            in_bullet = false;
         }
     }
     out
