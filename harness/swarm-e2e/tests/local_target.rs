@@ -234,24 +234,19 @@ fn broken_trial(path: PathBuf) -> Trial {
     let name = format!("broken::{}", path.file_stem().unwrap().to_string_lossy());
     Trial::test(name, move || {
         node_image()?;
-        let expect: toml::Table = std::fs::read_to_string(path.with_extension("expect"))
-            .map_err(|e| format!("{}: {e}", path.with_extension("expect").display()))?
-            .parse()
-            .map_err(|e| format!("{}.expect: {e}", path.display()))?;
-        let failures = expect["failures"].as_table().cloned().unwrap_or_default();
+        let expect = Expect::of(&path)?;
+        let failures = &expect.failures;
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("report.json");
         let mut args = vec!["run".to_string(), "--json".into(), json.to_str().unwrap().into()];
-        for a in expect.get("args").and_then(|a| a.as_array()).into_iter().flatten() {
-            args.push(a.as_str().unwrap_or_default().to_string());
-        }
+        args.extend(expect.args.iter().cloned());
         args.push(path.to_str().unwrap().into());
         let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
         // A cluster broken before its checks fails the run (`exit`, `error` in the file).
-        let code = expect.get("exit").and_then(|c| c.as_integer()).unwrap_or(1) as i32;
+        let code = expect.exit.unwrap_or(1);
         expect_code(&out, code)?;
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        if let Some(want) = expect.get("error").and_then(|e| e.as_str()) {
+        if let Some(want) = expect.error.as_deref() {
             let error = report["runs"][0]["error"].as_str().unwrap_or_default();
             if !error.contains(want) {
                 return Err(format!("expected the run's error to contain {want:?}\n{}", out.context()).into());
@@ -278,7 +273,6 @@ fn broken_trial(path: PathBuf) -> Trial {
             let check = c["name"].as_str().unwrap_or_default();
             let want = failures
                 .get(check)
-                .and_then(|w| w.as_str())
                 .ok_or_else(|| format!("check `{check}` has no expected failure in the .expect file"))?;
             let message = c["message"].as_str().unwrap_or_default();
             if c["outcome"] != "failed" || !message.contains(want) {

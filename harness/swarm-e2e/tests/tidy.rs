@@ -7,7 +7,8 @@
 //!   one unit: `checks/mod.rs` using `checks/probe.rs` is not a cycle, `checks` ->
 //!   `targets` -> `netfault` -> `checks::probe` is);
 //! - `run/` and `checks/` name no target implementation, only `targets`' traits and types;
-//! - every check kind of the model has a scenario in `fixtures/broken/` that uses it;
+//! - every check kind of the model has a scenario in `fixtures/broken/` that uses it, and
+//!   every `.expect` file there reads as the typed `support::Expect` (no unknown key);
 //! - no function over 120 lines: clippy's `too_many_lines` is denied in every crate at the
 //!   threshold `clippy.toml` sets (clippy counts the lines; this test keeps the setting);
 //! - ARCHITECTURE.md's code map names every module file of every crate, and names none
@@ -323,9 +324,11 @@ fn every_check_kind_has_a_broken_fixture() {
         if path.extension().is_some_and(|e| e == "toml") {
             let scenario = swarm_e2e_model::parse_scenario_file(&path)
                 .unwrap_or_else(|e| panic!("{} must be a valid scenario: {e}", path.display()));
+            // Typed, unknown keys refused: a misspelt key would silently expect nothing.
+            let expect = support::Expect::of(&path).unwrap_or_else(|e| panic!("{e}"));
             assert!(
-                path.with_extension("expect").exists(),
-                "{} has no .expect file",
+                !expect.failures.is_empty() || expect.exit.is_some(),
+                "{}.expect names no failure and no exit code",
                 path.display()
             );
             // The implicit declared-state check is every scenario's: it proves nothing.

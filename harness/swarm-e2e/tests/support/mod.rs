@@ -195,3 +195,29 @@ fn run_command(mut cmd: Command, marker: Option<&str>, action: impl FnOnce(&str,
     }
     out
 }
+
+/// A `fixtures/broken/NAME.expect` file: how the run of `NAME.toml` must fail. An unknown
+/// key is an error (a misspelt `failures` would otherwise expect nothing).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Extra `swarm-e2e run` arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Every check that must fail, with a piece of its failure message.
+    #[serde(default)]
+    pub failures: std::collections::BTreeMap<String, String>,
+    /// The run's exit code, when not 1 (a cluster broken before its checks).
+    pub exit: Option<i32>,
+    /// A piece of the run's error, for a cluster broken before its checks.
+    pub error: Option<String>,
+}
+
+impl Expect {
+    /// The `.expect` file beside `scenario`.
+    pub fn of(scenario: &Path) -> Result<Expect, String> {
+        let path = scenario.with_extension("expect");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
