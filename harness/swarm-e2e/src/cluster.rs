@@ -183,21 +183,7 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
         .find(|n| n.name == first)
         .expect("first manager provisioned")
         .clone();
-    leader
-        .docker
-        .init_swarm(SwarmInitRequest {
-            listen_addr: Some(format!("0.0.0.0:{SWARM_PORT}")),
-            advertise_addr: Some(format!("{}:{SWARM_PORT}", leader.address)),
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("swarm init on {}", leader.name))?;
-    let swarm = leader.docker.inspect_swarm().await.context("reading join tokens")?;
-    let tokens = swarm.join_tokens.context("the swarm reported no join tokens")?;
-    let (worker_token, manager_token) = (
-        tokens.worker.context("no worker token")?,
-        tokens.manager.context("no manager token")?,
-    );
+    let (worker_token, manager_token) = init_swarm(&leader).await?;
     let remote = format!("{}:{SWARM_PORT}", leader.address);
     if !scenario.ingress {
         remove_ingress(&leader, deadline).await?;
@@ -252,10 +238,45 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
         .await?;
 
     tracing::debug!(elapsed = ?started.elapsed(), "every node joined");
-    // Each engine knows its own node ID, once its join has completed: a join retried
-    // after a slow first attempt answers "already part of a swarm" while the first is
-    // still pending (measured at 60 nodes), so the ID is awaited, bounded.
-    let ids = try_join_all(nodes.iter().map(|n| async move {
+    let ids = node_ids(nodes, deadline).await?;
+    for (n, id) in nodes.iter_mut().zip(ids) {
+        n.node_id = id;
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "every node has its node ID");
+
+    let ghosts = every_node_ready(scenario, &cluster, &leader, deadline).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "every node Ready");
+    remove_ghosts(&leader, &ghosts).await;
+
+    label_nodes(scenario, &cluster).await?;
+    create_networks(scenario, &cluster).await?;
+    Ok(cluster)
+}
+
+/// `swarm init` on the first manager; its worker and manager join tokens.
+async fn init_swarm(leader: &EngineNode) -> anyhow::Result<(String, String)> {
+    leader
+        .docker
+        .init_swarm(SwarmInitRequest {
+            listen_addr: Some(format!("0.0.0.0:{SWARM_PORT}")),
+            advertise_addr: Some(format!("{}:{SWARM_PORT}", leader.address)),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("swarm init on {}", leader.name))?;
+    let swarm = leader.docker.inspect_swarm().await.context("reading join tokens")?;
+    let tokens = swarm.join_tokens.context("the swarm reported no join tokens")?;
+    Ok((
+        tokens.worker.context("no worker token")?,
+        tokens.manager.context("no manager token")?,
+    ))
+}
+
+/// Each node's swarm node ID, as its own engine reports it once its join has completed:
+/// a join retried after a slow first attempt answers "already part of a swarm" while the
+/// first is still pending (measured at 60 nodes), so the ID is awaited, bounded.
+async fn node_ids(nodes: &[EngineNode], deadline: Instant) -> anyhow::Result<Vec<String>> {
+    try_join_all(nodes.iter().map(|n| async move {
         let id = poll_until(left(deadline), Duration::from_millis(200), || async {
             let info = n
                 .docker
@@ -279,19 +300,7 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
         .await;
         id.with_context(|| format!("{} reports no swarm node ID after joining", n.name))
     }))
-    .await?;
-    for (n, id) in nodes.iter_mut().zip(ids) {
-        n.node_id = id;
-    }
-    tracing::debug!(elapsed = ?started.elapsed(), "every node has its node ID");
-
-    let ghosts = every_node_ready(scenario, &cluster, &leader, deadline).await?;
-    tracing::debug!(elapsed = ?started.elapsed(), "every node Ready");
-    remove_ghosts(&leader, &ghosts).await;
-
-    label_nodes(scenario, &cluster).await?;
-    create_networks(scenario, &cluster).await?;
-    Ok(cluster)
+    .await
 }
 
 /// Removes the swarm's routing-mesh network before any node joins, so no node builds an

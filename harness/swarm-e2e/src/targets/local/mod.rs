@@ -460,6 +460,15 @@ async fn provision<'a>(host: &Docker, ctx: &'a ProvisionContext) -> (NodeHandles
         }))
         .await
     };
+    collect_started(results, handles)
+}
+
+/// The nodes that started, their container handles added to `handles`; when any start
+/// failed, the first real error (not the "provisioning stopped" echoes of it).
+fn collect_started(
+    results: Vec<anyhow::Result<(StartedNode, ContainerAsync<GenericImage>)>>,
+    mut handles: NodeHandles,
+) -> (NodeHandles, anyhow::Result<Vec<StartedNode>>) {
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
     for r in results {
