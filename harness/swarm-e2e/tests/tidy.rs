@@ -131,14 +131,13 @@ fn named_paths(code: &str) -> Vec<String> {
 
 /// The module a path resolves to, from inside `module`: its longest prefix that is a
 /// module of the crate.
-fn resolve(path: &str, module: &[String], is_mod_file: bool, modules: &BTreeSet<Vec<String>>) -> Option<Vec<String>> {
+fn resolve(path: &str, module: &[String], modules: &BTreeSet<Vec<String>>) -> Option<Vec<String>> {
     let mut segments = path.split("::").filter(|s| !s.is_empty());
     let mut base: Vec<String> = match segments.next()? {
         "crate" => Vec::new(),
         "self" => module.to_vec(),
         "super" => {
-            // `super` of a `mod.rs` module is its parent; of a file module, its parent too.
-            let _ = is_mod_file;
+            // The parent module, whether this one is a `mod.rs` or a file.
             let mut b = module.to_vec();
             b.pop()?;
             b
@@ -171,10 +170,9 @@ fn module_graph(src: &Path) -> Edges {
     let mut edges = Edges::new();
     for file in &files {
         let module = module_of(src, file);
-        let is_mod_file = file.file_stem().is_some_and(|s| s == "mod");
         let code = code_of(&std::fs::read_to_string(file).unwrap());
         for path in named_paths(&code) {
-            if let Some(to) = resolve(&path, &module, is_mod_file, &modules)
+            if let Some(to) = resolve(&path, &module, &modules)
                 && to != module
             {
                 edges.entry(module.clone()).or_default().insert(to);

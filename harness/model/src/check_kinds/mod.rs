@@ -473,6 +473,9 @@ mod tests {
         for kind in CHECK_KINDS {
             assert!(!kind.disruptive || kind.runs_last, "{}", kind.name);
             assert!(!kind.topologies.is_empty(), "{}", kind.name);
+            // Hints list a kind's keys in this order: what it needs first.
+            let first_optional = kind.keys.iter().position(|k| !k.required).unwrap_or(kind.keys.len());
+            assert!(kind.keys[first_optional..].iter().all(|k| !k.required), "{}", kind.name);
         }
     }
 }

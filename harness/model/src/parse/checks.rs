@@ -6,21 +6,12 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::time::Duration;
 
-use super::kinds::{CheckInput, validator};
+use super::kinds::{CheckInput, Declared, validator};
 use super::raw::RawCheck;
 use super::{MAX_RETRIES, Parser, S, span_of};
 use crate::check_kinds::{CHECK_KINDS, CheckKindSpec, check_kind};
 use crate::diag::{Problem, did_you_mean};
-use crate::{Check, CheckKind, Container, IMPLICIT_STATE_CHECK, Network, Node, Service, Topology};
-
-/// What the checks of a scenario may refer to.
-pub(crate) struct Declared<'a> {
-    pub nodes: &'a [Node],
-    pub networks: &'a [Network],
-    pub services: &'a [Service],
-    pub containers: &'a [Container],
-    pub topology: Topology,
-}
+use crate::{Check, CheckKind, IMPLICIT_STATE_CHECK, Service, Topology};
 
 impl Parser {
     pub(crate) fn checks(&mut self, raw: Vec<S<RawCheck>>, declared: &Declared<'_>) -> Vec<Check> {
@@ -85,10 +76,7 @@ impl Parser {
         let mut input = CheckInput {
             raw,
             span: span.clone(),
-            nodes: declared.nodes,
-            networks: declared.networks,
-            services: declared.services,
-            containers: declared.containers,
+            declared,
         };
         let validate = validator(spec.name).expect("every kind in CHECK_KINDS has a validator in parse/kinds.rs");
         let kind = validate(self, &mut input)?;
@@ -128,9 +116,9 @@ impl Parser {
             return None;
         };
         if !spec.supports(topology) {
-            let (needs, here) = match topology {
-                Topology::Classic => ("swarm mode", "in a classic scenario"),
-                Topology::Swarm => ("the classic topology", "in a swarm scenario"),
+            let (needs, here, scenarios) = match topology {
+                Topology::Classic => ("swarm mode", "in a classic scenario", "classic"),
+                Topology::Swarm => ("the classic topology", "in a swarm scenario", "swarm"),
             };
             let theirs: Vec<String> = CHECK_KINDS
                 .iter()
@@ -141,10 +129,6 @@ impl Parser {
                 Some((last, [])) => last.clone(),
                 Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
                 None => "nothing".into(),
-            };
-            let scenarios = match topology {
-                Topology::Classic => "classic",
-                Topology::Swarm => "swarm",
             };
             self.push(
                 Problem::new(format!("check kind `{name}` needs {needs}"), span_of(&raw.kind))

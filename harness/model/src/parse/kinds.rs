@@ -9,7 +9,7 @@ use super::{Parser, S, eligible_nodes, span_of};
 use crate::diag::Problem;
 use crate::{
     CheckKind, Container, DEFAULT_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Network,
-    Node, Payload, Role, Service, ServiceMode,
+    Node, Payload, Role, Service, ServiceMode, Topology,
 };
 
 /// Validates one check of a kind; its required keys are present. `None` when a problem
@@ -45,10 +45,16 @@ pub(crate) struct CheckInput<'a> {
     pub raw: RawCheck,
     /// The whole table.
     pub span: Range<usize>,
+    pub declared: &'a Declared<'a>,
+}
+
+/// What the checks of a scenario may refer to.
+pub(crate) struct Declared<'a> {
     pub nodes: &'a [Node],
     pub networks: &'a [Network],
     pub services: &'a [Service],
     pub containers: &'a [Container],
+    pub topology: Topology,
 }
 
 /// A required key, present by the time a validator runs.
@@ -59,15 +65,17 @@ fn take<T>(key: &mut Option<T>) -> T {
 
 fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (from, network, target) = (take(&mut c.raw.from), take(&mut c.raw.network), take(&mut c.raw.target));
-    p.known_node(&from, c.nodes);
-    let nets = p.known_networks(std::slice::from_ref(&network), c.networks, true);
+    p.known_node(&from, c.declared.nodes);
+    let nets = p.known_networks(std::slice::from_ref(&network), c.declared.networks, true);
     let target_networks = c
+        .declared
         .services
         .iter()
         .find(|s| &s.name == target.get_ref())
         .map(|s| &s.networks)
         .or_else(|| {
-            c.containers
+            c.declared
+                .containers
                 .iter()
                 .find(|x| &x.name == target.get_ref() || x.aliases.contains(target.get_ref()))
                 .map(|x| &x.networks)
@@ -122,7 +130,7 @@ fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
 
 fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let service_name = take(&mut c.raw.service);
-    let service = p.known_service(&service_name, c.services)?;
+    let service = p.known_service(&service_name, c.declared.services)?;
     let expect_nodes = match c.raw.expect_nodes.take() {
         Some(list) => {
             let list = list.into_inner();
@@ -133,11 +141,11 @@ fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
                 );
             }
             list.iter()
-                .filter(|n| p.known_node(n, c.nodes))
+                .filter(|n| p.known_node(n, c.declared.nodes))
                 .map(|n| n.get_ref().clone())
                 .collect()
         }
-        None => match eligible_nodes(service, c.nodes) {
+        None => match eligible_nodes(service, c.declared.nodes) {
             Some(e) if e.is_empty() => {
                 p.push(
                     Problem::new(
@@ -168,7 +176,7 @@ fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
         .raw
         .expect_counts
         .take()
-        .map(|counts| expect_counts(p, counts.into_inner(), &service_name, service, c.nodes));
+        .map(|counts| expect_counts(p, counts.into_inner(), &service_name, service, c.declared.nodes));
     let expect_nodes = match &expect_counts {
         Some(counts) => counts.iter().filter(|(_, v)| **v > 0).map(|(n, _)| n.clone()).collect(),
         None => expect_nodes,
@@ -213,8 +221,8 @@ fn expect_counts(
 
 fn pending(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let service_name = take(&mut c.raw.service);
-    let service = p.known_service(&service_name, c.services)?;
-    if let Some(e) = eligible_nodes(service, c.nodes).filter(|e| !e.is_empty()) {
+    let service = p.known_service(&service_name, c.declared.services)?;
+    if let Some(e) = eligible_nodes(service, c.declared.nodes).filter(|e| !e.is_empty()) {
         p.push(
             Problem::new(
                 format!(
@@ -239,9 +247,9 @@ fn dns(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
         take(&mut c.raw.query),
         take(&mut c.raw.service),
     );
-    p.known_node(&from, c.nodes);
-    p.known_networks(std::slice::from_ref(&network), c.networks, true);
-    if let Some(s) = p.known_service(&service, c.services)
+    p.known_node(&from, c.declared.nodes);
+    p.known_networks(std::slice::from_ref(&network), c.declared.networks, true);
+    if let Some(s) = p.known_service(&service, c.declared.services)
         && !s.networks.contains(network.get_ref())
     {
         p.push(
@@ -262,14 +270,14 @@ fn dns(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
 
 fn network(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let network = take(&mut c.raw.network);
-    p.known_networks(std::slice::from_ref(&network), c.networks, false);
+    p.known_networks(std::slice::from_ref(&network), c.declared.networks, false);
     Some(CheckKind::Network {
         network: network.into_inner(),
     })
 }
 
 fn quorum(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
-    let managers = c.nodes.iter().filter(|n| n.role == Role::Manager).count();
+    let managers = c.declared.nodes.iter().filter(|n| n.role == Role::Manager).count();
     if managers < 3 {
         p.push(
             Problem::new(
@@ -284,15 +292,15 @@ fn quorum(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
 
 fn starts_when_labelled(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (service_name, node, label) = (take(&mut c.raw.service), take(&mut c.raw.node), take(&mut c.raw.label));
-    p.known_node(&node, c.nodes);
+    p.known_node(&node, c.declared.nodes);
     if !label.get_ref().contains('=') || label.get_ref().starts_with('=') {
         p.push(
             Problem::new(format!("label `{}` is not KEY=VALUE", label.get_ref()), span_of(&label))
                 .help("e.g. label = \"gpu=yes\""),
         );
     }
-    if let Some(service) = p.known_service(&service_name, c.services)
-        && let Some(e) = eligible_nodes(service, c.nodes).filter(|e| !e.is_empty())
+    if let Some(service) = p.known_service(&service_name, c.declared.services)
+        && let Some(e) = eligible_nodes(service, c.declared.nodes).filter(|e| !e.is_empty())
     {
         p.push(
             Problem::new(
@@ -311,8 +319,8 @@ fn starts_when_labelled(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckK
 
 fn drain_or_pause(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (service_name, node) = (take(&mut c.raw.service), take(&mut c.raw.node));
-    p.known_node(&node, c.nodes);
-    p.known_service(&service_name, c.services);
+    p.known_node(&node, c.declared.nodes);
+    p.known_service(&service_name, c.declared.services);
     let (service, node) = (service_name.into_inner(), node.into_inner());
     Some(if c.raw.kind.get_ref() == "drain" {
         CheckKind::Drain { service, node }
@@ -323,13 +331,13 @@ fn drain_or_pause(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
 
 fn node_restart(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (service_name, node) = (take(&mut c.raw.service), take(&mut c.raw.node));
-    p.known_node(&node, c.nodes);
-    p.known_service(&service_name, c.services);
+    p.known_node(&node, c.declared.nodes);
+    p.known_service(&service_name, c.declared.services);
     if let Some(f) = &c.raw.from {
-        p.known_node(f, c.nodes);
+        p.known_node(f, c.declared.nodes);
     }
     if let Some(n) = &c.raw.network {
-        p.known_networks(std::slice::from_ref(n), c.networks, true);
+        p.known_networks(std::slice::from_ref(n), c.declared.networks, true);
     }
     if c.raw.from.is_some() != c.raw.network.is_some() {
         p.push(
@@ -348,9 +356,9 @@ fn node_restart(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
 /// `mtu` and `packet-loss`: a TCP transfer between two nodes.
 fn transfer(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let (from, to, network) = (take(&mut c.raw.from), take(&mut c.raw.to), take(&mut c.raw.network));
-    p.known_node(&from, c.nodes);
-    p.known_node(&to, c.nodes);
-    p.known_networks(std::slice::from_ref(&network), c.networks, true);
+    p.known_node(&from, c.declared.nodes);
+    p.known_node(&to, c.declared.nodes);
+    p.known_networks(std::slice::from_ref(&network), c.declared.networks, true);
     if from.get_ref() == to.get_ref() {
         p.push(
             Problem::new(
@@ -416,10 +424,11 @@ fn partition(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
         take(&mut c.raw.network),
         take(&mut c.raw.target),
     );
-    p.known_node(&from, c.nodes);
-    p.known_networks(std::slice::from_ref(&network), c.networks, true);
-    let known_target = c.services.iter().any(|s| &s.name == target.get_ref())
-        || c.containers
+    p.known_node(&from, c.declared.nodes);
+    p.known_networks(std::slice::from_ref(&network), c.declared.networks, true);
+    let known_target = c.declared.services.iter().any(|s| &s.name == target.get_ref())
+        || c.declared
+            .containers
             .iter()
             .any(|x| &x.name == target.get_ref() || x.aliases.contains(target.get_ref()));
     if !known_target {
@@ -435,10 +444,10 @@ fn partition(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let cut: Vec<String> = cut
         .into_inner()
         .into_iter()
-        .filter(|n| p.known_node(n, c.nodes))
+        .filter(|n| p.known_node(n, c.declared.nodes))
         .map(|n| n.into_inner())
         .collect();
-    partition_sides(p, &cut, c.nodes, cut_span.or(Some(c.span.clone())));
+    partition_sides(p, &cut, c.declared.nodes, cut_span.or(Some(c.span.clone())));
     Some(CheckKind::Partition {
         nodes: cut,
         from: from.into_inner(),

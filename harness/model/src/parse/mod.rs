@@ -258,7 +258,7 @@ impl Parser {
         }
         let services = self.services(raw_services, &networks);
         let containers = self.containers(raw_containers, &nodes, &networks, topology);
-        let declared = checks::Declared {
+        let declared = kinds::Declared {
             nodes: &nodes,
             networks: &networks,
             services: &services,

@@ -194,8 +194,8 @@ const REGISTRY: &[(&str, Runner)] = &[
     ("pause", |e, c, _| Box::pin(pause::check(e, c))),
     ("node-restart", |e, c, _| Box::pin(node_restart::check(e, c))),
     ("quorum", |e, c, _| Box::pin(quorum::check(e, c))),
-    ("mtu", |e, c, _| Box::pin(transfer::check_mtu(e, c))),
-    ("packet-loss", |e, c, _| Box::pin(transfer::check_packet_loss(e, c))),
+    ("mtu", |e, c, _| Box::pin(transfer::check(e, c))),
+    ("packet-loss", |e, c, _| Box::pin(transfer::check(e, c))),
     ("partition", |e, c, _| Box::pin(partition::check(e, c))),
     ("cluster-state", |e, _, first| {
         Box::pin(cluster_state::run(e, first.unwrap_or_else(|| Ok(Vec::new()))))

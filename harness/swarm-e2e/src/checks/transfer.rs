@@ -15,16 +15,24 @@ use crate::netfault::{self, Owner, UnderlayFault};
 use crate::wait::poll_until;
 use swarm_e2e_model::{Check, CheckKind};
 
-/// The registry's entry for this kind: its keys out of the validated check.
-pub(super) async fn check_mtu(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
-    let CheckKind::Mtu {
-        from,
-        to,
-        network,
-        bytes,
-    } = &check.kind
-    else {
-        return Err(super::misrouted(check));
+/// The registry's entry for `mtu` and `packet-loss`: their keys out of the validated
+/// check (a packet-loss check is an mtu check with a share of the underlay dropped).
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let (from, to, network, bytes, percent) = match &check.kind {
+        CheckKind::Mtu {
+            from,
+            to,
+            network,
+            bytes,
+        } => (from, to, network, bytes, None),
+        CheckKind::PacketLoss {
+            from,
+            to,
+            network,
+            percent,
+            bytes,
+        } => (from, to, network, bytes, Some(*percent)),
+        _ => return Err(super::misrouted(check)),
     };
     let t = Transfer {
         check: &check.name,
@@ -33,29 +41,10 @@ pub(super) async fn check_mtu(env: &CheckEnv, check: &Check) -> anyhow::Result<O
         network,
         bytes: *bytes,
     };
-    mtu(env, &t).await
-}
-
-/// The registry's entry for this kind: its keys out of the validated check.
-pub(super) async fn check_packet_loss(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
-    let CheckKind::PacketLoss {
-        from,
-        to,
-        network,
-        percent,
-        bytes,
-    } = &check.kind
-    else {
-        return Err(super::misrouted(check));
-    };
-    let t = Transfer {
-        check: &check.name,
-        from,
-        to,
-        network,
-        bytes: *bytes,
-    };
-    packet_loss(env, &t, *percent).await
+    match percent {
+        None => mtu(env, &t).await,
+        Some(percent) => packet_loss(env, &t, percent).await,
+    }
 }
 
 /// The port the serving probe listens on (inside its own network namespace).

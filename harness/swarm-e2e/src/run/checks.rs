@@ -171,7 +171,7 @@ pub(super) fn run(
     mut images_loaded: AbortOnDrop<anyhow::Result<()>>,
 ) -> Result<i32, Failure> {
     let started = start_phase(ctx, Phase::Checks);
-    let images = test_images();
+    let images = HashMap::from([(BUSYBOX.to_string(), BUSYBOX_IMAGE.to_string())]);
     // `[timeouts] checks` bounds each check's waits; creating the workloads is a few API
     // calls with a bound of its own.
     let deployed = ctx
@@ -200,7 +200,7 @@ pub(super) fn run(
     };
     let node_control = ctx.target.node_control(ctx.run_id());
     inject_faults(ctx, &cluster, node_control.as_deref())?;
-    let env = check_env(ctx, cluster, deploy_errors, node_control);
+    let env = check_env(ctx, cluster, images, deploy_errors, node_control);
     let records: Arc<Mutex<Vec<CheckRecord>>> = Arc::new(Mutex::new(Vec::new()));
     let body: CheckBody = {
         let (env, records, handle, stop, reporter, run_id) = (
@@ -275,6 +275,7 @@ pub(super) fn run(
 fn check_env(
     ctx: &RunContext,
     cluster: Arc<Cluster>,
+    images: HashMap<String, String>,
     deploy_errors: HashMap<String, String>,
     node_control: Option<Arc<dyn NodeControl>>,
 ) -> Arc<CheckEnv> {
@@ -290,7 +291,7 @@ fn check_env(
     Arc::new(CheckEnv {
         scenario: ctx.scenario.clone(),
         cluster,
-        images: test_images(),
+        images,
         kernel: ctx.target.kernel(),
         timeout: ctx.scenario.timeouts.checks,
         deploy_errors,
@@ -331,9 +332,4 @@ fn flaky_verdict(
         }
         o => o,
     }
-}
-
-/// Image references by scenario image name (`busybox` -> the local test image).
-fn test_images() -> HashMap<String, String> {
-    HashMap::from([(BUSYBOX.to_string(), BUSYBOX_IMAGE.to_string())])
 }
