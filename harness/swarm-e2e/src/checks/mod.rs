@@ -63,6 +63,9 @@ pub struct CheckEnv {
     pub node_control: Option<Arc<dyn NodeControl>>,
     /// Test hook (`sticky-partition`): nodes a partition's heal leaves cut.
     pub unhealed: Vec<String>,
+    /// Test hook (`--inject-attempt-failure`): checks whose first attempt fails after it
+    /// ran, whatever it saw, so a retry that passes is flaky on every machine.
+    pub failed_first_attempts: Vec<String>,
     /// The host's counters when the run started, where the nodes share its kernel: a
     /// node that stops answering may be a host limit, not a node.
     pub host_at_start: Option<crate::hostlimits::HostFacts>,
@@ -162,7 +165,13 @@ pub async fn run_check(env: &CheckEnv, check: &Check, retries: u32) -> Attempts 
     let mut at_start = at_start;
     let mut failed = Vec::new();
     loop {
-        match attempt(env, check, at_start.take()).await {
+        let mut outcome = attempt(env, check, at_start.take()).await;
+        if failed.is_empty() && env.failed_first_attempts.contains(&check.name) {
+            outcome = Outcome::Failed(format!(
+                "attempt 1 failed by --inject-attempt-failure (test hook); it saw: {outcome:?}"
+            ));
+        }
+        match outcome {
             Outcome::Failed(m) if failed.len() < retries as usize => {
                 tracing::info!(check = %check.name, "attempt {} failed; trying again", failed.len() + 1);
                 failed.push(m);

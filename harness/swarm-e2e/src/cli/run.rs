@@ -147,6 +147,10 @@ pub struct RunArgs {
     /// `mtu=1280@NODE`, `drop-vxlan@NODE`, `drop-gossip@NODE` (repeatable).
     #[arg(long, hide = true, value_name = "FAULT@NODE")]
     inject_fault: Vec<crate::targets::InjectedFault>,
+    /// Test hook: the first attempt of this check fails whatever it saw (repeatable):
+    /// a check that passes on its retry, deterministically, for the flaky reports.
+    #[arg(long, hide = true, value_name = "CHECK")]
+    inject_attempt_failure: Vec<String>,
     /// Arguments for the test runner (after `--`).
     #[arg(last = true)]
     libtest: Vec<String>,
@@ -213,6 +217,7 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
         libtest_args: a.libtest.clone(),
         stopped_engine: a.inject_stopped_engine.clone(),
         faults: a.inject_fault.clone(),
+        failed_first_attempts: a.inject_attempt_failure.clone(),
         panic_in: a.inject_panic.as_deref().map(|p| match p {
             "provision" => Phase::Provision,
             "engines-ready" => Phase::EnginesReady,

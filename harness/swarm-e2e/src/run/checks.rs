@@ -298,6 +298,7 @@ fn check_env(
         target: ctx.target.name(),
         node_control,
         unhealed: ctx.opts.nodes_with(&NodeFault::StickyPartition),
+        failed_first_attempts: ctx.opts.failed_first_attempts.clone(),
         host_at_start: ctx.host_at_start.clone(),
         disruption: tokio::sync::Mutex::new(()),
         last_order: last.iter().map(|c| c.name.clone()).collect(),

@@ -16,6 +16,8 @@ pub struct RunOptions {
     pub stopped_engine: Option<String>,
     /// Test hook: break these nodes (their underlay, labels, engine, availability).
     pub faults: Vec<crate::targets::InjectedFault>,
+    /// Test hook: checks whose first attempt fails whatever it saw.
+    pub failed_first_attempts: Vec<String>,
     /// Where failure artefacts go (`<dir>/<run-id>/`); `None` collects none.
     pub artifacts: Option<PathBuf>,
     /// Where the cluster runs.
