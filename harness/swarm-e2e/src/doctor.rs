@@ -219,10 +219,10 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
         return out;
     }
     out.push(Finding::ok("token", "accepted"));
-    let overrides = crate::targets::digitalocean::provision::DropletOverrides::from_env();
+    let overrides = crate::targets::digitalocean::settings::DropletOverrides::from_env();
     let image = overrides
         .image
-        .unwrap_or_else(|| crate::targets::digitalocean::provision::DEFAULT_IMAGE.to_string());
+        .unwrap_or_else(|| crate::targets::digitalocean::settings::DEFAULT_IMAGE.to_string());
     match client.probe_scopes(&image).await {
         Ok(r) if r.missing.is_empty() => out.push(Finding::ok(
             "scopes",

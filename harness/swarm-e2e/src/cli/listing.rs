@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::doctor::{Finding, Status};
 use crate::images::{self, NodeImageInfo};
 use crate::marks::now_unix;
-use crate::targets::digitalocean::provision::ScenarioPlan;
+use crate::targets::digitalocean::plan::ScenarioPlan;
 use crate::targets::digitalocean::sweep::{CloudKind, CloudResource};
 use crate::targets::local::resources::{LocalResource, ResourceKind};
 

@@ -59,9 +59,9 @@ pub struct DropletArgs {
 }
 
 impl DropletArgs {
-    fn overrides(&self) -> crate::targets::digitalocean::provision::DropletOverrides {
+    fn overrides(&self) -> crate::targets::digitalocean::settings::DropletOverrides {
         let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
-        crate::targets::digitalocean::provision::DropletOverrides {
+        crate::targets::digitalocean::settings::DropletOverrides {
             region: given(&self.do_region),
             size: given(&self.do_size),
             image: given(&self.do_image),
@@ -467,18 +467,18 @@ pub struct PlanArgs {
 }
 
 pub fn plan(a: PlanArgs) -> Result<i32, Failure> {
-    use crate::targets::digitalocean::provision;
+    use crate::targets::digitalocean::{plan as planning, settings};
     let scenarios = load_all(&a.files)?;
     let overrides = a.droplets.overrides();
     let mut plans = Vec::new();
     for s in &scenarios {
-        let settings = provision::DoSettings::resolve(&overrides, s);
-        provision::refuse_uninstallable(s, &settings)?;
+        let settings = settings::DoSettings::resolve(&overrides, s);
+        settings::refuse_uninstallable(s, &settings)?;
         let timeouts = crate::targets::digitalocean::applied_timeouts(s.timeouts, a.target == "digitalocean", true);
-        plans.push(provision::plan(s, &settings, &timeouts, "<run-id>"));
+        plans.push(planning::plan(s, &settings, &timeouts, "<run-id>"));
     }
     match a.format {
-        super::listing::Format::Human => plans.iter().for_each(|p| super::say(&provision::render_plan(p))),
+        super::listing::Format::Human => plans.iter().for_each(|p| super::say(&planning::render_plan(p))),
         super::listing::Format::Json => super::listing::print_json(&super::listing::plan(plans)),
     }
     Ok(exit::OK)

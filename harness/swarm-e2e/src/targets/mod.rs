@@ -327,12 +327,12 @@ pub enum TargetChoice {
         /// From `--fake-faults`; `None`: the scenario's `[faults]`, if any.
         faults: Option<swarm_e2e_digitalocean::fake::Faults>,
         /// `--do-region`, `--do-size`, `--do-image` (or their environment variables).
-        droplets: digitalocean::provision::DropletOverrides,
+        droplets: digitalocean::settings::DropletOverrides,
     },
     /// The real DigitalOcean API (needs DIGITALOCEAN_ACCESS_TOKEN).
     DigitalOcean {
         no_engines: bool,
-        droplets: digitalocean::provision::DropletOverrides,
+        droplets: digitalocean::settings::DropletOverrides,
     },
     /// Engines the user runs, named in a hosts file.
     Engines { hosts: PathBuf, force_leave: bool },

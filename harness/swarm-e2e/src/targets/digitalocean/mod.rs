@@ -7,7 +7,9 @@
 pub mod cloud_init;
 pub mod droplet_logs;
 pub mod fake_backer;
+pub mod plan;
 pub mod provision;
+pub mod settings;
 pub mod sweep;
 
 use std::sync::{Arc, Mutex};
@@ -28,7 +30,8 @@ use crate::exit::Failure;
 use crate::marks::{node_container_name, run_dir};
 use crate::report::{NodeRecord, RunSummary};
 use fake_backer::Backer;
-use provision::{DoResources, DoSettings};
+use provision::DoResources;
+use settings::DoSettings;
 
 /// Least `engines ready` bound on real droplets (cloud-init installs the engine).
 pub const REAL_ENGINES_READY_FLOOR: Duration = Duration::from_secs(600);
@@ -220,7 +223,7 @@ impl Target for DoTarget {
                 ));
             }
             // Decided from the scenario alone, before any request.
-            provision::refuse_uninstallable(scenario, &self.settings)?;
+            settings::refuse_uninstallable(scenario, &self.settings)?;
             if self.shares_host() {
                 // The fake's droplets are node containers on this host.
                 crate::hostlimits::preflight(scenario)?;
@@ -239,7 +242,7 @@ impl Target for DoTarget {
             if self.kv_store {
                 droplets.push(swarm_e2e_model::KV_STORE_NODE);
             }
-            provision::check_settings(&self.client, &self.settings, &droplets).await?;
+            settings::check_settings(&self.client, &self.settings, &droplets).await?;
             if let Some(host) = &self.host {
                 async {
                     ping_host_engine(host).await?;
