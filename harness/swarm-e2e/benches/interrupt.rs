@@ -93,7 +93,7 @@ fn main() {
         let left = if run_id.is_empty() {
             0
         } else {
-            rt.block_on(swarm_e2e::targets::local::resources::find_resources(
+            rt.block_on(swarm_e2e::targets::node_containers::resources::find_resources(
                 &host,
                 Some(&run_id),
             ))
@@ -103,7 +103,7 @@ fn main() {
         let code = status.code().map(|c| c.to_string()).unwrap_or_else(|| "signal".into());
         println!("{delay:>6.1} {phase:<24} {took:>14.2} {code:>5} {left:>6}");
         if left > 0 && left != usize::MAX {
-            let (_, errors) = rt.block_on(swarm_e2e::targets::local::resources::teardown(
+            let (_, errors) = rt.block_on(swarm_e2e::targets::node_containers::resources::teardown(
                 &host,
                 &run_id,
                 Vec::new(),

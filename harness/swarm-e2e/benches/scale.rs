@@ -162,7 +162,7 @@ fn main() {
         };
         let host = swarm_e2e::engine::host_engine().unwrap();
         let started = std::time::Instant::now();
-        let (_, errors) = rt.block_on(swarm_e2e::targets::local::resources::teardown(
+        let (_, errors) = rt.block_on(swarm_e2e::targets::node_containers::resources::teardown(
             &host,
             &summary.run_id,
             Vec::new(),

@@ -116,10 +116,10 @@ fn run_script(repo: &Path, rt: &tokio::runtime::Runtime, i: usize) -> Vec<(&'sta
     // removed here, by the same code teardown uses.
     rt.block_on(async {
         let host = swarm_e2e::engine::host_engine().unwrap();
-        let left = swarm_e2e::targets::local::resources::find_resources(&host, Some(&run_id))
+        let left = swarm_e2e::targets::node_containers::resources::find_resources(&host, Some(&run_id))
             .await
             .unwrap();
-        swarm_e2e::targets::local::resources::remove_resources(&host, &left).await;
+        swarm_e2e::targets::node_containers::resources::remove_resources(&host, &left).await;
     });
     assert!(
         out.status.success(),

@@ -160,7 +160,7 @@ pub async fn local(nodes: u64) -> Vec<Finding> {
             "apt-get install debootstrap",
         ));
     }
-    if crate::targets::local::host_kernel().ipvs {
+    if crate::targets::node_containers::host_kernel().ipvs {
         out.push(Finding::ok("IPVS", "VIP endpoint mode can be checked"));
     } else {
         out.push(Finding::bad(
@@ -170,7 +170,7 @@ pub async fn local(nodes: u64) -> Vec<Finding> {
             "use endpoint_mode = \"dnsrr\" (the default), or `modprobe ip_vs` where the kernel has it",
         ));
     }
-    if crate::targets::local::host_kernel().esp {
+    if crate::targets::node_containers::host_kernel().esp {
         out.push(Finding::ok("IPsec ESP", "encrypted overlays can carry traffic"));
     } else {
         out.push(Finding::bad(

@@ -149,7 +149,7 @@ fn api_only_dry_run_ignores_engine_checks_with_the_reason_and_stays_in_budget() 
             .all(|c| c["outcome"] == "ignored")
     );
     let n = 3;
-    let budget = swarm_e2e::targets::digitalocean::provision::request_budget(n) as u64;
+    let budget = swarm_e2e::targets::digitalocean::plan::request_budget(n) as u64;
     assert!(
         requests(&report) <= budget,
         "{} requests for {n} droplets (budget {budget})",
@@ -177,7 +177,7 @@ fn ten_droplets_cost_no_more_requests_than_the_budget() {
     let (out, report) = dry_run(&[], file.to_str().unwrap());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_no_leak(&out);
-    let budget = swarm_e2e::targets::digitalocean::provision::request_budget(10) as u64;
+    let budget = swarm_e2e::targets::digitalocean::plan::request_budget(10) as u64;
     assert!(
         requests(&report) <= budget,
         "{} requests for 10 droplets (budget {budget})",

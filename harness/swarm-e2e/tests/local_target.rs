@@ -25,7 +25,7 @@ fn leftovers(run_id: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let host = swarm_e2e::engine::host_engine().unwrap();
-        swarm_e2e::targets::local::resources::find_resources(&host, Some(run_id))
+        swarm_e2e::targets::node_containers::resources::find_resources(&host, Some(run_id))
             .await
             .unwrap()
             .into_iter()
@@ -180,7 +180,7 @@ fn scenario_trial(path: PathBuf, target: &'static str) -> Trial {
             // The classic topology's key-value store is a droplet too.
             let classic = scenario.topology == swarm_e2e_model::Topology::Classic;
             let budget =
-                swarm_e2e::targets::digitalocean::provision::request_budget(nodes.len() + usize::from(classic)) as u64;
+                swarm_e2e::targets::digitalocean::plan::request_budget(nodes.len() + usize::from(classic)) as u64;
             if requests > budget {
                 return Err(format!("{requests} API requests for {} droplets (budget {budget})", nodes.len()).into());
             }

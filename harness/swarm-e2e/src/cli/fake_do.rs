@@ -9,7 +9,7 @@ use tokio::runtime::Runtime;
 use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::{self, Failure};
 use crate::targets::digitalocean::fake_backer::Backer;
-use crate::targets::local::resources::teardown;
+use crate::targets::node_containers::resources::teardown;
 
 #[derive(Subcommand)]
 pub enum FakeDoCommand {

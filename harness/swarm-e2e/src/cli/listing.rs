@@ -11,7 +11,7 @@ use crate::images::{self, NodeImageInfo};
 use crate::marks::now_unix;
 use crate::targets::digitalocean::plan::ScenarioPlan;
 use crate::targets::digitalocean::sweep::{CloudKind, CloudResource};
-use crate::targets::local::resources::{LocalResource, ResourceKind};
+use crate::targets::node_containers::resources::{LocalResource, ResourceKind};
 
 /// How a listing command prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

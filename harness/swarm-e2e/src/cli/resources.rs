@@ -11,8 +11,8 @@ use crate::engine::ENGINE_TLS_PORT;
 use crate::exit::{self, Failure};
 use crate::marks::{now_unix, run_dir, run_resource_name, run_tag};
 use crate::targets::digitalocean::{client_from_env, sweep as do_sweep};
-use crate::targets::local::nodes::node_address;
-use crate::targets::local::resources::{LocalResource, find_resources, remove_resources, teardown};
+use crate::targets::node_containers::node_address;
+use crate::targets::node_containers::resources::{LocalResource, find_resources, remove_resources, teardown};
 use swarm_e2e_digitalocean::client::DoClient;
 
 pub const SWEEP_HELP: &str = "Examples:

@@ -9,9 +9,11 @@
 //! - [`engines`]: engines the user already runs, named in a hosts file; nothing is
 //!   created but what the run puts inside them.
 
+pub mod classic;
 pub mod digitalocean;
 pub mod engines;
 pub mod local;
+pub mod node_containers;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

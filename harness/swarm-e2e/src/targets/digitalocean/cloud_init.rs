@@ -15,7 +15,7 @@ use swarm_e2e_model::Scenario;
 
 use crate::daemon::{CONFIG_DIR, daemon_json};
 use crate::pki::Pki;
-use crate::targets::local::nodes::KV_STORE_PORT;
+use crate::targets::classic::KV_STORE_PORT;
 
 /// Marks the machine-readable configuration inside `user_data`.
 pub const CONFIG_BEGIN: &str = "# swarm-e2e-config:";

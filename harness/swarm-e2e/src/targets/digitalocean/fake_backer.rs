@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use super::cloud_init::config_from_user_data;
 use crate::images;
 use crate::marks::{self, run_tag};
-use crate::targets::local::nodes::{self, EngineConfig, NodeSpec, StartedNode};
+use crate::targets::node_containers::kv_store::{self, KV_STORE_ENGINE};
+use crate::targets::node_containers::{self as nodes, EngineConfig, NodeSpec, StartedNode};
 
 /// How long shutting the backer down waits for backing containers still starting.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
@@ -201,7 +202,7 @@ async fn back(
         // The classic topology's store droplet: the same etcd the local target runs
         // (its script installs etcd with apt, which needs the internet).
         let (address, container) =
-            nodes::start_kv_store(host, run_id, &network, node_labels, &CancellationToken::new()).await?;
+            kv_store::start_kv_store(host, run_id, &network, node_labels, &CancellationToken::new()).await?;
         (address, vec![container])
     } else {
         let droplet = Droplet {
@@ -224,7 +225,7 @@ async fn back(
                 .clone();
             let _turn = turn.lock().await;
             let (started, containers) = boot(&droplet, node_labels).await?;
-            if let Err(e) = nodes::wait_gossip(host, run_id, &started, &CancellationToken::new()).await {
+            if let Err(e) = kv_store::wait_gossip(host, run_id, &started, &CancellationToken::new()).await {
                 tracing::warn!("{e:#}");
             }
             (started.address, containers)
@@ -372,7 +373,7 @@ pub async fn require_droplet_images(host: &Docker, scenario: &swarm_e2e_model::S
         }
     }
     if scenario.topology == swarm_e2e_model::Topology::Classic {
-        images::resolve_node_image(host, nodes::KV_STORE_ENGINE)
+        images::resolve_node_image(host, KV_STORE_ENGINE)
             .await
             .context("the classic topology's key-value store (etcd) comes from this node image")?;
     }

@@ -23,7 +23,7 @@ use swarm_e2e_digitalocean::fake::{FakeConfig, FakeDigitalOcean};
 use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
 use tokio::runtime::Runtime;
 
-use super::local::{ContainerNodeControl, host_kernel, node_container_exited};
+use super::node_containers::{ContainerNodeControl, host_kernel, node_container_exited};
 use super::{KernelFacts, NodeControl, ProvisionContext, ProvisionedNode, Target, TargetChoice, TeardownReport};
 use crate::engine::{host_engine, ping_host_engine};
 use crate::exit::Failure;
@@ -407,7 +407,7 @@ impl Target for DoTarget {
                     Some(b) => b.shutdown().await,
                     None => Vec::new(),
                 };
-                match tokio::time::timeout(limit, super::local::resources::teardown(host, run_id, handles)).await {
+                match tokio::time::timeout(limit, super::node_containers::resources::teardown(host, run_id, handles)).await {
                     Ok((removed, local_errors)) => {
                         detail.push_str(&format!("; {} backing resource(s) removed", removed.len()));
                         errors.extend(local_errors);

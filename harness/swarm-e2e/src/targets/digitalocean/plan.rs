@@ -7,7 +7,7 @@ use swarm_e2e_model::{PhaseTimeouts, Scenario, Topology};
 
 use super::settings::DoSettings;
 use crate::marks::{PROJECT_TAG, run_resource_name, run_tag};
-use crate::targets::local::nodes::KV_STORE_NODE;
+use crate::targets::classic::KV_STORE_NODE;
 
 /// What a run would create on DigitalOcean, from the scenario alone: no request, no
 /// token. `plan` prints it; `plan --format json` is this, serialised.

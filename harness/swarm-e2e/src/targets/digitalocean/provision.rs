@@ -17,7 +17,7 @@ use super::cloud_init::{kv_store_user_data, user_data};
 use super::settings::DoSettings;
 use crate::engine::ENGINE_TLS_PORT;
 use crate::marks::{KEPT_TAG, PROJECT_TAG, run_resource_name, run_tag};
-use crate::targets::local::nodes::{KV_STORE_NODE, KV_STORE_PORT, cluster_store_config};
+use crate::targets::classic::{KV_STORE_NODE, KV_STORE_PORT, cluster_store_config};
 use crate::targets::{Identity, ProvisionContext, ProvisionedNode};
 
 /// The cloud firewall of a run: the engines' and swarm's ports only between the run's

@@ -1,4 +1,4 @@
-//! What the local target leaves on this machine, found by the run's marks alone:
+//! What node containers (local runs, do-fake's droplets) leave on this machine, found by the run's marks alone:
 //! containers, networks and volumes by label; inner engines' cgroup directories and
 //! per-run temp directories by name. Teardown, `down`, `ls` and `sweep` share this.
 

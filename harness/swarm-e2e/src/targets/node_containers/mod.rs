@@ -1,11 +1,15 @@
-//! Node containers: one per scenario node on the host engine, each running a real
-//! dockerd, on a per-run `--internal` network; and the classic topology's key-value
-//! store container.
+//! Node containers: one per node on the host engine, each running a real dockerd, on a
+//! per-run `--internal` network. The local target's nodes and the fake's backed droplets
+//! are both node containers; this is what they share.
 //!
 //! Node containers are started with testcontainers. `--privileged` is not used: it fails
 //! in sandboxes whose capability bounding set lacks CAP_SYS_RESOURCE, and the explicit
 //! set below (all capabilities but that one, no seccomp/apparmor, unmasked /proc and
 //! /sys paths) runs the inner engine on ordinary Docker hosts too.
+
+pub mod control;
+pub mod kv_store;
+pub mod resources;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +31,9 @@ use crate::daemon::{CONFIG_DIR, daemon_json};
 use crate::images::resolve_node_image;
 use crate::marks::{self, network_name, node_container_name};
 use crate::pki::{CertBundle, Pki};
+use crate::targets::KernelFacts;
+pub use control::ContainerNodeControl;
+pub(crate) use control::{container_log, node_container_exited};
 
 /// A node container, started and configured; its engine may still be starting.
 #[derive(Debug, Clone)]
@@ -178,138 +185,6 @@ pub async fn start_node(
     ))
 }
 
-/// The packaged node image whose Debian suite has the classic topology's key-value store
-/// (Debian 12: etcd 3.4, which still serves the v2 API the engines' libkv speaks).
-pub const KV_STORE_ENGINE: &str = "20.10";
-
-/// The key-value store container's node label (it is no engine, and no scenario node).
-pub use swarm_e2e_model::KV_STORE_NODE;
-
-/// The key-value store's client port (etcd), on every target.
-pub const KV_STORE_PORT: u16 = 2379;
-
-/// Bound on etcd answering after its container started.
-const KV_STORE_READY_LIMIT: Duration = Duration::from_secs(30);
-
-/// daemon.json keys that put an engine in a classic (pre-swarm-mode) cluster: the
-/// store, and the address other engines reach it by (the TLS port, as docker-machine
-/// advertised it).
-pub fn cluster_store_config(store_url: &str) -> Vec<(&'static str, serde_json::Value)> {
-    vec![
-        ("cluster-store", json!(store_url)),
-        (
-            "cluster-advertise",
-            json!(format!("eth0:{}", crate::engine::ENGINE_TLS_PORT)),
-        ),
-    ]
-}
-
-/// Starts the classic topology's key-value store: etcd with its v2 API, in a container
-/// on the run network (marked like every node container). Returns its address.
-pub(crate) async fn start_kv_store(
-    host: &Docker,
-    run_id: &str,
-    network: &str,
-    mut node_labels: HashMap<String, String>,
-    stop: &CancellationToken,
-) -> anyhow::Result<(IpAddr, ContainerAsync<GenericImage>)> {
-    if stop.is_cancelled() {
-        bail!("provisioning stopped");
-    }
-    node_labels.insert(marks::NODE.into(), KV_STORE_NODE.to_string());
-    let container_name = node_container_name(run_id, KV_STORE_NODE);
-    let tag = resolve_node_image(host, KV_STORE_ENGINE).await?.tag;
-    let (repo, version) = tag.split_once(':').expect("tag has a version");
-    // etcd advertises the client URL it is given, and libkv clients sync their endpoint
-    // list from it: it must be the container's own address, known only inside it.
-    let command = format!(
-        "exec etcd --name kv --data-dir /run/etcd --enable-v2=true \
-         --listen-client-urls http://0.0.0.0:{KV_STORE_PORT} \
-         --advertise-client-urls http://$(hostname -i):{KV_STORE_PORT} \
-         --listen-peer-urls http://127.0.0.1:2380"
-    );
-    let container = GenericImage::new(repo, version)
-        .with_entrypoint("/bin/sh")
-        .with_cmd(["-c", command.as_str()])
-        .with_container_name(&container_name)
-        .with_hostname(KV_STORE_NODE)
-        .with_network(network)
-        .with_labels(node_labels)
-        .with_mount(Mount::tmpfs_mount("/run"))
-        .with_startup_timeout(Duration::from_secs(60))
-        .start()
-        .await
-        .with_context(|| format!("starting the key-value store container {container_name}"))?;
-    let address = container
-        .get_bridge_ip_address()
-        .await
-        .with_context(|| format!("reading the address of {container_name}"))?;
-    Ok((address, container))
-}
-
-/// Waits (bounded) until etcd at `address` answers its version endpoint.
-pub(crate) async fn wait_kv_store(address: IpAddr, stop: &CancellationToken) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .context("an HTTP client for etcd")?;
-    let url = format!("http://{address}:{KV_STORE_PORT}/version");
-    let answered = crate::wait::poll_until(KV_STORE_READY_LIMIT, Duration::from_millis(50), || async {
-        let response = client.get(&url).send().await?.error_for_status()?;
-        anyhow::Ok(Some(response.text().await?))
-    });
-    // Only reads are in flight here, so a stopped provisioning need not wait for them.
-    tokio::select! {
-        r = answered => r.map(|_| ()).with_context(|| format!("the key-value store (etcd at {url}) did not answer")),
-        _ = stop.cancelled() => bail!("provisioning stopped"),
-    }
-}
-
-/// The port classic engines' serf (the overlay's peer gossip) listens on.
-const GOSSIP_PORT: u16 = 7946;
-
-/// Bound on a classic engine opening its gossip port after its container started.
-const GOSSIP_READY_LIMIT: Duration = Duration::from_secs(30);
-
-/// Waits (bounded) until `node`'s engine accepts connections on its gossip port; returns
-/// early when the node container is no longer running (the engines-ready phase names
-/// why, with its last log lines).
-pub(crate) async fn wait_gossip(
-    host: &Docker,
-    run_id: &str,
-    node: &StartedNode,
-    stop: &CancellationToken,
-) -> anyhow::Result<()> {
-    let target = std::net::SocketAddr::new(node.address, GOSSIP_PORT);
-    let container = node_container_name(run_id, &node.name);
-    let opened = crate::wait::poll_until(GOSSIP_READY_LIMIT, Duration::from_millis(50), || async {
-        let connect = tokio::net::TcpStream::connect(target);
-        match tokio::time::timeout(Duration::from_secs(1), connect).await {
-            Ok(Ok(_)) => Ok(Some(())),
-            Ok(Err(e)) => {
-                let running = host
-                    .inspect_container(&container, None)
-                    .await
-                    .ok()
-                    .and_then(|c| c.state)
-                    .and_then(|s| s.running);
-                if running == Some(false) {
-                    return Ok(Some(()));
-                }
-                bail!("{e}")
-            }
-            Err(_) => bail!("no answer within 1 s"),
-        }
-    });
-    tokio::select! {
-        r = opened => r.with_context(|| format!(
-            "the engine of {} never opened its gossip port ({target}), where classic engines join each other; \
-             hint: its engine log (docker logs {container}) says why", node.name
-        )),
-        _ = stop.cancelled() => bail!("provisioning stopped"),
-    }
-}
-
 /// Uploads TLS files and daemon.json as one tar; `ready` is its last entry, which the
 /// node's init waits for.
 async fn deliver_config(
@@ -398,3 +273,38 @@ pub async fn node_address(host: &Docker, run_id: &str, node: &str) -> anyhow::Re
         .and_then(|ip| ip.parse().ok())
         .with_context(|| format!("node `{node}` has no address on {network}"))
 }
+
+/// What the host kernel has; local nodes (and the fake's droplets) share it.
+pub fn host_kernel() -> KernelFacts {
+    KernelFacts {
+        ipvs: host_has_ipvs(),
+        esp: host_has_esp(),
+    }
+}
+
+/// Whether this kernel has IPVS (local nodes share the host kernel).
+/// Whether this kernel has IPsec ESP, which encrypted overlays need (local nodes share
+/// the host kernel). Read from the kernel configuration; unknown counts as present, so
+/// the check runs and says what it saw.
+pub fn host_has_esp() -> bool {
+    use std::io::Read;
+    if std::path::Path::new("/sys/module/esp4").exists() {
+        return true;
+    }
+    let Ok(file) = std::fs::File::open("/proc/config.gz") else {
+        return true;
+    };
+    let mut config = String::new();
+    if flate2::read::GzDecoder::new(file).read_to_string(&mut config).is_err() {
+        return true;
+    }
+    config.lines().any(|l| l == "CONFIG_INET_ESP=y")
+}
+
+pub fn host_has_ipvs() -> bool {
+    std::path::Path::new("/proc/net/ip_vs").exists() || std::path::Path::new("/sys/module/ip_vs").exists()
+}
+
+/// Handles of the node containers, removed explicitly at teardown (dropping them
+/// outside a tokio context would leak them).
+pub type NodeHandles = Vec<ContainerAsync<GenericImage>>;
