@@ -6,7 +6,8 @@
 //!   depend on each other without a cycle (a module and its own parent or children are
 //!   one unit: `checks/mod.rs` using `checks/probe.rs` is not a cycle, `checks` ->
 //!   `targets` -> `netfault` -> `checks::probe` is);
-//! - `run/` and `checks/` name no target implementation, only `targets`' traits and types;
+//! - `run/`, `checks/` and the leftovers commands (`cli/resources.rs`: `ls`, `down`,
+//!   `env`, `sweep`) name no target implementation, only `targets`' traits and types;
 //! - every check kind of the model has a scenario in `fixtures/broken/` that uses it, and
 //!   every `.expect` file there reads as the typed `support::Expect` (no unknown key);
 //! - no function over 120 lines outside tests, counted from `fn` to its closing brace;
@@ -283,7 +284,7 @@ fn the_cycle_finder_finds_a_cycle_through_a_child() {
 }
 
 #[test]
-fn run_and_checks_name_no_target_implementation() {
+fn run_checks_and_leftovers_name_no_target_implementation() {
     let src = repo().join("harness/swarm-e2e/src");
     let implementations: Vec<String> = std::fs::read_dir(src.join("targets"))
         .unwrap()
@@ -293,24 +294,26 @@ fn run_and_checks_name_no_target_implementation() {
         .collect();
     assert!(implementations.len() >= 3, "{implementations:?}");
     let mut offences = Vec::new();
-    for folder in ["run", "checks"] {
-        for file in rust_files(&src.join(folder)) {
-            let code = code_of(&std::fs::read_to_string(&file).unwrap());
-            for path in named_paths(&code) {
-                let segments: Vec<&str> = path.split("::").collect();
-                if let Some(i) = segments.iter().position(|s| *s == "targets")
-                    && segments
-                        .get(i + 1)
-                        .is_some_and(|s| implementations.iter().any(|m| m == s))
-                {
-                    offences.push(format!("{}: {path}", file.strip_prefix(&src).unwrap().display()));
-                }
+    let mut files = rust_files(&src.join("run"));
+    files.extend(rust_files(&src.join("checks")));
+    files.push(src.join("cli/resources.rs"));
+    for file in files {
+        let code = code_of(&std::fs::read_to_string(&file).unwrap());
+        for path in named_paths(&code) {
+            let segments: Vec<&str> = path.split("::").collect();
+            if let Some(i) = segments.iter().position(|s| *s == "targets")
+                && segments
+                    .get(i + 1)
+                    .is_some_and(|s| implementations.iter().any(|m| m == s))
+            {
+                offences.push(format!("{}: {path}", file.strip_prefix(&src).unwrap().display()));
             }
         }
     }
     assert!(
         offences.is_empty(),
-        "run/ and checks/ see only the Target trait and its types (targets/mod.rs):\n{}",
+        "run/, checks/ and cli/resources.rs see only the Target and Leftovers traits and their types \
+         (targets/mod.rs):\n{}",
         offences.join("\n")
     );
 }

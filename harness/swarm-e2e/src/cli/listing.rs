@@ -10,8 +10,7 @@ use crate::doctor::{Finding, Status};
 use crate::images::{self, NodeImageInfo};
 use crate::marks::now_unix;
 use crate::targets::digitalocean::plan::ScenarioPlan;
-use crate::targets::digitalocean::sweep::{CloudKind, CloudResource};
-use crate::targets::node_containers::resources::{LocalResource, ResourceKind};
+use crate::targets::{Leftover, LeftoverKind};
 
 /// How a listing command prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -64,46 +63,27 @@ pub enum ListedKind {
     SshKey,
 }
 
-impl From<CloudKind> for ListedKind {
-    fn from(k: CloudKind) -> Self {
+impl From<LeftoverKind> for ListedKind {
+    fn from(k: LeftoverKind) -> Self {
         match k {
-            CloudKind::Droplet => ListedKind::Droplet,
-            CloudKind::Firewall => ListedKind::Firewall,
-            CloudKind::SshKey => ListedKind::SshKey,
+            LeftoverKind::Container => ListedKind::Container,
+            LeftoverKind::Network => ListedKind::Network,
+            LeftoverKind::Volume => ListedKind::Volume,
+            LeftoverKind::CgroupDir => ListedKind::CgroupDir,
+            LeftoverKind::TempDir => ListedKind::TempDir,
+            LeftoverKind::Droplet => ListedKind::Droplet,
+            LeftoverKind::Firewall => ListedKind::Firewall,
+            LeftoverKind::SshKey => ListedKind::SshKey,
         }
     }
 }
 
-impl From<ResourceKind> for ListedKind {
-    fn from(k: ResourceKind) -> Self {
-        match k {
-            ResourceKind::Container => ListedKind::Container,
-            ResourceKind::Network => ListedKind::Network,
-            ResourceKind::Volume => ListedKind::Volume,
-            ResourceKind::CgroupDir => ListedKind::CgroupDir,
-            ResourceKind::TempDir => ListedKind::TempDir,
-        }
-    }
-}
-
-/// `ls --target digitalocean`: the runs with resources on the account, the same shape.
-pub fn cloud_runs_listing(found: &[CloudResource]) -> RunsListing {
-    let now = now_unix();
-    let rows: Vec<_> = found
-        .iter()
-        .map(|r| {
-            let created = r.age.map(|a| now.saturating_sub(a.as_secs()));
-            (r.run_id.clone(), r.kept, r.kind.into(), r.name.clone(), created)
-        })
-        .collect();
-    group_runs(rows)
-}
-
-/// Groups resources by run, in the order their runs first appear.
-pub fn runs_listing(found: &[LocalResource]) -> RunsListing {
+/// `ls --format json` (on every target): resources grouped by run, in the order their
+/// runs first appear.
+pub fn runs_listing(found: &[Leftover]) -> RunsListing {
     let rows = found
         .iter()
-        .map(|r| (r.run_id.clone(), r.kept, r.kind.into(), r.name.clone(), r.created))
+        .map(|r| (r.run_id.clone(), r.kept, r.kind.into(), r.name.clone(), r.created_unix))
         .collect();
     group_runs(rows)
 }
@@ -237,11 +217,12 @@ pub struct SweptResource {
     pub kept: bool,
 }
 
-pub fn sweep_local(found: &[LocalResource], dry_run: bool, errors: Vec<String>) -> SweepDocument {
+/// `sweep --format json` of `target` (`local`, `digitalocean`).
+pub fn sweep_document(target: &str, found: &[Leftover], dry_run: bool, errors: Vec<String>) -> SweepDocument {
     let now = now_unix();
     SweepDocument {
         schema_version: LISTING_SCHEMA_VERSION,
-        target: "local".into(),
+        target: target.into(),
         dry_run,
         resources: found
             .iter()
@@ -249,34 +230,9 @@ pub fn sweep_local(found: &[LocalResource], dry_run: bool, errors: Vec<String>) 
                 run_id: r.run_id.clone(),
                 kind: r.kind.as_str().replace(' ', "-"),
                 name: r.name.clone(),
-                id: None,
-                age_seconds: r.created.map(|c| now.saturating_sub(c)),
+                id: r.id.clone(),
+                age_seconds: r.created_unix.map(|c| now.saturating_sub(c)),
                 kept: r.kept,
-            })
-            .collect(),
-        errors,
-    }
-}
-
-pub fn sweep_digitalocean(found: &[CloudResource], dry_run: bool, errors: Vec<String>) -> SweepDocument {
-    SweepDocument {
-        schema_version: LISTING_SCHEMA_VERSION,
-        target: "digitalocean".into(),
-        dry_run,
-        resources: found
-            .iter()
-            .map(|r| SweptResource {
-                run_id: r.run_id.clone(),
-                kind: match r.kind {
-                    CloudKind::Droplet => "droplet",
-                    CloudKind::Firewall => "firewall",
-                    CloudKind::SshKey => "ssh-key",
-                }
-                .into(),
-                name: r.name.clone(),
-                id: Some(r.id.clone()),
-                age_seconds: r.age.map(|a| a.as_secs()),
-                kept: false,
             })
             .collect(),
         errors,

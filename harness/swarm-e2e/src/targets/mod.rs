@@ -278,6 +278,99 @@ pub trait Target: Send + Sync {
     }
 }
 
+/// What runs leave behind on one target, found by their marks alone (kind's `list` and
+/// `delete`: no state file). `ls`, `down`, `env` and `sweep` go through this; each
+/// target that creates resources implements it ([`leftovers`] picks one).
+pub trait Leftovers: Send + Sync {
+    /// The `--target` value (`local`, `digitalocean`), as the sweep document names it.
+    fn target(&self) -> &'static str;
+    /// Where, for messages: "this machine", "DigitalOcean".
+    fn place(&self) -> &'static str;
+    /// Everything with the project's marks, oldest run first within a run's resources.
+    fn find(&self) -> BoxFuture<'_, anyhow::Result<Vec<Leftover>>>;
+    /// Removes `found`, keeping going past errors, which it returns.
+    fn remove<'a>(&'a self, found: &'a [Leftover]) -> BoxFuture<'a, Vec<String>>;
+    /// Removes everything of one run (`down`): what was removed and the errors met. An
+    /// id with nothing is invalid input, with a hint.
+    fn down<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Removed, Failure>>;
+    /// The address a kept run's node is reached at (`env`).
+    fn node_address<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, Result<IpAddr, Failure>>;
+    /// What to say when removals failed: `again` is the command that retries.
+    fn removal_hint(&self, _again: &str) -> Option<String> {
+        None
+    }
+}
+
+/// What `down` removed, and the errors it met.
+pub type Removed = (Vec<Leftover>, Vec<String>);
+
+/// One resource a run left, found by its marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub run_id: String,
+    pub kind: LeftoverKind,
+    /// A container's or network's name, a path, a droplet's name.
+    pub name: String,
+    /// The API's id (DigitalOcean only).
+    pub id: Option<String>,
+    /// Unix seconds, when known.
+    pub created_unix: Option<u64>,
+    /// Of a run left up on purpose (`run --keep`).
+    pub kept: bool,
+}
+
+impl Leftover {
+    /// At least `min_age` old; one of unknown age counts (a key whose run has nothing
+    /// else left is the remains of a crashed teardown).
+    pub fn older_than(&self, now_unix: u64, min_age: Duration) -> bool {
+        self.created_unix
+            .is_none_or(|c| now_unix.saturating_sub(c) >= min_age.as_secs())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LeftoverKind {
+    Container,
+    Network,
+    Volume,
+    CgroupDir,
+    TempDir,
+    Droplet,
+    Firewall,
+    SshKey,
+}
+
+impl LeftoverKind {
+    /// For people: `cgroup dir`, `ssh key`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftoverKind::Container => "container",
+            LeftoverKind::Network => "network",
+            LeftoverKind::Volume => "volume",
+            LeftoverKind::CgroupDir => "cgroup dir",
+            LeftoverKind::TempDir => "temp dir",
+            LeftoverKind::Droplet => "droplet",
+            LeftoverKind::Firewall => "firewall",
+            LeftoverKind::SshKey => "ssh key",
+        }
+    }
+}
+
+/// The leftovers of `target` (`local`: the host engine, which must answer;
+/// `digitalocean`: the account of `DIGITALOCEAN_ACCESS_TOKEN`).
+pub async fn leftovers(target: &str) -> Result<Box<dyn Leftovers>, Failure> {
+    match target {
+        "digitalocean" => Ok(Box::new(digitalocean::sweep::DoLeftovers::new(
+            digitalocean::client_from_env()?,
+        ))),
+        _ => {
+            let host = crate::engine::host_engine()?;
+            crate::engine::ping_host_engine(&host).await?;
+            Ok(Box::new(node_containers::resources::NodeContainerLeftovers::new(host)))
+        }
+    }
+}
+
 /// How to reach a kept run's nodes with the docker CLI (its client certificates are in
 /// the run's directory); `flag` is what `env` and `down` need to find the run
 /// (`--target digitalocean` for droplets).

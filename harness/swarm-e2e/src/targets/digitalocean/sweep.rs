@@ -8,7 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use swarm_e2e_digitalocean::client::DoClient;
 
-use crate::marks::{KEPT_TAG, PROJECT_TAG, run_resource_name, run_tag};
+use std::net::IpAddr;
+
+use futures_util::future::BoxFuture;
+
+use crate::exit::Failure;
+use crate::marks::{KEPT_TAG, PROJECT_TAG, now_unix, run_dir, run_resource_name, run_tag};
+use crate::targets::{Leftover, LeftoverKind, Leftovers, Removed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CloudKind {
@@ -118,15 +124,6 @@ pub async fn find(client: &DoClient) -> anyhow::Result<Vec<CloudResource>> {
     Ok(out)
 }
 
-/// Keeps what is at least `min_age` old. A key whose run has nothing else left (its
-/// age unknown) is the remains of a crashed teardown: kept in the selection.
-pub fn older_than(found: Vec<CloudResource>, min_age: Duration) -> Vec<CloudResource> {
-    found
-        .into_iter()
-        .filter(|r| r.age.is_none_or(|a| a >= min_age))
-        .collect()
-}
-
 /// Removes `found`: droplets by run tag (verified by listing), then firewalls, then
 /// keys. Returns the errors met; keeps going past them.
 pub async fn remove(client: &DoClient, found: &[CloudResource], limit: Duration) -> Vec<String> {
@@ -156,4 +153,145 @@ pub async fn remove(client: &DoClient, found: &[CloudResource], limit: Duration)
         }
     }
     errors
+}
+
+/// The leftovers of runs on a DigitalOcean account.
+pub struct DoLeftovers {
+    client: DoClient,
+}
+
+impl DoLeftovers {
+    pub fn new(client: DoClient) -> Self {
+        DoLeftovers { client }
+    }
+}
+
+impl From<CloudResource> for Leftover {
+    fn from(r: CloudResource) -> Self {
+        Leftover {
+            run_id: r.run_id,
+            kind: match r.kind {
+                CloudKind::Droplet => LeftoverKind::Droplet,
+                CloudKind::Firewall => LeftoverKind::Firewall,
+                CloudKind::SshKey => LeftoverKind::SshKey,
+            },
+            name: r.name,
+            id: Some(r.id),
+            created_unix: r.age.map(|a| now_unix().saturating_sub(a.as_secs())),
+            kept: r.kept,
+        }
+    }
+}
+
+/// The cloud resource a leftover names; none for a local one.
+fn cloud(r: &Leftover) -> Option<CloudResource> {
+    let kind = match r.kind {
+        LeftoverKind::Droplet => CloudKind::Droplet,
+        LeftoverKind::Firewall => CloudKind::Firewall,
+        LeftoverKind::SshKey => CloudKind::SshKey,
+        _ => return None,
+    };
+    Some(CloudResource {
+        kind,
+        id: r.id.clone()?,
+        name: r.name.clone(),
+        run_id: r.run_id.clone(),
+        age: r
+            .created_unix
+            .map(|c| Duration::from_secs(now_unix().saturating_sub(c))),
+        kept: r.kept,
+    })
+}
+
+/// Bound on verified deletes (droplets gone from the run tag's listing).
+const REMOVAL_LIMIT: Duration = Duration::from_secs(300);
+
+const LS_HINT: &str = "`swarm-e2e ls --target digitalocean` lists the runs with resources there";
+
+impl Leftovers for DoLeftovers {
+    fn target(&self) -> &'static str {
+        "digitalocean"
+    }
+
+    fn place(&self) -> &'static str {
+        "DigitalOcean"
+    }
+
+    fn find(&self) -> BoxFuture<'_, anyhow::Result<Vec<Leftover>>> {
+        Box::pin(async move { Ok(find(&self.client).await?.into_iter().map(Leftover::from).collect()) })
+    }
+
+    fn remove<'a>(&'a self, found: &'a [Leftover]) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let mut errors: Vec<String> = (found.iter())
+                .filter(|r| cloud(r).is_none())
+                .map(|r| format!("{} {} is not on DigitalOcean", r.kind.as_str(), r.name))
+                .collect();
+            let resources: Vec<CloudResource> = found.iter().filter_map(cloud).collect();
+            errors.extend(remove(&self.client, &resources, REMOVAL_LIMIT).await);
+            errors
+        })
+    }
+
+    /// The run's droplets (by run tag, verified), firewall and SSH key, then its local
+    /// directory (client certificates, SSH key).
+    fn down<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Removed, Failure>> {
+        Box::pin(async move {
+            let found: Vec<CloudResource> = find(&self.client)
+                .await?
+                .into_iter()
+                .filter(|r| r.run_id == run_id)
+                .collect();
+            if found.is_empty() {
+                return Err(Failure::invalid_input(format!(
+                    "nothing of run {run_id} was found on DigitalOcean (droplets tagged {}, a firewall or SSH key named {})",
+                    run_tag(run_id),
+                    run_resource_name(run_id)
+                ))
+                .with_hint(LS_HINT));
+            }
+            let mut errors = remove(&self.client, &found, REMOVAL_LIMIT).await;
+            let dir = run_dir(run_id);
+            if dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(&dir)
+            {
+                errors.push(format!("could not remove {}: {e}", dir.display()));
+            }
+            Ok((found.into_iter().map(Leftover::from).collect(), errors))
+        })
+    }
+
+    fn node_address<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, Result<IpAddr, Failure>> {
+        Box::pin(droplet_address(&self.client, run_id, node))
+    }
+
+    fn removal_hint(&self, again: &str) -> Option<String> {
+        Some(format!(
+            "run {again} again; deletes on DigitalOcean are eventually consistent"
+        ))
+    }
+}
+
+/// The public address of a kept run's droplet `node`.
+async fn droplet_address(client: &DoClient, run_id: &str, node: &str) -> Result<IpAddr, Failure> {
+    let droplets = client
+        .droplets_by_tag(&run_tag(run_id))
+        .await
+        .map_err(Failure::infrastructure)?;
+    let Some(droplet) = droplets.iter().find(|d| d.name == node) else {
+        let names: Vec<&str> = droplets.iter().map(|d| d.name.as_str()).collect();
+        return Err(Failure::invalid_input(format!(
+            "run {run_id} has no droplet {node} on DigitalOcean{}",
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" (it has {})", names.join(", "))
+            }
+        ))
+        .with_hint(LS_HINT));
+    };
+    droplet.public_ipv4().map(IpAddr::V4).ok_or_else(|| {
+        Failure::infrastructure(format!("droplet {node} of run {run_id} has no public IPv4 address yet"))
+            .with_hint("wait until it is active, then ask again")
+    })
 }

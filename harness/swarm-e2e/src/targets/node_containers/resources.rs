@@ -14,8 +14,14 @@ use bollard::query_parameters::{
 };
 use futures_util::future::join_all;
 
+use std::net::IpAddr;
+
+use futures_util::future::BoxFuture;
+
 use super::NodeHandles;
+use crate::exit::Failure;
 use crate::marks::{self, NAME_PREFIX};
+use crate::targets::{Leftover, LeftoverKind, Leftovers, Removed};
 
 /// One resource found by its labels (or, for host paths, by its name).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -285,6 +291,102 @@ pub async fn teardown(host: &Docker, run_id: &str, handles: NodeHandles) -> (Vec
         removed.extend(found);
     }
     (removed, errors)
+}
+
+/// The leftovers of node containers on this machine (local runs, do-fake's droplets).
+pub struct NodeContainerLeftovers {
+    host: Docker,
+}
+
+impl NodeContainerLeftovers {
+    pub fn new(host: Docker) -> Self {
+        NodeContainerLeftovers { host }
+    }
+}
+
+impl From<LocalResource> for Leftover {
+    fn from(r: LocalResource) -> Self {
+        Leftover {
+            run_id: r.run_id,
+            kind: match r.kind {
+                ResourceKind::Container => LeftoverKind::Container,
+                ResourceKind::Network => LeftoverKind::Network,
+                ResourceKind::Volume => LeftoverKind::Volume,
+                ResourceKind::CgroupDir => LeftoverKind::CgroupDir,
+                ResourceKind::TempDir => LeftoverKind::TempDir,
+            },
+            name: r.name,
+            id: None,
+            created_unix: r.created,
+            kept: r.kept,
+        }
+    }
+}
+
+/// The local resource a leftover names; none for a cloud resource.
+fn local(r: &Leftover) -> Option<LocalResource> {
+    let kind = match r.kind {
+        LeftoverKind::Container => ResourceKind::Container,
+        LeftoverKind::Network => ResourceKind::Network,
+        LeftoverKind::Volume => ResourceKind::Volume,
+        LeftoverKind::CgroupDir => ResourceKind::CgroupDir,
+        LeftoverKind::TempDir => ResourceKind::TempDir,
+        LeftoverKind::Droplet | LeftoverKind::Firewall | LeftoverKind::SshKey => return None,
+    };
+    Some(LocalResource {
+        kind,
+        name: r.name.clone(),
+        run_id: r.run_id.clone(),
+        created: r.created_unix,
+        kept: r.kept,
+    })
+}
+
+impl Leftovers for NodeContainerLeftovers {
+    fn target(&self) -> &'static str {
+        "local"
+    }
+
+    fn place(&self) -> &'static str {
+        "this machine"
+    }
+
+    fn find(&self) -> BoxFuture<'_, anyhow::Result<Vec<Leftover>>> {
+        Box::pin(async move {
+            let found = find_resources(&self.host, None).await?;
+            Ok(found.into_iter().map(Leftover::from).collect())
+        })
+    }
+
+    fn remove<'a>(&'a self, found: &'a [Leftover]) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let mut errors: Vec<String> = (found.iter())
+                .filter(|r| local(r).is_none())
+                .map(|r| format!("{} {} is not on this machine", r.kind.as_str(), r.name))
+                .collect();
+            let resources: Vec<LocalResource> = found.iter().filter_map(local).collect();
+            errors.extend(remove_resources(&self.host, &resources).await);
+            errors
+        })
+    }
+
+    fn down<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Removed, Failure>> {
+        Box::pin(async move {
+            let (removed, errors) = teardown(&self.host, run_id, Vec::new()).await;
+            if removed.is_empty() {
+                // An id nobody has is a wrong argument, not a broken machine.
+                return Err(
+                    Failure::invalid_input(format!("nothing labelled swarm-e2e.run={run_id} was found"))
+                        .with_hint("`swarm-e2e ls` lists runs with resources"),
+                );
+            }
+            Ok((removed.into_iter().map(Leftover::from).collect(), errors))
+        })
+    }
+
+    fn node_address<'a>(&'a self, run_id: &'a str, node: &'a str) -> BoxFuture<'a, Result<IpAddr, Failure>> {
+        Box::pin(async move { Ok(super::node_address(&self.host, run_id, node).await?) })
+    }
 }
 
 #[cfg(test)]
