@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use wiremock::Request;
 
-use super::{Answer, Handler, PER_HOUR, PER_MINUTE, State, error, prune_hour, required_scopes};
+use super::answer::{Answer, error, request_id};
+use super::state::{LoggedRequest, State, now_epoch};
+use super::{Handler, PER_HOUR, PER_MINUTE};
 
 impl Handler {
     /// The answer that refuses `req` before its resource sees it, if any.
@@ -84,5 +87,102 @@ impl Handler {
             return Some(error(500, "server_error", "Unexpected server-side error"));
         }
         None
+    }
+}
+
+/// The scopes a request needs: its operation's (the spec's `security`), and what the
+/// spec's descriptions add for the fields it carries (a create naming an image, keys or
+/// tags; a list by tag; a firewall naming tags or droplets).
+pub(super) fn required_scopes(req: &Request) -> Vec<String> {
+    static SPEC: std::sync::OnceLock<crate::spec::Spec> = std::sync::OnceLock::new();
+    let spec = SPEC.get_or_init(crate::spec::Spec::vendored);
+    let method = req.method.as_str();
+    let path = req.url.path();
+    let mut needed: Vec<String> = spec.scopes_of(method, path).map(<[String]>::to_vec).unwrap_or_default();
+    if path.trim_end_matches('/').starts_with("/v2/actions") {
+        needed.push("actions:read".into());
+    }
+    let body: Value = req.body_json().unwrap_or(Value::Null);
+    let has = |v: &Value| match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    };
+    let mut add = |cond: bool, scopes: &[&str]| {
+        if cond {
+            needed.extend(scopes.iter().map(|s| s.to_string()));
+        }
+    };
+    match (method, path.trim_end_matches('/')) {
+        ("POST", "/v2/droplets") => {
+            add(has(&body["image"]), &["image:read"]);
+            add(has(&body["ssh_keys"]), &["ssh_key:read"]);
+            add(has(&body["tags"]), &["tag:create"]);
+            add(has(&body["vpc_uuid"]), &["vpc:read"]);
+        }
+        ("GET", "/v2/droplets") => add(req.url.query_pairs().any(|(k, _)| k == "tag_name"), &["tag:read"]),
+        ("POST", "/v2/firewalls") => {
+            let rules = ["inbound_rules", "outbound_rules"]
+                .iter()
+                .flat_map(|k| body[*k].as_array().cloned().unwrap_or_default());
+            let peers: Vec<Value> = rules
+                .flat_map(|r| [r["sources"].clone(), r["destinations"].clone()])
+                .collect();
+            add(
+                has(&body["tags"]) || peers.iter().any(|p| has(&p["tags"])),
+                &["tag:create", "tag:read"],
+            );
+            add(
+                has(&body["droplet_ids"]) || peers.iter().any(|p| has(&p["droplet_ids"])),
+                &["droplet:read"],
+            );
+        }
+        _ => {}
+    }
+    needed.sort();
+    needed.dedup();
+    needed
+}
+
+/// Logs the request and adds the rate-limit headers and the request id. The headers
+/// count the hourly budget, as the real API's do; a 429 says none is left.
+pub(super) fn finish(s: &mut State, ep: String, mut answer: Answer) -> Answer {
+    let now = Instant::now();
+    s.log.push(LoggedRequest {
+        endpoint: ep,
+        status: answer.status,
+        at: now,
+    });
+    prune_hour(s, now);
+    if answer.status != 429 {
+        s.hour.push_back((now, now_epoch()));
+    }
+    let remaining = if answer.status == 429 {
+        0
+    } else {
+        PER_HOUR.saturating_sub(s.hour.len())
+    };
+    let reset = s.hour.front().map(|(_, e)| e + 3600).unwrap_or_else(now_epoch);
+    let id = request_id();
+    if let Some(Value::Object(body)) = &mut answer.body
+        && body.contains_key("request_id")
+    {
+        body.insert("request_id".into(), json!(id));
+    }
+    answer
+        .header("ratelimit-limit", &PER_HOUR.to_string())
+        .header("ratelimit-remaining", &remaining.to_string())
+        .header("ratelimit-reset", &reset.to_string())
+        .header("x-request-id", &id)
+}
+
+pub(super) fn prune_hour(s: &mut State, now: Instant) {
+    while s
+        .hour
+        .front()
+        .is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(3600))
+    {
+        s.hour.pop_front();
     }
 }
