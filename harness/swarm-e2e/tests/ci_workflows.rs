@@ -4,19 +4,13 @@
 //! The nightly must keep its promises: token from a secret, doctor before the run,
 //! sweep and report upload whatever happened.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::Command;
 
+use support::{BIN, repo};
+
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_swarm-e2e");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn workflows() -> Vec<(String, Value)> {
     let dir = repo().join(".github/workflows");

@@ -2,10 +2,11 @@
 //! follows `--color` and NO_COLOR on a real terminal (a pty from util-linux `script`),
 //! and usage errors that exit 2.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_swarm-e2e");
+use support::{BIN, repo};
 
 /// Every subcommand, as `--help` lists them.
 const SUBCOMMANDS: &[&str] = &[
@@ -24,13 +25,6 @@ const SUBCOMMANDS: &[&str] = &[
     "schema",
     "man",
 ];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).current_dir(repo()).output().unwrap()
@@ -287,20 +281,11 @@ fn json_listings_validate_against_their_derived_schemas() {
         assert_eq!(out.status.code(), Some(0), "schema {name}: {out:?}");
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    for name in [
-        "ls",
-        "node-image-ls",
-        "sweep",
-        "doctor",
-        "plan",
-        "run-report",
-        "matrix-report",
-    ] {
+    for &name in swarm_e2e::cli::listing::SCHEMAS {
         let path = repo().join(format!("harness/swarm-e2e/schemas/{name}.schema.json"));
-        let checked_in: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(
             derived_schema(name),
-            checked_in,
+            support::schema(name),
             "the schema of `{name}` changed: if on purpose (and its schema version bumped where \
              incompatible), run `swarm-e2e schema {name} > {}`",
             path.display()
@@ -310,7 +295,8 @@ fn json_listings_validate_against_their_derived_schemas() {
         .unwrap()
         .count();
     assert_eq!(
-        checked_in_files, 7,
+        checked_in_files,
+        swarm_e2e::cli::listing::SCHEMAS.len(),
         "a schema file no document has, or one not compared here"
     );
     for (name, command) in documents {

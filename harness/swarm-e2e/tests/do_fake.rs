@@ -7,12 +7,9 @@ mod support;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_swarm-e2e");
-const SEED: &str = "scenarios/swarm-demo.toml";
+use support::{BIN, repo};
 
-fn repo() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+const SEED: &str = "scenarios/swarm-demo.toml";
 
 struct Out {
     code: i32,
@@ -139,8 +136,7 @@ fn api_only_dry_run_ignores_engine_checks_with_the_reason_and_stays_in_budget() 
     assert!(out.stdout.contains("8 ignored"), "{}", out.stdout);
     assert!(out.stdout.contains("ignored (--no-engines"), "{}", out.stdout);
     assert_no_leak(&out);
-    let schema: serde_json::Value = serde_json::from_str(include_str!("../schemas/run-report.schema.json")).unwrap();
-    assert!(jsonschema::is_valid(&schema, &report), "{report:#}");
+    support::valid_document("run-report", &report).unwrap();
     assert!(
         report["runs"][0]["checks"]
             .as_array()
@@ -489,15 +485,8 @@ fn plan_shows_droplets_cost_and_requests_without_any_request() {
 
 /// `stdout` parsed, and valid against the checked-in schema of document `name`.
 fn valid_document(name: &str, stdout: &str) -> serde_json::Value {
-    let path = format!("{}/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let doc: serde_json::Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
-    let errors: Vec<String> = jsonschema::validator_for(&schema)
-        .unwrap()
-        .iter_errors(&doc)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{name}: {errors:?}\n{doc:#}");
+    support::valid_document(name, &doc).unwrap_or_else(|e| panic!("{e}"));
     doc
 }
 

@@ -1,11 +1,13 @@
 //! `swarm-e2e fake-do serve` serves the fake over HTTP for any DigitalOcean client.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 /// `fake-do serve --port 0 EXTRA…`, and the base URL its first line prints.
 fn serve(extra: &[&str]) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm-e2e"))
+    let mut child = Command::new(support::BIN)
         .args(["fake-do", "serve", "--port", "0"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -96,12 +98,12 @@ async fn serve_with_the_digitalocean_profile_lags_like_the_real_api() {
 /// Runs the binary against the served fake as `--target digitalocean` would run against
 /// the real API: the base URL and token from the environment.
 fn cli(url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_swarm-e2e"))
+    Command::new(support::BIN)
         .args(args)
         .env("DIGITALOCEAN_API_URL", url)
         .env("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_fake")
         .env("NO_COLOR", "1")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .current_dir(support::repo())
         .stdin(Stdio::null())
         .output()
         .unwrap()

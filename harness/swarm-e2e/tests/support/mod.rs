@@ -18,6 +18,36 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// The checked-in schema of document `name` (`harness/swarm-e2e/schemas/NAME.schema.json`,
+/// derived from the types; `swarm_e2e::cli::listing::SCHEMAS` lists the names).
+pub fn schema(name: &str) -> serde_json::Value {
+    let path = repo().join(format!("harness/swarm-e2e/schemas/{name}.schema.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `doc` valid against the checked-in schema of `name`, or every violation and the
+/// document.
+pub fn valid_document(name: &str, doc: &serde_json::Value) -> Result<(), String> {
+    let validator = jsonschema::validator_for(&schema(name)).map_err(|e| format!("the {name} schema: {e}"))?;
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| e.to_string()).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the {name} document violates its schema: {errors:?}\n{doc:#}"))
+    }
+}
+
+/// A report file (`--json`, `matrix --json`) read, parsed and validated against the
+/// schema of `name` (`run-report`, `matrix-report`).
+pub fn read_report(path: &Path, name: &str) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON ({e}):\n{text}", path.display()))?;
+    valid_document(name, &doc)?;
+    Ok(doc)
+}
+
 pub struct Output {
     pub code: i32,
     pub stdout: String,
