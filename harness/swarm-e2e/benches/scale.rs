@@ -9,7 +9,7 @@
 //! SWARM_E2E_BENCH_SIZES overrides the local sizes (e.g. "3,5"), SWARM_E2E_BENCH_RUNS
 //! repeats each size (default 1), SWARM_E2E_BENCH_INGRESS=1 keeps the swarm's routing
 //! mesh (the scenarios set `ingress = false` otherwise), SWARM_E2E_BENCH_FAKE=0 skips
-//! the do-fake part. 100 nodes need the sysctls `ci/setup.sh` sets (`doctor --nodes 100`).
+//! the do-fake part. 100 nodes need the sysctls `scripts/setup.sh` sets (`doctor --nodes 100`).
 
 mod support;
 

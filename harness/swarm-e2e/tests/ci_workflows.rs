@@ -196,7 +196,7 @@ fn the_pull_request_workflow_runs_the_readme_test_command_and_never_a_real_accou
     let text = serde_json::to_string(pr).unwrap();
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     assert!(
-        readme.contains("ci/test.sh") && text.contains("ci/test.sh"),
+        readme.contains("scripts/test.sh") && text.contains("scripts/test.sh"),
         "runs the README's test command"
     );
     assert!(

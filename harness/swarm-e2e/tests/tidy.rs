@@ -1,6 +1,6 @@
 //! The architecture's invariants, checked on the source tree (rust-analyzer's `tidy.rs`
 //! is the model): what ARCHITECTURE.md says about the code is true because this test
-//! fails when it stops being true. Needs no engine; `ci/test.sh` runs it with the rest.
+//! fails when it stops being true. Needs no engine; `scripts/test.sh` runs it with the rest.
 //!
 //! - no import cycles: at every level of each crate's module tree, the sibling modules
 //!   depend on each other without a cycle (a module and its own parent or children are

@@ -3,8 +3,8 @@
 # the seed scenario on the local target with its phase timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ci/setup.sh
-# A toolchain ci/setup.sh just installed with rustup is not on PATH yet.
+scripts/setup.sh
+# A toolchain scripts/setup.sh just installed with rustup is not on PATH yet.
 command -v cargo >/dev/null 2>&1 || . "$HOME/.cargo/env"
 cargo build --release --locked --bin swarm-e2e
 ./target/release/swarm-e2e node-image build

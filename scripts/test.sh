@@ -3,7 +3,7 @@
 # scenarios/ against real engines on this machine (builds the node image if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ci/setup.sh
-# A toolchain ci/setup.sh just installed with rustup is not on PATH yet.
+scripts/setup.sh
+# A toolchain scripts/setup.sh just installed with rustup is not on PATH yet.
 command -v cargo >/dev/null 2>&1 || . "$HOME/.cargo/env"
 cargo test --workspace --locked

@@ -11,7 +11,7 @@
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "ci/setup.sh: run as root (it installs packages and starts dockerd)" >&2
+  echo "scripts/setup.sh: run as root (it installs packages and starts dockerd)" >&2
   exit 2
 fi
 
@@ -25,7 +25,7 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "ci/setup.sh: installing ${missing[*]}"
+  echo "scripts/setup.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -41,7 +41,7 @@ rust_found() {
 }
 if ! rust_found; then
   have=$( (rustc --version 2>/dev/null || "$HOME/.cargo/bin/rustc" --version 2>/dev/null) || echo "none")
-  echo "ci/setup.sh: Rust >= $rust_needed is needed (found: $have)"
+  echo "scripts/setup.sh: Rust >= $rust_needed is needed (found: $have)"
   if command -v rustup >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/rustup" ]; then
     PATH="$HOME/.cargo/bin:$PATH" rustup toolchain install stable --profile minimal
     PATH="$HOME/.cargo/bin:$PATH" rustup default stable
@@ -49,12 +49,12 @@ if ! rust_found; then
     sh /tmp/rustup-init.sh -y --profile minimal --default-toolchain stable
     rm -f /tmp/rustup-init.sh
   else
-    echo "ci/setup.sh: rustup's site does not answer from here; install Rust with:" >&2
+    echo "scripts/setup.sh: rustup's site does not answer from here; install Rust with:" >&2
     echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal && . \"\$HOME/.cargo/env\"" >&2
     exit 2
   fi
-  rust_found || { echo "ci/setup.sh: Rust is still older than $rust_needed" >&2; exit 2; }
-  echo "ci/setup.sh: Rust installed in ~/.cargo (run: . \"\$HOME/.cargo/env\")"
+  rust_found || { echo "scripts/setup.sh: Rust is still older than $rust_needed" >&2; exit 2; }
+  echo "scripts/setup.sh: Rust installed in ~/.cargo (run: . \"\$HOME/.cargo/env\")"
 fi
 
 # Host limits that node containers share (one kernel): the neighbour table grows with
@@ -66,9 +66,9 @@ raise() {
   have=$(sysctl -n "$key" 2>/dev/null || echo 0)
   if [ "$have" -lt "$want" ]; then
     if sysctl -q -w "$key=$want" 2>/dev/null; then
-      echo "ci/setup.sh: raised $key from $have to $want"
+      echo "scripts/setup.sh: raised $key from $have to $want"
     else
-      echo "ci/setup.sh: could not raise $key ($have); runs larger than it allows are refused" >&2
+      echo "scripts/setup.sh: could not raise $key ($have); runs larger than it allows are refused" >&2
     fi
   fi
 }
@@ -78,7 +78,7 @@ raise net.ipv4.neigh.default.gc_thresh3 12288
 raise fs.inotify.max_user_instances 512
 
 if docker info >/dev/null 2>&1; then
-  echo "ci/setup.sh: a Docker engine is running: $(docker version --format '{{.Server.Version}}')"
+  echo "scripts/setup.sh: a Docker engine is running: $(docker version --format '{{.Server.Version}}')"
   exit 0
 fi
 
@@ -107,13 +107,13 @@ wait_for() {
 # with "timeout waiting for containerd to start"). A containerd that already answers is
 # used as it is.
 if ! ctr --address "$containerd_sock" version >/dev/null 2>&1; then
-  echo "ci/setup.sh: starting containerd (log: $containerd_log)"
+  echo "scripts/setup.sh: starting containerd (log: $containerd_log)"
   setsid containerd >"$containerd_log" 2>&1 </dev/null &
   containerd_pid=$!
   # Stop order: dockerd (written below, first line), then containerd.
   echo "$containerd_pid" >>"$pidfile"
   if ! wait_for 120 "$containerd_pid" ctr --address "$containerd_sock" version; then
-    echo "ci/setup.sh: containerd did not answer on $containerd_sock; last lines of $containerd_log:" >&2
+    echo "scripts/setup.sh: containerd did not answer on $containerd_sock; last lines of $containerd_log:" >&2
     tail -20 "$containerd_log" >&2
     exit 3
   fi
@@ -121,20 +121,20 @@ fi
 
 # Offline-preferring services: nothing here may reach a registry.
 for attempt in 1 2; do
-  echo "ci/setup.sh: starting dockerd (log: $log)"
+  echo "scripts/setup.sh: starting dockerd (log: $log)"
   DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd --containerd="$containerd_sock" >"$log" 2>&1 </dev/null &
   dockerd_pid=$!
   { echo "$dockerd_pid"; grep -v "^$dockerd_pid\$" "$pidfile" || true; } >"$pidfile.new"
   mv "$pidfile.new" "$pidfile"
   wait_for 60 "$dockerd_pid" docker info && status=0 || status=$?
   if [ "$status" -eq 0 ]; then
-    echo "ci/setup.sh: dockerd $(docker version --format '{{.Server.Version}}') is ready"
+    echo "scripts/setup.sh: dockerd $(docker version --format '{{.Server.Version}}') is ready"
     exit 0
   fi
   if [ "$status" -eq 1 ]; then
-    echo "ci/setup.sh: dockerd exited (attempt $attempt); last lines of $log:" >&2
+    echo "scripts/setup.sh: dockerd exited (attempt $attempt); last lines of $log:" >&2
   else
-    echo "ci/setup.sh: dockerd did not answer within 60s (attempt $attempt); last lines of $log:" >&2
+    echo "scripts/setup.sh: dockerd did not answer within 60s (attempt $attempt); last lines of $log:" >&2
     kill "$dockerd_pid" 2>/dev/null || true
     wait_for 15 "$dockerd_pid" false || true
   fi
