@@ -72,6 +72,22 @@ impl DoError {
         }
     }
 
+    /// What to do about it, for a `hint:` line: a refused token is not fixed by waiting.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            DoError::Api { status: 401, .. } => {
+                "the token is not valid (mistyped, expired or revoked): create one under API > Tokens"
+            }
+            DoError::Api { status: 403, .. } => {
+                "give the token the scope(s) named above, or use a full-access token; \
+                 `swarm-e2e doctor --target digitalocean` probes every scope a run needs"
+            }
+            DoError::Api { status: 429, .. } => "retry later: the hourly request budget is spent",
+            DoError::Api { status: 400..500, .. } => "the request was refused as shown; nothing to retry",
+            _ => "retry later",
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             DoError::Api { status, .. } => Some(*status),
@@ -275,6 +291,7 @@ impl DoClient {
         if let Some(b) = body {
             req = req.json(b);
         }
+        let body_sent = body;
         {
             let mut s = self.stats.lock().unwrap();
             s.requests += 1;
@@ -334,7 +351,8 @@ impl DoClient {
                 .as_str()
                 .map(str::to_string)
                 .or_else(|| body["root_causes"].as_array().map(|r| format!("{r:?}")))
-                .unwrap_or_else(|| text.chars().take(200).collect()),
+                .unwrap_or_else(|| text.chars().take(200).collect())
+                + &forbidden_scopes(status, method, path, query, body_sent),
             request_id: body["request_id"].as_str().map(str::to_string).or(request_id),
             retry_after: wait,
         })
@@ -696,4 +714,27 @@ fn endpoint_of(path: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// For a 403: the scopes the call needs, which a custom-scoped token must grant (a 403
+/// of DigitalOcean's says only that the token may not).
+fn forbidden_scopes(
+    status: StatusCode,
+    method: &Method,
+    path: &str,
+    query: &[(&str, String)],
+    body: Option<&Value>,
+) -> String {
+    if status != StatusCode::FORBIDDEN {
+        return String::new();
+    }
+    let query: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let needed = crate::spec::Spec::shared().scopes_needed(method.as_str(), path, &query, body.unwrap_or(&Value::Null));
+    if needed.is_empty() {
+        return String::new();
+    }
+    format!(
+        " ({method} {path} needs the scope(s) {}: give the token them, or use a full-access token)",
+        needed.join(", ")
+    )
 }

@@ -123,6 +123,12 @@ enum Side {
 
 impl Spec {
     /// Compiles the vendored subset.
+    /// The vendored subset, compiled once per process.
+    pub fn shared() -> &'static Spec {
+        static SPEC: std::sync::OnceLock<Spec> = std::sync::OnceLock::new();
+        SPEC.get_or_init(Spec::vendored)
+    }
+
     pub fn vendored() -> Spec {
         Spec::from_document(&serde_json::from_str(SUBSET).expect("the vendored spec is JSON"))
             .expect("the vendored spec compiles")
@@ -154,6 +160,57 @@ impl Spec {
     /// The scopes the spec's `security` names for a request's operation.
     pub fn scopes_of(&self, method: &str, path: &str) -> Option<&[String]> {
         self.find(method, path).map(|o| o.scopes.as_slice())
+    }
+
+    /// Every scope a request needs: its operation's (by the spec), and those its query
+    /// and body add, as the API enforces them (a droplet create naming an image, SSH
+    /// keys or tags; a list by tag; a firewall whose rules name tags or droplets).
+    pub fn scopes_needed(&self, method: &str, path: &str, query: &[(String, String)], body: &Value) -> Vec<String> {
+        let mut needed: Vec<String> = self.scopes_of(method, path).map(<[String]>::to_vec).unwrap_or_default();
+        let path = path.trim_end_matches('/');
+        if path.starts_with("/v2/actions") {
+            needed.push("actions:read".into());
+        }
+        let has = |v: &Value| match v {
+            Value::Null => false,
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => true,
+        };
+        let mut add = |cond: bool, scopes: &[&str]| {
+            if cond {
+                needed.extend(scopes.iter().map(|s| s.to_string()));
+            }
+        };
+        match (method, path) {
+            ("POST", "/v2/droplets") => {
+                add(has(&body["image"]), &["image:read"]);
+                add(has(&body["ssh_keys"]), &["ssh_key:read"]);
+                add(has(&body["tags"]), &["tag:create"]);
+                add(has(&body["vpc_uuid"]), &["vpc:read"]);
+            }
+            ("GET", "/v2/droplets") => add(query.iter().any(|(k, _)| k == "tag_name"), &["tag:read"]),
+            ("POST", "/v2/firewalls") => {
+                let rules = ["inbound_rules", "outbound_rules"]
+                    .iter()
+                    .flat_map(|k| body[*k].as_array().cloned().unwrap_or_default());
+                let peers: Vec<Value> = rules
+                    .flat_map(|r| [r["sources"].clone(), r["destinations"].clone()])
+                    .collect();
+                add(
+                    has(&body["tags"]) || peers.iter().any(|p| has(&p["tags"])),
+                    &["tag:create", "tag:read"],
+                );
+                add(
+                    has(&body["droplet_ids"]) || peers.iter().any(|p| has(&p["droplet_ids"])),
+                    &["droplet:read"],
+                );
+            }
+            _ => {}
+        }
+        needed.sort();
+        needed.dedup();
+        needed
     }
 
     /// The operation a request is, e.g. `droplets_get` for `GET /v2/droplets/7`.

@@ -241,7 +241,7 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
             Status::Fail,
             "scopes",
             format!("could not be checked: {e}"),
-            "retry later",
+            e.hint(),
         )),
     }
     let Ok(account) = account else {
@@ -273,12 +273,7 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
                 ));
             }
         }
-        Err(e) => out.push(Finding::bad(
-            Status::Fail,
-            "droplet limit",
-            e.to_string(),
-            "retry later",
-        )),
+        Err(e) => out.push(Finding::bad(Status::Fail, "droplet limit", e.to_string(), e.hint())),
     }
     match crate::targets::digitalocean::sweep::find(client).await {
         Ok(found) if found.is_empty() => out.push(Finding::ok("leftovers", "none from earlier runs")),
@@ -288,7 +283,13 @@ pub async fn digitalocean(client: &DoClient, nodes: u64) -> Vec<Finding> {
             format!("{} resource(s) from earlier runs", found.len()),
             "swarm-e2e sweep --target digitalocean (dry run), then add --yes",
         )),
-        Err(e) => out.push(Finding::bad(Status::Warn, "leftovers", format!("{e:#}"), "retry later")),
+        Err(e) => out.push(Finding::bad(Status::Warn, "leftovers", format!("{e:#}"), api_hint(&e))),
     }
     out
+}
+
+/// The hint for an API call's failure: the client's, where the error is the API's.
+fn api_hint(e: &anyhow::Error) -> &'static str {
+    e.downcast_ref::<swarm_e2e_digitalocean::client::DoError>()
+        .map_or("retry later", swarm_e2e_digitalocean::client::DoError::hint)
 }

@@ -902,6 +902,36 @@ fn a_token_lacking_scopes_is_refused_before_anything_is_created() {
     assert!(served.contains("served "), "{served}");
 }
 
+/// A call refused for a scope names the scope it needed, and its hint says to grant it
+/// (never "retry later"): `doctor`'s leftovers listing with a token lacking `tag:read`.
+#[test]
+fn a_403_names_the_scope_the_call_needed() {
+    use swarm_e2e::targets::digitalocean::RUN_SCOPES;
+    let granted: Vec<&str> = RUN_SCOPES.iter().copied().filter(|s| *s != "tag:read").collect();
+    let (fake, url) = serve_fake(&["--token", "dop_v1_notags", "--scopes", &granted.join(",")]);
+    let env = [
+        ("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_notags"),
+        ("DIGITALOCEAN_API_URL", url.as_str()),
+    ];
+    let doctor = run(&["doctor", "--target", "digitalocean", "--format", "json"], &env);
+    stop_fake(fake);
+    let doc = valid_document("doctor", &doctor.stdout);
+    let leftovers = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["what"] == "leftovers")
+        .cloned()
+        .unwrap_or_else(|| panic!("no leftovers finding: {doc:#}"));
+    let detail = leftovers["detail"].as_str().unwrap_or_default();
+    let hint = leftovers["hint"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("403") && detail.contains("needs the scope(s)") && detail.contains("tag:read"),
+        "{leftovers:#}"
+    );
+    assert!(hint.contains("scope") && !hint.contains("retry later"), "{leftovers:#}");
+}
+
 /// The DigitalOcean timing profile, time-compressed (0.05: 46 s boots in 2.3 s, 5 s list
 /// lag in 0.25 s, 10 s delete lag, firewalls `waiting`): the seed's dry run passes, waits
 /// the boot out, and a lost create under list lag is reconciled without a duplicate.

@@ -94,55 +94,9 @@ impl Handler {
 /// spec's descriptions add for the fields it carries (a create naming an image, keys or
 /// tags; a list by tag; a firewall naming tags or droplets).
 pub(super) fn required_scopes(req: &Request) -> Vec<String> {
-    static SPEC: std::sync::OnceLock<crate::spec::Spec> = std::sync::OnceLock::new();
-    let spec = SPEC.get_or_init(crate::spec::Spec::vendored);
-    let method = req.method.as_str();
-    let path = req.url.path();
-    let mut needed: Vec<String> = spec.scopes_of(method, path).map(<[String]>::to_vec).unwrap_or_default();
-    if path.trim_end_matches('/').starts_with("/v2/actions") {
-        needed.push("actions:read".into());
-    }
+    let query: Vec<(String, String)> = req.url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
     let body: Value = req.body_json().unwrap_or(Value::Null);
-    let has = |v: &Value| match v {
-        Value::Null => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        _ => true,
-    };
-    let mut add = |cond: bool, scopes: &[&str]| {
-        if cond {
-            needed.extend(scopes.iter().map(|s| s.to_string()));
-        }
-    };
-    match (method, path.trim_end_matches('/')) {
-        ("POST", "/v2/droplets") => {
-            add(has(&body["image"]), &["image:read"]);
-            add(has(&body["ssh_keys"]), &["ssh_key:read"]);
-            add(has(&body["tags"]), &["tag:create"]);
-            add(has(&body["vpc_uuid"]), &["vpc:read"]);
-        }
-        ("GET", "/v2/droplets") => add(req.url.query_pairs().any(|(k, _)| k == "tag_name"), &["tag:read"]),
-        ("POST", "/v2/firewalls") => {
-            let rules = ["inbound_rules", "outbound_rules"]
-                .iter()
-                .flat_map(|k| body[*k].as_array().cloned().unwrap_or_default());
-            let peers: Vec<Value> = rules
-                .flat_map(|r| [r["sources"].clone(), r["destinations"].clone()])
-                .collect();
-            add(
-                has(&body["tags"]) || peers.iter().any(|p| has(&p["tags"])),
-                &["tag:create", "tag:read"],
-            );
-            add(
-                has(&body["droplet_ids"]) || peers.iter().any(|p| has(&p["droplet_ids"])),
-                &["droplet:read"],
-            );
-        }
-        _ => {}
-    }
-    needed.sort();
-    needed.dedup();
-    needed
+    crate::spec::Spec::shared().scopes_needed(req.method.as_str(), req.url.path(), &query, &body)
 }
 
 /// Logs the request and adds the rate-limit headers and the request id. The headers
