@@ -29,6 +29,7 @@ pub mod run;
 pub mod shard;
 pub mod targets;
 pub mod wait;
+pub mod watchdog;
 
 /// Makes aws-lc-rs the process-wide rustls provider. Call first in every `main`: if a
 /// dependency ever compiles in a second provider, rustls would otherwise panic on the

@@ -49,7 +49,7 @@ pub enum UnderlayFault {
     /// Nothing is sent to or received from these addresses (one side of a partition).
     Cut(Vec<IpAddr>),
     /// This share (percent) of the overlay's data-path packets (udp/4789, VXLAN) from
-    /// these addresses is dropped on arrival (iptables' statistic match: the kernel may
+    /// these addresses (none: from anywhere) is dropped on arrival (iptables' statistic match: the kernel may
     /// have no netem). Gossip and the managers' traffic are spared: losing them is a
     /// different fault (see `DropInbound`), which memberlist reacts to by itself.
     Loss { percent: u32, from: Vec<IpAddr> },
@@ -62,6 +62,9 @@ impl std::fmt::Display for UnderlayFault {
             UnderlayFault::Mtu(m) => write!(f, "underlay MTU {m}"),
             UnderlayFault::DropInbound { proto, port } => write!(f, "inbound {proto}/{port} dropped"),
             UnderlayFault::Cut(a) => write!(f, "cut from [{}]", list(a)),
+            UnderlayFault::Loss { percent, from } if from.is_empty() => {
+                write!(f, "{percent}% of arriving VXLAN packets dropped")
+            }
             UnderlayFault::Loss { percent, from } => {
                 write!(f, "{percent}% of VXLAN packets from [{}] dropped", list(from))
             }
@@ -123,18 +126,12 @@ fn script(node: &EngineNode, fault: &UnderlayFault, owner: Owner) -> String {
         ),
         UnderlayFault::Loss { percent, from } => {
             let p = f64::from((*percent).min(100)) / 100.0;
-            format!(
-                "{} && {}",
-                chains(owner),
-                rules(
-                    chain_in,
-                    from.iter()
-                        .map(|a| format!(
-                            "-s {a} -p udp --dport 4789 -m statistic --mode random --probability {p:.2} -j DROP"
-                        ))
-                        .collect()
-                )
-            )
+            let drop = format!("-p udp --dport 4789 -m statistic --mode random --probability {p:.2} -j DROP");
+            let sources: Vec<String> = match from.as_slice() {
+                [] => vec![drop],
+                from => from.iter().map(|a| format!("-s {a} {drop}")).collect(),
+            };
+            format!("{} && {}", chains(owner), rules(chain_in, sources))
         }
     }
 }

@@ -128,12 +128,14 @@ use KeyType as T;
 pub const CHECK_KINDS: &[CheckKindSpec] = &[
     CheckKindSpec {
         name: "ping-by-name",
-        doc: "a probe on `from` resolves `target` by name on `network` and pings it (full-size by default)",
+        doc: "a probe on `from` resolves `target` by name on `network` and pings it (full-size by default), then \
+              a burst of pings loses at most `max_loss` percent",
         keys: &[
             req("from", T::Node),
             req("network", T::Network),
             req("target", T::Target),
             opt("payload", T::Integer),
+            opt("max_loss", T::Integer),
         ],
         topologies: BOTH,
         disruptive: false,
@@ -300,6 +302,11 @@ pub enum Payload {
     Off,
 }
 
+/// The share of `ping-by-name`'s burst that may be lost unless told: 2 of 40 pings. A
+/// clean overlay loses none; a path losing a tenth of its packets trips it (nearly)
+/// every time.
+pub const DEFAULT_MAX_LOSS_PERCENT: u32 = 5;
+
 /// The largest ICMP payload an IPv4 packet can carry.
 pub const MAX_PING_PAYLOAD: u32 = 65_507;
 
@@ -313,6 +320,9 @@ pub enum CheckKind {
         network: String,
         target: String,
         payload: Payload,
+        /// The share of a burst of pings (percent) that may be lost once the path
+        /// answers: loss is measured, not retried away.
+        max_loss: u32,
     },
     /// Every running task of `service` is on one of `expect_nodes`, and every replica runs;
     /// with `expect_counts`, exactly that many tasks on each node (others: none).

@@ -8,8 +8,8 @@ use super::raw::RawCheck;
 use super::{Parser, S, eligible_nodes, span_of};
 use crate::diag::Problem;
 use crate::{
-    CheckKind, Container, DEFAULT_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Network,
-    Node, Payload, Role, Service, ServiceMode, Topology,
+    CheckKind, Container, DEFAULT_LOSS_PERCENT, DEFAULT_MAX_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, MAX_PING_PAYLOAD,
+    MAX_TRANSFER_BYTES, Network, Node, Payload, Role, Service, ServiceMode, Topology,
 };
 
 /// Validates one check of a kind; its required keys are present. `None` when a problem
@@ -120,11 +120,27 @@ fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
             }
         },
     };
+    let max_loss = match &c.raw.max_loss {
+        None => DEFAULT_MAX_LOSS_PERCENT,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(percent) if percent <= 100 => percent,
+            _ => {
+                p.push(
+                    Problem::new(format!("`max_loss = {}` is no percentage", n.get_ref()), span_of(n)).help(format!(
+                        "give 0 to 100 (percent of the burst's pings that may be lost; 100 accepts any loss), or \
+                         leave it out for {DEFAULT_MAX_LOSS_PERCENT}"
+                    )),
+                );
+                DEFAULT_MAX_LOSS_PERCENT
+            }
+        },
+    };
     Some(CheckKind::PingByName {
         from: from.into_inner(),
         network: network.into_inner(),
         target: target.into_inner(),
         payload,
+        max_loss,
     })
 }
 

@@ -95,6 +95,7 @@ pub(crate) struct RawCheck {
     pub(crate) label: Option<S<String>>,
     pub(crate) query: Option<S<String>>,
     pub(crate) payload: Option<S<i64>>,
+    pub(crate) max_loss: Option<S<i64>>,
     pub(crate) to: Option<S<String>>,
     pub(crate) nodes: Option<S<Vec<S<String>>>>,
     pub(crate) percent: Option<S<i64>>,
@@ -106,7 +107,7 @@ pub(crate) struct RawCheck {
 impl RawCheck {
     /// The keys of a check beside `name`, `kind`, `timeout` and `retries`: what check
     /// kinds take (`check_kinds::CHECK_KINDS` says which).
-    pub(crate) const KEYS: [&str; 14] = [
+    pub(crate) const KEYS: [&str; 15] = [
         "from",
         "network",
         "target",
@@ -117,6 +118,7 @@ impl RawCheck {
         "label",
         "query",
         "payload",
+        "max_loss",
         "to",
         "nodes",
         "percent",
@@ -124,7 +126,7 @@ impl RawCheck {
     ];
 
     /// Each of [`Self::KEYS`] and whether this check has it.
-    pub(crate) fn keys_present(&self) -> [(&'static str, bool); 14] {
+    pub(crate) fn keys_present(&self) -> [(&'static str, bool); 15] {
         let present = [
             self.from.is_some(),
             self.network.is_some(),
@@ -136,6 +138,7 @@ impl RawCheck {
             self.label.is_some(),
             self.query.is_some(),
             self.payload.is_some(),
+            self.max_loss.is_some(),
             self.to.is_some(),
             self.nodes.is_some(),
             self.percent.is_some(),

@@ -77,16 +77,97 @@ fn can_match(rule: &str, proto: &str, port: u16) -> bool {
 /// packets to each other; returns the cause the counts show (a line starting with
 /// `cause:` or `cause not found:`).
 pub(super) async fn vxlan_cause(env: &CheckEnv, from: &str, to: &[&str], pinger: &Pinger<'_>) -> String {
-    match counted(env, from, to, pinger).await {
+    // Three pings, a second apart, each waiting a second for its reply.
+    let counted = counted(env, from, to, pinger, &["-c", "3", "-W", "1"]).await;
+    let (answered, readings) = match counted {
         Ok(c) => c,
-        Err(e) => format!(
-            "cause not found: the VXLAN packets between {from} and {} could not be counted: {e:#}",
-            to.join(", ")
+        Err(e) => return not_counted(from, to, e),
+    };
+    if answered {
+        return format!(
+            "cause not found: the ping got its replies when it was tried again while the packets were counted: \
+             the loss was transient ({})",
+            summary(from, to, &readings)
+        );
+    }
+    classify(env, from, to, &readings).await
+}
+
+fn not_counted(from: &str, to: &[&str], e: anyhow::Error) -> String {
+    format!(
+        "cause not found: the VXLAN packets between {from} and {} could not be counted: {e:#}",
+        to.join(", ")
+    )
+}
+
+/// Where a lossy path loses its packets: `pinger` sends a burst again (`ping_args`) while
+/// `from` and `to` count their VXLAN packets; the direction that loses most is named,
+/// with the firewall rules that dropped them.
+pub(super) async fn loss_cause(
+    env: &CheckEnv,
+    from: &str,
+    to: &[&str],
+    pinger: &Pinger<'_>,
+    ping_args: &[&str],
+) -> String {
+    match counted(env, from, to, pinger, ping_args).await {
+        Ok((_, readings)) => attribute_loss(from, to, &readings),
+        Err(e) => not_counted(from, to, e),
+    }
+}
+
+/// The direction between `from` and a peer that lost the most VXLAN packets: on the
+/// wire (sent, never counted on arrival) or in the receiver's firewall (counted on
+/// arrival by the raw table, dropped by a filter rule after).
+fn attribute_loss(from: &str, to: &[&str], readings: &[Reading]) -> String {
+    let sender = &readings[0];
+    let mut worst: Option<(u64, String)> = None;
+    for (i, peer) in to.iter().enumerate() {
+        let (out, back) = (sender.peers[i], readings[i + 1].peers[0]);
+        let there = (from, *peer, out.sent, back.received, &readings[i + 1]);
+        let home = (*peer, from, back.sent, out.received, sender);
+        for (a, b, sent, arrived, at_b) in [there, home] {
+            let rules = at_b.drops_of("udp", VXLAN_PORT);
+            let dropped: u64 = rules.iter().map(|r| at_b.drops[*r]).sum();
+            let on_wire = sent.saturating_sub(arrived);
+            let lost = on_wire + dropped;
+            if lost == 0 || worst.as_ref().is_some_and(|(w, _)| lost <= *w) {
+                continue;
+            }
+            let said = if dropped > 0 {
+                format!(
+                    "cause: {b}'s firewall drops VXLAN packets (udp/{VXLAN_PORT}) from {a}: {a} sent {sent}, \
+                     {arrived} arrived, {dropped} dropped at {b}{}",
+                    firewall(b, &rules, "them")
+                )
+            } else {
+                format!(
+                    "cause: VXLAN packets (udp/{VXLAN_PORT}) from {a} to {b} are lost on the way: {a} sent {sent}, \
+                     {arrived} arrived at {b} (no firewall rule of {b} dropped them)"
+                )
+            };
+            worst = Some((lost, said));
+        }
+    }
+    match worst {
+        Some((_, said)) => format!("{said}; {}", summary(from, to, readings)),
+        None => format!(
+            "cause not found: every VXLAN packet of a second burst crossed both ways ({}): the loss was \
+             transient, or inside an overlay's namespace or the target's container",
+            summary(from, to, readings)
         ),
     }
 }
 
-async fn counted(env: &CheckEnv, from: &str, to: &[&str], pinger: &Pinger<'_>) -> anyhow::Result<String> {
+/// Counts the VXLAN packets between `from` and `to` while `pinger` pings with
+/// `ping_args`; whether the ping got its replies, and each node's reading (`from` first).
+async fn counted(
+    env: &CheckEnv,
+    from: &str,
+    to: &[&str],
+    pinger: &Pinger<'_>,
+    ping_args: &[&str],
+) -> anyhow::Result<(bool, Vec<Reading>)> {
     let chain = format!("SWARM-E2E-D-{}", crate::marks::new_run_id());
     let address = |n: &str| env.cluster.node(n).address;
     let from_peers: Vec<IpAddr> = to.iter().map(|n| address(n)).collect();
@@ -111,13 +192,10 @@ async fn counted(env: &CheckEnv, from: &str, to: &[&str], pinger: &Pinger<'_>) -
         let out = r.map_err(|e| anyhow::anyhow!("installing the counters on {n}: {e:#}"))?;
         before_drops.push(drop_counts(&out));
     }
-    // Three pings, a second apart, each waiting a second for its reply.
-    let pinged = exec(
-        pinger.docker,
-        pinger.probe,
-        &["ping", "-c", "3", "-W", "1", pinger.target],
-    )
-    .await;
+    let mut args = vec!["ping"];
+    args.extend(ping_args);
+    args.push(pinger.target);
+    let pinged = exec(pinger.docker, pinger.probe, &args).await;
     let script = read_and_remove(chain);
     let after = join_all(
         nodes
@@ -131,19 +209,14 @@ async fn counted(env: &CheckEnv, from: &str, to: &[&str], pinger: &Pinger<'_>) -
         let out = r.map_err(|e| anyhow::anyhow!("reading the counters on {n}: {e:#}"))?;
         let mut reading = parse_reading(&out, peers.len())
             .ok_or_else(|| anyhow::anyhow!("unreadable counters on {n}: {:?}", out.trim()))?;
-        reading
-            .drops
-            .retain(|rule, after| *after > before.get(rule).copied().unwrap_or(0));
+        // What each rule dropped meanwhile.
+        for (rule, after) in reading.drops.iter_mut() {
+            *after = after.saturating_sub(before.get(rule).copied().unwrap_or(0));
+        }
+        reading.drops.retain(|_, dropped| *dropped > 0);
         readings.push(reading);
     }
-    if matches!(pinged, Ok((0, _))) {
-        return Ok(format!(
-            "cause not found: the ping got its replies when it was tried again while the packets were counted: \
-             the loss was transient ({})",
-            summary(from, to, &readings)
-        ));
-    }
-    Ok(classify(env, from, to, &readings).await)
+    Ok((matches!(pinged, Ok((0, _))), readings))
 }
 
 /// Why the counts say the pings got no reply.

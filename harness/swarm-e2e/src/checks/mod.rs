@@ -79,6 +79,9 @@ pub struct CheckEnv {
     pub last_order: Vec<String>,
     /// How many of `last_order` have ended.
     pub turn: tokio::sync::watch::Sender<usize>,
+    /// Watches the nodes and the swarm while the checks run: a plain check whose wait has
+    /// become impossible ends at once, with the cause.
+    pub watchdog: crate::watchdog::Watchdog,
 }
 
 /// Ends a check's turn among those that run last, also when its future is dropped.
@@ -231,11 +234,24 @@ async fn attempt(env: &CheckEnv, check: &Check, at_start: FirstLook) -> Outcome 
             )),
         }
     };
+    // A plain check ends as soon as the watchdog knows it cannot pass; disruptive ones
+    // need nothing of it (they break nodes themselves).
+    let needs = crate::watchdog::Needs::of(&check.kind, &env.scenario);
+    let started = std::time::Instant::now();
+    let watched = async {
+        tokio::select! {
+            r = registry => r,
+            why = env.watchdog.until_impossible(&needs) => Ok(Outcome::Failed(format!(
+                "{why}\n(ended by the watchdog {:.1} s into the check)",
+                started.elapsed().as_secs_f64()
+            ))),
+        }
+    };
     // A check's own `timeout` ends it wherever it is; what it changed is healed by the
     // guards its future drops (underlay faults, counting rules, drained nodes).
     let result = match check.timeout {
-        None => registry.await,
-        Some(limit) => match tokio::time::timeout(limit, registry).await {
+        None => watched.await,
+        Some(limit) => match tokio::time::timeout(limit, watched).await {
             Ok(r) => r,
             Err(_) => Ok(Outcome::Failed(format!(
                 "no verdict within {} (the check's `timeout`)",

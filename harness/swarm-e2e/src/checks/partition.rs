@@ -45,9 +45,23 @@ pub(super) struct Partition<'a> {
     pub target: &'a str,
 }
 
+impl Partition<'_> {
+    /// The ping across: it must answer (loss is the `packet-loss` check's business).
+    fn ping(&self, payload: Payload) -> ping_by_name::Ping<'_> {
+        ping_by_name::Ping {
+            check: self.check,
+            from: self.from,
+            network: self.network,
+            target: self.target,
+            payload,
+            max_loss: None,
+        }
+    }
+}
+
 pub(super) async fn run(env: &CheckEnv, p: &Partition<'_>) -> anyhow::Result<Outcome> {
     // The name answers before the cut, or the check would blame the partition for it.
-    match ping_by_name::run(env, p.check, p.from, p.network, p.target, Payload::Off).await? {
+    match ping_by_name::run(env, &p.ping(Payload::Off)).await? {
         Outcome::Passed => {}
         Outcome::Failed(m) => return Ok(Outcome::Failed(format!("before the partition: {m}"))),
         ignored => return Ok(ignored),
@@ -93,16 +107,14 @@ pub(super) async fn run(env: &CheckEnv, p: &Partition<'_>) -> anyhow::Result<Out
             p.cut.join(", ")
         )));
     }
-    Ok(
-        match ping_by_name::run(env, p.check, p.from, p.network, p.target, Payload::OverlayMtu).await? {
-            Outcome::Failed(m) => Outcome::Failed(format!(
-                "{:.1} s after the partition of {} healed: {m}",
-                healing.elapsed().as_secs_f64(),
-                p.cut.join(", ")
-            )),
-            other => other,
-        },
-    )
+    Ok(match ping_by_name::run(env, &p.ping(Payload::OverlayMtu)).await? {
+        Outcome::Failed(m) => Outcome::Failed(format!(
+            "{:.1} s after the partition of {} healed: {m}",
+            healing.elapsed().as_secs_f64(),
+            p.cut.join(", ")
+        )),
+        other => other,
+    })
 }
 
 /// Waits until every node is Ready again. While a cut node stays Down, its underlay

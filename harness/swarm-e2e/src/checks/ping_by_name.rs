@@ -20,22 +20,31 @@ pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outco
         network,
         target,
         payload,
+        max_loss,
     } = &check.kind
     else {
         return Err(super::misrouted(check));
     };
-    run(env, &check.name, from, network, target, *payload).await
+    let ping = Ping {
+        check: &check.name,
+        from,
+        network,
+        target,
+        payload: *payload,
+        max_loss: Some(*max_loss),
+    };
+    run(env, &ping).await
 }
 
 /// The headline check: `from` resolves `target` by name over `network` and pings it.
-pub(super) async fn run(
-    env: &CheckEnv,
-    check: &str,
-    from: &str,
-    network: &str,
-    target: &str,
-    payload: Payload,
-) -> anyhow::Result<Outcome> {
+pub(super) async fn run(env: &CheckEnv, ping: &Ping<'_>) -> anyhow::Result<Outcome> {
+    let Ping {
+        check,
+        from,
+        network,
+        target,
+        ..
+    } = *ping;
     if let Some(service) = env.scenario.service(target)
         && service.endpoint_mode == EndpointMode::Vip
         && !env.kernel.ipvs
@@ -88,29 +97,25 @@ pub(super) async fn run(
     .await
     .with_context(|| format!("starting probe container `{probe_name}` on {from} attached to {network}"))?;
     tracing::debug!(check, "probe started in {:.2}s", starting.elapsed().as_secs_f64());
-    let ping = Ping {
-        check,
-        from,
-        network,
-        target,
-        payload,
-    };
-    let outcome = probe_ping(env, &node.docker, &probe, &ping).await;
+    let outcome = probe_ping(env, &node.docker, &probe, ping).await;
     let _ = remove_probe(&node.docker, &probe).await;
     outcome
 }
 
+/// What one ping-by-name asks for.
+pub(super) struct Ping<'a> {
+    pub check: &'a str,
+    pub from: &'a str,
+    pub network: &'a str,
+    pub target: &'a str,
+    pub payload: Payload,
+    /// The share of a burst that may be lost (percent); `None`: no burst (a path just
+    /// healed is asked only to answer).
+    pub max_loss: Option<u32>,
+}
+
 /// How long a name may take to resolve before gossip is looked at.
 const GOSSIP_GRACE: Duration = Duration::from_secs(5);
-
-/// What one ping-by-name check asks for.
-struct Ping<'a> {
-    check: &'a str,
-    from: &'a str,
-    network: &'a str,
-    target: &'a str,
-    payload: Payload,
-}
 
 async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_>) -> anyhow::Result<Outcome> {
     let Ping {
@@ -202,7 +207,71 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
             addrs.join(", ")
         )));
     }
-    large_ping(env, docker, probe, ping, &nodes).await
+    let large = large_ping(env, docker, probe, ping, &nodes).await?;
+    match ping.max_loss {
+        Some(max_loss) if large == Outcome::Passed => burst(env, docker, probe, ping, &nodes, max_loss).await,
+        _ => Ok(large),
+    }
+}
+
+/// How many pings the burst sends, and how far apart (0.8 s in all).
+const BURST: &[&str] = &["-q", "-c", "40", "-i", "0.02", "-W", "1"];
+
+/// Step 4: loss, measured once the path answers. A burst of small pings; when more than
+/// `max_loss` percent get no reply, the check fails naming the path, and the drops are
+/// attributed by counting the VXLAN packets of a second burst on both ends.
+async fn burst(
+    env: &CheckEnv,
+    docker: &Docker,
+    probe: &str,
+    ping: &Ping<'_>,
+    target_nodes: &[String],
+    max_loss: u32,
+) -> anyhow::Result<Outcome> {
+    let mut args = vec!["ping"];
+    args.extend(BURST);
+    args.push(ping.target);
+    let (_, out) = exec(docker, probe, &args).await?;
+    let Some((sent, received)) = burst_counts(&out) else {
+        anyhow::bail!("reading the burst's summary in the probe: {}", out.trim());
+    };
+    let lost = sent.saturating_sub(received);
+    let percent = (lost * 100).checked_div(sent).unwrap_or(100);
+    tracing::debug!(check = ping.check, sent, received, "burst");
+    if percent <= u64::from(max_loss) {
+        return Ok(Outcome::Passed);
+    }
+    let others: Vec<&str> = (target_nodes.iter())
+        .map(String::as_str)
+        .filter(|n| *n != ping.from)
+        .collect();
+    let cause = if others.is_empty() {
+        format!(
+            "cause not found: the target runs on {} itself: no underlay between them",
+            ping.from
+        )
+    } else {
+        let pinger = super::datapath::Pinger {
+            docker,
+            probe,
+            target: ping.target,
+        };
+        super::datapath::loss_cause(env, ping.from, &others, &pinger, BURST).await
+    };
+    Ok(Outcome::Failed(format!(
+        "loss on the path: {lost} of {sent} pings from {} to `{}` on {} got no reply ({percent}%, `max_loss` is \
+         {max_loss}%)\n{cause}",
+        ping.from, ping.target, ping.network
+    )))
+}
+
+/// `40 packets transmitted, 38 packets received, 5% packet loss` -> (40, 38).
+fn burst_counts(out: &str) -> Option<(u64, u64)> {
+    let line = out.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut numbers = line
+        .split(',')
+        .map(|part| part.split_whitespace().next()?.parse::<u64>().ok());
+    Some((numbers.next()??, numbers.next()??))
 }
 
 /// Step 3: a packet as large as the overlay carries (or `payload` bytes). An underlay
@@ -250,4 +319,17 @@ async fn large_ping(
         ping.network,
         ping.from
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::burst_counts;
+
+    #[test]
+    fn the_burst_summary_is_read() {
+        let out = "\n--- foo ping statistics ---\n40 packets transmitted, 23 packets received, 42% packet loss\n\
+                   round-trip min/avg/max = 0.070/0.140/0.533 ms\n";
+        assert_eq!(burst_counts(out), Some((40, 23)));
+        assert_eq!(burst_counts("ping: bad address 'foo'"), None);
+    }
 }

@@ -144,7 +144,8 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     inject_stopped_engine: Option<String>,
     /// Test hook: break a node's underlay once the workloads are deployed:
-    /// `mtu=1280@NODE`, `drop-vxlan@NODE`, `drop-gossip@NODE` (repeatable).
+    /// `mtu=1280@NODE`, `loss=40@NODE`, `drop-vxlan@NODE`, `drop-gossip@NODE`,
+    /// `pause@NODE`, `freeze@NODE`, `drain@NODE` (repeatable).
     #[arg(long, hide = true, value_name = "FAULT@NODE")]
     inject_fault: Vec<crate::targets::InjectedFault>,
     /// Test hook: the first attempt of this check fails whatever it saw (repeatable):

@@ -20,6 +20,7 @@ use crate::images::BUSYBOX_IMAGE;
 use crate::netfault;
 use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
 use crate::targets::{NodeControl, NodeFault};
+use crate::watchdog::Watchdog;
 
 /// Bound on creating a scenario's services and containers.
 const WORKLOAD_DEPLOY_LIMIT: Duration = Duration::from_secs(60);
@@ -144,6 +145,12 @@ fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeC
                 if let NodeFault::RemoveNodeLabel(key) = &f.fault {
                     update_node_spec(&cluster.manager().docker, &node.node_id, |s| {
                         s.labels.get_or_insert_with(HashMap::new).remove(key);
+                    })
+                    .await?;
+                }
+                if f.fault == NodeFault::Drained {
+                    update_node_spec(&cluster.manager().docker, &node.node_id, |s| {
+                        s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::DRAIN)
                     })
                     .await?;
                 }
@@ -288,6 +295,14 @@ fn check_env(
         .map(|(_, c)| c)
         .partition(|c| c.kind.runs_last());
     let plain = plain.len();
+    let swarm = ctx.scenario.topology != swarm_e2e_model::Topology::Classic;
+    let reporter = ctx.reporter.clone();
+    let tell = Box::new(move |fact: String| {
+        reporter.event(&Event::Note {
+            text: format!("      watchdog: {fact}"),
+        })
+    });
+    let watchdog = Watchdog::start(ctx.rt.handle(), cluster.clone(), node_control.clone(), swarm, tell);
     Arc::new(CheckEnv {
         scenario: ctx.scenario.clone(),
         cluster,
@@ -304,6 +319,7 @@ fn check_env(
         last_order: last.iter().map(|c| c.name.clone()).collect(),
         turn: tokio::sync::watch::Sender::new(0),
         plain_left: tokio::sync::watch::Sender::new(plain),
+        watchdog,
     })
 }
 

@@ -83,6 +83,9 @@ pub trait NodeControl: Send + Sync {
     /// Why a node's engine does not answer, as far as the target can see it (its
     /// container exited, with the code and last log lines; its engine was stopped).
     fn why_silent<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Why a node's engine cannot answer, only when that is certain (its container
+    /// exited or is paused, its engine was stopped): what the watchdog acts on at once.
+    fn certain_silence<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>>;
     /// Test hook (`freeze`): the whole node stops (its engine accepts connections and
     /// never answers).
     fn freeze<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
@@ -97,6 +100,9 @@ pub enum NodeFault {
     DropVxlan,
     /// tcp+udp/7946 (gossip) to the node is dropped.
     DropGossip,
+    /// This share (percent) of the VXLAN packets arriving at the node is dropped: a
+    /// lossy link, which a single retried ping does not notice.
+    VxlanLoss(u32),
     /// The node's engine is configured with an option it does not know, so it exits
     /// while it starts (applied at provisioning).
     BadEngineOption,
@@ -108,6 +114,9 @@ pub enum NodeFault {
     /// The node's availability is `pause` before the workloads are deployed (an
     /// operator's leftover): it takes no new tasks.
     Paused,
+    /// The node is drained once the workloads run (an operator's drain during the run):
+    /// its tasks move elsewhere and no new one starts there.
+    Drained,
     /// The node is frozen once the workloads run (its container paused, where the
     /// target has node control): its engine accepts connections and never answers, as
     /// an overloaded or wedged host does.
@@ -117,9 +126,13 @@ pub enum NodeFault {
 impl NodeFault {
     /// What the fault does to the node's underlay (nothing, for faults made elsewhere).
     pub fn underlay(&self) -> Vec<crate::netfault::UnderlayFault> {
-        use crate::netfault::UnderlayFault::{DropInbound, Mtu};
+        use crate::netfault::UnderlayFault::{DropInbound, Loss, Mtu};
         match self {
             NodeFault::UnderlayMtu(m) => vec![Mtu(*m)],
+            NodeFault::VxlanLoss(percent) => vec![Loss {
+                percent: *percent,
+                from: Vec::new(),
+            }],
             NodeFault::DropVxlan => vec![DropInbound {
                 proto: "udp",
                 port: 4789,
@@ -138,13 +151,14 @@ impl NodeFault {
             | NodeFault::RemoveNodeLabel(_)
             | NodeFault::StickyPartition
             | NodeFault::Paused
+            | NodeFault::Drained
             | NodeFault::Frozen => vec![],
         }
     }
 }
 
-/// A fault and the node it goes to: `mtu=1280@node-2`, `drop-vxlan@node-2`,
-/// `drop-gossip@node-2` (the hidden `--inject-fault` of `run`).
+/// A fault and the node it goes to: `mtu=1280@node-2`, `loss=40@node-2`, `drop-vxlan@node-2`,
+/// `drop-gossip@node-2`, `drain@node-2` (the hidden `--inject-fault` of `run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InjectedFault {
     pub node: String,
@@ -161,16 +175,21 @@ impl std::str::FromStr for InjectedFault {
         let fault = match what.split_once('=') {
             Some(("mtu", n)) => NodeFault::UnderlayMtu(n.parse().map_err(|_| format!("`{n}` is no MTU"))?),
             Some(("unlabel", key)) => NodeFault::RemoveNodeLabel(key.to_string()),
+            Some(("loss", n)) => match n.parse() {
+                Ok(percent) if percent <= 100 => NodeFault::VxlanLoss(percent),
+                _ => return Err(format!("`{n}` is no percentage (0-100)")),
+            },
             None if what == "drop-vxlan" => NodeFault::DropVxlan,
             None if what == "drop-gossip" => NodeFault::DropGossip,
             None if what == "bad-engine-option" => NodeFault::BadEngineOption,
             None if what == "sticky-partition" => NodeFault::StickyPartition,
             None if what == "pause" => NodeFault::Paused,
+            None if what == "drain" => NodeFault::Drained,
             None if what == "freeze" => NodeFault::Frozen,
             _ => {
                 return Err(format!(
-                    "`{what}`: faults are mtu=N, drop-vxlan, drop-gossip, bad-engine-option, unlabel=KEY, \
-                     sticky-partition, pause, freeze"
+                    "`{what}`: faults are mtu=N, loss=PERCENT, drop-vxlan, drop-gossip, bad-engine-option, unlabel=KEY, \
+                     sticky-partition, pause, drain, freeze"
                 ));
             }
         };

@@ -42,6 +42,10 @@ pub fn trials() -> Vec<Trial> {
             wrong_expectation_fails_clearly_with_reports_and_artifacts,
         ),
         Trial::test("node-death-is-named-in-the-failure", node_death_is_named_in_the_failure),
+        Trial::test(
+            "watchdog::checks-that-cannot-pass-end-with-the-cause",
+            checks_that_cannot_pass_end_with_the_cause,
+        ),
     ]);
     for flaky_fails in [false, true] {
         let name = if flaky_fails {
@@ -93,16 +97,17 @@ fn a_check_ends_at_its_own_timeout() -> Result<(), Failed> {
         &[
             "run",
             "--inject-fault",
-            "freeze@ct-3",
+            "drop-vxlan@ct-3",
             "fixtures/run-outcomes/check-timeout.toml",
         ],
         None,
     );
     expect_code(&out, 1)?;
     let said = "no verdict within 2s (the check's `timeout`)";
-    if !out.stdout.contains(said) || !out.stdout.contains("check-timeout::network-ct-net ... FAILED") {
+    let failed = (out.stdout.lines()).any(|l| l.contains("check-timeout::ping-far ") && l.ends_with("FAILED"));
+    if !out.stdout.contains(said) || !failed {
         return Err(format!(
-            "the network check did not end on its own timeout (`{said}`)\n{}",
+            "the ping check did not end on its own timeout (`{said}`)\n{}",
             out.context()
         )
         .into());
@@ -247,6 +252,64 @@ fn node_death_is_named_in_the_failure() -> Result<(), Failed> {
     expect_code(&out, 1)?;
     if !out.stdout.contains("not answering: wp-2") {
         return Err(format!("the failure does not name the dead node\n{}", out.context()).into());
+    }
+    assert_clean(&out)
+}
+
+/// A drained node, a stopped engine and a frozen node while the checks run: each check
+/// that depends on one ends within seconds with that node's cause (the run's watchdog),
+/// far inside its 120 s bound, and the check among healthy nodes passes.
+fn checks_that_cannot_pass_end_with_the_cause() -> Result<(), Failed> {
+    node_image()?;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = run(
+        &[
+            "run",
+            "--inject-fault",
+            "drain@wd-2",
+            "--inject-stopped-engine",
+            "wd-3",
+            "--inject-fault",
+            "freeze@wd-4",
+            "--json",
+            json.to_str().unwrap(),
+            "fixtures/run-outcomes/watchdog.toml",
+        ],
+        None,
+    );
+    expect_code(&out, 1)?;
+    let report = read_report(&json, "run-report")?;
+    let checks = report["runs"][0]["checks"].as_array().cloned().unwrap_or_default();
+    // The pings would wait for a task or an answer; membership's refused connection
+    // fails it by itself, and the cause is named either way.
+    let expected = [
+        ("reach-the-drained", "failed", "wd-2: drained", true),
+        (
+            "reach-from-the-frozen",
+            "failed",
+            "wd-4: its node container is paused",
+            true,
+        ),
+        ("membership", "failed", "wd-3: its engine was stopped", false),
+        ("reach-among-the-healthy", "passed", "", false),
+    ];
+    for (name, outcome, said, by_watchdog) in expected {
+        let Some(c) = checks.iter().find(|c| c["name"] == name) else {
+            return Err(format!("no record of check `{name}`\n{}", out.context()).into());
+        };
+        let message = c["message"].as_str().unwrap_or_default();
+        let seconds = c["seconds"].as_f64().unwrap_or(f64::MAX);
+        let ended_early =
+            outcome == "passed" || (seconds < 30.0 && (!by_watchdog || message.contains("ended by the watchdog")));
+        if c["outcome"] != outcome || !message.contains(said) || !ended_early {
+            return Err(format!(
+                "check `{name}`: expected {outcome} naming `{said}` within 30 s, got {} after {seconds:.1} s: {message}\n{}",
+                c["outcome"],
+                out.context()
+            )
+            .into());
+        }
     }
     assert_clean(&out)
 }

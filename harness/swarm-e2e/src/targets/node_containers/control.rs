@@ -115,7 +115,9 @@ impl ContainerNodeControl {
 }
 
 impl ContainerNodeControl {
-    async fn silent_because(&self, node: &str) -> Option<String> {
+    /// Why a node's engine cannot answer, when the host engine knows it for certain: its
+    /// container exited or is paused, or its engine was stopped.
+    async fn certainly_silent(&self, node: &str) -> Option<String> {
         if let Some(gone) = exited(&self.host, &self.run_id, node).await {
             return Some(format!("{gone:#}"));
         }
@@ -130,6 +132,13 @@ impl ContainerNodeControl {
         if stopped {
             return Some("its engine was stopped (the node container runs)".into());
         }
+        None
+    }
+
+    async fn silent_because(&self, node: &str) -> Option<String> {
+        if let Some(certain) = self.certainly_silent(node).await {
+            return Some(certain);
+        }
         let log = container_log(&self.host, self.container(node)).await.ok()?;
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -143,6 +152,10 @@ impl ContainerNodeControl {
 impl NodeControl for ContainerNodeControl {
     fn why_silent<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(self.silent_because(node))
+    }
+
+    fn certain_silence<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(self.certainly_silent(node))
     }
 
     fn stop<'a>(&'a self, node: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
