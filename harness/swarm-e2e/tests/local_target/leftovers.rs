@@ -1,6 +1,7 @@
 //! What runs leave and how it goes away: `--keep` prints docker CLI lines that work and
 //! `down` removes the run (locally and on the fake DigitalOcean), an unknown id is a usage
-//! error, and a crashed run's leftovers are found and swept with nothing else.
+//! error, and a crashed run's leftovers are found and swept with nothing else (a network
+//! a foreign container is attached to included).
 
 use std::io::{BufRead, BufReader};
 use std::process::Command;
@@ -192,6 +193,38 @@ fn crash_leftovers_are_found_and_swept_and_nothing_else() -> Result<(), Failed> 
         if left.len() < 5 {
             return Err(format!("a killed run should leave its resources, found {left:?}").into());
         }
+        // A container without our marks attached to the run's network: the sweeper
+        // disconnects it to remove the network, and leaves the container.
+        let net = docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=swarm-e2e.run={run_id}"),
+        ]);
+        let net = String::from_utf8_lossy(&net.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let attached = docker(&[
+            "run",
+            "-d",
+            "--name",
+            "swarm-e2e-decoy-attached",
+            "--network",
+            &net,
+            "swarm-e2e/busybox:local",
+            "sleep",
+            "600",
+        ]);
+        if net.is_empty() || !attached.status.success() {
+            return Err(format!(
+                "attaching a decoy to the run's network {net:?}: {}",
+                String::from_utf8_lossy(&attached.stderr)
+            )
+            .into());
+        }
         let dry = run(&["sweep"], None);
         expect_code(&dry, 0)?;
         if !dry.stdout.contains(&run_id) || !dry.stdout.contains("dry run") || leftovers(&run_id).len() != left.len() {
@@ -204,12 +237,14 @@ fn crash_leftovers_are_found_and_swept_and_nothing_else() -> Result<(), Failed> 
             return Err(format!("sweep left {after:?}\n{}", swept.context()).into());
         }
         let decoy = docker(&["network", "inspect", "swarm-e2e-decoy"]);
-        if !decoy.status.success() || !decoy_dir.is_dir() {
+        let decoy_container = docker(&["container", "inspect", "swarm-e2e-decoy-attached"]);
+        if !decoy.status.success() || !decoy_dir.is_dir() || !decoy_container.status.success() {
             return Err("the sweeper removed resources without the swarm-e2e marks".into());
         }
         Ok(())
     })();
     docker(&["network", "rm", "swarm-e2e-decoy"]);
+    docker(&["rm", "-f", "swarm-e2e-decoy-attached"]);
     let _ = std::fs::remove_dir(&decoy_dir);
     result
 }

@@ -198,9 +198,8 @@ pub async fn remove_resources(host: &Docker, resources: &[LocalResource]) -> Vec
     .await;
     errors.extend(results.into_iter().filter_map(Result::err));
     for r in of(ResourceKind::Network) {
-        match host.remove_network(&r.name).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(e) => errors.push(format!("network {}: {e}", r.name)),
+        if let Err(e) = remove_network(host, &r.name).await {
+            errors.push(format!("network {}: {e}", r.name));
         }
     }
     let results = join_all(of(ResourceKind::Volume).map(|r| async move {
@@ -225,6 +224,45 @@ pub async fn remove_resources(host: &Docker, resources: &[LocalResource]) -> Vec
         }
     }
     errors
+}
+
+/// Removes a network of the run. One the engine says still has endpoints once the
+/// containers are gone: the endpoints it lists are disconnected by force (stale ones of
+/// removed containers) and the removal tried again; when it lists none, the engine's own
+/// endpoint count is wrong, which only a restart of the engine recounts.
+async fn remove_network(host: &Docker, name: &str) -> Result<(), String> {
+    let in_use = match host.remove_network(name).await {
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(()),
+        Err(e) if e.to_string().contains("active endpoints") => e,
+        Err(e) => return Err(e.to_string()),
+    };
+    let inspected = host
+        .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+        .await
+        .map_err(|e| format!("{in_use}; inspecting it: {e}"))?;
+    let endpoints: Vec<String> = inspected.containers.unwrap_or_default().into_keys().collect();
+    if endpoints.is_empty() {
+        return Err(format!(
+            "{in_use}, while it lists no endpoint: the host engine's endpoint count for it is stale (dockerd logs \
+             `Fixing inconsistent endpoint_cnt` when it recounts). hint: restart the host engine (e.g. `systemctl \
+             restart docker`), then `swarm-e2e sweep --yes`"
+        ));
+    }
+    for endpoint in &endpoints {
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: endpoint.clone(),
+            force: Some(true),
+        };
+        if let Err(e) = host.disconnect_network(name, request).await {
+            return Err(format!("{in_use}; disconnecting {endpoint} by force: {e}"));
+        }
+    }
+    host.remove_network(name).await.map_err(|e| {
+        format!(
+            "{e} (after disconnecting {} by force). hint: restart the host engine, then `swarm-e2e sweep --yes`",
+            endpoints.join(", ")
+        )
+    })
 }
 
 /// Cgroup directories can only be removed with rmdir, children first. A cgroup whose
