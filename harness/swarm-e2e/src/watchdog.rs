@@ -41,8 +41,8 @@ pub enum Trouble {
     /// Drained: the swarm runs no task on it.
     Drained,
     /// Down in the swarm while its engine answers: the managers do not hear it, so the
-    /// swarm places nothing there.
-    Down(u32),
+    /// swarm places nothing there. (Said once: how long it lasts is not a new fact.)
+    Down,
     /// Paused availability: it keeps its tasks and takes no new ones. Said, never
     /// decisive (a task already there keeps running).
     Paused,
@@ -58,9 +58,9 @@ impl Trouble {
         match self {
             Trouble::Silent(why) => why.clone(),
             Trouble::Drained => "drained (availability `drain`): the swarm runs no task on it".into(),
-            Trouble::Down(rounds) => format!(
-                "Down in the swarm for {rounds} s while its engine answers: the managers do not hear it \
-                 (the control plane, tcp/2377 to the managers)"
+            Trouble::Down => format!(
+                "Down in the swarm for {DOWN_ROUNDS} s or more while its engine answers: the managers do not hear \
+                 it (the control plane, tcp/2377 to the managers)"
             ),
             Trouble::Paused => "paused (availability `pause`): it takes no new task".into(),
         }
@@ -87,6 +87,13 @@ pub struct Needs {
 }
 
 impl Needs {
+    /// Whether the check depends on `node` in any way.
+    pub fn names(&self, node: &str) -> bool {
+        self.engines.contains(node)
+            || self.hosts.contains(node)
+            || self.runs_on.iter().any(|(_, nodes)| nodes.iter().any(|n| n == node))
+    }
+
     /// What a check of `kind` depends on in `scenario`. Disruptive checks break nodes
     /// themselves and `cluster-state` reports what it finds: they need nothing.
     pub fn of(kind: &CheckKind, scenario: &Scenario) -> Needs {
@@ -338,7 +345,7 @@ async fn swarm_view(cluster: &Cluster, answering: &BTreeSet<String>, streaks: &m
         };
         let trouble = match availability {
             Some(NodeSpecAvailabilityEnum::DRAIN) => Some(Trouble::Drained),
-            _ if rounds >= DOWN_ROUNDS => Some(Trouble::Down(rounds)),
+            _ if rounds >= DOWN_ROUNDS => Some(Trouble::Down),
             Some(NodeSpecAvailabilityEnum::PAUSE) => Some(Trouble::Paused),
             _ => None,
         };

@@ -337,16 +337,9 @@ pub(super) async fn gossip_blocked(env: &CheckEnv, node: &str, peers: &[&str]) -
 /// table has a DROP or REJECT rule that can match tcp or udp/7946 and matched packets
 /// (udp is not probed by connecting: a rule that dropped it is the evidence).
 pub(super) async fn gossip_dropped(env: &CheckEnv, nodes: &[&str]) -> String {
-    let image = env.image(swarm_e2e_model::BUSYBOX);
-    let saved = join_all(nodes.iter().map(|n| {
-        let image = &image;
-        async move { as_root(&env.cluster.node(n).docker, &env.cluster.run_id, image, SAVE_FILTER).await }
-    }))
-    .await;
+    let gossip = [("tcp", GOSSIP_PORT), ("udp", GOSSIP_PORT)];
     let mut found = String::new();
-    for (node, saved) in nodes.iter().zip(saved) {
-        let Ok(saved) = saved else { continue };
-        let rules = gossip_drops(&saved);
+    for (node, rules) in nodes.iter().zip(rules_that_dropped(env, nodes, &gossip).await) {
         if !rules.is_empty() {
             found.push_str(&format!(
                 "; {node}'s firewall rules that dropped gossip: {}",
@@ -357,12 +350,28 @@ pub(super) async fn gossip_dropped(env: &CheckEnv, nodes: &[&str]) -> String {
     found
 }
 
+/// For each of `nodes`, its filter table's DROP and REJECT rules that name a port, can
+/// match one of `ports` (protocol, port) and dropped packets: `` `RULE` (N packet(s)) ``,
+/// sorted (none where the table could not be read).
+pub(super) async fn rules_that_dropped(env: &CheckEnv, nodes: &[&str], ports: &[(&str, u16)]) -> Vec<Vec<String>> {
+    let image = env.image(swarm_e2e_model::BUSYBOX);
+    let saved = join_all(nodes.iter().map(|n| {
+        let image = &image;
+        async move { as_root(&env.cluster.node(n).docker, &env.cluster.run_id, image, SAVE_FILTER).await }
+    }))
+    .await;
+    saved
+        .into_iter()
+        .map(|saved| saved.map(|s| port_drops(&s, ports)).unwrap_or_default())
+        .collect()
+}
+
 /// The rules of a saved filter table (`iptables-save -c`) that name a port, can match
-/// gossip (tcp or udp/7946) and dropped packets: `` `RULE` (N packet(s)) ``, sorted.
-fn gossip_drops(saved: &str) -> Vec<String> {
+/// one of `ports` and dropped packets.
+fn port_drops(saved: &str, ports: &[(&str, u16)]) -> Vec<String> {
     let drops = drop_counts(saved);
     let mut rules: Vec<String> = (drops.iter())
-        .filter(|(rule, n)| **n > 0 && (can_match(rule, "tcp", GOSSIP_PORT) || can_match(rule, "udp", GOSSIP_PORT)))
+        .filter(|(rule, n)| **n > 0 && ports.iter().any(|(proto, port)| can_match(rule, proto, *port)))
         // A rule without a port (a catch-all, a policy) counts other traffic too.
         .filter(|(rule, _)| rule.contains("--dport"))
         .map(|(rule, n)| format!("`{rule}` ({n} packet(s))"))
@@ -557,13 +566,18 @@ mod tests {
                      [9:900] -A INPUT -j DROP\n[5:500] -A INPUT -p udp -m udp --dport 4789 -j DROP\n\
                      [3:300] -A INPUT -p tcp -m multiport --dports 7000:8000 -j REJECT --reject-with tcp-reset\nCOMMIT\n";
         assert_eq!(
-            gossip_drops(saved),
+            port_drops(saved, &[("tcp", GOSSIP_PORT), ("udp", GOSSIP_PORT)]),
             vec![
                 "`-A INPUT -p tcp -m multiport --dports 7000:8000 -j REJECT --reject-with tcp-reset` (3 packet(s))",
                 "`-A SWARM-E2E-FAULT-IN -p tcp -m tcp --dport 7946 -j DROP` (36 packet(s))",
                 "`-A SWARM-E2E-FAULT-IN -p udp -m udp --dport 7946 -j DROP` (71 packet(s))",
             ],
             "unmatched rules, catch-alls, policies and other ports are not blamed"
+        );
+        assert_eq!(
+            port_drops(saved, &[("tcp", 2377)]),
+            Vec::<String>::new(),
+            "a range that does not hold the port is not blamed"
         );
     }
 

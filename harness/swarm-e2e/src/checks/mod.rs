@@ -5,6 +5,7 @@
 //! which target built the cluster.
 
 mod cluster_state;
+pub mod control_plane;
 mod datapath;
 mod dns;
 mod drain;
@@ -82,6 +83,9 @@ pub struct CheckEnv {
     /// Watches the nodes and the swarm while the checks run: a plain check whose wait has
     /// become impossible ends at once, with the cause.
     pub watchdog: crate::watchdog::Watchdog,
+    /// Why the nodes the watchdog found Down are, once asked (checks it ends together
+    /// share one diagnosis).
+    pub control_plane: control_plane::Diagnoses,
 }
 
 /// Ends a check's turn among those that run last, also when its future is dropped.
@@ -241,10 +245,11 @@ async fn attempt(env: &CheckEnv, check: &Check, at_start: FirstLook) -> Outcome 
     let watched = async {
         tokio::select! {
             r = registry => r,
-            why = env.watchdog.until_impossible(&needs) => Ok(Outcome::Failed(format!(
-                "{why}\n(ended by the watchdog {:.1} s into the check)",
-                started.elapsed().as_secs_f64()
-            ))),
+            why = env.watchdog.until_impossible(&needs) => {
+                let ended = started.elapsed().as_secs_f64();
+                let cause = control_plane::cause(env, &needs).await;
+                Ok(Outcome::Failed(format!("{why}{cause}\n(ended by the watchdog {ended:.1} s into the check)")))
+            }
         }
     };
     // A check's own `timeout` ends it wherever it is; what it changed is healed by the

@@ -140,7 +140,7 @@ fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeC
     }
     ctx.rt
         .block_on(async {
-            for f in &ctx.opts.faults {
+            for f in ctx.opts.faults.iter().filter(|f| !f.fault.before_workloads()) {
                 let node = cluster.node(&f.node);
                 if let NodeFault::RemoveNodeLabel(key) = &f.fault {
                     update_node_spec(&cluster.manager().docker, &node.node_id, |s| {
@@ -193,6 +193,13 @@ pub(super) fn run(
                     s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::PAUSE)
                 })
                 .await?;
+            }
+            // Test hook: a control plane cut before the workloads are given out.
+            for f in ctx.opts.faults.iter().filter(|f| f.fault.before_workloads()) {
+                for fault in f.fault.underlay() {
+                    let node = cluster.node(&f.node);
+                    netfault::inject(node, &cluster.run_id, BUSYBOX_IMAGE, &fault, netfault::Owner::Run).await?;
+                }
             }
             let failed = deploy_workloads(&ctx.scenario, &cluster, &images).await;
             tracing::debug!(elapsed = ?started.elapsed(), "workloads deployed");
@@ -320,6 +327,7 @@ fn check_env(
         turn: tokio::sync::watch::Sender::new(0),
         plain_left: tokio::sync::watch::Sender::new(plain),
         watchdog,
+        control_plane: Default::default(),
     })
 }
 

@@ -100,6 +100,10 @@ pub enum NodeFault {
     DropVxlan,
     /// tcp+udp/7946 (gossip) to the node is dropped.
     DropGossip,
+    /// tcp/2377 (the control plane: joins, heartbeats, task assignments) to the node, a
+    /// manager, is dropped before the workloads are deployed: the workers' sessions
+    /// stall, their tasks never start and the managers mark them Down.
+    DropControlPlane,
     /// This share (percent) of the VXLAN packets arriving at the node is dropped: a
     /// lossy link, which a single retried ping does not notice.
     VxlanLoss(u32),
@@ -124,6 +128,12 @@ pub enum NodeFault {
 }
 
 impl NodeFault {
+    /// Whether the fault is made before the workloads are deployed (what they meet from
+    /// the start) rather than once they run.
+    pub fn before_workloads(&self) -> bool {
+        matches!(self, NodeFault::Paused | NodeFault::DropControlPlane)
+    }
+
     /// What the fault does to the node's underlay (nothing, for faults made elsewhere).
     pub fn underlay(&self) -> Vec<crate::netfault::UnderlayFault> {
         use crate::netfault::UnderlayFault::{DropInbound, Loss, Mtu};
@@ -147,6 +157,10 @@ impl NodeFault {
                     port: 7946,
                 },
             ],
+            NodeFault::DropControlPlane => vec![DropInbound {
+                proto: "tcp",
+                port: 2377,
+            }],
             NodeFault::BadEngineOption
             | NodeFault::RemoveNodeLabel(_)
             | NodeFault::StickyPartition
@@ -158,7 +172,8 @@ impl NodeFault {
 }
 
 /// A fault and the node it goes to: `mtu=1280@node-2`, `loss=40@node-2`, `drop-vxlan@node-2`,
-/// `drop-gossip@node-2`, `drain@node-2` (the hidden `--inject-fault` of `run`).
+/// `drop-gossip@node-2`, `drop-control@node-1`, `drain@node-2` (the hidden
+/// `--inject-fault` of `run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InjectedFault {
     pub node: String,
@@ -181,6 +196,7 @@ impl std::str::FromStr for InjectedFault {
             },
             None if what == "drop-vxlan" => NodeFault::DropVxlan,
             None if what == "drop-gossip" => NodeFault::DropGossip,
+            None if what == "drop-control" => NodeFault::DropControlPlane,
             None if what == "bad-engine-option" => NodeFault::BadEngineOption,
             None if what == "sticky-partition" => NodeFault::StickyPartition,
             None if what == "pause" => NodeFault::Paused,
@@ -188,8 +204,8 @@ impl std::str::FromStr for InjectedFault {
             None if what == "freeze" => NodeFault::Frozen,
             _ => {
                 return Err(format!(
-                    "`{what}`: faults are mtu=N, loss=PERCENT, drop-vxlan, drop-gossip, bad-engine-option, unlabel=KEY, \
-                     sticky-partition, pause, drain, freeze"
+                    "`{what}`: faults are mtu=N, loss=PERCENT, drop-vxlan, drop-gossip, drop-control, bad-engine-option, \
+                     unlabel=KEY, sticky-partition, pause, drain, freeze"
                 ));
             }
         };
@@ -476,6 +492,9 @@ mod tests {
             "drop-vxlan@n".parse::<InjectedFault>().unwrap().fault,
             NodeFault::DropVxlan
         );
+        let cut = "drop-control@m".parse::<InjectedFault>().unwrap().fault;
+        assert_eq!(cut, NodeFault::DropControlPlane);
+        assert!(cut.before_workloads() && !NodeFault::DropGossip.before_workloads());
         assert!(
             "drop-vxlan"
                 .parse::<InjectedFault>()
