@@ -116,6 +116,27 @@ pub(super) struct Ping<'a> {
 
 /// How long a name may take to resolve before gossip is looked at.
 const GOSSIP_GRACE: Duration = Duration::from_secs(5);
+/// How long a resolved name may take to answer a ping while the overlay's gossip has
+/// converged (a fresh VXLAN path's first packets).
+const REACH_LIMIT: Duration = Duration::from_secs(15);
+
+/// Whether gossip between `from` and the target's nodes on `network` is still
+/// converging: a peer list lacks the other while nothing blocks gossip. Once nodes come
+/// back from a partition, the engine's network database relearns which peers take part
+/// in a network when a node rejoins by itself (memberlist) only at its next push/pull
+/// exchange with that peer (every 30 s, with a random peer), so a healthy path can take
+/// well over REACH_LIMIT to answer; the check waits for it up to its bound, and a cut
+/// or converged gossip ends the wait at once.
+async fn converging(env: &CheckEnv, from: &str, nodes: &[String], network: &str) -> bool {
+    for node in nodes.iter().filter(|n| n.as_str() != from) {
+        match underlay::gossip_between(env, from, node, network).await {
+            underlay::Gossip::Unlearned(_) => return true,
+            underlay::Gossip::Cut(_) => return false,
+            underlay::Gossip::Learned => {}
+        }
+    }
+    false
+}
 
 async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_>) -> anyhow::Result<Outcome> {
     let Ping {
@@ -181,24 +202,34 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
         }
     };
     // Step 2: reachability. The first packet over a fresh VXLAN path can be lost while
-    // the peer's entry propagates, so a few tries are allowed within the bound.
-    let reach_limit = env.timeout.min(Duration::from_secs(15));
+    // the peer's entry propagates, so a few tries are allowed within REACH_LIMIT; past
+    // it, only while the overlay's gossip is still converging (see `converging`).
     let reaching = std::time::Instant::now();
-    let pinged = poll_until(reach_limit, Duration::from_millis(200), || async {
+    let next_look = std::sync::Mutex::new(REACH_LIMIT);
+    let pinged = poll_until(env.timeout, Duration::from_millis(200), || async {
         let (code, out) = exec(docker, probe, &["ping", "-c", "1", "-W", "2", target]).await?;
-        tracing::debug!(
-            check = ping.check,
-            code,
-            "ping after {:.2}s",
-            reaching.elapsed().as_secs_f64()
-        );
+        let waited = reaching.elapsed();
+        tracing::debug!(check = ping.check, code, "ping after {:.2}s", waited.as_secs_f64());
         if code == 0 {
-            Ok(Some(()))
-        } else {
-            anyhow::bail!("exit {code}: {}", out.trim())
+            return Ok(Some(Ok(())));
         }
+        let due = *next_look.lock().unwrap();
+        if waited >= due {
+            if !converging(env, from, &nodes, network).await {
+                return Ok(Some(Err(format!("exit {code}: {}", out.trim()))));
+            }
+            *next_look.lock().unwrap() = waited + GOSSIP_GRACE;
+        }
+        anyhow::bail!("exit {code}: {}", out.trim())
     })
-    .await;
+    .await
+    .and_then(|r| r.map_err(anyhow::Error::msg));
+    tracing::debug!(
+        check = ping.check,
+        answered = pinged.is_ok(),
+        "reachability ended after {:.2}s",
+        reaching.elapsed().as_secs_f64()
+    );
     if let Err(e) = pinged {
         let pinger = super::datapath::Pinger { docker, probe, target };
         let cause = underlay::path_cause(env, ping.check, from, &nodes, network, &pinger).await;
@@ -207,34 +238,47 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
             addrs.join(", ")
         )));
     }
-    let large = large_ping(env, docker, probe, ping, &nodes).await?;
-    match ping.max_loss {
-        Some(max_loss) if large == Outcome::Passed => burst(env, docker, probe, ping, &nodes, max_loss).await,
-        _ => Ok(large),
+    // The burst runs beside the large ping: a clean run pays for the slower of the two.
+    let burst = async {
+        match ping.max_loss {
+            Some(_) => Some(burst(docker, probe, ping.target).await),
+            None => None,
+        }
+    };
+    let (large, counts) = tokio::join!(large_ping(env, docker, probe, ping, &nodes), burst);
+    match (large?, counts, ping.max_loss) {
+        (Outcome::Passed, Some(counts), Some(max_loss)) => {
+            judge_loss(env, docker, probe, ping, &nodes, counts?, max_loss).await
+        }
+        (large, ..) => Ok(large),
     }
 }
 
-/// How many pings the burst sends, and how far apart (0.8 s in all).
-const BURST: &[&str] = &["-q", "-c", "40", "-i", "0.02", "-W", "1"];
+/// How many pings the burst sends, and how far apart (0.2 s in all).
+const BURST: &[&str] = &["-q", "-c", "40", "-i", "0.005", "-W", "1"];
 
-/// Step 4: loss, measured once the path answers. A burst of small pings; when more than
-/// `max_loss` percent get no reply, the check fails naming the path, and the drops are
-/// attributed by counting the VXLAN packets of a second burst on both ends.
-async fn burst(
+/// Step 4, loss: a burst of small pings, sent while the large ping crosses; (sent,
+/// received).
+async fn burst(docker: &Docker, probe: &str, target: &str) -> anyhow::Result<(u64, u64)> {
+    let mut args = vec!["ping"];
+    args.extend(BURST);
+    args.push(target);
+    let (_, out) = exec(docker, probe, &args).await?;
+    burst_counts(&out).with_context(|| format!("reading the burst's summary in the probe: {}", out.trim()))
+}
+
+/// When more than `max_loss` percent of the burst got no reply, the check fails naming
+/// the path, and the drops are attributed by counting the VXLAN packets of a second
+/// burst on both ends.
+async fn judge_loss(
     env: &CheckEnv,
     docker: &Docker,
     probe: &str,
     ping: &Ping<'_>,
     target_nodes: &[String],
+    (sent, received): (u64, u64),
     max_loss: u32,
 ) -> anyhow::Result<Outcome> {
-    let mut args = vec!["ping"];
-    args.extend(BURST);
-    args.push(ping.target);
-    let (_, out) = exec(docker, probe, &args).await?;
-    let Some((sent, received)) = burst_counts(&out) else {
-        anyhow::bail!("reading the burst's summary in the probe: {}", out.trim());
-    };
     let lost = sent.saturating_sub(received);
     let percent = (lost * 100).checked_div(sent).unwrap_or(100);
     tracing::debug!(check = ping.check, sent, received, "burst");
