@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bollard::models::{NodeSpecAvailabilityEnum, NodeState};
@@ -71,6 +72,10 @@ impl Trouble {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
     pub troubles: BTreeMap<String, Trouble>,
+    /// The swarm has no leader (raft lost its quorum): why, as a manager said it.
+    pub leaderless: Option<String>,
+    /// The round these facts come from (counted from 1).
+    pub round: u64,
 }
 
 /// What a check depends on: the engines it talks to and where the workloads it waits for
@@ -84,6 +89,9 @@ pub struct Needs {
     pub runs_on: Vec<(String, Vec<String>)>,
     /// Nodes that must run a task of the check's workload.
     pub hosts: BTreeSet<String>,
+    /// Whether the check asks the swarm's managers (tasks, nodes): impossible without a
+    /// leader.
+    pub swarm: bool,
 }
 
 impl Needs {
@@ -98,7 +106,13 @@ impl Needs {
     /// themselves and `cluster-state` reports what it finds: they need nothing.
     pub fn of(kind: &CheckKind, scenario: &Scenario) -> Needs {
         let mut needs = Needs::default();
-        if kind.is_disruptive() || matches!(kind, CheckKind::ClusterState) {
+        if kind.is_disruptive() {
+            return needs;
+        }
+        needs.swarm = scenario.topology != Topology::Classic;
+        if matches!(kind, CheckKind::ClusterState) {
+            // It reports broken nodes as what it found; only a swarm without a leader
+            // leaves it nothing to read.
             return needs;
         }
         // Swarm API calls go to the first manager (classic: the node the networks were
@@ -153,6 +167,9 @@ impl Facts {
     pub fn impossible(&self, needs: &Needs) -> Option<String> {
         let trouble = |node: &str| self.troubles.get(node);
         let mut causes = Vec::new();
+        if let Some(why) = self.leaderless.as_ref().filter(|_| needs.swarm) {
+            causes.push(format!("the check asks the swarm's managers, and {why}"));
+        }
         for node in &needs.engines {
             if let Some(t @ Trouble::Silent(_)) = trouble(node) {
                 causes.push(format!("the check asks {node}'s engine, and {node}: {}", t.describe()));
@@ -192,6 +209,8 @@ pub type Tell = Box<dyn Fn(String) + Send + Sync>;
 /// The watchdog of one run: its task ends when this is dropped.
 pub struct Watchdog {
     facts: watch::Receiver<Facts>,
+    /// Rounds begun so far.
+    begun: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -212,8 +231,9 @@ impl Watchdog {
         tell: Tell,
     ) -> Watchdog {
         let (send, facts) = watch::channel(Facts::default());
-        let task = runtime.spawn(watch_cluster(cluster, control, swarm, send, tell));
-        Watchdog { facts, task }
+        let begun = Arc::new(AtomicU64::new(0));
+        let task = runtime.spawn(watch_cluster(cluster, control, swarm, send, tell, begun.clone()));
+        Watchdog { facts, begun, task }
     }
 
     /// What is known now.
@@ -223,10 +243,17 @@ impl Watchdog {
 
     /// Returns, with the cause, once what `needs` waits for has become impossible; never
     /// returns while it stays possible.
+    /// Only facts of a round begun after the call count: what a round saw before (a
+    /// node a disruptive check had just stopped and restored) is not held against a
+    /// check that starts later.
     pub async fn until_impossible(&self, needs: &Needs) -> String {
         let mut facts = self.facts.clone();
+        let begun = self.begun.load(Ordering::SeqCst);
         loop {
-            if let Some(why) = facts.borrow_and_update().impossible(needs) {
+            if let Some(why) = Some(facts.borrow_and_update())
+                .filter(|f| f.round > begun)
+                .and_then(|f| f.impossible(needs))
+            {
                 return why;
             }
             if facts.changed().await.is_err() {
@@ -241,6 +268,7 @@ impl Watchdog {
 struct Streaks {
     silent: HashMap<String, u32>,
     down: HashMap<String, u32>,
+    leaderless: u32,
 }
 
 async fn watch_cluster(
@@ -249,22 +277,24 @@ async fn watch_cluster(
     swarm: bool,
     send: watch::Sender<Facts>,
     tell: Tell,
+    begun: Arc<AtomicU64>,
 ) {
     let mut streaks = Streaks::default();
     loop {
         let round = Instant::now();
-        let facts = look(&cluster, control.as_deref(), swarm, &mut streaks).await;
-        send.send_if_modified(|known| {
-            if *known == facts {
-                return false;
-            }
+        let number = begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut facts = look(&cluster, control.as_deref(), swarm, &mut streaks).await;
+        facts.round = number;
+        send.send_modify(|known| {
             for (node, t) in &facts.troubles {
                 if known.troubles.get(node) != Some(t) {
                     tell(format!("{node}: {}", t.describe()));
                 }
             }
+            if let Some(why) = facts.leaderless.as_ref().filter(|_| known.leaderless.is_none()) {
+                tell(why.clone());
+            }
             *known = facts;
-            true
         });
         tokio::time::sleep(ROUND.saturating_sub(round.elapsed())).await;
     }
@@ -309,9 +339,34 @@ async fn look(cluster: &Cluster, control: Option<&dyn NodeControl>, swarm: bool,
         }
     }
     if swarm {
-        swarm_view(cluster, &answering, streaks, &mut facts).await;
+        facts.leaderless = quorum_gone(cluster, &facts);
+        if facts.leaderless.is_none() {
+            swarm_view(cluster, &answering, streaks, &mut facts).await;
+        }
     }
     facts
+}
+
+/// Raft's quorum is gone for certain when half of the managers or more are certainly
+/// silent (their engines stopped, their containers exited or paused): no election can
+/// be won, whatever the remaining managers say yet.
+fn quorum_gone(cluster: &Cluster, facts: &Facts) -> Option<String> {
+    let managers: Vec<&str> = (cluster.nodes.iter())
+        .filter(|n| n.role == Role::Manager)
+        .map(|n| n.name.as_str())
+        .collect();
+    let silent: Vec<&str> = (managers.iter().copied())
+        .filter(|m| matches!(facts.troubles.get(*m), Some(Trouble::Silent(_))))
+        .collect();
+    (managers.len() > 1 && silent.len() * 2 >= managers.len()).then(|| {
+        format!(
+            "the swarm has no leader: raft lost its quorum ({} of its {} managers [{}] are silent, and more than \
+             half must be reachable)",
+            silent.len(),
+            managers.len(),
+            managers.join(", ")
+        )
+    })
 }
 
 /// Each node's availability and status as the first answering manager lists them.
@@ -320,10 +375,29 @@ async fn swarm_view(cluster: &Cluster, answering: &BTreeSet<String>, streaks: &m
     let Some(manager) = managers.into_iter().find(|m| answering.contains(&m.name)) else {
         return;
     };
-    let listed = tokio::time::timeout(ASK_LIMIT, manager.docker.list_nodes(None)).await;
-    let Ok(Ok(listed)) = listed else {
-        return;
+    let listed = match tokio::time::timeout(ASK_LIMIT, manager.docker.list_nodes(None)).await {
+        Ok(Ok(listed)) => listed,
+        Ok(Err(e)) if e.to_string().contains("does not have a leader") => {
+            streaks.leaderless += 1;
+            if streaks.leaderless >= DOWN_ROUNDS {
+                let managers: Vec<&str> = (cluster.nodes.iter())
+                    .filter(|n| n.role == Role::Manager)
+                    .map(|n| n.name.as_str())
+                    .collect();
+                let reachable = managers.iter().filter(|m| answering.contains(**m)).count();
+                facts.leaderless = Some(format!(
+                    "the swarm has no leader: raft lost its quorum ({} says so; the engines of {reachable} of its \
+                     {} managers [{}] answer, and more than half must be reachable)",
+                    manager.name,
+                    managers.len(),
+                    managers.join(", ")
+                ));
+            }
+            return;
+        }
+        _ => return,
     };
+    streaks.leaderless = 0;
     let names = cluster.names_by_id();
     for node in listed {
         let Some(name) = node.id.as_ref().and_then(|id| names.get(id)) else {
@@ -393,6 +467,8 @@ node = "n-2"
     fn facts(troubles: &[(&str, Trouble)]) -> Facts {
         Facts {
             troubles: troubles.iter().map(|(n, t)| (n.to_string(), t.clone())).collect(),
+            leaderless: None,
+            round: 1,
         }
     }
 
@@ -418,6 +494,15 @@ node = "n-2"
             elsewhere.impossible(&needs),
             None,
             "a drained manager still answers the API"
+        );
+        let leaderless = Facts {
+            leaderless: Some("the swarm has no leader".into()),
+            ..Facts::default()
+        };
+        let why = leaderless.impossible(&needs).unwrap();
+        assert!(
+            why.contains("asks the swarm's managers, and the swarm has no leader"),
+            "{why}"
         );
     }
 
