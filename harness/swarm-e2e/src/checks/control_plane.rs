@@ -96,17 +96,10 @@ async fn diagnose(env: &CheckEnv, down: &[String]) -> String {
 /// Whether a TCP connection from `from`'s network stack to `to` on the control port
 /// opens; why not, when it does not.
 async fn connects(env: &CheckEnv, from: &str, to: &str) -> Result<(), String> {
-    let address = env.cluster.node(to).address;
-    // busybox `nc` has no -z: connected, it waits for input; `timeout` ends it then
-    // (exit 143), while a connection that does not open exits 1 within `-w`.
-    let script = format!("timeout 4 nc -w 2 {address} {CONTROL_PORT} </dev/null; echo \"rc=$?\"");
-    match super::probe::on_host(env, from, "control", &script).await {
-        Ok(o) if o.contains("rc=0") || o.contains("rc=143") => Ok(()),
-        Ok(o) => Err(o
-            .replace("rc=", "exit ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")),
-        Err(e) => Err(format!("the probe did not run: {e:#}")),
+    use super::datapath::TcpTry;
+    match super::datapath::tcp_connects(env, from, to, CONTROL_PORT, "control").await {
+        Ok(()) => Ok(()),
+        Err(TcpTry::Refused(why)) => Err(why),
+        Err(TcpTry::NotRun(e)) => Err(format!("the probe did not run: {e}")),
     }
 }

@@ -314,23 +314,42 @@ pub(super) async fn gossip_blocked(env: &CheckEnv, node: &str, peers: &[&str]) -
     let pairs: Vec<(&str, &str)> = peers.iter().flat_map(|p| [(node, *p), (*p, node)]).collect();
     let tries = join_all(pairs.into_iter().map(|(from, to)| async move {
         let address = env.cluster.node(to).address;
-        // busybox `nc` has no -z: connected, it waits for input; `timeout` ends it then
-        // (exit 143), while a connection that does not open exits 1 within `-w`.
-        let script = format!("timeout 4 nc -w 2 {address} {GOSSIP_PORT} </dev/null; echo \"rc=$?\"");
-        match super::probe::on_host(env, from, "gossip", &script).await {
-            Ok(o) if o.contains("rc=0") || o.contains("rc=143") => None,
-            Ok(o) => Some(format!(
-                "; gossip (tcp/{GOSSIP_PORT}) from {from} to {to} ({address}) does not connect: {}",
-                o.replace("rc=", "exit ")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
+        match tcp_connects(env, from, to, GOSSIP_PORT, "gossip").await {
+            Ok(()) | Err(TcpTry::NotRun(_)) => None,
+            Err(TcpTry::Refused(why)) => Some(format!(
+                "; gossip (tcp/{GOSSIP_PORT}) from {from} to {to} ({address}) does not connect: {why}"
             )),
-            Err(_) => None,
         }
     }))
     .await;
     tries.into_iter().flatten().collect()
+}
+
+/// Why a TCP connection did not open.
+pub(super) enum TcpTry {
+    /// It was tried and did not open (what `nc` said, and its exit code).
+    Refused(String),
+    /// The helper container that tries it did not run.
+    NotRun(String),
+}
+
+/// Whether a TCP connection from `from`'s own network stack to `to`'s address on `port`
+/// opens (a host-network helper on `from`, through its engine).
+pub(super) async fn tcp_connects(env: &CheckEnv, from: &str, to: &str, port: u16, tag: &str) -> Result<(), TcpTry> {
+    let address = env.cluster.node(to).address;
+    // busybox `nc` has no -z: connected, it waits for input; `timeout` ends it then
+    // (exit 143), while a connection that does not open exits 1 within `-w`.
+    let script = format!("timeout 4 nc -w 2 {address} {port} </dev/null; echo \"rc=$?\"");
+    match super::probe::on_host(env, from, tag, &script).await {
+        Ok(o) if o.contains("rc=0") || o.contains("rc=143") => Ok(()),
+        Ok(o) => Err(TcpTry::Refused(
+            o.replace("rc=", "exit ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        )),
+        Err(e) => Err(TcpTry::NotRun(format!("{e:#}"))),
+    }
 }
 
 /// `; X's firewall rules that dropped gossip: ...` for each of `nodes` whose filter
