@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use swarm_e2e_model::BUSYBOX;
 
-use super::probe::{answers, exec, remove_probe, replicas_of, run_container, task_addresses};
+use super::probe::{answers, exec, remove_probe, replicas_of, run_container, start_bound, task_addresses};
 use super::{CheckEnv, Outcome};
 use crate::wait::poll_until;
 use swarm_e2e_model::{Check, CheckKind};
@@ -37,7 +37,7 @@ pub(super) async fn run(
     service: &str,
 ) -> anyhow::Result<Outcome> {
     let replicas = replicas_of(env, service);
-    let expected = match poll_until(env.timeout, Duration::from_millis(100), || async {
+    let expected = match poll_until(start_bound(env), Duration::from_millis(100), || async {
         task_addresses(env, service, network, replicas).await.map(Some)
     })
     .await

@@ -72,7 +72,7 @@ pub(super) async fn run(env: &CheckEnv, ping: &Ping<'_>) -> anyhow::Result<Outco
     // still allocating the service's tasks failed now and then (measured: 2 of 7 runs,
     // "attaching to network failed ... context deadline exceeded" after 20 s).
     if env.scenario.service(target).is_some() {
-        let ready = poll_until(env.timeout, Duration::from_millis(50), || async {
+        let ready = poll_until(super::probe::start_bound(env), Duration::from_millis(50), || async {
             let tasks = service_tasks(manager, target).await?;
             if tasks.iter().any(|t| state_of(t) == TaskState::RUNNING) {
                 Ok(Some(()))

@@ -161,7 +161,13 @@ pub(super) async fn task_addresses(
 ) -> anyhow::Result<BTreeSet<String>> {
     let containers = task_containers(env, service).await?;
     if containers.len() < replicas {
-        anyhow::bail!("{} of {replicas} task(s) of `{service}` running", containers.len());
+        // What the others are doing (preparing, rejected, ...) says why they do not run.
+        let tasks = service_tasks(&env.cluster.manager().docker, service).await?;
+        anyhow::bail!(
+            "{} of {replicas} task(s) of `{service}` running: {}",
+            containers.len(),
+            describe_tasks(&tasks, &env.cluster.names_by_id())
+        );
     }
     let mut out = BTreeSet::new();
     for (node, id) in containers {
@@ -182,6 +188,16 @@ pub(super) fn replicas_of(env: &CheckEnv, service: &str) -> usize {
         Some(ServiceMode::Replicated { replicas }) => replicas as usize,
         _ => env.cluster.nodes.len(),
     }
+}
+
+/// How long a check waits for the workload it looks at to start before it looks: its
+/// own bound, but never under a minute. Tasks starting is the cluster converging after
+/// the deploy, not what the check asserts, so a short bound (a fixture that expects the
+/// check itself to fail) must not turn a slow start on a loaded host into a failure of
+/// another kind: CI once saw `1 of 2 task(s) of `web` running` after 15 s there. A node
+/// that cannot run them still ends the wait at once (the watchdog).
+pub(super) fn start_bound(env: &CheckEnv) -> Duration {
+    env.timeout.max(Duration::from_secs(60))
 }
 
 /// Waits until the running tasks of `service` per node satisfy `ok`; returns them.
