@@ -285,11 +285,13 @@ pub struct PhaseTimeouts {
 
 impl PhaseTimeouts {
     /// The defaults for a cluster of `nodes`: forming takes longer with every node past
-    /// thirty (the joins queue at the leader; measured on 2 cores: 37-44 s for 60 nodes),
-    /// so its bound grows by a second per node from there.
+    /// thirty (the joins queue at the leader; measured on 2 cores: 37-44 s for 60 nodes,
+    /// 15-110 s for 100 depending on what else the host did), so its bound grows by two
+    /// seconds per node from there. Formation gives up early when no node progresses,
+    /// so a generous bound costs a broken cluster nothing.
     pub fn for_nodes(nodes: usize) -> Self {
         let mut t = PhaseTimeouts::default();
-        t.cluster_formed += Duration::from_secs(nodes.saturating_sub(30) as u64);
+        t.cluster_formed += Duration::from_secs(2 * nodes.saturating_sub(30) as u64);
         t
     }
 }
@@ -394,3 +396,16 @@ pub fn valid_slug(s: &str) -> bool {
 
 /// The timing profiles of the fake DigitalOcean API (`[faults] profile`).
 pub const FAKE_PROFILES: &[&str] = &["digitalocean"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formation_bound_grows_two_seconds_per_node_past_thirty() {
+        assert_eq!(PhaseTimeouts::for_nodes(3).cluster_formed, Duration::from_secs(60));
+        assert_eq!(PhaseTimeouts::for_nodes(30).cluster_formed, Duration::from_secs(60));
+        assert_eq!(PhaseTimeouts::for_nodes(100).cluster_formed, Duration::from_secs(200));
+        assert_eq!(PhaseTimeouts::for_nodes(100).checks, PhaseTimeouts::default().checks);
+    }
+}

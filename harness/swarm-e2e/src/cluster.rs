@@ -166,17 +166,102 @@ fn left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// How long one node's step may take is not known in advance: at 100 nodes on a loaded
+/// 2-core host a node waited for its ID longer than the whole formation takes on an idle
+/// one, while a node that cannot join at all should not hold the run for the phase's
+/// bound. So formation waits as long as the cluster progresses (a node joined, got its
+/// node ID, became Ready) and gives up once nothing has moved for [`Formation::stall`]
+/// (longer on a host busier than its cores), or at the phase's bound.
+struct Formation {
+    started: Instant,
+    /// A little inside the phase's bound, so a step that runs out says which it was
+    /// before the phase's own timeout (which names no step) fires.
+    deadline: Instant,
+    limit: Duration,
+    stall: Duration,
+    last_progress: std::sync::Mutex<Instant>,
+}
+
+/// Nothing moving for this long (on a host no busier than its cores) ends formation: the
+/// slowest single step measured at 100 nodes on an idle 2-core host was under 10 s.
+const FORMATION_STALL: Duration = Duration::from_secs(30);
+
+impl Formation {
+    fn new(limit: Duration) -> Self {
+        let load = crate::hostlimits::load_per_core().unwrap_or(1.0).max(1.0);
+        Formation::with_stall(limit, FORMATION_STALL.mul_f64(load.min(100.0)))
+    }
+
+    fn with_stall(limit: Duration, stall: Duration) -> Self {
+        let started = Instant::now();
+        Formation {
+            started,
+            deadline: started + limit.saturating_sub((limit / 20).min(Duration::from_secs(2))),
+            limit,
+            stall,
+            last_progress: std::sync::Mutex::new(started),
+        }
+    }
+
+    /// A node made a step: the stall window starts again.
+    fn progressed(&self) {
+        *self.last_progress.lock().expect("formation progress lock") = Instant::now();
+    }
+
+    /// Why waiting on is pointless: nothing progressed for the stall window.
+    fn stalled(&self) -> Option<String> {
+        let last = *self.last_progress.lock().expect("formation progress lock");
+        let idle = last.elapsed();
+        (idle >= self.stall).then(|| {
+            format!(
+                "no node has made progress (joined, got its node ID or became Ready) for {:.0} s; \
+                 the last step was {:.1} s into formation",
+                idle.as_secs_f64(),
+                (last - self.started).as_secs_f64()
+            )
+        })
+    }
+
+    /// [`poll_until`] for a formation step: ends with the last error once the formation
+    /// stalled or reached its bound.
+    async fn wait<T, F, Fut>(&self, interval: Duration, mut probe: F) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+    {
+        poll_until(left(self.deadline), interval, || {
+            let attempt = probe();
+            async move {
+                match attempt.await {
+                    Ok(Some(v)) => Ok(Some(Ok(v))),
+                    Ok(None) => Ok(None),
+                    Err(e) => match self.stalled() {
+                        Some(why) => Ok(Some(Err(anyhow::anyhow!("{why}; last error: {e:#}")))),
+                        None => Err(e),
+                    },
+                }
+            }
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "formation reached its bound of {:.0} s (`[timeouts] cluster_formed`) while nodes were still \
+                 progressing; hint: raise it for a cluster this size on a host this busy",
+                self.limit.as_secs_f64()
+            )
+        })?
+    }
+}
+
 /// Initialises the swarm on the first manager, joins the other managers one at a time
 /// (each is a raft membership change) and then the workers a few at a time, applies node
-/// labels, creates the scenario's overlay networks, and waits (bounded by `limit` in
-/// total, so a timeout names the step it ended in) until the manager sees every node
-/// Ready with the right manager count.
+/// labels, creates the scenario's overlay networks, and waits until the manager sees
+/// every node Ready with the right manager count: as long as nodes progress, up to
+/// `limit` in total (see [`Formation`]), so giving up names the step it ended in.
 async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) -> anyhow::Result<Cluster> {
     let nodes = &mut cluster.nodes;
-    let started = Instant::now();
-    // A little inside the phase's bound, so a step that runs out says which it was
-    // before the phase's own timeout (which names no step) fires.
-    let deadline = started + limit.saturating_sub((limit / 20).min(Duration::from_secs(2)));
+    let formation = Formation::new(limit);
+    let started = formation.started;
     let first = scenario.first_manager().name.clone();
     let leader = nodes
         .iter()
@@ -186,7 +271,7 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
     let (worker_token, manager_token) = init_swarm(&leader).await?;
     let remote = format!("{}:{SWARM_PORT}", leader.address);
     if !scenario.ingress {
-        remove_ingress(&leader, deadline).await?;
+        remove_ingress(&leader, &formation).await?;
     }
     tracing::debug!(elapsed = ?started.elapsed(), "swarm initialised on {}", leader.name);
 
@@ -204,24 +289,27 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
             ..Default::default()
         };
         let n = n.clone();
+        let formation = &formation;
         async move {
             // A join the leader is too busy to accept in time is retried, bounded.
-            poll_until(left(deadline), Duration::from_millis(200), || {
-                let request = request.clone();
-                let n = &n;
-                async move {
-                    match n.docker.join_swarm(request).await {
-                        Ok(()) => Ok(Some(())),
-                        Err(e) if e.to_string().contains("already part of a swarm") => Ok(Some(())),
-                        Err(e) => {
-                            tracing::debug!("{} join attempt failed: {e}", n.name);
-                            Err(anyhow::anyhow!("{e}"))
+            formation
+                .wait(Duration::from_millis(200), || {
+                    let request = request.clone();
+                    let n = &n;
+                    async move {
+                        match n.docker.join_swarm(request).await {
+                            Ok(()) => Ok(Some(())),
+                            Err(e) if e.to_string().contains("already part of a swarm") => Ok(Some(())),
+                            Err(e) => {
+                                tracing::debug!("{} join attempt failed: {e}", n.name);
+                                Err(anyhow::anyhow!("{e}"))
+                            }
                         }
                     }
-                }
-            })
-            .await
-            .with_context(|| format!("{} joining the swarm as {}", n.name, n.role.as_str()))?;
+                })
+                .await
+                .with_context(|| format!("{} joining the swarm as {}", n.name, n.role.as_str()))?;
+            formation.progressed();
             tracing::debug!(elapsed = ?started.elapsed(), "{} joined as {}", n.name, n.role.as_str());
             anyhow::Ok(())
         }
@@ -238,13 +326,13 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
         .await?;
 
     tracing::debug!(elapsed = ?started.elapsed(), "every node joined");
-    let ids = node_ids(nodes, deadline).await?;
+    let ids = node_ids(nodes, &formation).await?;
     for (n, id) in nodes.iter_mut().zip(ids) {
         n.node_id = id;
     }
     tracing::debug!(elapsed = ?started.elapsed(), "every node has its node ID");
 
-    let ghosts = every_node_ready(scenario, &cluster, &leader, deadline).await?;
+    let ghosts = every_node_ready(scenario, &cluster, &leader, &formation).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "every node Ready");
     remove_ghosts(&leader, &ghosts).await;
 
@@ -275,29 +363,36 @@ async fn init_swarm(leader: &EngineNode) -> anyhow::Result<(String, String)> {
 /// Each node's swarm node ID, as its own engine reports it once its join has completed:
 /// a join retried after a slow first attempt answers "already part of a swarm" while the
 /// first is still pending (measured at 60 nodes), so the ID is awaited, bounded.
-async fn node_ids(nodes: &[EngineNode], deadline: Instant) -> anyhow::Result<Vec<String>> {
+async fn node_ids(nodes: &[EngineNode], formation: &Formation) -> anyhow::Result<Vec<String>> {
+    // Every node asks its own engine, so at 100 nodes a short interval alone is hundreds
+    // of `docker info` calls a second on the engines' cores.
+    let interval = Duration::from_millis(200).max(Duration::from_millis(10) * nodes.len() as u32);
     try_join_all(nodes.iter().map(|n| async move {
-        let id = poll_until(left(deadline), Duration::from_millis(200), || async {
-            let info = n
-                .docker
-                .info()
-                .await
-                .with_context(|| format!("docker info on {}", n.name))?;
-            let swarm = info.swarm.unwrap_or_default();
-            match swarm.node_id.filter(|id| !id.is_empty()) {
-                Some(id) => Ok(Some(id)),
-                None => anyhow::bail!(
-                    "no swarm node ID yet (local state {}{})",
-                    swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default(),
-                    swarm
-                        .error
-                        .filter(|e| !e.is_empty())
-                        .map(|e| format!(", error: {e}"))
-                        .unwrap_or_default()
-                ),
-            }
-        })
-        .await;
+        let id = formation
+            .wait(interval, || async {
+                let info = n
+                    .docker
+                    .info()
+                    .await
+                    .with_context(|| format!("docker info on {}", n.name))?;
+                let swarm = info.swarm.unwrap_or_default();
+                match swarm.node_id.filter(|id| !id.is_empty()) {
+                    Some(id) => {
+                        formation.progressed();
+                        Ok(Some(id))
+                    }
+                    None => anyhow::bail!(
+                        "no swarm node ID yet (local state {}{})",
+                        swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default(),
+                        swarm
+                            .error
+                            .filter(|e| !e.is_empty())
+                            .map(|e| format!(", error: {e}"))
+                            .unwrap_or_default()
+                    ),
+                }
+            })
+            .await;
         id.with_context(|| format!("{} reports no swarm node ID after joining", n.name))
     }))
     .await
@@ -308,28 +403,29 @@ async fn node_ids(nodes: &[EngineNode], deadline: Instant) -> anyhow::Result<Vec
 /// then the removal answers "not found", so that answer is waited out, bounded. A removal
 /// counts only once the leader no longer lists it: a CI run saw a removal answered OK and
 /// the network still there at the checks.
-async fn remove_ingress(leader: &EngineNode, deadline: Instant) -> anyhow::Result<()> {
+async fn remove_ingress(leader: &EngineNode, formation: &Formation) -> anyhow::Result<()> {
     let removed = std::sync::atomic::AtomicBool::new(false);
-    poll_until(left(deadline), Duration::from_millis(100), || async {
-        let networks = leader
-            .docker
-            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
-            .await?;
-        let Some(ingress) = networks.iter().find(|n| n.ingress == Some(true)) else {
-            if removed.load(std::sync::atomic::Ordering::Relaxed) {
-                return Ok(Some(()));
-            }
-            anyhow::bail!("the swarm has not created its ingress network yet");
-        };
-        leader
-            .docker
-            .remove_network(ingress.id.as_deref().unwrap_or("ingress"))
-            .await?;
-        removed.store(true, std::sync::atomic::Ordering::Relaxed);
-        anyhow::bail!("ingress network removed; waiting until the leader no longer lists it")
-    })
-    .await
-    .with_context(|| format!("removing the ingress network on {} (`ingress = false`)", leader.name))
+    formation
+        .wait(Duration::from_millis(100), || async {
+            let networks = leader
+                .docker
+                .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+                .await?;
+            let Some(ingress) = networks.iter().find(|n| n.ingress == Some(true)) else {
+                if removed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(Some(()));
+                }
+                anyhow::bail!("the swarm has not created its ingress network yet");
+            };
+            leader
+                .docker
+                .remove_network(ingress.id.as_deref().unwrap_or("ingress"))
+                .await?;
+            removed.store(true, std::sync::atomic::Ordering::Relaxed);
+            anyhow::bail!("ingress network removed; waiting until the leader no longer lists it")
+        })
+        .await
+        .with_context(|| format!("removing the ingress network on {} (`ingress = false`)", leader.name))
 }
 
 /// Waits until the leader lists every engine's node Ready and the right managers.
@@ -339,56 +435,61 @@ async fn every_node_ready(
     scenario: &Scenario,
     cluster: &Cluster,
     leader: &EngineNode,
-    deadline: Instant,
+    formation: &Formation,
 ) -> anyhow::Result<Vec<String>> {
     let names = cluster.names_by_id();
     let managers = scenario.manager_count();
-    poll_until(left(deadline), Duration::from_millis(100), || async {
-        let listed = leader
-            .docker
-            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
-            .await?;
-        let (ours, ghosts): (Vec<_>, Vec<_>) = listed
-            .iter()
-            .partition(|n| n.id.as_ref().is_some_and(|id| names.contains_key(id)));
-        let not_ready: Vec<String> = cluster
-            .nodes
-            .iter()
-            .filter_map(|engine| {
-                let entry = ours.iter().find(|n| n.id.as_deref() == Some(engine.node_id.as_str()));
-                let state = entry.and_then(|n| n.status.as_ref()).and_then(|s| s.state);
-                match state {
-                    Some(NodeState::READY) => None,
-                    Some(s) => Some(format!("{} ({s})", engine.name)),
-                    None => Some(format!("{} (not listed)", engine.name)),
-                }
-            })
-            .collect();
-        let mgrs = ours.iter().filter(|n| n.manager_status.is_some()).count();
-        if not_ready.is_empty() && mgrs == managers {
-            return Ok(Some(ghosts.iter().filter_map(|n| n.id.clone()).collect()));
-        }
-        let ready = cluster.nodes.len() - not_ready.len();
-        tracing::trace!(
-            "{ready}/{} nodes ready, {mgrs}/{managers} managers",
-            cluster.nodes.len()
-        );
-        let mut shown: Vec<String> = not_ready.iter().take(5).cloned().collect();
-        if not_ready.len() > 5 {
-            shown.push(format!("{} more", not_ready.len() - 5));
-        }
-        bail!(
-            "{ready}/{} nodes Ready, {mgrs}/{managers} managers{}",
-            cluster.nodes.len(),
-            if shown.is_empty() {
-                String::new()
-            } else {
-                format!("; not Ready: {}", shown.join(", "))
+    let most_ready = std::sync::atomic::AtomicUsize::new(0);
+    formation
+        .wait(Duration::from_millis(100), || async {
+            let listed = leader
+                .docker
+                .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+                .await?;
+            let (ours, ghosts): (Vec<_>, Vec<_>) = listed
+                .iter()
+                .partition(|n| n.id.as_ref().is_some_and(|id| names.contains_key(id)));
+            let not_ready: Vec<String> = cluster
+                .nodes
+                .iter()
+                .filter_map(|engine| {
+                    let entry = ours.iter().find(|n| n.id.as_deref() == Some(engine.node_id.as_str()));
+                    let state = entry.and_then(|n| n.status.as_ref()).and_then(|s| s.state);
+                    match state {
+                        Some(NodeState::READY) => None,
+                        Some(s) => Some(format!("{} ({s})", engine.name)),
+                        None => Some(format!("{} (not listed)", engine.name)),
+                    }
+                })
+                .collect();
+            let mgrs = ours.iter().filter(|n| n.manager_status.is_some()).count();
+            if not_ready.is_empty() && mgrs == managers {
+                return Ok(Some(ghosts.iter().filter_map(|n| n.id.clone()).collect()));
             }
-        )
-    })
-    .await
-    .context("waiting for every node to be Ready")
+            let ready = cluster.nodes.len() - not_ready.len();
+            if most_ready.fetch_max(ready, std::sync::atomic::Ordering::Relaxed) < ready {
+                formation.progressed();
+            }
+            tracing::trace!(
+                "{ready}/{} nodes ready, {mgrs}/{managers} managers",
+                cluster.nodes.len()
+            );
+            let mut shown: Vec<String> = not_ready.iter().take(5).cloned().collect();
+            if not_ready.len() > 5 {
+                shown.push(format!("{} more", not_ready.len() - 5));
+            }
+            bail!(
+                "{ready}/{} nodes Ready, {mgrs}/{managers} managers{}",
+                cluster.nodes.len(),
+                if shown.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not Ready: {}", shown.join(", "))
+                }
+            )
+        })
+        .await
+        .context("waiting for every node to be Ready")
 }
 
 /// Removes node entries no engine owns (they never had an agent: no hostname, state
@@ -494,5 +595,68 @@ fn network_request(scenario: &Scenario, run_id: &str, net: &Network) -> NetworkC
         }),
         labels: Some(labels),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn formation_gives_up_once_nothing_progresses_not_at_its_bound() {
+        let formation = Formation::with_stall(Duration::from_secs(60), Duration::from_millis(300));
+        let started = Instant::now();
+        let err = formation
+            .wait::<(), _, _>(Duration::from_millis(20), || async {
+                anyhow::bail!("no swarm node ID yet (local state pending)")
+            })
+            .await
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited {:?}",
+            started.elapsed()
+        );
+        assert!(text.contains("no node has made progress"), "{text}");
+        assert!(text.contains("local state pending"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn formation_waits_past_the_stall_window_while_nodes_progress() {
+        let formation = Formation::with_stall(Duration::from_secs(60), Duration::from_millis(300));
+        let polls = AtomicU32::new(0);
+        let started = Instant::now();
+        let done = formation
+            .wait(Duration::from_millis(50), || async {
+                // One node steps every 100 ms; the awaited state holds after 1 s.
+                if polls.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+                    formation.progressed();
+                }
+                if started.elapsed() >= Duration::from_secs(1) {
+                    Ok(Some("formed"))
+                } else {
+                    anyhow::bail!("not every node Ready")
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(done, "formed");
+    }
+
+    #[tokio::test]
+    async fn formation_at_its_bound_says_so_and_what_to_raise() {
+        let formation = Formation::with_stall(Duration::from_millis(300), Duration::from_secs(60));
+        let err = formation
+            .wait::<(), _, _>(Duration::from_millis(20), || async {
+                formation.progressed();
+                anyhow::bail!("3/4 nodes Ready")
+            })
+            .await
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("`[timeouts] cluster_formed`"), "{text}");
+        assert!(text.contains("3/4 nodes Ready"), "{text}");
     }
 }
