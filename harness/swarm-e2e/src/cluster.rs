@@ -170,8 +170,11 @@ fn left(deadline: Instant) -> Duration {
 /// 2-core host a node waited for its ID longer than the whole formation takes on an idle
 /// one, while a node that cannot join at all should not hold the run for the phase's
 /// bound. So formation waits as long as the cluster progresses (a node joined, got its
-/// node ID, became Ready) and gives up once nothing has moved for [`Formation::stall`]
-/// (longer on a host busier than its cores), or at the phase's bound.
+/// node ID, became Ready) and gives up once nothing has moved for its stall window, or at
+/// the phase's bound. The window is 30 s, or three times the longest pause between two
+/// steps seen so far when that is longer: a host that is slow but moving calibrates its
+/// own patience (the host's load average cannot: in a container it counts other tenants'
+/// tasks, 30 on an idle 2-core machine here).
 struct Formation {
     started: Instant,
     /// A little inside the phase's bound, so a step that runs out says which it was
@@ -179,17 +182,17 @@ struct Formation {
     deadline: Instant,
     limit: Duration,
     stall: Duration,
-    last_progress: std::sync::Mutex<Instant>,
+    /// When a node last made a step, and the longest pause between two steps.
+    progress: std::sync::Mutex<(Instant, Duration)>,
 }
 
-/// Nothing moving for this long (on a host no busier than its cores) ends formation: the
-/// slowest single step measured at 100 nodes on an idle 2-core host was under 10 s.
+/// Nothing moving for this long ends formation (unless steps already paused longer): at
+/// 100 nodes on a 2-core host, nodes stepped every second or so.
 const FORMATION_STALL: Duration = Duration::from_secs(30);
 
 impl Formation {
     fn new(limit: Duration) -> Self {
-        let load = crate::hostlimits::load_per_core().unwrap_or(1.0).max(1.0);
-        Formation::with_stall(limit, FORMATION_STALL.mul_f64(load.min(100.0)))
+        Formation::with_stall(limit, FORMATION_STALL)
     }
 
     fn with_stall(limit: Duration, stall: Duration) -> Self {
@@ -199,25 +202,30 @@ impl Formation {
             deadline: started + limit.saturating_sub((limit / 20).min(Duration::from_secs(2))),
             limit,
             stall,
-            last_progress: std::sync::Mutex::new(started),
+            progress: std::sync::Mutex::new((started, Duration::ZERO)),
         }
     }
 
     /// A node made a step: the stall window starts again.
     fn progressed(&self) {
-        *self.last_progress.lock().expect("formation progress lock") = Instant::now();
+        let mut progress = self.progress.lock().expect("formation progress lock");
+        let (last, longest) = *progress;
+        *progress = (Instant::now(), longest.max(last.elapsed()));
     }
 
     /// Why waiting on is pointless: nothing progressed for the stall window.
     fn stalled(&self) -> Option<String> {
-        let last = *self.last_progress.lock().expect("formation progress lock");
+        let (last, longest) = *self.progress.lock().expect("formation progress lock");
         let idle = last.elapsed();
-        (idle >= self.stall).then(|| {
+        (idle >= self.stall.max(longest * 3)).then(|| {
+            let since = if last == self.started {
+                "since formation began".to_string()
+            } else {
+                format!("since {:.1} s into formation", (last - self.started).as_secs_f64())
+            };
             format!(
-                "no node has made progress (joined, got its node ID or became Ready) for {:.0} s; \
-                 the last step was {:.1} s into formation",
+                "no node has made progress (joined, got its node ID or became Ready) for {:.0} s, {since}",
                 idle.as_secs_f64(),
-                (last - self.started).as_secs_f64()
             )
         })
     }
@@ -269,6 +277,9 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
         .expect("first manager provisioned")
         .clone();
     let (worker_token, manager_token) = init_swarm(&leader).await?;
+    // Every node asks its own engine for its ID, so at 100 nodes a short interval alone
+    // is hundreds of `docker info` calls a second on the engines' cores.
+    let id_interval = Duration::from_millis(200).max(Duration::from_millis(10) * nodes.len() as u32);
     let remote = format!("{}:{SWARM_PORT}", leader.address);
     if !scenario.ingress {
         remove_ingress(&leader, &formation).await?;
@@ -299,6 +310,8 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
                     async move {
                         match n.docker.join_swarm(request).await {
                             Ok(()) => Ok(Some(())),
+                            // An attempt answered 503 ("will continue in the background")
+                            // is still pending: its node ID tells when it completes.
                             Err(e) if e.to_string().contains("already part of a swarm") => Ok(Some(())),
                             Err(e) => {
                                 tracing::debug!("{} join attempt failed: {e}", n.name);
@@ -309,28 +322,31 @@ async fn form_swarm(scenario: &Scenario, mut cluster: Cluster, limit: Duration) 
                 })
                 .await
                 .with_context(|| format!("{} joining the swarm as {}", n.name, n.role.as_str()))?;
-            formation.progressed();
+            // The join slot stays taken until the join completed, so the joins in
+            // flight are what the leader's CA works on, and each node's ID is the step
+            // the formation's progress counts.
+            let id = node_id(&n, formation, id_interval).await?;
             tracing::debug!(elapsed = ?started.elapsed(), "{} joined as {}", n.name, n.role.as_str());
-            anyhow::Ok(())
+            anyhow::Ok((n.name.clone(), id))
         }
     };
+    let mut ids = HashMap::from([(leader.name.clone(), node_id(&leader, &formation, id_interval).await?)]);
     for n in nodes
         .iter()
         .filter(|n| n.name != leader.name && n.role == Role::Manager)
     {
-        join(n).await?;
+        ids.extend([join(n).await?]);
     }
-    futures_util::stream::iter(nodes.iter().filter(|n| n.role != Role::Manager).map(join))
-        .buffer_unordered(JOINS_IN_FLIGHT)
-        .try_collect::<Vec<()>>()
-        .await?;
-
-    tracing::debug!(elapsed = ?started.elapsed(), "every node joined");
-    let ids = node_ids(nodes, &formation).await?;
-    for (n, id) in nodes.iter_mut().zip(ids) {
-        n.node_id = id;
+    ids.extend(
+        futures_util::stream::iter(nodes.iter().filter(|n| n.role != Role::Manager).map(join))
+            .buffer_unordered(JOINS_IN_FLIGHT)
+            .try_collect::<Vec<(String, String)>>()
+            .await?,
+    );
+    for n in nodes.iter_mut() {
+        n.node_id = ids.remove(&n.name).expect("every node joined or initialised the swarm");
     }
-    tracing::debug!(elapsed = ?started.elapsed(), "every node has its node ID");
+    tracing::debug!(elapsed = ?started.elapsed(), "every node joined and has its node ID");
 
     let ghosts = every_node_ready(scenario, &cluster, &leader, &formation).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "every node Ready");
@@ -360,42 +376,41 @@ async fn init_swarm(leader: &EngineNode) -> anyhow::Result<(String, String)> {
     ))
 }
 
-/// Each node's swarm node ID, as its own engine reports it once its join has completed:
-/// a join retried after a slow first attempt answers "already part of a swarm" while the
+/// A node's swarm node ID, as its own engine reports it once its join has completed: a
+/// join retried after a slow first attempt answers "already part of a swarm" while the
 /// first is still pending (measured at 60 nodes), so the ID is awaited, bounded.
-async fn node_ids(nodes: &[EngineNode], formation: &Formation) -> anyhow::Result<Vec<String>> {
-    // Every node asks its own engine, so at 100 nodes a short interval alone is hundreds
-    // of `docker info` calls a second on the engines' cores.
-    let interval = Duration::from_millis(200).max(Duration::from_millis(10) * nodes.len() as u32);
-    try_join_all(nodes.iter().map(|n| async move {
-        let id = formation
-            .wait(interval, || async {
-                let info = n
-                    .docker
-                    .info()
-                    .await
-                    .with_context(|| format!("docker info on {}", n.name))?;
-                let swarm = info.swarm.unwrap_or_default();
-                match swarm.node_id.filter(|id| !id.is_empty()) {
-                    Some(id) => {
-                        formation.progressed();
-                        Ok(Some(id))
-                    }
-                    None => anyhow::bail!(
-                        "no swarm node ID yet (local state {}{})",
-                        swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default(),
-                        swarm
-                            .error
-                            .filter(|e| !e.is_empty())
-                            .map(|e| format!(", error: {e}"))
-                            .unwrap_or_default()
-                    ),
+async fn node_id(n: &EngineNode, formation: &Formation, interval: Duration) -> anyhow::Result<String> {
+    formation
+        .wait(interval, || async {
+            let info = n
+                .docker
+                .info()
+                .await
+                .with_context(|| format!("docker info on {}", n.name))?;
+            let swarm = info.swarm.unwrap_or_default();
+            match swarm.node_id.filter(|id| !id.is_empty()) {
+                Some(id) => {
+                    formation.progressed();
+                    Ok(Some(id))
                 }
-            })
-            .await;
-        id.with_context(|| format!("{} reports no swarm node ID after joining", n.name))
-    }))
-    .await
+                None => anyhow::bail!(
+                    "no swarm node ID yet (local state {}{}){}",
+                    swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default(),
+                    swarm
+                        .error
+                        .filter(|e| !e.is_empty())
+                        .map(|e| format!(", error: {e}"))
+                        .unwrap_or_default(),
+                    if swarm.local_node_state == Some(bollard::models::LocalNodeState::PENDING) {
+                        "; hint: a pending join has not reached the manager: can this node reach its tcp/2377?"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        })
+        .await
+        .with_context(|| format!("{} reports no swarm node ID after joining", n.name))
 }
 
 /// Removes the swarm's routing-mesh network before any node joins, so no node builds an
@@ -643,6 +658,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(done, "formed");
+    }
+
+    #[test]
+    fn a_host_that_paused_long_between_steps_before_gets_that_much_more_patience() {
+        let formation = Formation::with_stall(Duration::from_secs(60), Duration::from_secs(30));
+        let quiet_for = |idle: u64, longest: u64| {
+            *formation.progress.lock().unwrap() =
+                (Instant::now() - Duration::from_secs(idle), Duration::from_secs(longest));
+            formation.stalled()
+        };
+        assert_eq!(quiet_for(29, 0), None);
+        assert!(quiet_for(31, 0).unwrap().contains("for 31 s"));
+        assert_eq!(
+            quiet_for(31, 12),
+            None,
+            "three times the longest pause (36 s) not reached"
+        );
+        assert!(quiet_for(37, 12).is_some());
     }
 
     #[tokio::test]

@@ -75,19 +75,6 @@ impl HostFacts {
     }
 }
 
-/// The host's one-minute load average per core (1.0: every core busy), where the host
-/// has `/proc/loadavg`.
-pub fn load_per_core() -> Option<f64> {
-    let load = parse_load1(&std::fs::read_to_string("/proc/loadavg").ok()?)?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    Some(load / cores as f64)
-}
-
-/// `/proc/loadavg`'s first field: the one-minute load average.
-fn parse_load1(text: &str) -> Option<f64> {
-    text.split_whitespace().next()?.parse().ok()
-}
-
 /// `/proc/loadavg`'s fourth field is `running/total` scheduling entities (threads).
 fn parse_loadavg_threads(text: &str) -> Option<u64> {
     text.split_whitespace().nth(3)?.split_once('/')?.1.parse().ok()
@@ -370,8 +357,6 @@ mod tests {
     fn threads_in_use_are_read_from_loadavg() {
         assert_eq!(parse_loadavg_threads("0.06 0.02 0.00 1/79 17137\n"), Some(79));
         assert_eq!(parse_loadavg_threads("0.06 0.02"), None);
-        assert_eq!(parse_load1("121.50 80.02 40.00 1/79 17137\n"), Some(121.5));
-        assert_eq!(parse_load1(""), None);
         assert!(disk_available("/").is_some_and(|b| b > 0));
         assert_eq!(disk_available("/no/such/dir/swarm-e2e"), None);
     }

@@ -145,7 +145,8 @@ pub struct RunArgs {
     inject_stopped_engine: Option<String>,
     /// Test hook: break a node's underlay once the workloads are deployed:
     /// `mtu=1280@NODE`, `loss=40@NODE`, `drop-vxlan@NODE`, `drop-gossip@NODE`,
-    /// `drop-control@MANAGER`, `pause@NODE`, `freeze@NODE`, `drain@NODE` (repeatable).
+    /// `drop-control@MANAGER`, `block-joins@MANAGER` (before the swarm forms), `pause@NODE`,
+    /// `freeze@NODE`, `drain@NODE` (repeatable).
     #[arg(long, hide = true, value_name = "FAULT@NODE")]
     inject_fault: Vec<crate::targets::InjectedFault>,
     /// Test hook: the first attempt of this check fails whatever it saw (repeatable):

@@ -19,7 +19,7 @@ use crate::exit::{self, Failure};
 use crate::images::BUSYBOX_IMAGE;
 use crate::netfault;
 use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
-use crate::targets::{NodeControl, NodeFault};
+use crate::targets::{FaultMoment, NodeControl, NodeFault};
 use crate::watchdog::Watchdog;
 
 /// Bound on creating a scenario's services and containers.
@@ -140,7 +140,12 @@ fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeC
     }
     ctx.rt
         .block_on(async {
-            for f in ctx.opts.faults.iter().filter(|f| !f.fault.before_workloads()) {
+            for f in ctx
+                .opts
+                .faults
+                .iter()
+                .filter(|f| f.fault.moment() == FaultMoment::WhileRunning)
+            {
                 let node = cluster.node(&f.node);
                 if let NodeFault::RemoveNodeLabel(key) = &f.fault {
                     update_node_spec(&cluster.manager().docker, &node.node_id, |s| {
@@ -195,7 +200,12 @@ pub(super) fn run(
                 .await?;
             }
             // Test hook: a control plane cut before the workloads are given out.
-            for f in ctx.opts.faults.iter().filter(|f| f.fault.before_workloads()) {
+            for f in ctx
+                .opts
+                .faults
+                .iter()
+                .filter(|f| f.fault.moment() == FaultMoment::BeforeWorkloads)
+            {
                 for fault in f.fault.underlay() {
                     let node = cluster.node(&f.node);
                     netfault::inject(node, &cluster.run_id, BUSYBOX_IMAGE, &fault, netfault::Owner::Run).await?;

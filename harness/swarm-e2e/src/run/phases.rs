@@ -18,10 +18,11 @@ use super::{RunContext, checks};
 use crate::cluster::{Cluster, EngineNode, form};
 use crate::engine::{ServerIdentity, tls_engine, wait_ready};
 use crate::exit::Failure;
-use crate::images::{busybox_image_tarball, load_image};
+use crate::images::{BUSYBOX_IMAGE, busybox_image_tarball, load_image};
+use crate::netfault;
 use crate::pki::Pki;
 use crate::report::{CheckOutcome, Event, NodeRecord, Phase};
-use crate::targets::{Identity, NodeFault, ProvisionContext, ProvisionedNode};
+use crate::targets::{FaultMoment, Identity, NodeFault, ProvisionContext, ProvisionedNode};
 
 /// How long a stopped provisioning may take to land what it already sent.
 pub(crate) const PROVISION_GRACE: Duration = Duration::from_secs(30);
@@ -38,9 +39,9 @@ pub(super) fn provision_to_checks(ctx: &mut RunContext) -> Result<i32, Failure> 
             .collect();
         return Ok(checks::skip_phase(ctx, CheckOutcome::Ignored, reason));
     }
-    let (nodes, images_loaded) = engines_ready(ctx, provisioned)?;
+    let (nodes, mut images_loaded) = engines_ready(ctx, provisioned)?;
     inject_panic(ctx, Phase::EnginesReady);
-    let cluster = cluster_formed(ctx, nodes)?;
+    let cluster = cluster_formed(ctx, nodes, &mut images_loaded)?;
     inject_panic(ctx, Phase::ClusterFormed);
     checks::run(ctx, cluster, images_loaded)
 }
@@ -194,18 +195,43 @@ fn engines_ready(
 }
 
 /// Phase: cluster formed (a swarm, or engines sharing a cluster store).
-fn cluster_formed(ctx: &mut RunContext, nodes: Vec<EngineNode>) -> Result<Arc<Cluster>, Failure> {
+fn cluster_formed(
+    ctx: &mut RunContext,
+    nodes: Vec<EngineNode>,
+    images_loaded: &mut AbortOnDrop<anyhow::Result<()>>,
+) -> Result<Arc<Cluster>, Failure> {
     let started = start_phase(ctx, Phase::ClusterFormed);
     let limit = ctx.scenario.timeouts.cluster_formed;
     let scenario = ctx.scenario.clone();
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let gone = ctx.target.node_exited(ctx.run_id(), &names);
+    let faults: Vec<_> = ctx
+        .opts
+        .faults
+        .iter()
+        .filter(|f| f.fault.moment() == FaultMoment::BeforeFormation)
+        .cloned()
+        .collect();
+    let run_id = ctx.run_id().to_string();
     // Formation bounds its own steps a little inside `limit` and says which one ran
     // out; this bound is the phase's promise (and catches a request that never returns).
     let result = ctx.rt.block_on(bounded(
         limit,
         &ctx.interrupt.stop,
-        unless_gone(gone, form(&scenario, ctx.run_id(), nodes, limit)),
+        unless_gone(gone, async {
+            if !faults.is_empty() {
+                // Test hook: a fault made through the node's engine needs the test image.
+                (&mut images_loaded.0).await.context("loading the test images")??;
+                *images_loaded = AbortOnDrop(tokio::spawn(async { Ok(()) }));
+                for f in &faults {
+                    let node = nodes.iter().find(|n| n.name == f.node).context("no such node")?;
+                    for fault in f.fault.underlay() {
+                        netfault::inject(node, &run_id, BUSYBOX_IMAGE, &fault, netfault::Owner::Run).await?;
+                    }
+                }
+            }
+            form(&scenario, &run_id, nodes, limit).await
+        }),
     ));
     let cluster = finish_phase(ctx, Phase::ClusterFormed, started, result, |c| {
         match scenario.topology {

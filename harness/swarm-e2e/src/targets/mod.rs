@@ -107,6 +107,9 @@ pub enum NodeFault {
     /// This share (percent) of the VXLAN packets arriving at the node is dropped: a
     /// lossy link, which a single retried ping does not notice.
     VxlanLoss(u32),
+    /// tcp/2377 to the node, the first manager, is dropped before the swarm forms: the
+    /// other nodes' joins never complete.
+    BlockJoins,
     /// The node's engine is configured with an option it does not know, so it exits
     /// while it starts (applied at provisioning).
     BadEngineOption,
@@ -127,11 +130,28 @@ pub enum NodeFault {
     Frozen,
 }
 
+/// When a run makes a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMoment {
+    /// With the node (its engine's configuration).
+    Provisioning,
+    /// Once the engines answer, before the swarm forms.
+    BeforeFormation,
+    /// Once the swarm formed, before the workloads are deployed (what they meet from
+    /// the start).
+    BeforeWorkloads,
+    /// Once the workloads run.
+    WhileRunning,
+}
+
 impl NodeFault {
-    /// Whether the fault is made before the workloads are deployed (what they meet from
-    /// the start) rather than once they run.
-    pub fn before_workloads(&self) -> bool {
-        matches!(self, NodeFault::Paused | NodeFault::DropControlPlane)
+    pub fn moment(&self) -> FaultMoment {
+        match self {
+            NodeFault::BadEngineOption => FaultMoment::Provisioning,
+            NodeFault::BlockJoins => FaultMoment::BeforeFormation,
+            NodeFault::Paused | NodeFault::DropControlPlane => FaultMoment::BeforeWorkloads,
+            _ => FaultMoment::WhileRunning,
+        }
     }
 
     /// What the fault does to the node's underlay (nothing, for faults made elsewhere).
@@ -157,7 +177,7 @@ impl NodeFault {
                     port: 7946,
                 },
             ],
-            NodeFault::DropControlPlane => vec![DropInbound {
+            NodeFault::DropControlPlane | NodeFault::BlockJoins => vec![DropInbound {
                 proto: "tcp",
                 port: 2377,
             }],
@@ -172,7 +192,7 @@ impl NodeFault {
 }
 
 /// A fault and the node it goes to: `mtu=1280@node-2`, `loss=40@node-2`, `drop-vxlan@node-2`,
-/// `drop-gossip@node-2`, `drop-control@node-1`, `drain@node-2` (the hidden
+/// `drop-gossip@node-2`, `drop-control@node-1`, `block-joins@node-1`, `drain@node-2` (the hidden
 /// `--inject-fault` of `run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InjectedFault {
@@ -197,6 +217,7 @@ impl std::str::FromStr for InjectedFault {
             None if what == "drop-vxlan" => NodeFault::DropVxlan,
             None if what == "drop-gossip" => NodeFault::DropGossip,
             None if what == "drop-control" => NodeFault::DropControlPlane,
+            None if what == "block-joins" => NodeFault::BlockJoins,
             None if what == "bad-engine-option" => NodeFault::BadEngineOption,
             None if what == "sticky-partition" => NodeFault::StickyPartition,
             None if what == "pause" => NodeFault::Paused,
@@ -204,7 +225,7 @@ impl std::str::FromStr for InjectedFault {
             None if what == "freeze" => NodeFault::Frozen,
             _ => {
                 return Err(format!(
-                    "`{what}`: faults are mtu=N, loss=PERCENT, drop-vxlan, drop-gossip, drop-control, bad-engine-option, \
+                    "`{what}`: faults are mtu=N, loss=PERCENT, drop-vxlan, drop-gossip, drop-control, block-joins, bad-engine-option, \
                      unlabel=KEY, sticky-partition, pause, drain, freeze"
                 ));
             }
@@ -494,7 +515,11 @@ mod tests {
         );
         let cut = "drop-control@m".parse::<InjectedFault>().unwrap().fault;
         assert_eq!(cut, NodeFault::DropControlPlane);
-        assert!(cut.before_workloads() && !NodeFault::DropGossip.before_workloads());
+        assert_eq!(cut.moment(), FaultMoment::BeforeWorkloads);
+        assert_eq!(NodeFault::DropGossip.moment(), FaultMoment::WhileRunning);
+        let joins = "block-joins@m".parse::<InjectedFault>().unwrap().fault;
+        assert_eq!(joins.moment(), FaultMoment::BeforeFormation);
+        assert_eq!(joins.underlay(), cut.underlay());
         assert!(
             "drop-vxlan"
                 .parse::<InjectedFault>()
