@@ -169,8 +169,8 @@ fn left(deadline: Instant) -> Duration {
 /// How long one node's step may take is not known in advance: at 100 nodes on a loaded
 /// 2-core host a node waited for its ID longer than the whole formation takes on an idle
 /// one, while a node that cannot join at all should not hold the run for the phase's
-/// bound. So formation waits as long as the cluster progresses (a node joined, got its
-/// node ID, became Ready) and gives up once nothing has moved for its stall window, or at
+/// bound. So formation waits as long as the cluster progresses (a node's engine reports
+/// its node ID, the leader sees a node Ready) and gives up once nothing has moved for its stall window, or at
 /// the phase's bound. The window is 30 s, or three times the longest pause between two
 /// steps seen so far when that is longer: a host that is slow but moving calibrates its
 /// own patience (the host's load average cannot: in a container it counts other tenants'
@@ -224,7 +224,7 @@ impl Formation {
                 format!("since {:.1} s into formation", (last - self.started).as_secs_f64())
             };
             format!(
-                "no node has made progress (joined, got its node ID or became Ready) for {:.0} s, {since}",
+                "no node has made progress (got its node ID or became Ready) for {:.0} s, {since}",
                 idle.as_secs_f64(),
             )
         })

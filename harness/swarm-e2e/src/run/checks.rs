@@ -17,7 +17,6 @@ use crate::checks::{Attempts, CheckEnv, Outcome, deploy_workloads, run_check};
 use crate::cluster::{Cluster, update_node_spec};
 use crate::exit::{self, Failure};
 use crate::images::BUSYBOX_IMAGE;
-use crate::netfault;
 use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
 use crate::targets::{FaultMoment, NodeControl, NodeFault};
 use crate::watchdog::Watchdog;
@@ -159,9 +158,7 @@ fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeC
                     })
                     .await?;
                 }
-                for fault in f.fault.underlay() {
-                    netfault::inject(node, &cluster.run_id, BUSYBOX_IMAGE, &fault, netfault::Owner::Run).await?;
-                }
+                f.inject_underlay(node, &cluster.run_id).await?;
             }
             if let (Some(control), Some(node)) = (control, &ctx.opts.stopped_engine) {
                 control.stop(node).await?;
@@ -206,10 +203,7 @@ pub(super) fn run(
                 .iter()
                 .filter(|f| f.fault.moment() == FaultMoment::BeforeWorkloads)
             {
-                for fault in f.fault.underlay() {
-                    let node = cluster.node(&f.node);
-                    netfault::inject(node, &cluster.run_id, BUSYBOX_IMAGE, &fault, netfault::Owner::Run).await?;
-                }
+                f.inject_underlay(cluster.node(&f.node), &cluster.run_id).await?;
             }
             let failed = deploy_workloads(&ctx.scenario, &cluster, &images).await;
             tracing::debug!(elapsed = ?started.elapsed(), "workloads deployed");

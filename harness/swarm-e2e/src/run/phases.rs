@@ -18,8 +18,7 @@ use super::{RunContext, checks};
 use crate::cluster::{Cluster, EngineNode, form};
 use crate::engine::{ServerIdentity, tls_engine, wait_ready};
 use crate::exit::Failure;
-use crate::images::{BUSYBOX_IMAGE, busybox_image_tarball, load_image};
-use crate::netfault;
+use crate::images::{busybox_image_tarball, load_image};
 use crate::pki::Pki;
 use crate::report::{CheckOutcome, Event, NodeRecord, Phase};
 use crate::targets::{FaultMoment, Identity, NodeFault, ProvisionContext, ProvisionedNode};
@@ -225,9 +224,7 @@ fn cluster_formed(
                 *images_loaded = AbortOnDrop(tokio::spawn(async { Ok(()) }));
                 for f in &faults {
                     let node = nodes.iter().find(|n| n.name == f.node).context("no such node")?;
-                    for fault in f.fault.underlay() {
-                        netfault::inject(node, &run_id, BUSYBOX_IMAGE, &fault, netfault::Owner::Run).await?;
-                    }
+                    f.inject_underlay(node, &run_id).await?;
                 }
             }
             form(&scenario, &run_id, nodes, limit).await

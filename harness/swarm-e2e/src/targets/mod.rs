@@ -200,6 +200,24 @@ pub struct InjectedFault {
     pub fault: NodeFault,
 }
 
+impl InjectedFault {
+    /// Makes the fault's underlay part (nothing for faults made elsewhere) through
+    /// `node`'s engine, which must have the test image.
+    pub async fn inject_underlay(&self, node: &crate::cluster::EngineNode, run_id: &str) -> anyhow::Result<()> {
+        for fault in self.fault.underlay() {
+            crate::netfault::inject(
+                node,
+                run_id,
+                crate::images::BUSYBOX_IMAGE,
+                &fault,
+                crate::netfault::Owner::Run,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 impl std::str::FromStr for InjectedFault {
     type Err = String;
 
