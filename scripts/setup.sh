@@ -19,7 +19,8 @@ fi
 packages=(debootstrap busybox-static iproute2 iptables procps tar ca-certificates openssl gcc libc6-dev)
 # An engine installed another way (docker-ce on CI runners) is used as it is: docker.io
 # would conflict with its containerd.io.
-command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
+# The docker CLI deploys Compose stacks (`docker stack deploy`): docker.io ships both.
+{ command -v dockerd && command -v docker; } >/dev/null 2>&1 || packages+=(docker.io)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

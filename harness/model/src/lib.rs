@@ -46,6 +46,8 @@ pub struct Scenario {
     pub networks: Vec<Network>,
     pub services: Vec<Service>,
     pub containers: Vec<Container>,
+    /// Compose files deployed as swarm stacks (`docker stack deploy`).
+    pub stacks: Vec<Stack>,
     pub checks: Vec<Check>,
     pub timeouts: PhaseTimeouts,
     /// Faults for the fake DigitalOcean API, when the scenario declares them.
@@ -98,6 +100,10 @@ impl Scenario {
         self.networks.iter().find(|n| n.name == name)
     }
 
+    pub fn stack(&self, name: &str) -> Option<&Stack> {
+        self.stacks.iter().find(|s| s.name == name)
+    }
+
     pub fn container(&self, name: &str) -> Option<&Container> {
         self.containers.iter().find(|c| c.name == name)
     }
@@ -125,6 +131,13 @@ impl Scenario {
     pub fn unsupported_reason(&self) -> Option<String> {
         if self.topology != Topology::Classic {
             return None;
+        }
+        if let Some(stack) = self.stacks.first() {
+            return Some(format!(
+                "stack `{}` needs swarm mode: `docker stack deploy` talks to a swarm manager, and the classic \
+                 topology has none (deploy its services as `[[containers]]`, or use `topology = \"swarm\"`)",
+                stack.name
+            ));
         }
         let mut too_new: Vec<(&str, Vec<&str>)> = Vec::new();
         for n in &self.nodes {
@@ -245,6 +258,42 @@ pub struct Service {
     pub endpoint_mode: EndpointMode,
     /// Placement preferences, e.g. `spread=node.labels.rack`.
     pub preferences: Vec<String>,
+}
+
+/// A Compose application deployed with the real docker CLI (`docker stack deploy -c
+/// FILE… NAME`): its objects share the label `com.docker.stack.namespace=NAME`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stack {
+    pub name: String,
+    /// The Compose files, resolved against the scenario's folder, merged in this order.
+    pub files: Vec<std::path::PathBuf>,
+    /// Variables the CLI interpolates into the files (`${VAR}`), beside the caller's.
+    pub env: BTreeMap<String, String>,
+    /// The services the files declare (merged), in file order: what the checks expect
+    /// to find under the namespace.
+    pub services: Vec<String>,
+    /// `--resolve-image` (`never` unless told: without a registry the CLI spends ~40 s
+    /// per deploy trying to resolve digests).
+    pub resolve_image: ResolveImage,
+}
+
+/// `docker stack deploy --resolve-image`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResolveImage {
+    #[default]
+    Never,
+    Changed,
+    Always,
+}
+
+impl ResolveImage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolveImage::Never => "never",
+            ResolveImage::Changed => "changed",
+            ResolveImage::Always => "always",
+        }
+    }
 }
 
 /// A plain container started on one node (`docker run`), as in the 2015 flow.

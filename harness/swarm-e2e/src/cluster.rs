@@ -27,6 +27,10 @@ pub struct EngineNode {
     pub engine_version: String,
     /// Filled when the node is part of the swarm.
     pub node_id: String,
+    /// How the docker CLI reaches this engine (`DOCKER_HOST`), with `client` as its
+    /// `DOCKER_CERT_PATH`: stacks are deployed by the real CLI.
+    pub cli_host: String,
+    pub client: std::sync::Arc<crate::pki::CertBundle>,
 }
 
 impl std::fmt::Debug for EngineNode {

@@ -27,6 +27,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod shard;
+pub mod stacks;
 pub mod targets;
 pub mod wait;
 pub mod watchdog;

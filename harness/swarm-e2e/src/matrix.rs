@@ -372,6 +372,7 @@ mod tests {
                     })
                     .collect(),
                 nodes: Vec::new(),
+                stacks: Vec::new(),
                 error: None,
                 leftovers: Vec::new(),
                 artifacts: None,

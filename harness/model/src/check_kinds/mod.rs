@@ -33,6 +33,8 @@ pub enum KeyType {
     Integer,
     /// A table of node name = task count.
     NodeCounts,
+    /// A declared stack's name.
+    Stack,
 }
 
 impl KeyType {
@@ -48,6 +50,7 @@ impl KeyType {
             KeyType::Label => "\"KEY=VALUE\"",
             KeyType::Integer => "integer",
             KeyType::NodeCounts => "table node = count",
+            KeyType::Stack => "stack name",
         }
     }
 }
@@ -276,6 +279,24 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         runs_last: true,
     },
     CheckKindSpec {
+        name: "stack-converges",
+        doc: "every service of the stack runs its desired tasks (global: one per eligible node) with its update \
+              completed; a task that cannot run is named with its own error (implicit for every stack)",
+        keys: &[req("stack", T::Stack)],
+        topologies: SWARM,
+        disruptive: false,
+        runs_last: false,
+    },
+    CheckKindSpec {
+        name: "stack-reach",
+        doc: "from a probe on every node, each service of the stack resolves by name on each of its networks \
+              (`tasks.NAME`: one address per running task) and every address answers a ping",
+        keys: &[req("stack", T::Stack)],
+        topologies: SWARM,
+        disruptive: false,
+        runs_last: false,
+    },
+    CheckKindSpec {
         name: "cluster-state",
         doc: "roles, availability, node and engine labels and engine versions are as declared, at the start and the end",
         keys: &[],
@@ -369,6 +390,11 @@ pub enum CheckKind {
     /// With all but one manager down, creating a service fails for lack of quorum;
     /// with one back, it works.
     Quorum,
+    /// Every service of `stack` runs its desired tasks with its update completed.
+    StackConverges { stack: String },
+    /// Every service of `stack` resolves by name (`tasks.NAME`) on each of its networks
+    /// from every node, one address per running task, each answering a ping.
+    StackReach { stack: String },
     /// Every node's role, availability, node labels, engine labels and engine version
     /// are as declared, when the checks start and again after the others ended.
     ClusterState,
@@ -426,6 +452,8 @@ impl CheckKind {
             CheckKind::Mtu { .. } => "mtu",
             CheckKind::PacketLoss { .. } => "packet-loss",
             CheckKind::Partition { .. } => "partition",
+            CheckKind::StackConverges { .. } => "stack-converges",
+            CheckKind::StackReach { .. } => "stack-reach",
         }
     }
 
@@ -446,6 +474,14 @@ impl CheckKind {
         self.spec().runs_last
     }
 
+    /// The stack this check observes.
+    pub fn stack(&self) -> Option<&str> {
+        match self {
+            CheckKind::StackConverges { stack } | CheckKind::StackReach { stack } => Some(stack),
+            _ => None,
+        }
+    }
+
     /// Services this check observes (they are deployed before checks start).
     pub fn services(&self) -> Vec<&str> {
         match self {
@@ -456,7 +492,9 @@ impl CheckKind {
             | CheckKind::ClusterState
             | CheckKind::Mtu { .. }
             | CheckKind::PacketLoss { .. }
-            | CheckKind::Partition { .. } => {
+            | CheckKind::Partition { .. }
+            | CheckKind::StackConverges { .. }
+            | CheckKind::StackReach { .. } => {
                 vec![]
             }
             CheckKind::Placement { service, .. }

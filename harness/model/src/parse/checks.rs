@@ -26,6 +26,28 @@ impl Parser {
         // Declared state is always verified: a label lost or a node drained after the
         // cluster formed passes every other check (running tasks are not moved). A
         // scenario with a `cluster-state` check of its own names it as it likes.
+        // Every stack converges, as every scenario's declared state is checked: a stack
+        // whose tasks cannot run fails every other check of it for a reason only this
+        // one names.
+        for stack in declared.stacks {
+            let explicit = out
+                .iter()
+                .any(|c| matches!(&c.kind, CheckKind::StackConverges { stack: s } if *s == stack.name));
+            if !explicit {
+                let name = format!("stack-converges-{}", stack.name);
+                if seen.insert(name.clone()) {
+                    out.push(Check {
+                        name,
+                        kind: CheckKind::StackConverges {
+                            stack: stack.name.clone(),
+                        },
+                        line: None,
+                        timeout: None,
+                        retries: None,
+                    });
+                }
+            }
+        }
         if !out.iter().any(|c| c.kind == CheckKind::ClusterState) {
             let name = [IMPLICIT_STATE_CHECK, "implicit-declared-state"]
                 .into_iter()
@@ -58,6 +80,7 @@ impl Parser {
             .as_ref()
             .or(raw.target.as_ref())
             .or(raw.network.as_ref())
+            .or(raw.stack.as_ref())
             .map(|s| s.get_ref().clone())
             .unwrap_or_else(|| spec.name.to_string());
         let name = match &raw.name {

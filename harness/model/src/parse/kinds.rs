@@ -9,7 +9,7 @@ use super::{Parser, S, eligible_nodes, span_of};
 use crate::diag::Problem;
 use crate::{
     CheckKind, Container, DEFAULT_LOSS_PERCENT, DEFAULT_MAX_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, MAX_PING_PAYLOAD,
-    MAX_TRANSFER_BYTES, Network, Node, Payload, Role, Service, ServiceMode, Topology,
+    MAX_TRANSFER_BYTES, Network, Node, Payload, Role, Service, ServiceMode, Stack, Topology,
 };
 
 /// Validates one check of a kind; its required keys are present. `None` when a problem
@@ -32,8 +32,25 @@ const VALIDATORS: &[(&str, Validator)] = &[
     ("mtu", transfer),
     ("packet-loss", transfer),
     ("partition", partition),
+    ("stack-converges", stack_converges),
+    ("stack-reach", stack_reach),
     ("cluster-state", |_, _| Some(CheckKind::ClusterState)),
 ];
+
+fn stack_converges(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let stack = take(&mut c.raw.stack);
+    p.known_stack(&stack, c.declared.stacks)
+        .then(|| CheckKind::StackConverges {
+            stack: stack.into_inner(),
+        })
+}
+
+fn stack_reach(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let stack = take(&mut c.raw.stack);
+    p.known_stack(&stack, c.declared.stacks).then(|| CheckKind::StackReach {
+        stack: stack.into_inner(),
+    })
+}
 
 /// The validator of the kind named `kind`.
 pub(crate) fn validator(kind: &str) -> Option<Validator> {
@@ -54,6 +71,7 @@ pub(crate) struct Declared<'a> {
     pub networks: &'a [Network],
     pub services: &'a [Service],
     pub containers: &'a [Container],
+    pub stacks: &'a [Stack],
     pub topology: Topology,
 }
 

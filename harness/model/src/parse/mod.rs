@@ -21,9 +21,12 @@ mod checks;
 mod kinds;
 mod nodes;
 pub(crate) mod raw;
+mod stacks;
 mod workloads;
 
-use raw::{RawCheck, RawContainer, RawNetwork, RawNode, RawService, RawTimeouts, TOP_LEVEL_KEYS, toml_problem};
+use raw::{
+    RawCheck, RawContainer, RawNetwork, RawNode, RawService, RawStack, RawTimeouts, TOP_LEVEL_KEYS, toml_problem,
+};
 
 /// More nodes than this is refused: a local run of that size cannot fit one machine, and a
 /// cloud run of that size is a typo more often than an intent.
@@ -227,6 +230,11 @@ impl Parser {
             get("containers"),
             "container keys: name, node (or constraints), image, command, networks, aliases",
         );
+        let raw_stacks: Vec<S<RawStack>> = self.elements(
+            "stacks",
+            get("stacks"),
+            "stack keys: name, files (Compose files, relative to the scenario), env (a table of strings), resolve_image",
+        );
         let raw_checks: Vec<S<RawCheck>> = self.elements(
             "checks",
             get("checks"),
@@ -258,11 +266,13 @@ impl Parser {
         }
         let services = self.services(raw_services, &networks);
         let containers = self.containers(raw_containers, &nodes, &networks, topology);
+        let stacks = self.stacks(raw_stacks, path);
         let declared = kinds::Declared {
             nodes: &nodes,
             networks: &networks,
             services: &services,
             containers: &containers,
+            stacks: &stacks,
             topology,
         };
         let checks = self.checks(raw_checks, &declared);
@@ -283,6 +293,7 @@ impl Parser {
             networks,
             services,
             containers,
+            stacks,
             checks,
             timeouts,
             faults,

@@ -82,6 +82,16 @@ pub(crate) struct RawContainer {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawStack {
+    pub(crate) name: S<String>,
+    pub(crate) files: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub(crate) env: BTreeMap<S<String>, S<String>>,
+    pub(crate) resolve_image: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawCheck {
     pub(crate) name: Option<S<String>>,
     pub(crate) kind: S<String>,
@@ -100,6 +110,7 @@ pub(crate) struct RawCheck {
     pub(crate) nodes: Option<S<Vec<S<String>>>>,
     pub(crate) percent: Option<S<i64>>,
     pub(crate) bytes: Option<S<i64>>,
+    pub(crate) stack: Option<S<String>>,
     pub(crate) timeout: Option<S<String>>,
     pub(crate) retries: Option<S<i64>>,
 }
@@ -107,7 +118,7 @@ pub(crate) struct RawCheck {
 impl RawCheck {
     /// The keys of a check beside `name`, `kind`, `timeout` and `retries`: what check
     /// kinds take (`check_kinds::CHECK_KINDS` says which).
-    pub(crate) const KEYS: [&str; 15] = [
+    pub(crate) const KEYS: [&str; 16] = [
         "from",
         "network",
         "target",
@@ -123,10 +134,11 @@ impl RawCheck {
         "nodes",
         "percent",
         "bytes",
+        "stack",
     ];
 
     /// Each of [`Self::KEYS`] and whether this check has it.
-    pub(crate) fn keys_present(&self) -> [(&'static str, bool); 15] {
+    pub(crate) fn keys_present(&self) -> [(&'static str, bool); 16] {
         let present = [
             self.from.is_some(),
             self.network.is_some(),
@@ -143,6 +155,7 @@ impl RawCheck {
             self.nodes.is_some(),
             self.percent.is_some(),
             self.bytes.is_some(),
+            self.stack.is_some(),
         ];
         std::array::from_fn(|i| (Self::KEYS[i], present[i]))
     }
@@ -161,6 +174,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "networks",
     "services",
     "containers",
+    "stacks",
     "checks",
 ];
 

@@ -19,6 +19,8 @@ mod ping_by_name;
 mod placement;
 pub mod probe;
 mod quorum;
+mod stack_converges;
+mod stack_reach;
 mod starts_when_labelled;
 mod transfer;
 mod underlay;
@@ -35,6 +37,12 @@ use crate::cluster::Cluster;
 use crate::targets::{KernelFacts, NodeControl};
 
 pub use workloads::deploy_workloads;
+
+/// The key of a stack in [`CheckEnv::deploy_errors`] (services are keyed by their name;
+/// no service name has a space).
+pub fn stack_deploy_key(stack: &str) -> String {
+    format!("stack {stack}")
+}
 
 /// How a check ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +132,8 @@ pub struct Attempts {
 /// again up to `retries` times. The retries keep the check's place: a plain check still
 /// counts as running (the disruptive ones wait for it), a disruptive one keeps its turn.
 pub async fn run_check(env: &CheckEnv, check: &Check, retries: u32) -> Attempts {
-    for service in check.kind.services() {
+    let stack = check.kind.stack().map(stack_deploy_key);
+    for service in check.kind.services().into_iter().chain(stack.as_deref()) {
         if let Some(e) = env.deploy_errors.get(service) {
             let outcome = name_dead_nodes(
                 env,
@@ -213,6 +222,8 @@ const REGISTRY: &[(&str, Runner)] = &[
     ("mtu", |e, c, _| Box::pin(transfer::check(e, c))),
     ("packet-loss", |e, c, _| Box::pin(transfer::check(e, c))),
     ("partition", |e, c, _| Box::pin(partition::check(e, c))),
+    ("stack-converges", |e, c, _| Box::pin(stack_converges::check(e, c))),
+    ("stack-reach", |e, c, _| Box::pin(stack_reach::check(e, c))),
     ("cluster-state", |e, _, first| {
         Box::pin(cluster_state::run(e, first.unwrap_or_else(|| Ok(Vec::new()))))
     }),

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{NodeRecord, RunSummary};
+use super::{NodeRecord, RunSummary, StackRecord};
 
 /// Bumped on any incompatible change of the JSON report.
 /// 2: `outcome` may be `flaky`, and every check has `attempts`.
@@ -37,6 +37,10 @@ struct JsonRun<'a> {
     exit_code: i32,
     error: Option<&'a str>,
     nodes: &'a [NodeRecord],
+    /// Compose stacks deployed by the docker CLI (absent when the scenario has none).
+    #[serde(skip_serializing_if = "<[StackRecord]>::is_empty")]
+    #[schemars(default)]
+    stacks: &'a [StackRecord],
     phases: Vec<JsonPhase>,
     checks: Vec<JsonCheck<'a>>,
     /// Resources teardown could not remove.
@@ -92,6 +96,7 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
                 exit_code: r.exit_code,
                 error: r.error.as_deref(),
                 nodes: &r.nodes,
+                stacks: &r.stacks,
                 phases: r
                     .timings
                     .phases

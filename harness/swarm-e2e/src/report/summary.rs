@@ -83,6 +83,24 @@ pub struct NodeRecord {
     pub engine_version: String,
 }
 
+/// A stack of the scenario as the docker CLI deployed it.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StackRecord {
+    pub name: String,
+    /// The Compose files, merged in this order.
+    pub files: Vec<String>,
+    /// The docker CLI that deployed it (`docker --version`).
+    pub cli_version: String,
+    /// How long `docker stack deploy` took, when it succeeded.
+    pub deploy_seconds: Option<f64>,
+    /// What the CLI said besides creating things: ignored keys (`build`,
+    /// `container_name`, …), deprecations, notices.
+    pub cli_messages: Vec<String>,
+    /// Why the deploy failed, when it did.
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub run_id: String,
@@ -94,6 +112,8 @@ pub struct RunSummary {
     pub timings: Timings,
     pub checks: Vec<CheckRecord>,
     pub nodes: Vec<NodeRecord>,
+    /// The scenario's stacks, once deployed (or tried).
+    pub stacks: Vec<StackRecord>,
     pub error: Option<String>,
     pub leftovers: Vec<String>,
     /// Where failure artefacts were written, if any.
@@ -113,6 +133,7 @@ impl RunSummary {
             timings: Timings::default(),
             checks: Vec::new(),
             nodes: Vec::new(),
+            stacks: Vec::new(),
             error: None,
             leftovers: Vec::new(),
             artifacts: None,

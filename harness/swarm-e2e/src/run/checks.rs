@@ -12,7 +12,7 @@ use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 use swarm_e2e_model::{BUSYBOX, Scenario};
 
 use super::RunContext;
-use super::bounded::{AbortOnDrop, bounded, finish_phase, start_phase};
+use super::bounded::{AbortOnDrop, PhaseError, bounded, finish_phase, start_phase};
 use crate::checks::{Attempts, CheckEnv, Outcome, deploy_workloads, run_check};
 use crate::cluster::{Cluster, update_node_spec};
 use crate::exit::{self, Failure};
@@ -173,6 +173,65 @@ fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeC
         .map_err(Failure::from)
 }
 
+/// The scenario's stacks, deployed by the docker CLI once the plain workloads are out;
+/// recorded in the summary and reported. Returns why a stack failed to deploy, keyed by
+/// [`crate::checks::stack_deploy_key`] (its checks fail with it).
+fn deploy_stacks(ctx: &mut RunContext, cluster: &Cluster) -> HashMap<String, String> {
+    let Some(cli) = ctx.docker_cli.clone() else {
+        return HashMap::new();
+    };
+    let stacks = ctx.scenario.stacks.clone();
+    let deployed = ctx
+        .rt
+        .block_on(bounded(WORKLOAD_DEPLOY_LIMIT, &ctx.interrupt.stop, async {
+            Ok(crate::stacks::deploy_all(&cli, cluster, &stacks, WORKLOAD_DEPLOY_LIMIT).await)
+        }));
+    let results = match deployed {
+        Ok(r) => r,
+        Err(e) => {
+            let why = match e {
+                PhaseError::Timeout(limit) => format!("deploying the stacks took longer than {limit:?}"),
+                PhaseError::Interrupted => "interrupted".to_string(),
+                PhaseError::Failed(e) => format!("{e:#}"),
+            };
+            stacks.iter().map(|s| (s.name.clone(), Err(why.clone()))).collect()
+        }
+    };
+    let mut errors = HashMap::new();
+    for (name, result) in results {
+        let stack = ctx.scenario.stack(&name).expect("deployed from the scenario");
+        let mut record = crate::report::StackRecord {
+            name: name.clone(),
+            files: stack.files.iter().map(|f| f.display().to_string()).collect(),
+            cli_version: cli.version.clone(),
+            deploy_seconds: None,
+            cli_messages: Vec::new(),
+            error: None,
+        };
+        match result {
+            Ok(d) => {
+                let said = match d.messages.len() {
+                    0 => String::new(),
+                    n => format!("; the CLI said ({n} line(s)):\n    {}", d.messages.join("\n    ")),
+                };
+                ctx.note(format!(
+                    "  stack {name} deployed by docker {} in {:.2} s{said}",
+                    cli.version, d.seconds
+                ));
+                record.deploy_seconds = Some(d.seconds);
+                record.cli_messages = d.messages;
+            }
+            Err(e) => {
+                ctx.note(format!("  stack {name} was not deployed: {e}"));
+                errors.insert(crate::checks::stack_deploy_key(&name), e.clone());
+                record.error = Some(e);
+            }
+        }
+        ctx.summary.stacks.push(record);
+    }
+    errors
+}
+
 /// Phase: checks, against the formed cluster, once the test image is loaded.
 pub(super) fn run(
     ctx: &mut RunContext,
@@ -209,13 +268,14 @@ pub(super) fn run(
             tracing::debug!(elapsed = ?started.elapsed(), "workloads deployed");
             Ok(failed)
         }));
-    let deploy_errors = match deployed {
+    let mut deploy_errors = match deployed {
         Ok(d) => d,
         Err(e) => {
             finish_phase::<()>(ctx, Phase::Checks, started, Err(e), |_| String::new())?;
             unreachable!("finish_phase returns the error")
         }
     };
+    deploy_errors.extend(deploy_stacks(ctx, &cluster));
     let node_control = ctx.target.node_control(ctx.run_id());
     inject_faults(ctx, &cluster, node_control.as_deref())?;
     let env = check_env(ctx, cluster, images, deploy_errors, node_control);

@@ -41,6 +41,8 @@ pub(crate) struct RunContext<'a> {
     pub cluster: Option<Arc<Cluster>>,
     /// The host's counters when the run started, where the nodes share its kernel.
     pub host_at_start: Option<crate::hostlimits::HostFacts>,
+    /// The docker CLI that deploys the scenario's stacks (found before provisioning).
+    pub docker_cli: Option<crate::stacks::DockerCli>,
 }
 
 impl RunContext<'_> {
@@ -162,6 +164,15 @@ fn run(
         summary.exit_code = exit::UNSUPPORTED;
         return summary;
     }
+    // Stacks are deployed by the docker CLI: without one, nothing is created.
+    let docker_cli = if scenario.stacks.is_empty() {
+        None
+    } else {
+        match rt.block_on(crate::stacks::DockerCli::find()) {
+            Ok(cli) => Some(cli),
+            Err(f) => return failed_early(summary, f),
+        }
+    };
     let target = match targets::select(&opts.target, rt, &scenario) {
         Ok(t) => t,
         Err(f) => return failed_early(summary, f),
@@ -205,6 +216,7 @@ fn run(
         host_at_start: target_shares_host.then(crate::hostlimits::HostFacts::read),
         summary,
         cluster: None,
+        docker_cli,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| phases::provision_to_checks(&mut ctx)));
     record_outcome(result, &mut ctx);

@@ -155,6 +155,8 @@ fn engines_ready(
                         docker,
                         engine_version: version,
                         node_id: String::new(),
+                        cli_host: p.cli_host.clone(),
+                        client: p.client.clone(),
                     })
                 }
             }))

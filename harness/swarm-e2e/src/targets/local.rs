@@ -81,6 +81,7 @@ impl Target for LocalTarget {
                     // Certificates are issued once the container's address is known.
                     identity: Identity::Address,
                     client: client.clone(),
+                    cli_host: format!("tcp://{}:{ENGINE_TLS_PORT}", n.address),
                 })
                 .collect())
         })

@@ -42,6 +42,9 @@ pub struct ProvisionedNode {
     pub identity: Identity,
     /// The client certificate the engine accepts (the run's own, or the user's).
     pub client: Arc<CertBundle>,
+    /// `DOCKER_HOST` for the docker CLI (stacks): the name the user's certificate is
+    /// for, or the address.
+    pub cli_host: String,
 }
 
 /// How an engine's server certificate is matched, beyond its issuer (see

@@ -272,6 +272,10 @@ impl Target for EnginesTarget {
             Ok(engines
                 .into_iter()
                 .map(|e| ProvisionedNode {
+                    cli_host: match &e.identity {
+                        Identity::Name(host) => format!("tcp://{host}:{}", e.port),
+                        Identity::Address => format!("tcp://{}", std::net::SocketAddr::new(e.address, e.port)),
+                    },
                     name: e.node,
                     address: e.address,
                     port: e.port,

@@ -1,0 +1,197 @@
+//! `[[stacks]]`: Compose files deployed as swarm stacks. The files are read here only as
+//! far as the checks need (that each parses, and which services it declares); what they
+//! mean is the docker CLI's business, which deploys them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::raw::RawStack;
+use super::{Parser, S, span_of};
+use crate::diag::{Problem, did_you_mean};
+use crate::{ResolveImage, Stack};
+
+/// Compose files larger than this are refused (they are read whole to validate).
+const MAX_COMPOSE_BYTES: u64 = 1024 * 1024;
+
+impl Parser {
+    /// `source` is the scenario file's path: Compose files are relative to its folder.
+    pub(crate) fn stacks(&mut self, raw: Vec<S<RawStack>>, source: &str) -> Vec<Stack> {
+        let folder = Path::new(source).parent().unwrap_or(Path::new("")).to_path_buf();
+        let mut seen = BTreeSet::new();
+        raw.into_iter()
+            .map(|s| {
+                let s = s.into_inner();
+                // The CLI names every object `<stack>_<name>`: a stack name is a prefix of
+                // service, network and DNS names.
+                self.name_rule(&s.name, "stack name", 40, false, true);
+                self.duplicate(&mut seen, &s.name, "stack");
+                if s.files.get_ref().is_empty() {
+                    self.push(
+                        Problem::new(
+                            format!("stack `{}` has no Compose file", s.name.get_ref()),
+                            span_of(&s.files),
+                        )
+                        .help("list its files, e.g. `files = [\"app.yml\"]` (several are merged in order)"),
+                    );
+                }
+                let mut services: Vec<String> = Vec::new();
+                let mut files = Vec::new();
+                let mut all_read = true;
+                for f in s.files.get_ref() {
+                    let path = folder.join(f.get_ref());
+                    match self.compose_services(f, &path) {
+                        Some(names) => {
+                            for name in names {
+                                if !services.contains(&name) {
+                                    services.push(name);
+                                }
+                            }
+                        }
+                        None => all_read = false,
+                    }
+                    files.push(path);
+                }
+                if all_read && services.is_empty() && !s.files.get_ref().is_empty() {
+                    self.push(
+                        Problem::new(
+                            format!("stack `{}` declares no services", s.name.get_ref()),
+                            span_of(&s.files),
+                        )
+                        .help("a Compose file for a stack needs a `services:` mapping with at least one service"),
+                    );
+                }
+                let env = self.stack_env(&s.env);
+                Stack {
+                    name: s.name.into_inner(),
+                    files,
+                    env,
+                    services,
+                    resolve_image: self.resolve_image(s.resolve_image.as_ref()),
+                }
+            })
+            .collect()
+    }
+
+    /// The service names one Compose file declares; each problem (unreadable, not YAML,
+    /// no `services`) recorded at the file's entry in the scenario.
+    fn compose_services(&mut self, entry: &S<String>, path: &Path) -> Option<Vec<String>> {
+        let shown = entry.get_ref();
+        let text = match read_compose(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.push(
+                    Problem::new(format!("cannot read Compose file `{shown}`: {e}"), span_of(entry))
+                        .label("from this scenario's folder")
+                        .help(format!(
+                            "the path is relative to the scenario file; looked at {}",
+                            path.display()
+                        )),
+                );
+                return None;
+            }
+        };
+        let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map(|l| format!("{shown}:{}:{}: ", l.line(), l.column()))
+                    .unwrap_or_else(|| format!("{shown}: "));
+                let message = e.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message);
+                self.push(
+                    Problem::new(format!("{at}{message}"), span_of(entry))
+                        .label("this Compose file does not parse")
+                        .help(
+                            "fix the YAML at that line and column (`docker stack config -c FILE` shows the CLI's view)",
+                        ),
+                );
+                return None;
+            }
+        };
+        let Some(services) = doc.get("services") else {
+            // An override file may add only networks or secrets; the merged stack must
+            // still have services (the caller checks).
+            return Some(Vec::new());
+        };
+        match services.as_mapping() {
+            Some(m) => Some(m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect()),
+            None => {
+                self.push(
+                    Problem::new(format!("`services` in `{shown}` is not a mapping"), span_of(entry))
+                        .help("write each service as `NAME:` under `services:`, its keys indented below"),
+                );
+                None
+            }
+        }
+    }
+
+    fn stack_env(&mut self, raw: &BTreeMap<S<String>, S<String>>) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        for (k, v) in raw {
+            let name = k.get_ref();
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.push(
+                    Problem::new(format!("`{name}` is not an environment variable name"), span_of(k)).help(
+                        "letters, digits and `_`, not starting with a digit: what `${NAME}` in a Compose file can name",
+                    ),
+                );
+                continue;
+            }
+            env.insert(name.clone(), v.get_ref().clone());
+        }
+        env
+    }
+
+    fn resolve_image(&mut self, raw: Option<&S<String>>) -> ResolveImage {
+        let Some(r) = raw else {
+            return ResolveImage::Never;
+        };
+        match r.get_ref().as_str() {
+            "never" => ResolveImage::Never,
+            "changed" => ResolveImage::Changed,
+            "always" => ResolveImage::Always,
+            other => {
+                let help = match did_you_mean(other, ["never", "changed", "always"]) {
+                    Some(g) => format!("did you mean `{g}`?"),
+                    None => "`never` (the default: no registry is asked), `changed` or `always`".into(),
+                };
+                self.push(Problem::new(format!("`resolve_image = \"{other}\"` is not a mode"), span_of(r)).help(help));
+                ResolveImage::Never
+            }
+        }
+    }
+
+    /// A stack's name, when declared (a problem recorded otherwise).
+    pub(crate) fn known_stack(&mut self, name: &S<String>, stacks: &[Stack]) -> bool {
+        if stacks.iter().any(|s| &s.name == name.get_ref()) {
+            return true;
+        }
+        let help = match did_you_mean(name.get_ref(), stacks.iter().map(|s| s.name.as_str())) {
+            Some(g) => format!("did you mean `{g}`?"),
+            None => "declare it in a `[[stacks]]` section with its Compose files".into(),
+        };
+        self.push(
+            Problem::new(format!("stack `{}` is not declared", name.get_ref()), span_of(name))
+                .label("unknown stack")
+                .help(help),
+        );
+        false
+    }
+}
+
+fn read_compose(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a file".into());
+    }
+    if meta.len() > MAX_COMPOSE_BYTES {
+        return Err(format!(
+            "{} bytes; Compose files are limited to {MAX_COMPOSE_BYTES}",
+            meta.len()
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
+}

@@ -1,0 +1,286 @@
+//! `stack-reach`: from every node, each service of a stack resolves by name on each of
+//! its networks (`tasks.NAME`: exactly one address per running task) and every address
+//! answers a ping. Stack networks are rarely attachable, so the probes are a global
+//! service per network (a service may join any swarm overlay), one task per node.
+//! `NAME` itself (the VIP) is not asked: without IPVS in the nodes' kernel a VIP
+//! resolves but never answers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::models::{
+    NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, TaskSpec, TaskSpecContainerSpec, TaskState,
+};
+use bollard::query_parameters::ListNetworksOptionsBuilder;
+use futures_util::future::join_all;
+
+use super::probe::{answers, node_of, service_tasks, start_bound, state_of};
+use super::{CheckEnv, Outcome};
+use crate::engine::exec;
+use crate::images::BUSYBOX_IMAGE;
+use crate::stacks::{self, short_name};
+use crate::wait::poll_until;
+use swarm_e2e_model::{Check, CheckKind};
+
+/// How long a name may take to list every running task once they all run (a task joins
+/// DNS once it is healthy), and a ping to get through once it resolved.
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// The registry's entry for this kind: its keys out of the validated check.
+pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
+    let CheckKind::StackReach { stack } = &check.kind else {
+        return Err(super::misrouted(check));
+    };
+    let expected = &env.scenario.stack(stack).expect("validated stack").services;
+    // Whether the stack runs is `stack-converges`' verdict; here it is the precondition.
+    if let Err(m) = super::stack_converges::converged(env, stack, expected, start_bound(env)).await {
+        return Ok(Outcome::Failed(format!("cannot check reach: {m}")));
+    }
+    let manager = &env.cluster.manager().docker;
+    let targets = targets(manager, stack).await?;
+    if targets.is_empty() {
+        return Ok(Outcome::Failed(format!(
+            "stack {stack} has no service on an overlay network: nothing to reach by name"
+        )));
+    }
+    let mut probes = Probes::new(manager.clone());
+    for (network_id, (network, _)) in &targets {
+        let name = format!("swarm-e2e-reach-{}", short_id(network_id));
+        probes
+            .create(&name, network_id, &env.cluster.run_id)
+            .await
+            .with_context(|| format!("creating the probe service on {network}"))?;
+    }
+    let mut failures = Vec::new();
+    for (network_id, (network, services)) in &targets {
+        let probe = format!("swarm-e2e-reach-{}", short_id(network_id));
+        let on_nodes = match probe_containers(env, &probe).await {
+            Ok(c) => c,
+            Err(e) => {
+                failures.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let results = join_all(
+            on_nodes
+                .iter()
+                .map(|(node, container)| reach_from(env, &check.name, stack, node, container, network, services)),
+        )
+        .await;
+        failures.extend(results.into_iter().flatten());
+    }
+    probes.remove().await;
+    Ok(if failures.is_empty() {
+        Outcome::Passed
+    } else {
+        Outcome::Failed(failures.join("\n"))
+    })
+}
+
+/// The stack's overlay networks (by ID: name, and the services on it).
+type Targets = HashMap<String, (String, Vec<String>)>;
+
+async fn targets(manager: &Docker, stack: &str) -> anyhow::Result<Targets> {
+    let networks = manager
+        .list_networks(Some(ListNetworksOptionsBuilder::new().build()))
+        .await
+        .context("listing networks")?;
+    let name_of: HashMap<String, String> = networks.into_iter().filter_map(|n| Some((n.id?, n.name?))).collect();
+    let mut out: Targets = HashMap::new();
+    for s in stacks::services(manager, stack).await? {
+        let spec = s.spec.unwrap_or_default();
+        let name = spec.name.clone().unwrap_or_default();
+        let attached = spec.task_template.and_then(|t| t.networks).unwrap_or_default();
+        for a in attached {
+            let Some(id) = a.target else { continue };
+            let network = name_of.get(&id).cloned().unwrap_or_else(|| id.clone());
+            out.entry(id)
+                .or_insert_with(|| (network, Vec::new()))
+                .1
+                .push(name.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// The probe services a check made, removed when it ends (also when it is dropped).
+struct Probes {
+    docker: Docker,
+    ids: Vec<String>,
+}
+
+impl Probes {
+    fn new(docker: Docker) -> Probes {
+        Probes {
+            docker,
+            ids: Vec::new(),
+        }
+    }
+
+    async fn create(&mut self, name: &str, network_id: &str, run_id: &str) -> anyhow::Result<()> {
+        let labels = crate::marks::workload_labels(run_id);
+        let spec = ServiceSpec {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone()),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    labels: Some(labels),
+                    image: Some(BUSYBOX_IMAGE.to_string()),
+                    command: Some(vec!["sleep".into(), "3600".into()]),
+                    init: Some(true),
+                    stop_grace_period: Some(1_000_000_000),
+                    ..Default::default()
+                }),
+                networks: Some(vec![NetworkAttachmentConfig {
+                    target: Some(network_id.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            mode: Some(ServiceSpecMode {
+                global: Some(HashMap::new()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self.docker.create_service(spec, None).await?;
+        self.ids.extend(created.id);
+        Ok(())
+    }
+
+    async fn remove(mut self) {
+        for id in std::mem::take(&mut self.ids) {
+            let _ = self.docker.delete_service(&id).await;
+        }
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let (docker, ids) = (self.docker.clone(), std::mem::take(&mut self.ids));
+        if !ids.is_empty()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                for id in ids {
+                    let _ = docker.delete_service(&id).await;
+                }
+            });
+        }
+    }
+}
+
+/// The probe's running container on every node: (node, container id).
+async fn probe_containers(env: &CheckEnv, probe: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let names = env.cluster.names_by_id();
+    let manager = &env.cluster.manager().docker;
+    let all = env.cluster.nodes.len();
+    poll_until(start_bound(env), Duration::from_millis(200), || async {
+        let tasks = service_tasks(manager, probe).await?;
+        let running: Vec<(String, String)> = tasks
+            .iter()
+            .filter(|t| state_of(t) == TaskState::RUNNING)
+            .filter_map(|t| {
+                let id = t.status.as_ref()?.container_status.as_ref()?.container_id.clone()?;
+                Some((node_of(t, &names), id))
+            })
+            .collect();
+        if running.len() >= all {
+            return Ok(Some(running));
+        }
+        anyhow::bail!(
+            "{} of {all} probe task(s) of {probe} running: {}",
+            running.len(),
+            super::probe::describe_tasks(&tasks, &names)
+        )
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the probes on every node did not start: {e:#}"))
+}
+
+/// From the probe on `node`: every service of `services` on the network resolves to its
+/// running tasks' addresses there, each answering a ping. The failures, one line each.
+#[allow(clippy::too_many_arguments)]
+async fn reach_from(
+    env: &CheckEnv,
+    check: &str,
+    stack: &str,
+    node: &str,
+    container: &str,
+    network: &str,
+    services: &[String],
+) -> Vec<String> {
+    let docker = &env.cluster.node(node).docker;
+    let mut failures = Vec::new();
+    for service in services {
+        let short = short_name(stack, service);
+        let query = format!("tasks.{short}");
+        let resolved = poll_until(SETTLE, Duration::from_millis(250), || async {
+            let expected = addresses_on(env, service, network).await?;
+            let (_, out) = exec(docker, container, &["nslookup", &query]).await?;
+            let got: BTreeSet<String> = answers(&out).into_iter().collect();
+            if got == expected.keys().cloned().collect::<BTreeSet<_>>() && !got.is_empty() {
+                return Ok(Some(expected));
+            }
+            anyhow::bail!(
+                "`{query}` resolved to [{}], the running tasks' addresses on {network} are [{}]",
+                got.into_iter().collect::<Vec<_>>().join(", "),
+                expected.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .await;
+        let expected = match resolved {
+            Ok(e) => e,
+            Err(e) => {
+                failures.push(format!("from {node} on {network}: {e:#}"));
+                continue;
+            }
+        };
+        for (address, target_node) in &expected {
+            let ping = poll_until(SETTLE, Duration::from_millis(500), || async {
+                match exec(docker, container, &["ping", "-c", "1", "-W", "2", address]).await? {
+                    (0, _) => Ok(Some(())),
+                    (code, out) => anyhow::bail!("ping exited {code}: {}", out.trim()),
+                }
+            })
+            .await;
+            if let Err(e) = ping {
+                let pinger = super::datapath::Pinger {
+                    docker,
+                    probe: container,
+                    target: address,
+                };
+                let cause =
+                    super::underlay::path_cause(env, check, node, std::slice::from_ref(target_node), network, &pinger)
+                        .await;
+                failures.push(format!(
+                    "from {node} on {network}: {short}'s task {address} on {target_node} does not answer: {e:#}\n{cause}"
+                ));
+            }
+        }
+    }
+    failures
+}
+
+/// The running tasks' addresses on `network` (read from each task container on its
+/// own node), each with the node.
+async fn addresses_on(env: &CheckEnv, service: &str, network: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (node, id) in super::probe::task_containers(env, service).await? {
+        let inspected = env.cluster.node(&node).docker.inspect_container(&id, None).await?;
+        let ip = inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|n| n.get(network).and_then(|e| e.ip_address.clone()))
+            .filter(|ip| !ip.is_empty())
+            .with_context(|| format!("task container {id} on {node} has no address on {network}"))?;
+        out.insert(ip, node);
+    }
+    Ok(out)
+}

@@ -1,0 +1,256 @@
+//! Compose stacks, deployed the way users deploy them: the real docker CLI
+//! (`docker stack deploy`), the reference implementation of stacks (the Engine API has
+//! none: a stack is networks, secrets, configs and services sharing the label
+//! `com.docker.stack.namespace`). The CLI reaches a manager over the run's mutual TLS;
+//! what it deployed is read back from the Engine API by that label.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::models::{Service, Task};
+use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptionsBuilder};
+use secrecy::ExposeSecret;
+use swarm_e2e_model::Stack;
+
+use crate::cluster::Cluster;
+use crate::exit::{self, Failure};
+use crate::images::BUSYBOX_IMAGE;
+
+/// The label every object of a stack carries (set by the CLI).
+pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+
+/// The variable a Compose file names the harness's busybox test image by
+/// (`image: ${SWARM_E2E_TEST_IMAGE}`): it is on every node, no registry needed.
+pub const TEST_IMAGE_VAR: &str = "SWARM_E2E_TEST_IMAGE";
+
+/// The environment variable that picks the CLI (default: `docker` on `PATH`).
+pub const CLI_VAR: &str = "SWARM_E2E_DOCKER_CLI";
+
+/// How long `docker --version` and one `docker stack deploy` may take.
+const VERSION_LIMIT: Duration = Duration::from_secs(10);
+
+/// The docker CLI a run deploys stacks with.
+#[derive(Debug, Clone)]
+pub struct DockerCli {
+    pub path: PathBuf,
+    /// `docker --version`'s version (`28.2.2`, `20.10.24+dfsg1`).
+    pub version: String,
+}
+
+impl DockerCli {
+    /// `SWARM_E2E_DOCKER_CLI`, or `docker` on `PATH`; asked for its version. Exit 3
+    /// (before anything is created) when there is none, with how to get one.
+    pub async fn find() -> Result<DockerCli, Failure> {
+        let path = match std::env::var_os(CLI_VAR) {
+            Some(p) => PathBuf::from(p),
+            None => on_path("docker").ok_or_else(|| {
+                Failure::new(
+                    exit::INFRASTRUCTURE,
+                    "the scenario deploys stacks, and no docker CLI is on PATH (stacks are deployed by `docker \
+                     stack deploy`, as users deploy them)",
+                )
+                .with_hint(format!(
+                    "install one (Debian: `apt-get install docker.io`, or `docker-cli` where packaged), or point \
+                     {CLI_VAR} at a docker binary"
+                ))
+            })?,
+        };
+        let out = tokio::time::timeout(
+            VERSION_LIMIT,
+            tokio::process::Command::new(&path)
+                .arg("--version")
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await;
+        let unusable = |why: String| {
+            Failure::new(
+                exit::INFRASTRUCTURE,
+                format!("the docker CLI {} cannot be used: {why}", path.display()),
+            )
+            .with_hint(format!("check the binary, or point {CLI_VAR} at another docker CLI"))
+        };
+        let out = match out {
+            Err(_) => return Err(unusable(format!("`--version` did not answer within {VERSION_LIMIT:?}"))),
+            Ok(Err(e)) => return Err(unusable(e.to_string())),
+            Ok(Ok(o)) => o,
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "Docker version 28.2.2, build e6534b4"
+        let version = text
+            .trim()
+            .strip_prefix("Docker version ")
+            .and_then(|v| v.split(',').next())
+            .map(str::to_string);
+        match (out.status.success(), version) {
+            (true, Some(version)) => Ok(DockerCli { path, version }),
+            _ => Err(unusable(format!(
+                "`--version` printed {:?}",
+                text.trim().chars().take(200).collect::<String>()
+            ))),
+        }
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// What one deploy did: how long the CLI took and what it said besides creating things
+/// (ignored keys such as `build`, deprecated ones, notices).
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub stack: String,
+    pub seconds: f64,
+    pub messages: Vec<String>,
+}
+
+/// The client files the CLI needs (`DOCKER_CERT_PATH`), in the run's folder for as long
+/// as the value lives: a private key does not outlast the deploys.
+struct CertDir(PathBuf);
+
+impl CertDir {
+    fn write(run_id: &str, client: &crate::pki::CertBundle) -> anyhow::Result<CertDir> {
+        let dir = crate::marks::run_dir(run_id).join("stack-cli");
+        crate::pki::write_file(&dir.join("ca.pem"), &client.ca_pem, 0o644)?;
+        crate::pki::write_file(&dir.join("cert.pem"), &client.cert_pem, 0o644)?;
+        crate::pki::write_file(&dir.join("key.pem"), client.key_pem.expose_secret(), 0o600)?;
+        Ok(CertDir(dir))
+    }
+}
+
+impl Drop for CertDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        // The run's folder, when nothing else (a kept run's certificates) is in it.
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+/// Deploys every stack of the scenario through the first manager, one CLI process per
+/// stack, concurrently. Returns what each did, or why it failed, by stack name.
+pub async fn deploy_all(
+    cli: &DockerCli,
+    cluster: &Cluster,
+    stacks: &[Stack],
+    limit: Duration,
+) -> Vec<(String, Result<Deployed, String>)> {
+    if stacks.is_empty() {
+        return Vec::new();
+    }
+    let manager = cluster.manager();
+    let certs = match CertDir::write(&cluster.run_id, &manager.client) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            let why = format!("writing the CLI's client certificate files: {e:#}");
+            return stacks.iter().map(|s| (s.name.clone(), Err(why.clone()))).collect();
+        }
+    };
+    let deploys = stacks.iter().map(|s| {
+        let certs = certs.clone();
+        async move {
+            let r = deploy(cli, &manager.cli_host, &certs.0, s, limit).await;
+            (s.name.clone(), r.map_err(|e| format!("{e:#}")))
+        }
+    });
+    futures_util::future::join_all(deploys).await
+}
+
+/// `docker stack deploy --resolve-image MODE -c FILE… NAME`, bounded.
+async fn deploy(cli: &DockerCli, host: &str, certs: &Path, stack: &Stack, limit: Duration) -> anyhow::Result<Deployed> {
+    let started = Instant::now();
+    let mut cmd = tokio::process::Command::new(&cli.path);
+    cmd.args(["stack", "deploy", "--resolve-image", stack.resolve_image.as_str()]);
+    // Absolute: the CLI runs in the first file's folder (where the files' own relative
+    // paths, `configs: file: ./x`, are resolved from).
+    let files: Vec<PathBuf> = stack
+        .files
+        .iter()
+        .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    for f in &files {
+        cmd.arg("-c").arg(f);
+    }
+    cmd.arg(&stack.name);
+    // The caller's own DOCKER_* settings (a context, another host) must not redirect the
+    // deploy: only the run's manager, over the run's mTLS.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("DOCKER_") && k != "DOCKER_CONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(TEST_IMAGE_VAR, BUSYBOX_IMAGE)
+        .envs(&stack.env)
+        .env("DOCKER_HOST", host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", certs)
+        .kill_on_drop(true);
+    if let Some(dir) = files.first().and_then(|f| f.parent()) {
+        cmd.current_dir(dir);
+    }
+    let out = tokio::time::timeout(limit, cmd.output())
+        .await
+        .map_err(|_| anyhow::anyhow!("`docker stack deploy {}` did not end within {limit:?}", stack.name))?
+        .with_context(|| format!("starting {}", cli.path.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let messages: Vec<String> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !out.status.success() {
+        anyhow::bail!(
+            "`docker stack deploy {}` (docker {}) failed ({}): {}",
+            stack.name,
+            cli.version,
+            out.status,
+            tail(&messages, 20)
+        );
+    }
+    Ok(Deployed {
+        stack: stack.name.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        messages,
+    })
+}
+
+fn tail(lines: &[String], n: usize) -> String {
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The services of stack `name`, as the swarm has them (by the namespace label).
+pub async fn services(docker: &Docker, name: &str) -> anyhow::Result<Vec<Service>> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{NAMESPACE_LABEL}={name}")])]);
+    docker
+        .list_services(Some(
+            ListServicesOptionsBuilder::new().filters(&filters).status(true).build(),
+        ))
+        .await
+        .with_context(|| format!("listing the services of stack {name}"))
+}
+
+/// Every task of the service with ID `id`.
+pub async fn tasks(docker: &Docker, id: &str) -> anyhow::Result<Vec<Task>> {
+    let filters = HashMap::from([("service".to_string(), vec![id.to_string()])]);
+    docker
+        .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .context("listing tasks")
+}
+
+/// `web` of `app_web` in stack `app` (a service the file named `web`).
+pub fn short_name<'a>(stack: &str, full: &'a str) -> &'a str {
+    full.strip_prefix(stack)
+        .and_then(|r| r.strip_prefix('_'))
+        .unwrap_or(full)
+}
