@@ -83,7 +83,9 @@ fn every_toml_snippet_in_the_docs_is_valid() {
                 }
                 continue;
             }
-            if let Err(e) = parse_scenario(&format!("{shown}:{line}"), &completed(&body)) {
+            // Paths in a snippet (a stack's Compose files) are relative to its page.
+            let at = format!("{}:{line}", page.display());
+            if let Err(e) = parse_scenario(&at, &completed(&body)) {
                 let each: Vec<String> = e.problems.iter().map(|p| format!("  {}", p.message)).collect();
                 problems.push(format!(
                     "{shown}:{line}: the snippet is not a valid scenario:\n{}",

@@ -24,9 +24,7 @@ pub(crate) mod raw;
 mod stacks;
 mod workloads;
 
-use raw::{
-    RawCheck, RawContainer, RawNetwork, RawNode, RawService, RawStack, RawTimeouts, TOP_LEVEL_KEYS, toml_problem,
-};
+use raw::{RawCheck, RawContainer, RawNetwork, RawNode, RawService, RawTimeouts, TOP_LEVEL_KEYS, toml_problem};
 
 /// More nodes than this is refused: a local run of that size cannot fit one machine, and a
 /// cloud run of that size is a typo more often than an intent.
@@ -164,7 +162,12 @@ impl Parser {
     }
 
     /// Each element of an array of tables, deserialized on its own.
-    fn elements<T: DeserializeOwned>(&mut self, key: &str, value: Option<&S<DeValue<'_>>>, help: &str) -> Vec<T> {
+    pub(crate) fn elements<T: DeserializeOwned>(
+        &mut self,
+        key: &str,
+        value: Option<&S<DeValue<'_>>>,
+        help: &str,
+    ) -> Vec<T> {
         let Some(value) = value else {
             return Vec::new();
         };
@@ -230,11 +233,6 @@ impl Parser {
             get("containers"),
             "container keys: name, node (or constraints), image, command, networks, aliases",
         );
-        let raw_stacks: Vec<S<RawStack>> = self.elements(
-            "stacks",
-            get("stacks"),
-            "stack keys: name, files (Compose files, relative to the scenario), env (a table of strings), resolve_image",
-        );
         let raw_checks: Vec<S<RawCheck>> = self.elements(
             "checks",
             get("checks"),
@@ -266,7 +264,7 @@ impl Parser {
         }
         let services = self.services(raw_services, &networks);
         let containers = self.containers(raw_containers, &nodes, &networks, topology);
-        let stacks = self.stacks(raw_stacks, path);
+        let stacks = self.stacks(get("stacks"), path);
         let declared = kinds::Declared {
             nodes: &nodes,
             networks: &networks,
@@ -508,7 +506,12 @@ impl Parser {
         let edges_ok = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
             && n.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
         if n.is_empty() || n.len() > max || !n.chars().all(ok_char) || !edges_ok {
-            let extra = if allow_dot { ", `.`" } else { "" };
+            let extra = match (allow_dot, allow_underscore) {
+                (true, true) => ", `.`, `_`",
+                (true, false) => ", `.`",
+                (false, true) => ", `_`",
+                (false, false) => "",
+            };
             self.push(
                 Problem::new(format!("`{n}` is not a valid {what}"), span_of(name))
                     .label("invalid name")

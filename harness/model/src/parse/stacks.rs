@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use toml::de::DeValue;
+
 use super::raw::RawStack;
 use super::{Parser, S, span_of};
 use crate::diag::{Problem, did_you_mean};
@@ -15,7 +17,12 @@ const MAX_COMPOSE_BYTES: u64 = 1024 * 1024;
 
 impl Parser {
     /// `source` is the scenario file's path: Compose files are relative to its folder.
-    pub(crate) fn stacks(&mut self, raw: Vec<S<RawStack>>, source: &str) -> Vec<Stack> {
+    pub(crate) fn stacks(&mut self, value: Option<&S<DeValue<'_>>>, source: &str) -> Vec<Stack> {
+        let raw: Vec<S<RawStack>> = self.elements(
+            "stacks",
+            value,
+            "stack keys: name, files (Compose files, relative to the scenario), env (a table of strings), resolve_image",
+        );
         let folder = Path::new(source).parent().unwrap_or(Path::new("")).to_path_buf();
         let mut seen = BTreeSet::new();
         raw.into_iter()

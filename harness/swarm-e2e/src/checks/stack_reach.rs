@@ -28,6 +28,9 @@ use swarm_e2e_model::{Check, CheckKind};
 /// DNS once it is healthy), and a ping to get through once it resolved.
 const SETTLE: Duration = Duration::from_secs(20);
 
+/// How long a ping goes unanswered before the path is diagnosed.
+const FIRST_TRY: Duration = Duration::from_secs(5);
+
 /// The registry's entry for this kind: its keys out of the validated check.
 pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
     let CheckKind::StackReach { stack } = &check.kind else {
@@ -54,6 +57,7 @@ pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outco
             .with_context(|| format!("creating the probe service on {network}"))?;
     }
     let mut failures = Vec::new();
+    let diagnosing = tokio::sync::Mutex::new(());
     for (network_id, (network, services)) in &targets {
         let probe = format!("swarm-e2e-reach-{}", short_id(network_id));
         let on_nodes = match probe_containers(env, &probe).await {
@@ -63,11 +67,9 @@ pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outco
                 continue;
             }
         };
-        let results = join_all(
-            on_nodes
-                .iter()
-                .map(|(node, container)| reach_from(env, &check.name, stack, node, container, network, services)),
-        )
+        let results = join_all(on_nodes.iter().map(|(node, container)| {
+            reach_from(env, &check.name, stack, node, container, network, services, &diagnosing)
+        }))
         .await;
         failures.extend(results.into_iter().flatten());
     }
@@ -215,9 +217,11 @@ async fn reach_from(
     container: &str,
     network: &str,
     services: &[String],
+    diagnosing: &tokio::sync::Mutex<()>,
 ) -> Vec<String> {
     let docker = &env.cluster.node(node).docker;
     let mut failures = Vec::new();
+    let mut unanswered: HashMap<String, String> = HashMap::new();
     for service in services {
         let short = short_name(stack, service);
         let query = format!("tasks.{short}");
@@ -243,29 +247,90 @@ async fn reach_from(
             }
         };
         for (address, target_node) in &expected {
-            let ping = poll_until(SETTLE, Duration::from_millis(500), || async {
-                match exec(docker, container, &["ping", "-c", "1", "-W", "2", address]).await? {
-                    (0, _) => Ok(Some(())),
-                    (code, out) => anyhow::bail!("ping exited {code}: {}", out.trim()),
-                }
-            })
-            .await;
-            if let Err(e) = ping {
-                let pinger = super::datapath::Pinger {
-                    docker,
-                    probe: container,
-                    target: address,
-                };
-                let cause =
-                    super::underlay::path_cause(env, check, node, std::slice::from_ref(target_node), network, &pinger)
-                        .await;
+            // One path that does not answer is diagnosed once: the other tasks behind it
+            // are named, not waited for again.
+            if let Some(first) = unanswered.get(target_node.as_str()) {
                 failures.push(format!(
-                    "from {node} on {network}: {short}'s task {address} on {target_node} does not answer: {e:#}\n{cause}"
+                    "from {node} on {network}: {short}'s task {address} on {target_node} is behind the same path \
+                     as {first}"
                 ));
+                continue;
+            }
+            let pinger = super::datapath::Pinger {
+                docker,
+                probe: container,
+                target: address,
+            };
+            let path = Path {
+                env,
+                check,
+                from: node,
+                to: target_node,
+                network,
+                pinger: &pinger,
+                diagnosing,
+            };
+            if let Err(why) = answers_ping(&path).await {
+                failures.push(format!(
+                    "from {node} on {network}: {short}'s task {address} on {target_node} does not answer: {why}"
+                ));
+                unanswered.insert(target_node.clone(), format!("{short}'s task {address}"));
             }
         }
     }
     failures
+}
+
+/// The path from a probe to one task address, and how to diagnose it.
+struct Path<'a> {
+    env: &'a CheckEnv,
+    check: &'a str,
+    from: &'a str,
+    to: &'a str,
+    network: &'a str,
+    pinger: &'a super::datapath::Pinger<'a>,
+    /// Diagnoses count VXLAN packets and read filter counters on the nodes: two at once
+    /// would count each other's packets.
+    diagnosing: &'a tokio::sync::Mutex<()>,
+}
+
+/// Pings until the address answers. After [`FIRST_TRY`] without a reply the path is
+/// diagnosed: a cause found ends the wait at once; otherwise (a fresh overlay still
+/// learning where the task is) it waits up to [`SETTLE`] and looks again.
+async fn answers_ping(path: &Path<'_>) -> Result<(), String> {
+    let ping = |limit| {
+        poll_until(limit, Duration::from_millis(500), || async {
+            let p = path.pinger;
+            match exec(p.docker, p.probe, &["ping", "-c", "1", "-W", "2", p.target]).await? {
+                (0, _) => Ok(Some(())),
+                (code, _) => anyhow::bail!("ping exited {code}"),
+            }
+        })
+    };
+    let diagnose = || async {
+        let _alone = path.diagnosing.lock().await;
+        let to = [path.to.to_string()];
+        super::underlay::path_cause(path.env, path.check, path.from, &to, path.network, path.pinger).await
+    };
+    let started = std::time::Instant::now();
+    if ping(FIRST_TRY).await.is_ok() {
+        return Ok(());
+    }
+    let cause = diagnose().await;
+    if cause.starts_with("cause: ") {
+        return Err(format!(
+            "no reply for {:.1} s\n{cause}",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    if ping(SETTLE.saturating_sub(started.elapsed())).await.is_ok() {
+        return Ok(());
+    }
+    let cause = diagnose().await;
+    Err(format!(
+        "no reply for {:.1} s\n{cause}",
+        started.elapsed().as_secs_f64()
+    ))
 }
 
 /// The running tasks' addresses on `network` (read from each task container on its

@@ -165,13 +165,9 @@ fn run(
         return summary;
     }
     // Stacks are deployed by the docker CLI: without one, nothing is created.
-    let docker_cli = if scenario.stacks.is_empty() {
-        None
-    } else {
-        match rt.block_on(crate::stacks::DockerCli::find()) {
-            Ok(cli) => Some(cli),
-            Err(f) => return failed_early(summary, f),
-        }
+    let docker_cli = match (!scenario.stacks.is_empty()).then(|| rt.block_on(crate::stacks::DockerCli::find())) {
+        Some(Err(f)) => return failed_early(summary, f),
+        found => found.and_then(Result::ok),
     };
     let target = match targets::select(&opts.target, rt, &scenario) {
         Ok(t) => t,

@@ -43,7 +43,8 @@ pub struct ProvisionedNode {
     /// The client certificate the engine accepts (the run's own, or the user's).
     pub client: Arc<CertBundle>,
     /// `DOCKER_HOST` for the docker CLI (stacks): the name the user's certificate is
-    /// for, or the address.
+    /// for, or the address (a droplet's certificate names it; droplet names resolve
+    /// nowhere).
     pub cli_host: String,
 }
 

@@ -412,17 +412,19 @@ fn broken_trial(path: PathBuf) -> Trial {
             }
         }
         let checks = report["runs"][0]["checks"].as_array().cloned().unwrap_or_default();
-        // Every check of the file must fail as listed; only the implicit `declared-state`
-        // may pass unlisted (a fault that leaves the declared state intact).
+        // Every check of the file must fail as listed; only the implicit checks (the
+        // `declared-state`, a stack's `stack-converges-NAME`) may pass unlisted: a fault
+        // that leaves the declared state intact, a stack that runs but cannot be reached.
         let implicit_passed = |c: &serde_json::Value| {
-            c["name"] == IMPLICIT_STATE_CHECK
-                && c["outcome"] == "passed"
-                && !failures.contains_key(IMPLICIT_STATE_CHECK)
+            let name = c["name"].as_str().unwrap_or_default();
+            let implicit = name == IMPLICIT_STATE_CHECK
+                || (c["kind"] == "stack-converges" && name.starts_with("stack-converges-"));
+            implicit && c["outcome"] == "passed" && !failures.contains_key(name)
         };
         let listed = checks.iter().filter(|c| !implicit_passed(c)).count();
         if listed != failures.len() {
             return Err(format!(
-                "{listed} checks ran (besides a passing `{IMPLICIT_STATE_CHECK}`), {} expected to fail\n{}",
+                "{listed} checks ran (besides passing implicit ones), {} expected to fail\n{}",
                 failures.len(),
                 out.context()
             )
@@ -434,13 +436,26 @@ fn broken_trial(path: PathBuf) -> Trial {
                 .get(check)
                 .ok_or_else(|| format!("check `{check}` has no expected failure in the .expect file"))?;
             let message = c["message"].as_str().unwrap_or_default();
-            if c["outcome"] != "failed" || !message.contains(want) {
+            // An unsupported scenario (exit 4) reports every check unsupported, with why.
+            let outcome = if expect.exit == Some(4) {
+                "unsupported"
+            } else {
+                "failed"
+            };
+            if c["outcome"] != outcome || !message.contains(want) {
                 return Err(format!(
                     "check `{check}`: expected a failure containing {want:?}, got {} with {message:?}",
                     c["outcome"]
                 )
                 .into());
             }
+        }
+        if expect.exit == Some(4) {
+            // Refused before a run began: no run id, nothing to leave.
+            if !out.stderr.contains("nothing was provisioned") {
+                return Err(format!("an unsupported run must say nothing was provisioned\n{}", out.context()).into());
+            }
+            return Ok(());
         }
         assert_clean(&out)
     })

@@ -175,7 +175,6 @@ pub async fn provision(
             // Certificates were rendered into user_data before any address existed.
             identity: Identity::Name(name.clone()),
             client: client_creds.clone(),
-            // The droplet's certificate names its address too; its name resolves nowhere.
             cli_host: format!("tcp://{address}:{ENGINE_TLS_PORT}"),
         });
     }
