@@ -269,6 +269,38 @@ fn existing_engines_are_used_and_left_as_they_were() {
     assert_eq!(report["runs"][0]["target"], "engines");
     engines.assert_as_before(&out);
 
+    // A Compose stack, deployed by the docker CLI on the user's engines: its services
+    // carry the CLI's namespace label, not the run's, and go with the run too.
+    let stack = dir.path().join("stack-on-your-engines.toml");
+    let app = repo().join("scenarios/compose-stack/app.yml");
+    std::fs::write(
+        &stack,
+        format!(
+            r#"name = "stack-on-your-engines"
+[[nodes]]
+name = "swarm-demo-1"
+role = "manager"
+[[nodes]]
+name = "swarm-demo-2"
+[[nodes]]
+name = "swarm-demo-3"
+[[stacks]]
+name = "shop"
+files = ["{}"]
+[[checks]]
+name = "shop-reach"
+kind = "stack-reach"
+stack = "shop"
+"#,
+            app.display()
+        ),
+    )
+    .unwrap();
+    let out = run(&args(&hosts, &[stack.to_str().unwrap()]), None);
+    expect(&out, 0, "a stack on existing engines");
+    assert!(out.stdout.contains("test result: ok. 3 passed"), "{}", out.context());
+    engines.assert_as_before(&out);
+
     // Hostname constraints name engines by their own hostname: a scenario whose node
     // names differ from the engines' hostnames is refused before anything is touched.
     let wrong = engines.hosts_file(&["wp-1", "wp-2"]);

@@ -1,6 +1,7 @@
-//! Teardown on the user's engines: only what the run made goes (services, the run's
-//! containers and networks, `docker_gwbridge` and the test image if they were not there
-//! before), and the swarm is left, workers first.
+//! Teardown on the user's engines: only what the run made goes (the services of the
+//! swarm it formed, stacks' included; the run's containers and networks,
+//! `docker_gwbridge` and the test image if they were not there before), and the swarm is
+//! left, workers first.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -40,9 +41,11 @@ impl EnginesTarget {
             })
             .collect();
         let mut deleted = Vec::new();
+        // Every service of the swarm: the run formed it (preflight refuses engines already
+        // in one), and a stack's services carry the CLI's namespace label, not the run's.
         for (e, docker) in &clients {
             let Ok(services) = docker
-                .list_services(Some(ListServicesOptionsBuilder::new().filters(&filter).build()))
+                .list_services(Some(ListServicesOptionsBuilder::new().build()))
                 .await
             else {
                 continue;
