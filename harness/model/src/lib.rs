@@ -275,6 +275,25 @@ pub struct Stack {
     /// `--resolve-image` (`never` unless told: without a registry the CLI spends ~40 s
     /// per deploy trying to resolve digests).
     pub resolve_image: ResolveImage,
+    /// Images copied from the host engine onto every node that lacks them before the
+    /// deploy (`images = ["myapp:1.2"]`): the user's own images, no registry.
+    pub images: Vec<String>,
+    /// Services with `build:`: built on the host engine as their `image`, then copied
+    /// like `images` (`docker stack deploy` ignores `build`).
+    pub builds: Vec<ComposeBuild>,
+}
+
+/// A Compose service's `build:`, as the host engine builds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComposeBuild {
+    pub service: String,
+    /// The tag it is built as: the service's `image`.
+    pub image: String,
+    /// The build context, resolved against the Compose file's folder.
+    pub context: std::path::PathBuf,
+    /// The Dockerfile, relative to the context (`Dockerfile` unless told).
+    pub dockerfile: Option<String>,
+    pub args: BTreeMap<String, String>,
 }
 
 /// `docker stack deploy --resolve-image`.

@@ -228,6 +228,146 @@ fn tail(lines: &[String], n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// How long building a stack's images (`build:`) may take, all of them.
+pub const BUILD_LIMIT: Duration = Duration::from_secs(600);
+
+/// Builds the `build:` services of `stacks` on the host engine (the docker CLI with the
+/// caller's environment, the classic builder: no buildx needed), then copies every
+/// image the stacks name (`images`, and what was built) from the host engine onto each
+/// node that lacks it: saved once, loaded into those nodes at once. Returns a line per
+/// image for the log, and why a stack cannot be deployed, by stack name.
+pub async fn prepare_images(
+    host: &Docker,
+    cli: &DockerCli,
+    cluster: &Cluster,
+    stacks: &[Stack],
+) -> (Vec<String>, HashMap<String, String>) {
+    let mut notes = Vec::new();
+    let mut failed: HashMap<String, String> = HashMap::new();
+    let mut built: HashMap<String, Result<(), String>> = HashMap::new();
+    for stack in stacks {
+        for b in &stack.builds {
+            let result = match built.get(&b.image) {
+                Some(r) => r.clone(),
+                None => {
+                    let started = Instant::now();
+                    let r = build(cli, b).await.map_err(|e| format!("{e:#}"));
+                    if r.is_ok() {
+                        notes.push(format!(
+                            "  built {} (service {} of stack {}) on the host engine in {:.1} s",
+                            b.image,
+                            b.service,
+                            stack.name,
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                    built.insert(b.image.clone(), r.clone());
+                    r
+                }
+            };
+            if let Err(e) = result {
+                failed.entry(stack.name.clone()).or_insert(e);
+            }
+        }
+    }
+    let mut loaded: HashMap<String, Result<(), String>> = HashMap::new();
+    for stack in stacks {
+        if failed.contains_key(&stack.name) {
+            continue;
+        }
+        let wanted = stack.images.iter().chain(stack.builds.iter().map(|b| &b.image));
+        for image in wanted {
+            if !loaded.contains_key(image) {
+                let r = copy_to_nodes(host, cluster, image).await;
+                if let Ok(Some(line)) = &r {
+                    notes.push(line.clone());
+                }
+                loaded.insert(image.clone(), r.map(|_| ()));
+            }
+            if let Some(Err(e)) = loaded.get(image) {
+                failed.entry(stack.name.clone()).or_insert_with(|| e.clone());
+            }
+        }
+    }
+    (notes, failed)
+}
+
+/// `docker build -t IMAGE [-f FILE] [--build-arg K=V]… CONTEXT` on the host engine.
+async fn build(cli: &DockerCli, b: &swarm_e2e_model::ComposeBuild) -> anyhow::Result<()> {
+    let mut cmd = tokio::process::Command::new(&cli.path);
+    cmd.args(["build", "-t", &b.image]);
+    if let Some(f) = &b.dockerfile {
+        cmd.arg("-f").arg(b.context.join(f));
+    }
+    for (k, v) in &b.args {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    cmd.arg(&b.context).env("DOCKER_BUILDKIT", "0").kill_on_drop(true);
+    let out = tokio::time::timeout(BUILD_LIMIT, cmd.output())
+        .await
+        .map_err(|_| anyhow::anyhow!("building {} did not end within {BUILD_LIMIT:?}", b.image))?
+        .with_context(|| format!("starting {}", cli.path.display()))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        anyhow::bail!(
+            "building {} for service {} ({} on the host engine) failed: {}",
+            b.image,
+            b.service,
+            b.context.display(),
+            tail(&lines, 15)
+        );
+    }
+    Ok(())
+}
+
+/// Copies `image` from the host engine onto the nodes that lack it; a line for the log
+/// when it copied anything.
+async fn copy_to_nodes(host: &Docker, cluster: &Cluster, image: &str) -> Result<Option<String>, String> {
+    if let Err(e) = host.inspect_image(image).await {
+        return Err(format!(
+            "image {image} is not on the host engine ({e}): build or pull it there first (`docker images` lists \
+             what is), so it can be copied onto every node"
+        ));
+    }
+    let lacking: Vec<&crate::cluster::EngineNode> = futures_util::future::join_all(
+        cluster
+            .nodes
+            .iter()
+            .map(|n| async move { n.docker.inspect_image(image).await.is_err().then_some(n) }),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    if lacking.is_empty() {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let chunks: Vec<bytes::Bytes> = futures_util::TryStreamExt::try_collect(host.export_image(image))
+        .await
+        .map_err(|e| format!("saving {image} from the host engine: {e}"))?;
+    let tarball: bytes::Bytes = chunks.concat().into();
+    let results = futures_util::future::join_all(lacking.iter().map(|n| {
+        let tarball = tarball.clone();
+        async move { (n.name.as_str(), crate::images::load_image(&n.docker, tarball).await) }
+    }))
+    .await;
+    let bad: Vec<String> = results
+        .iter()
+        .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e:#}")))
+        .collect();
+    if !bad.is_empty() {
+        return Err(format!("image {image} could not be loaded onto {}", bad.join("; ")));
+    }
+    Ok(Some(format!(
+        "  copied {image} ({:.1} MiB) from the host engine onto {} node(s) in {:.1} s",
+        tarball.len() as f64 / (1024.0 * 1024.0),
+        lacking.len(),
+        started.elapsed().as_secs_f64()
+    )))
+}
+
 /// The services of stack `name`, as the swarm has them (by the namespace label).
 pub async fn services(docker: &Docker, name: &str) -> anyhow::Result<Vec<Service>> {
     let filters = HashMap::from([("label".to_string(), vec![format!("{NAMESPACE_LABEL}={name}")])]);

@@ -88,6 +88,8 @@ pub(crate) struct RawStack {
     #[serde(default)]
     pub(crate) env: BTreeMap<S<String>, S<String>>,
     pub(crate) resolve_image: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) images: Vec<S<String>>,
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use toml::de::DeValue;
 use super::raw::RawStack;
 use super::{Parser, S, span_of};
 use crate::diag::{Problem, did_you_mean};
-use crate::{ResolveImage, Stack};
+use crate::{ComposeBuild, ResolveImage, Stack};
 
 /// Compose files larger than this are refused (they are read whole to validate).
 const MAX_COMPOSE_BYTES: u64 = 1024 * 1024;
@@ -42,22 +42,29 @@ impl Parser {
                     );
                 }
                 let mut services: Vec<String> = Vec::new();
+                let mut builds: Vec<ComposeBuild> = Vec::new();
                 let mut files = Vec::new();
                 let mut all_read = true;
                 for f in s.files.get_ref() {
                     let path = folder.join(f.get_ref());
                     match self.compose_services(f, &path) {
-                        Some(names) => {
-                            for name in names {
+                        Some(read) => {
+                            for name in read.services {
                                 if !services.contains(&name) {
                                     services.push(name);
                                 }
+                            }
+                            // A later file's `build` of a service replaces an earlier one.
+                            for b in read.builds {
+                                builds.retain(|x| x.service != b.service);
+                                builds.push(b);
                             }
                         }
                         None => all_read = false,
                     }
                     files.push(path);
                 }
+                let images = self.stack_images(&s.images);
                 if all_read && services.is_empty() && !s.files.get_ref().is_empty() {
                     self.push(
                         Problem::new(
@@ -74,6 +81,8 @@ impl Parser {
                     env,
                     services,
                     resolve_image: self.resolve_image(s.resolve_image.as_ref()),
+                    images,
+                    builds,
                 }
             })
             .collect()
@@ -81,7 +90,7 @@ impl Parser {
 
     /// The service names one Compose file declares; each problem (unreadable, not YAML,
     /// no `services`) recorded at the file's entry in the scenario.
-    fn compose_services(&mut self, entry: &S<String>, path: &Path) -> Option<Vec<String>> {
+    fn compose_services(&mut self, entry: &S<String>, path: &Path) -> Option<ComposeFile> {
         let shown = entry.get_ref();
         let text = match read_compose(path) {
             Ok(t) => t,
@@ -119,10 +128,27 @@ impl Parser {
         let Some(services) = doc.get("services") else {
             // An override file may add only networks or secrets; the merged stack must
             // still have services (the caller checks).
-            return Some(Vec::new());
+            return Some(ComposeFile::default());
         };
         match services.as_mapping() {
-            Some(m) => Some(m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect()),
+            Some(m) => {
+                let mut read = ComposeFile::default();
+                let folder = path.parent().unwrap_or(Path::new(""));
+                for (k, v) in m {
+                    let Some(name) = k.as_str() else { continue };
+                    read.services.push(name.to_string());
+                    if let Some(build) = v.get("build") {
+                        match compose_build(name, v, build, folder) {
+                            Ok(b) => read.builds.push(b),
+                            Err(why) => self.push(
+                                Problem::new(format!("service `{name}` in `{shown}`: {why}"), span_of(entry))
+                                    .help("give it `image: NAME:TAG` (the tag swarm-e2e builds it as and the nodes run) and `build: DIR` or `build: {context: DIR, dockerfile: FILE, args: {...}}`"),
+                            ),
+                        }
+                    }
+                }
+                Some(read)
+            }
             None => {
                 self.push(
                     Problem::new(format!("`services` in `{shown}` is not a mapping"), span_of(entry))
@@ -131,6 +157,24 @@ impl Parser {
                 None
             }
         }
+    }
+
+    fn stack_images(&mut self, raw: &[S<String>]) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in raw {
+            let image = i.get_ref();
+            if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c == '$') {
+                self.push(
+                    Problem::new(format!("`{image}` is not an image reference"), span_of(i))
+                        .help("name an image on the host engine as `docker images` shows it, e.g. \"myapp:1.2\""),
+                );
+                continue;
+            }
+            if !out.contains(image) {
+                out.push(image.clone());
+            }
+        }
+        out
     }
 
     fn stack_env(&mut self, raw: &BTreeMap<S<String>, S<String>>) -> BTreeMap<String, String> {
@@ -201,4 +245,75 @@ fn read_compose(path: &Path) -> Result<String, String> {
         ));
     }
     std::fs::read_to_string(path).map_err(|e| e.to_string())
+}
+
+/// What one Compose file declares that swarm-e2e needs.
+#[derive(Default)]
+struct ComposeFile {
+    services: Vec<String>,
+    builds: Vec<ComposeBuild>,
+}
+
+/// A service's `build:` (short form: the context; long form: context, dockerfile, args)
+/// with the `image` it is built as.
+fn compose_build(
+    service: &str,
+    def: &serde_yaml_ng::Value,
+    build: &serde_yaml_ng::Value,
+    folder: &Path,
+) -> Result<ComposeBuild, String> {
+    let image = def
+        .get("image")
+        .and_then(|i| i.as_str())
+        .ok_or("it has `build` but no `image` (the stack runs an image by name: swarm-e2e builds it as that)")?;
+    if image.contains('$') {
+        return Err(format!(
+            "its `image` ({image}) is interpolated: the tag to build must be written out"
+        ));
+    }
+    let text = |v: &serde_yaml_ng::Value| -> Option<String> {
+        v.as_str()
+            .map(str::to_string)
+            .or_else(|| v.as_i64().map(|n| n.to_string()))
+            .or_else(|| v.as_f64().map(|n| n.to_string()))
+            .or_else(|| v.as_bool().map(|b| b.to_string()))
+    };
+    let (context, dockerfile, args) = match build {
+        serde_yaml_ng::Value::String(context) => (context.clone(), None, BTreeMap::new()),
+        serde_yaml_ng::Value::Mapping(m) => {
+            let get = |k: &str| m.get(serde_yaml_ng::Value::String(k.into()));
+            let context = get("context").and_then(|c| c.as_str()).unwrap_or(".").to_string();
+            let dockerfile = get("dockerfile").and_then(|d| d.as_str()).map(str::to_string);
+            let mut args = BTreeMap::new();
+            match get("args") {
+                Some(serde_yaml_ng::Value::Mapping(a)) => {
+                    for (k, v) in a {
+                        if let (Some(k), Some(v)) = (k.as_str(), text(v)) {
+                            args.insert(k.to_string(), v);
+                        }
+                    }
+                }
+                Some(serde_yaml_ng::Value::Sequence(a)) => {
+                    for item in a.iter().filter_map(|i| i.as_str()) {
+                        let (k, v) = item.split_once('=').unwrap_or((item, ""));
+                        args.insert(k.to_string(), v.to_string());
+                    }
+                }
+                _ => {}
+            }
+            (context, dockerfile, args)
+        }
+        _ => return Err("`build` is neither a folder nor a mapping".into()),
+    };
+    let context = folder.join(context);
+    if !context.is_dir() {
+        return Err(format!("its build context {} is not a folder", context.display()));
+    }
+    Ok(ComposeBuild {
+        service: service.to_string(),
+        image: image.to_string(),
+        context,
+        dockerfile,
+        args,
+    })
 }

@@ -180,23 +180,25 @@ fn deploy_stacks(ctx: &mut RunContext, cluster: &Cluster) -> HashMap<String, Str
     let Some(cli) = ctx.docker_cli.clone() else {
         return HashMap::new();
     };
-    let stacks = ctx.scenario.stacks.clone();
+    let unprepared = prepare_stack_images(ctx, &cli, cluster);
+    let stacks: Vec<_> = (ctx.scenario.stacks.iter())
+        .filter(|s| !unprepared.contains_key(&s.name))
+        .cloned()
+        .collect();
+    let mut results: Vec<(String, Result<crate::stacks::Deployed, String>)> =
+        unprepared.into_iter().map(|(name, e)| (name, Err(e))).collect();
     let deployed = ctx
         .rt
         .block_on(bounded(WORKLOAD_DEPLOY_LIMIT, &ctx.interrupt.stop, async {
             Ok(crate::stacks::deploy_all(&cli, cluster, &stacks, WORKLOAD_DEPLOY_LIMIT).await)
         }));
-    let results = match deployed {
-        Ok(r) => r,
+    match deployed {
+        Ok(r) => results.extend(r),
         Err(e) => {
-            let why = match e {
-                PhaseError::Timeout(limit) => format!("deploying the stacks took longer than {limit:?}"),
-                PhaseError::Interrupted => "interrupted".to_string(),
-                PhaseError::Failed(e) => format!("{e:#}"),
-            };
-            stacks.iter().map(|s| (s.name.clone(), Err(why.clone()))).collect()
+            let why = phase_error_text(e, "deploying the stacks");
+            results.extend(stacks.iter().map(|s| (s.name.clone(), Err(why.clone()))));
         }
-    };
+    }
     let mut errors = HashMap::new();
     for (name, result) in results {
         let stack = ctx.scenario.stack(&name).expect("deployed from the scenario");
@@ -230,6 +232,42 @@ fn deploy_stacks(ctx: &mut RunContext, cluster: &Cluster) -> HashMap<String, Str
         ctx.summary.stacks.push(record);
     }
     errors
+}
+
+/// The stacks' images built and copied onto the nodes that lack them (bounded, as long
+/// as building may take); why a stack cannot be deployed, by stack name.
+fn prepare_stack_images(
+    ctx: &mut RunContext,
+    cli: &crate::stacks::DockerCli,
+    cluster: &Cluster,
+) -> HashMap<String, String> {
+    let Some(host) = ctx.target.image_source().cloned() else {
+        return HashMap::new();
+    };
+    let stacks = ctx.scenario.stacks.clone();
+    let prepared = ctx
+        .rt
+        .block_on(bounded(crate::stacks::BUILD_LIMIT, &ctx.interrupt.stop, async {
+            Ok(crate::stacks::prepare_images(&host, cli, cluster, &stacks).await)
+        }));
+    match prepared {
+        Ok((notes, failed)) => {
+            notes.into_iter().for_each(|n| ctx.note(n));
+            failed
+        }
+        Err(e) => {
+            let why = phase_error_text(e, "building and copying the stacks' images");
+            stacks.iter().map(|s| (s.name.clone(), why.clone())).collect()
+        }
+    }
+}
+
+fn phase_error_text(e: PhaseError, what: &str) -> String {
+    match e {
+        PhaseError::Timeout(limit) => format!("{what} took longer than {limit:?}"),
+        PhaseError::Interrupted => "interrupted".to_string(),
+        PhaseError::Failed(e) => format!("{what}: {e:#}"),
+    }
 }
 
 /// Phase: checks, against the formed cluster, once the test image is loaded.

@@ -18,6 +18,7 @@ mod interrupts;
 mod isolation;
 mod leftovers;
 mod scenarios;
+mod stacks;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -32,5 +33,6 @@ fn main() {
     trials.extend(interrupts::trials());
     trials.extend(do_fake::trials());
     trials.extend(engines::trials());
+    trials.extend(stacks::trials());
     libtest_mimic::run(&args, trials).exit();
 }

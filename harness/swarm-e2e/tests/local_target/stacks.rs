@@ -1,0 +1,72 @@
+//! Compose stacks with the user's own images: an image built here, that no registry has
+//! ever seen, runs on every node.
+
+use std::process::Command;
+
+use libtest_mimic::{Failed, Trial};
+
+use crate::common::*;
+use crate::support::*;
+
+pub fn trials() -> Vec<Trial> {
+    vec![Trial::test(
+        "stacks::a-locally-built-image-runs-on-every-node",
+        a_locally_built_image_runs_on_every_node,
+    )]
+}
+
+/// `build:` with `FROM scratch` and the busybox binary: swarm-e2e builds it on the host
+/// engine, copies it onto the nodes, and the global service runs one task per node that
+/// answers by name from every node.
+fn a_locally_built_image_runs_on_every_node() -> Result<(), Failed> {
+    node_image()?;
+    let dir = tempfile::tempdir().unwrap();
+    let context = dir.path().join("app");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::copy("/bin/busybox", context.join("busybox"))
+        .map_err(|e| format!("/bin/busybox (busybox-static): {e}"))?;
+    std::fs::write(
+        context.join("Containerfile"),
+        "FROM scratch\nARG GREETING\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"sleep\", \"86400\"]\n",
+    )
+    .unwrap();
+    // A tag nothing else has: the image exists only once this test built it.
+    let image = format!("swarm-e2e-test/built-here:{}", std::process::id());
+    std::fs::write(
+        dir.path().join("app.yml"),
+        format!(
+            "version: \"3.8\"\nservices:\n  app:\n    image: {image}\n    build:\n      context: ./app\n      \
+             dockerfile: Containerfile\n      args:\n        GREETING: hello\n    deploy:\n      mode: global\n      \
+             endpoint_mode: dnsrr\n"
+        ),
+    )
+    .unwrap();
+    let scenario = dir.path().join("built.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"built-here\"\n[[nodes]]\nname = \"bh-1\"\nrole = \"manager\"\n[[nodes]]\nname = \"bh-2\"\n\
+         [[nodes]]\nname = \"bh-3\"\n[[stacks]]\nname = \"built\"\nfiles = [\"app.yml\"]\n[[checks]]\n\
+         name = \"built-reach\"\nkind = \"stack-reach\"\nstack = \"built\"\n",
+    )
+    .unwrap();
+    let out = run(&["run", scenario.to_str().unwrap()], None);
+    let removed = Command::new("docker").args(["rmi", "-f", &image]).output();
+    expect_code(&out, 0)?;
+    if !out.stdout.contains("test result: ok. 3 passed")
+        || !out
+            .stderr
+            .contains(&format!("built {image} (service app of stack built)"))
+        || !out.stderr.contains(&format!("copied {image}"))
+        || !out.stderr.contains("onto 3 node(s)")
+    {
+        return Err(format!(
+            "expected the image built, copied onto 3 nodes, and 3 checks passed\n{}",
+            out.context()
+        )
+        .into());
+    }
+    if !removed.is_ok_and(|r| r.status.success()) {
+        return Err(format!("the test could not remove {image} from the host engine").into());
+    }
+    assert_clean(&out)
+}
