@@ -25,6 +25,10 @@ pub fn trials() -> Vec<Trial> {
         trials.push(Trial::test(format!("matrix::{target}::teardown::sigint"), move || {
             teardown_sigint(target)
         }));
+        trials.push(Trial::test(
+            format!("matrix::{target}::stack-deployed::sigint"),
+            move || stack_sigint(target),
+        ));
     }
     trials
 }
@@ -49,6 +53,19 @@ fn clean(target: &str, out: &Output) -> Result<(), Failed> {
 fn signalled(target: &str, marker: &str, signal: &'static str) -> Result<(), Failed> {
     node_image()?;
     let out = run_signalled(&["run", "--target", target, WRONG], marker, signal);
+    expect_code(&out, 130)?;
+    clean(target, &out)
+}
+
+/// Interrupted once a Compose stack is out (its objects carry the CLI's namespace label,
+/// not the run's): nothing is left either.
+fn stack_sigint(target: &str) -> Result<(), Failed> {
+    node_image()?;
+    let out = run_signalled(
+        &["run", "--target", target, "scenarios/compose-stack.toml"],
+        "deployed by docker",
+        "INT",
+    );
     expect_code(&out, 130)?;
     clean(target, &out)
 }
