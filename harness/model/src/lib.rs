@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use check_kinds::{
     CHECK_KINDS, CheckKind, CheckKindSpec, DEFAULT_LOSS_PERCENT, DEFAULT_MAX_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES,
-    MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Payload, check_kind,
+    MAX_PING_PAYLOAD, MAX_TRANSFER_BYTES, Payload, UpdateOutcome, check_kind,
 };
 pub use constraint::{Constraint, ConstraintKey, NodeFacts, Operator};
 pub use diag::{Problem, ScenarioError};

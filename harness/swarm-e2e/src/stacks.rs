@@ -165,6 +165,22 @@ pub async fn deploy_all(
     futures_util::future::join_all(deploys).await
 }
 
+/// Deploys `stack` again with `extra` files merged over its own (an update), through
+/// the first manager, bounded by `limit`.
+pub async fn redeploy(
+    cli: &DockerCli,
+    cluster: &Cluster,
+    stack: &Stack,
+    extra: &[PathBuf],
+    limit: Duration,
+) -> anyhow::Result<Deployed> {
+    let manager = cluster.manager();
+    let certs = CertDir::write(&cluster.run_id, &manager.client)?;
+    let mut updated = stack.clone();
+    updated.files.extend(extra.iter().cloned());
+    deploy(cli, &manager.cli_host, &certs.0, &updated, limit).await
+}
+
 /// `docker stack deploy --resolve-image MODE -c FILE… NAME`, bounded.
 async fn deploy(cli: &DockerCli, host: &str, certs: &Path, stack: &Stack, limit: Duration) -> anyhow::Result<Deployed> {
     let started = Instant::now();

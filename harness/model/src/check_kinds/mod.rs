@@ -35,6 +35,8 @@ pub enum KeyType {
     NodeCounts,
     /// A declared stack's name.
     Stack,
+    /// An array of Compose files, relative to the scenario.
+    Files,
 }
 
 impl KeyType {
@@ -51,6 +53,7 @@ impl KeyType {
             KeyType::Integer => "integer",
             KeyType::NodeCounts => "table node = count",
             KeyType::Stack => "stack name",
+            KeyType::Files => "array of Compose files",
         }
     }
 }
@@ -297,6 +300,16 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         runs_last: false,
     },
     CheckKindSpec {
+        name: "stack-update",
+        doc: "(disruptive) the stack redeployed with `files` merged over its own: every changed service's update \
+              ends as `expect` says (`completed`, or `rolled-back` to the previous spec), never more tasks down at \
+              once than its `update_config` allows",
+        keys: &[req("stack", T::Stack), req("files", T::Files), opt("expect", T::Text)],
+        topologies: SWARM,
+        disruptive: true,
+        runs_last: true,
+    },
+    CheckKindSpec {
         name: "cluster-state",
         doc: "roles, availability, node and engine labels and engine versions are as declared, at the start and the end",
         keys: &[],
@@ -395,6 +408,13 @@ pub enum CheckKind {
     /// Every service of `stack` resolves by name (`tasks.NAME`) on each of its networks
     /// from every node, one address per running task, each answering a ping.
     StackReach { stack: String },
+    /// (disruptive) `stack` redeployed with `files` merged over its own files: each
+    /// service the update changes ends its update as `expect` says.
+    StackUpdate {
+        stack: String,
+        files: Vec<std::path::PathBuf>,
+        expect: UpdateOutcome,
+    },
     /// Every node's role, availability, node labels, engine labels and engine version
     /// are as declared, when the checks start and again after the others ended.
     ClusterState,
@@ -431,6 +451,16 @@ pub enum CheckKind {
 pub const DEFAULT_TRANSFER_BYTES: u64 = 4 << 20;
 /// The largest transfer a check may ask for.
 pub const MAX_TRANSFER_BYTES: u64 = 256 << 20;
+/// How a `stack-update` must end (`expect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// `completed` (the default): the new spec runs.
+    Completed,
+    /// `rolled-back`: the update failed and the swarm rolled it back
+    /// (`rollback_completed`), the previous spec running again.
+    RolledBack,
+}
+
 /// The share of underlay packets `packet-loss` drops unless told.
 pub const DEFAULT_LOSS_PERCENT: u32 = 10;
 
@@ -454,6 +484,7 @@ impl CheckKind {
             CheckKind::Partition { .. } => "partition",
             CheckKind::StackConverges { .. } => "stack-converges",
             CheckKind::StackReach { .. } => "stack-reach",
+            CheckKind::StackUpdate { .. } => "stack-update",
         }
     }
 
@@ -477,7 +508,9 @@ impl CheckKind {
     /// The stack this check observes.
     pub fn stack(&self) -> Option<&str> {
         match self {
-            CheckKind::StackConverges { stack } | CheckKind::StackReach { stack } => Some(stack),
+            CheckKind::StackConverges { stack }
+            | CheckKind::StackReach { stack }
+            | CheckKind::StackUpdate { stack, .. } => Some(stack),
             _ => None,
         }
     }
@@ -494,7 +527,8 @@ impl CheckKind {
             | CheckKind::PacketLoss { .. }
             | CheckKind::Partition { .. }
             | CheckKind::StackConverges { .. }
-            | CheckKind::StackReach { .. } => {
+            | CheckKind::StackReach { .. }
+            | CheckKind::StackUpdate { .. } => {
                 vec![]
             }
             CheckKind::Placement { service, .. }

@@ -9,7 +9,7 @@ use super::{Parser, S, eligible_nodes, span_of};
 use crate::diag::Problem;
 use crate::{
     CheckKind, Container, DEFAULT_LOSS_PERCENT, DEFAULT_MAX_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, MAX_PING_PAYLOAD,
-    MAX_TRANSFER_BYTES, Network, Node, Payload, Role, Service, ServiceMode, Stack, Topology,
+    MAX_TRANSFER_BYTES, Network, Node, Payload, Role, Service, ServiceMode, Stack, Topology, UpdateOutcome,
 };
 
 /// Validates one check of a kind; its required keys are present. `None` when a problem
@@ -34,6 +34,7 @@ const VALIDATORS: &[(&str, Validator)] = &[
     ("partition", partition),
     ("stack-converges", stack_converges),
     ("stack-reach", stack_reach),
+    ("stack-update", stack_update),
     ("cluster-state", |_, _| Some(CheckKind::ClusterState)),
 ];
 
@@ -43,6 +44,42 @@ fn stack_converges(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> 
         .then(|| CheckKind::StackConverges {
             stack: stack.into_inner(),
         })
+}
+
+fn stack_update(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let (stack, files) = (take(&mut c.raw.stack), take(&mut c.raw.files));
+    let known = p.known_stack(&stack, c.declared.stacks);
+    let folder = std::path::Path::new(c.declared.source)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    if files.get_ref().is_empty() {
+        p.push(
+            Problem::new("a `stack-update` needs at least one Compose file", span_of(&files))
+                .help("name the file(s) merged over the stack's own, e.g. `files = [\"app-v2.yml\"]`"),
+        );
+    }
+    let mut paths = Vec::new();
+    for f in files.get_ref() {
+        let path = folder.join(f.get_ref());
+        p.compose_services(f, &path);
+        paths.push(path);
+    }
+    let expect = match c.raw.expect.as_ref().map(|e| e.get_ref().as_str()) {
+        None | Some("completed") => UpdateOutcome::Completed,
+        Some("rolled-back") => UpdateOutcome::RolledBack,
+        Some(other) => {
+            p.push(
+                Problem::new(format!("`expect = \"{other}\"` is no update outcome"), c.raw.expect.as_ref().and_then(span_of))
+                    .help("\"completed\" (the default: the new spec runs) or \"rolled-back\" (it failed and the swarm rolled it back)"),
+            );
+            UpdateOutcome::Completed
+        }
+    };
+    known.then(|| CheckKind::StackUpdate {
+        stack: stack.into_inner(),
+        files: paths,
+        expect,
+    })
 }
 
 fn stack_reach(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
@@ -73,6 +110,8 @@ pub(crate) struct Declared<'a> {
     pub containers: &'a [Container],
     pub stacks: &'a [Stack],
     pub topology: Topology,
+    /// The scenario file's path: Compose files a check names are relative to it.
+    pub source: &'a str,
 }
 
 /// A required key, present by the time a validator runs.

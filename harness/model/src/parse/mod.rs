@@ -272,6 +272,7 @@ impl Parser {
             containers: &containers,
             stacks: &stacks,
             topology,
+            source: path,
         };
         let checks = self.checks(raw_checks, &declared);
         let timeouts = merge_timeouts(timeouts, PhaseTimeouts::for_nodes(nodes.len()));

@@ -113,6 +113,8 @@ pub(crate) struct RawCheck {
     pub(crate) percent: Option<S<i64>>,
     pub(crate) bytes: Option<S<i64>>,
     pub(crate) stack: Option<S<String>>,
+    pub(crate) files: Option<S<Vec<S<String>>>>,
+    pub(crate) expect: Option<S<String>>,
     pub(crate) timeout: Option<S<String>>,
     pub(crate) retries: Option<S<i64>>,
 }
@@ -120,7 +122,7 @@ pub(crate) struct RawCheck {
 impl RawCheck {
     /// The keys of a check beside `name`, `kind`, `timeout` and `retries`: what check
     /// kinds take (`check_kinds::CHECK_KINDS` says which).
-    pub(crate) const KEYS: [&str; 16] = [
+    pub(crate) const KEYS: [&str; 18] = [
         "from",
         "network",
         "target",
@@ -137,10 +139,12 @@ impl RawCheck {
         "percent",
         "bytes",
         "stack",
+        "files",
+        "expect",
     ];
 
     /// Each of [`Self::KEYS`] and whether this check has it.
-    pub(crate) fn keys_present(&self) -> [(&'static str, bool); 16] {
+    pub(crate) fn keys_present(&self) -> [(&'static str, bool); 18] {
         let present = [
             self.from.is_some(),
             self.network.is_some(),
@@ -158,6 +162,8 @@ impl RawCheck {
             self.percent.is_some(),
             self.bytes.is_some(),
             self.stack.is_some(),
+            self.files.is_some(),
+            self.expect.is_some(),
         ];
         std::array::from_fn(|i| (Self::KEYS[i], present[i]))
     }

@@ -90,7 +90,7 @@ impl Parser {
 
     /// The service names one Compose file declares; each problem (unreadable, not YAML,
     /// no `services`) recorded at the file's entry in the scenario.
-    fn compose_services(&mut self, entry: &S<String>, path: &Path) -> Option<ComposeFile> {
+    pub(crate) fn compose_services(&mut self, entry: &S<String>, path: &Path) -> Option<ComposeFile> {
         let shown = entry.get_ref();
         let text = match read_compose(path) {
             Ok(t) => t,
@@ -249,7 +249,7 @@ fn read_compose(path: &Path) -> Result<String, String> {
 
 /// What one Compose file declares that swarm-e2e needs.
 #[derive(Default)]
-struct ComposeFile {
+pub(crate) struct ComposeFile {
     services: Vec<String>,
     builds: Vec<ComposeBuild>,
 }

@@ -21,6 +21,7 @@ pub mod probe;
 mod quorum;
 mod stack_converges;
 mod stack_reach;
+mod stack_update;
 mod starts_when_labelled;
 mod transfer;
 mod underlay;
@@ -94,6 +95,8 @@ pub struct CheckEnv {
     /// Why the nodes the watchdog found Down are, once asked (checks it ends together
     /// share one diagnosis).
     pub control_plane: control_plane::Diagnoses,
+    /// The docker CLI that deployed the stacks (their updates go through it too).
+    pub docker_cli: Option<crate::stacks::DockerCli>,
 }
 
 /// Ends a check's turn among those that run last, also when its future is dropped.
@@ -224,6 +227,7 @@ const REGISTRY: &[(&str, Runner)] = &[
     ("partition", |e, c, _| Box::pin(partition::check(e, c))),
     ("stack-converges", |e, c, _| Box::pin(stack_converges::check(e, c))),
     ("stack-reach", |e, c, _| Box::pin(stack_reach::check(e, c))),
+    ("stack-update", |e, c, _| Box::pin(stack_update::check(e, c))),
     ("cluster-state", |e, _, first| {
         Box::pin(cluster_state::run(e, first.unwrap_or_else(|| Ok(Vec::new()))))
     }),

@@ -430,6 +430,7 @@ fn check_env(
         plain_left: tokio::sync::watch::Sender::new(plain),
         watchdog,
         control_plane: Default::default(),
+        docker_cli: ctx.docker_cli.clone(),
     })
 }
 
