@@ -144,9 +144,10 @@ impl Needs {
             CheckKind::StartsWhenLabelled { node, .. } => {
                 needs.hosts.insert(node.clone());
             }
-            CheckKind::Network { .. } | CheckKind::Membership | CheckKind::StackReach { .. } => {
-                needs.engines.extend(all())
-            }
+            CheckKind::Network { .. }
+            | CheckKind::Membership
+            | CheckKind::StackReach { .. }
+            | CheckKind::StackPorts { .. } => needs.engines.extend(all()),
             CheckKind::Mtu { from, to, .. } => needs.engines.extend([from.clone(), to.clone()]),
             _ => {}
         }

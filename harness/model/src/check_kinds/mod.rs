@@ -300,6 +300,15 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         runs_last: false,
     },
     CheckKindSpec {
+        name: "stack-ports",
+        doc: "every published TCP port of the stack answers from another node: host-mode ports on each node a task \
+              runs on, ingress ports on every node (where the kernel has IPVS)",
+        keys: &[req("stack", T::Stack)],
+        topologies: SWARM,
+        disruptive: false,
+        runs_last: false,
+    },
+    CheckKindSpec {
         name: "stack-update",
         doc: "(disruptive) the stack redeployed with `files` merged over its own: every changed service's update \
               ends as `expect` says (`completed`, or `rolled-back` to the previous spec), never more tasks down at \
@@ -408,6 +417,8 @@ pub enum CheckKind {
     /// Every service of `stack` resolves by name (`tasks.NAME`) on each of its networks
     /// from every node, one address per running task, each answering a ping.
     StackReach { stack: String },
+    /// Every published TCP port of `stack` answers from another node where it should.
+    StackPorts { stack: String },
     /// (disruptive) `stack` redeployed with `files` merged over its own files: each
     /// service the update changes ends its update as `expect` says.
     StackUpdate {
@@ -484,6 +495,7 @@ impl CheckKind {
             CheckKind::Partition { .. } => "partition",
             CheckKind::StackConverges { .. } => "stack-converges",
             CheckKind::StackReach { .. } => "stack-reach",
+            CheckKind::StackPorts { .. } => "stack-ports",
             CheckKind::StackUpdate { .. } => "stack-update",
         }
     }
@@ -510,6 +522,7 @@ impl CheckKind {
         match self {
             CheckKind::StackConverges { stack }
             | CheckKind::StackReach { stack }
+            | CheckKind::StackPorts { stack }
             | CheckKind::StackUpdate { stack, .. } => Some(stack),
             _ => None,
         }
@@ -528,6 +541,7 @@ impl CheckKind {
             | CheckKind::Partition { .. }
             | CheckKind::StackConverges { .. }
             | CheckKind::StackReach { .. }
+            | CheckKind::StackPorts { .. }
             | CheckKind::StackUpdate { .. } => {
                 vec![]
             }

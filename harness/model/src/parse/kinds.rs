@@ -34,6 +34,7 @@ const VALIDATORS: &[(&str, Validator)] = &[
     ("partition", partition),
     ("stack-converges", stack_converges),
     ("stack-reach", stack_reach),
+    ("stack-ports", stack_ports),
     ("stack-update", stack_update),
     ("cluster-state", |_, _| Some(CheckKind::ClusterState)),
 ];
@@ -44,6 +45,13 @@ fn stack_converges(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> 
         .then(|| CheckKind::StackConverges {
             stack: stack.into_inner(),
         })
+}
+
+fn stack_ports(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let stack = take(&mut c.raw.stack);
+    p.known_stack(&stack, c.declared.stacks).then(|| CheckKind::StackPorts {
+        stack: stack.into_inner(),
+    })
 }
 
 fn stack_update(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {

@@ -20,6 +20,7 @@ mod placement;
 pub mod probe;
 mod quorum;
 mod stack_converges;
+mod stack_ports;
 mod stack_reach;
 mod stack_update;
 mod starts_when_labelled;
@@ -227,6 +228,7 @@ const REGISTRY: &[(&str, Runner)] = &[
     ("partition", |e, c, _| Box::pin(partition::check(e, c))),
     ("stack-converges", |e, c, _| Box::pin(stack_converges::check(e, c))),
     ("stack-reach", |e, c, _| Box::pin(stack_reach::check(e, c))),
+    ("stack-ports", |e, c, _| Box::pin(stack_ports::check(e, c))),
     ("stack-update", |e, c, _| Box::pin(stack_update::check(e, c))),
     ("cluster-state", |e, _, first| {
         Box::pin(cluster_state::run(e, first.unwrap_or_else(|| Ok(Vec::new()))))
