@@ -294,7 +294,8 @@ pub async fn prepare_images(
         let wanted = stack.images.iter().chain(stack.builds.iter().map(|b| &b.image));
         for image in wanted {
             if !loaded.contains_key(image) {
-                let r = copy_to_nodes(host, cluster, image).await;
+                let nodes: Vec<(&str, &Docker)> = cluster.nodes.iter().map(|n| (n.name.as_str(), &n.docker)).collect();
+                let r = copy_to_nodes(host, &nodes, image).await;
                 if let Ok(Some(line)) = &r {
                     notes.push(line.clone());
                 }
@@ -337,20 +338,19 @@ async fn build(cli: &DockerCli, b: &swarm_e2e_model::ComposeBuild) -> anyhow::Re
     Ok(())
 }
 
-/// Copies `image` from the host engine onto the nodes that lack it; a line for the log
-/// when it copied anything.
-async fn copy_to_nodes(host: &Docker, cluster: &Cluster, image: &str) -> Result<Option<String>, String> {
+/// Copies `image` from the host engine onto the `nodes` (name, engine) that lack it; a
+/// line for the log when it copied anything. `prepare_images` and `swarm-e2e load`.
+pub async fn copy_to_nodes(host: &Docker, nodes: &[(&str, &Docker)], image: &str) -> Result<Option<String>, String> {
     if let Err(e) = host.inspect_image(image).await {
         return Err(format!(
             "image {image} is not on the host engine ({e}): build or pull it there first (`docker images` lists \
              what is), so it can be copied onto every node"
         ));
     }
-    let lacking: Vec<&crate::cluster::EngineNode> = futures_util::future::join_all(
-        cluster
-            .nodes
+    let lacking: Vec<&(&str, &Docker)> = futures_util::future::join_all(
+        nodes
             .iter()
-            .map(|n| async move { n.docker.inspect_image(image).await.is_err().then_some(n) }),
+            .map(|n| async move { n.1.inspect_image(image).await.is_err().then_some(n) }),
     )
     .await
     .into_iter()
@@ -366,7 +366,7 @@ async fn copy_to_nodes(host: &Docker, cluster: &Cluster, image: &str) -> Result<
     let tarball: bytes::Bytes = chunks.concat().into();
     let results = futures_util::future::join_all(lacking.iter().map(|n| {
         let tarball = tarball.clone();
-        async move { (n.name.as_str(), crate::images::load_image(&n.docker, tarball).await) }
+        async move { (n.0, crate::images::load_image(n.1, tarball).await) }
     }))
     .await;
     let bad: Vec<String> = results

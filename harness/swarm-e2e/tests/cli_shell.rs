@@ -18,6 +18,7 @@ const SUBCOMMANDS: &[&str] = &[
     "fake-do",
     "down",
     "env",
+    "load",
     "ls",
     "doctor",
     "sweep",

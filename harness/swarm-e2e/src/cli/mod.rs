@@ -96,6 +96,19 @@ enum Command {
         #[command(flatten)]
         place: resources::Place,
     },
+    /// Copy images from this machine's engine onto every node of a kept run (no registry).
+    #[command(
+        after_help = "Examples:\n  docker build -t myapp:1.2 .\n  swarm-e2e load k3x9a0qz myapp:1.2\n  swarm-e2e load k3x9a0qz myapp:1.2 worker:dev --target digitalocean\n\nEach image is saved once and loaded into the nodes that lack it, at once."
+    )]
+    Load {
+        /// The run id printed by `run --keep`.
+        run_id: String,
+        /// Images on this machine's engine, as `docker images` names them.
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[command(flatten)]
+        place: resources::Place,
+    },
     /// List runs that still have resources on this machine or account (kept or leaked).
     #[command(
         after_help = "Examples:\n  swarm-e2e ls\n  swarm-e2e ls --format json | jq '.runs[].run_id'\n  swarm-e2e ls --target digitalocean\n\nSchema: swarm-e2e schema ls"
@@ -186,6 +199,7 @@ pub fn main() -> ExitCode {
         Command::FakeDo(c) => fake_do::main(&rt, c),
         Command::Down { run_id, place } => resources::down(&rt, &run_id, &place),
         Command::Env { run_id, node, place } => resources::env(&rt, &run_id, &node, &place),
+        Command::Load { run_id, images, place } => resources::load(&rt, &run_id, &images, &place),
         Command::Ls { format, place } => resources::ls(&rt, format, &place),
         Command::Schema { name } => {
             let schema = listing::schema(&name).expect("clap allows only known names");

@@ -11,7 +11,7 @@ use super::say;
 use crate::engine::ENGINE_TLS_PORT;
 use crate::exit::{self, Failure};
 use crate::marks::{now_unix, run_dir};
-use crate::targets::{Leftover, Leftovers, leftovers};
+use crate::targets::{Leftover, LeftoverKind, Leftovers, leftovers};
 
 pub const SWEEP_HELP: &str = "Examples:
   swarm-e2e sweep                       # dry run: show what would be removed
@@ -92,6 +92,75 @@ pub fn env(rt: &Runtime, run_id: &str, node: &str, place: &Place) -> Result<i32,
         ));
         Ok(exit::OK)
     })
+}
+
+/// `swarm-e2e load RUN IMAGE…`: images copied from this machine's engine onto every
+/// node of a kept run that lacks them, as a run does for a stack's `images`.
+pub fn load(rt: &Runtime, run_id: &str, images: &[String], place: &Place) -> Result<i32, Failure> {
+    rt.block_on(async {
+        let leftovers = leftovers(&place.target).await?;
+        let prefix = format!("{}{run_id}-", crate::marks::NAME_PREFIX);
+        let mut nodes: Vec<String> = (leftovers.find().await?)
+            .into_iter()
+            .filter(|r| r.run_id == run_id)
+            .filter_map(|r| match r.kind {
+                LeftoverKind::Container => r.name.strip_prefix(&prefix).map(str::to_string),
+                LeftoverKind::Droplet => Some(r.name),
+                _ => None,
+            })
+            .filter(|n| n != swarm_e2e_model::KV_STORE_NODE)
+            .collect();
+        nodes.sort();
+        if nodes.is_empty() {
+            return Err(
+                Failure::infrastructure(format!("no node of run {run_id} was found{}", place.flag()))
+                    .with_hint("`swarm-e2e ls` lists the runs there are; only runs started with `--keep` stay up"),
+            );
+        }
+        let client = kept_client(run_id)?;
+        let mut engines = Vec::new();
+        for node in &nodes {
+            let address = leftovers.node_address(run_id, node).await?;
+            let docker = crate::engine::tls_engine(
+                std::net::SocketAddr::new(address, ENGINE_TLS_PORT),
+                &client,
+                crate::engine::ServerIdentity::Address,
+            )
+            .map_err(Failure::from)?;
+            engines.push((node.as_str(), docker));
+        }
+        let host = crate::engine::host_engine()?;
+        let pairs: Vec<(&str, &bollard::Docker)> = engines.iter().map(|(n, d)| (*n, d)).collect();
+        for image in images {
+            match crate::stacks::copy_to_nodes(&host, &pairs, image).await {
+                Ok(Some(line)) => say(line.trim()),
+                Ok(None) => say(&format!("{image} is already on every node ({})", nodes.join(", "))),
+                Err(e) => {
+                    return Err(Failure::infrastructure(e)
+                        .with_hint("build or pull the image on this machine's engine first, then load it again"));
+                }
+            }
+        }
+        Ok(exit::OK)
+    })
+}
+
+/// The client certificate a kept run left in its folder.
+fn kept_client(run_id: &str) -> Result<crate::pki::CertBundle, Failure> {
+    let certs = run_dir(run_id).join("certs");
+    let read = |f: &str| std::fs::read_to_string(certs.join(f));
+    match (read("ca.pem"), read("cert.pem"), read("key.pem")) {
+        (Ok(ca_pem), Ok(cert_pem), Ok(key)) => Ok(crate::pki::CertBundle {
+            ca_pem,
+            cert_pem,
+            key_pem: key.into(),
+        }),
+        _ => Err(Failure::infrastructure(format!(
+            "run {run_id} has no client certificates at {}",
+            certs.display()
+        ))
+        .with_hint("only runs started with `--keep` can be reached")),
+    }
 }
 
 pub fn ls(rt: &Runtime, format: Format, place: &Place) -> Result<i32, Failure> {

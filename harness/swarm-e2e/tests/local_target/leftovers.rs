@@ -69,6 +69,34 @@ fn keep_prints_working_docker_cli_lines_and_down_removes() -> Result<(), Failed>
             )
             .into());
         }
+        // `load` copies an image of this machine's engine onto every node of the run.
+        let image = format!("swarm-e2e-test/load-me:{}", std::process::id());
+        Command::new("docker")
+            .args(["tag", "swarm-e2e/busybox:local", &image])
+            .output()
+            .unwrap();
+        let run_id = out.run_id().unwrap_or_default();
+        let loaded = run(&["load", &run_id, &image], None);
+        let again = run(&["load", &run_id, &image], None);
+        let on_node = docker_cli_for(export)
+            .args(["image", "inspect", &image])
+            .output()
+            .unwrap();
+        Command::new("docker").args(["rmi", &image]).output().unwrap();
+        expect_code(&loaded, 0)?;
+        expect_code(&again, 0)?;
+        if !loaded.stdout.contains(&format!("copied {image}"))
+            || !loaded.stdout.contains("onto 2 node(s)")
+            || !again.stdout.contains("already on every node (wp-1, wp-2)")
+            || !on_node.status.success()
+        {
+            return Err(format!(
+                "`load` did not copy {image} onto both nodes\n{}\n{}",
+                loaded.context(),
+                again.context()
+            )
+            .into());
+        }
         Ok(())
     })();
     let run_id = run_id.ok_or_else(|| format!("no run id\n{}", out.context()))?;
