@@ -118,6 +118,34 @@ pub(crate) fn describe_tasks(tasks: &[Task], names: &HashMap<String, String>) ->
         .join("; ")
 }
 
+/// The tasks that failed or were rejected, and the newest of them as `(node, "its
+/// error, exit code N")`: why a service does not run (or an update failed).
+pub(crate) fn failed_tasks<'a>(
+    tasks: &'a [Task],
+    names: &HashMap<String, String>,
+) -> (Vec<&'a Task>, Option<(String, String)>) {
+    let failed: Vec<&Task> = (tasks.iter())
+        .filter(|t| matches!(state_of(t), TaskState::FAILED | TaskState::REJECTED))
+        .collect();
+    let last = failed.iter().max_by_key(|t| t.updated_at).map(|t| {
+        let status = t.status.as_ref();
+        let err = status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty());
+        let exit = (status.and_then(|s| s.container_status.as_ref()))
+            .and_then(|c| c.exit_code)
+            .map(|c| format!(", exit code {c}"))
+            .unwrap_or_default();
+        let node = match node_of(t, names) {
+            n if n.is_empty() => "no node yet".to_string(),
+            n => n,
+        };
+        (
+            node,
+            format!("{}{exit}", err.unwrap_or_else(|| state_of(t).to_string())),
+        )
+    });
+    (failed, last)
+}
+
 /// Addresses in the answer section of busybox `nslookup` output.
 pub(crate) fn answers(out: &str) -> Vec<String> {
     let mut in_answer = false;
@@ -169,7 +197,25 @@ pub(super) async fn task_addresses(
             describe_tasks(&tasks, &env.cluster.names_by_id())
         );
     }
-    let mut out = BTreeSet::new();
+    Ok(addresses_of(env, containers, network).await?.into_keys().collect())
+}
+
+/// The running tasks of `service`'s addresses on `network`, each with its node.
+pub(super) async fn task_addresses_by_node(
+    env: &CheckEnv,
+    service: &str,
+    network: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    addresses_of(env, task_containers(env, service).await?, network).await
+}
+
+/// Each (node, container)'s address on `network`, read on its own node.
+async fn addresses_of(
+    env: &CheckEnv,
+    containers: Vec<(String, String)>,
+    network: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
     for (node, id) in containers {
         let inspected = env.cluster.node(&node).docker.inspect_container(&id, None).await?;
         let ip = inspected
@@ -178,7 +224,7 @@ pub(super) async fn task_addresses(
             .and_then(|n| n.get(network).and_then(|e| e.ip_address.clone()))
             .filter(|ip| !ip.is_empty())
             .with_context(|| format!("task container {id} on {node} has no address on {network}"))?;
-        out.insert(ip);
+        out.insert(ip, node);
     }
     Ok(out)
 }

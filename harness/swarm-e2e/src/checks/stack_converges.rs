@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bollard::models::{Service, Task, TaskState};
 
-use super::probe::{node_of, state_of};
+use super::probe::{failed_tasks, node_of, state_of};
 use super::{CheckEnv, Outcome};
 use crate::stacks::{self, short_name};
 use crate::wait::poll_until;
@@ -166,24 +166,13 @@ fn verdict(
             unschedulable_since.remove(name);
         }
     }
-    let failed: Vec<&Task> = tasks
-        .iter()
-        .filter(|t| matches!(state_of(t), TaskState::FAILED | TaskState::REJECTED))
-        .collect();
-    if running < desired && failed.len() >= FAILED_TASKS_FINAL {
-        let last = failed.iter().max_by_key(|t| t.updated_at).expect("non-empty");
-        let exit = last
-            .status
-            .as_ref()
-            .and_then(|st| st.container_status.as_ref())
-            .and_then(|c| c.exit_code)
-            .map(|c| format!(", exit code {c}"))
-            .unwrap_or_default();
+    if let (failed, Some((node, why))) = failed_tasks(tasks, names)
+        && running < desired
+        && failed.len() >= FAILED_TASKS_FINAL
+    {
         return Verdict::Final(format!(
-            "service {name}: {running} of {desired} task(s) running; {} task(s) failed, the last on {}: {}{exit}",
-            failed.len(),
-            on(last, names),
-            error_of(last).unwrap_or_else(|| format!("{}", state_of(last)))
+            "service {name}: {running} of {desired} task(s) running; {} task(s) failed, the last on {node}: {why}",
+            failed.len()
         ));
     }
     if running == desired && update.as_deref().is_none_or(|st| st == "completed") {

@@ -5,7 +5,7 @@
 //! `NAME` itself (the VIP) is not asked: without IPVS in the nodes' kernel a VIP
 //! resolves but never answers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -50,29 +50,22 @@ pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outco
     }
     let mut probes = Probes::new(manager.clone());
     for (network_id, (network, _)) in &targets {
-        let name = format!("swarm-e2e-reach-{}", short_id(network_id));
         probes
-            .create(&name, network_id, &env.cluster.run_id)
+            .create(&probe_name(network_id), network_id, &env.cluster.run_id)
             .await
             .with_context(|| format!("creating the probe service on {network}"))?;
     }
-    let mut failures = Vec::new();
-    let diagnosing = tokio::sync::Mutex::new(());
-    for (network_id, (network, services)) in &targets {
-        let probe = format!("swarm-e2e-reach-{}", short_id(network_id));
-        let on_nodes = match probe_containers(env, &probe).await {
-            Ok(c) => c,
-            Err(e) => {
-                failures.push(format!("{e:#}"));
-                continue;
-            }
-        };
-        let results = join_all(on_nodes.iter().map(|(node, container)| {
-            reach_from(env, &check.name, stack, node, container, network, services, &diagnosing)
-        }))
-        .await;
-        failures.extend(results.into_iter().flatten());
-    }
+    let reach = Reach {
+        env,
+        check: &check.name,
+        stack,
+        diagnosing: tokio::sync::Mutex::new(()),
+    };
+    let per_network = join_all(
+        (targets.iter()).map(|(network_id, (network, services))| reach.on_network(network_id, network, services)),
+    )
+    .await;
+    let failures: Vec<String> = per_network.into_iter().flatten().collect();
     probes.remove().await;
     Ok(if failures.is_empty() {
         Outcome::Passed
@@ -107,8 +100,9 @@ async fn targets(manager: &Docker, stack: &str) -> anyhow::Result<Targets> {
     Ok(out)
 }
 
-fn short_id(id: &str) -> &str {
-    &id[..id.len().min(12)]
+/// The probe service on the network with ID `network_id`.
+fn probe_name(network_id: &str) -> String {
+    format!("swarm-e2e-reach-{}", &network_id[..network_id.len().min(12)])
 }
 
 /// The probe services a check made, removed when it ends (also when it is dropped).
@@ -206,92 +200,103 @@ async fn probe_containers(env: &CheckEnv, probe: &str) -> anyhow::Result<Vec<(St
     .map_err(|e| anyhow::anyhow!("the probes on every node did not start: {e:#}"))
 }
 
-/// From the probe on `node`: every service of `services` on the network resolves to its
-/// running tasks' addresses there, each answering a ping. The failures, one line each.
-#[allow(clippy::too_many_arguments)]
-async fn reach_from(
-    env: &CheckEnv,
-    check: &str,
-    stack: &str,
-    node: &str,
-    container: &str,
-    network: &str,
-    services: &[String],
-    diagnosing: &tokio::sync::Mutex<()>,
-) -> Vec<String> {
-    let docker = &env.cluster.node(node).docker;
-    let mut failures = Vec::new();
-    let mut unanswered: HashMap<String, String> = HashMap::new();
-    for service in services {
-        let short = short_name(stack, service);
-        let query = format!("tasks.{short}");
-        let resolved = poll_until(SETTLE, Duration::from_millis(250), || async {
-            let expected = addresses_on(env, service, network).await?;
-            let (_, out) = exec(docker, container, &["nslookup", &query]).await?;
-            let got: BTreeSet<String> = answers(&out).into_iter().collect();
-            if got == expected.keys().cloned().collect::<BTreeSet<_>>() && !got.is_empty() {
-                return Ok(Some(expected));
+/// What every probe of one check shares.
+struct Reach<'a> {
+    env: &'a CheckEnv,
+    check: &'a str,
+    stack: &'a str,
+    /// Diagnoses count VXLAN packets and read filter counters on the nodes: two at once
+    /// would count each other's packets.
+    diagnosing: tokio::sync::Mutex<()>,
+}
+
+impl Reach<'_> {
+    /// From the probe on every node, the services on one network: the failures.
+    async fn on_network(&self, network_id: &str, network: &str, services: &[String]) -> Vec<String> {
+        match probe_containers(self.env, &probe_name(network_id)).await {
+            Ok(on_nodes) => {
+                join_all((on_nodes.iter()).map(|(node, container)| self.from(node, container, network, services)))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect()
             }
-            anyhow::bail!(
-                "`{query}` resolved to [{}], the running tasks' addresses on {network} are [{}]",
-                got.into_iter().collect::<Vec<_>>().join(", "),
-                expected.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })
-        .await;
-        let expected = match resolved {
-            Ok(e) => e,
-            Err(e) => {
-                failures.push(format!("from {node} on {network}: {e:#}"));
-                continue;
-            }
-        };
-        for (address, target_node) in &expected {
-            // One path that does not answer is diagnosed once: the other tasks behind it
-            // are named, not waited for again.
-            if let Some(first) = unanswered.get(target_node.as_str()) {
-                failures.push(format!(
-                    "from {node} on {network}: {short}'s task {address} on {target_node} is behind the same path \
-                     as {first}"
-                ));
-                continue;
-            }
-            let pinger = super::datapath::Pinger {
-                docker,
-                probe: container,
-                target: address,
-            };
-            let path = Path {
-                env,
-                check,
-                from: node,
-                to: target_node,
-                network,
-                pinger: &pinger,
-                diagnosing,
-            };
-            if let Err(why) = answers_ping(&path).await {
-                failures.push(format!(
-                    "from {node} on {network}: {short}'s task {address} on {target_node} does not answer: {why}"
-                ));
-                unanswered.insert(target_node.clone(), format!("{short}'s task {address}"));
-            }
+            Err(e) => vec![format!("{e:#}")],
         }
     }
-    failures
+
+    /// From the probe on `node`: every service of `services` on the network resolves to its
+    /// running tasks' addresses there, each answering a ping. The failures, one line each.
+    async fn from(&self, node: &str, container: &str, network: &str, services: &[String]) -> Vec<String> {
+        let (env, stack) = (self.env, self.stack);
+        let docker = &env.cluster.node(node).docker;
+        let mut failures = Vec::new();
+        let mut unanswered: HashMap<String, String> = HashMap::new();
+        for service in services {
+            let short = short_name(stack, service);
+            let query = format!("tasks.{short}");
+            let resolved = poll_until(SETTLE, Duration::from_millis(250), || async {
+                let expected = super::probe::task_addresses_by_node(env, service, network).await?;
+                let (_, out) = exec(docker, container, &["nslookup", &query]).await?;
+                let got: BTreeSet<String> = answers(&out).into_iter().collect();
+                if got == expected.keys().cloned().collect::<BTreeSet<_>>() && !got.is_empty() {
+                    return Ok(Some(expected));
+                }
+                anyhow::bail!(
+                    "`{query}` resolved to [{}], the running tasks' addresses on {network} are [{}]",
+                    got.into_iter().collect::<Vec<_>>().join(", "),
+                    expected.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
+            .await;
+            let expected = match resolved {
+                Ok(e) => e,
+                Err(e) => {
+                    failures.push(format!("from {node} on {network}: {e:#}"));
+                    continue;
+                }
+            };
+            for (address, target_node) in &expected {
+                // One path that does not answer is diagnosed once: the other tasks behind it
+                // are named, not waited for again.
+                if let Some(first) = unanswered.get(target_node.as_str()) {
+                    failures.push(format!(
+                        "from {node} on {network}: {short}'s task {address} on {target_node} is behind the same path \
+                     as {first}"
+                    ));
+                    continue;
+                }
+                let pinger = super::datapath::Pinger {
+                    docker,
+                    probe: container,
+                    target: address,
+                };
+                let path = Path {
+                    reach: self,
+                    from: node,
+                    to: target_node,
+                    network,
+                    pinger: &pinger,
+                };
+                if let Err(why) = answers_ping(&path).await {
+                    failures.push(format!(
+                        "from {node} on {network}: {short}'s task {address} on {target_node} does not answer: {why}"
+                    ));
+                    unanswered.insert(target_node.clone(), format!("{short}'s task {address}"));
+                }
+            }
+        }
+        failures
+    }
 }
 
 /// The path from a probe to one task address, and how to diagnose it.
 struct Path<'a> {
-    env: &'a CheckEnv,
-    check: &'a str,
+    reach: &'a Reach<'a>,
     from: &'a str,
     to: &'a str,
     network: &'a str,
     pinger: &'a super::datapath::Pinger<'a>,
-    /// Diagnoses count VXLAN packets and read filter counters on the nodes: two at once
-    /// would count each other's packets.
-    diagnosing: &'a tokio::sync::Mutex<()>,
 }
 
 /// Pings until the address answers. After [`FIRST_TRY`] without a reply the path is
@@ -308,9 +313,10 @@ async fn answers_ping(path: &Path<'_>) -> Result<(), String> {
         })
     };
     let diagnose = || async {
-        let _alone = path.diagnosing.lock().await;
+        let _alone = path.reach.diagnosing.lock().await;
         let to = [path.to.to_string()];
-        super::underlay::path_cause(path.env, path.check, path.from, &to, path.network, path.pinger).await
+        let reach = path.reach;
+        super::underlay::path_cause(reach.env, reach.check, path.from, &to, path.network, path.pinger).await
     };
     let started = std::time::Instant::now();
     if ping(FIRST_TRY).await.is_ok() {
@@ -331,21 +337,4 @@ async fn answers_ping(path: &Path<'_>) -> Result<(), String> {
         "no reply for {:.1} s\n{cause}",
         started.elapsed().as_secs_f64()
     ))
-}
-
-/// The running tasks' addresses on `network` (read from each task container on its
-/// own node), each with the node.
-async fn addresses_on(env: &CheckEnv, service: &str, network: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for (node, id) in super::probe::task_containers(env, service).await? {
-        let inspected = env.cluster.node(&node).docker.inspect_container(&id, None).await?;
-        let ip = inspected
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|n| n.get(network).and_then(|e| e.ip_address.clone()))
-            .filter(|ip| !ip.is_empty())
-            .with_context(|| format!("task container {id} on {node} has no address on {network}"))?;
-        out.insert(ip, node);
-    }
-    Ok(out)
 }

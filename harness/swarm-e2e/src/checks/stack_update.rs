@@ -12,7 +12,7 @@ use bollard::models::{
     Service, ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatusStateEnum, Task, TaskSpec, TaskState,
 };
 
-use super::probe::{node_of, start_bound, state_of};
+use super::probe::{start_bound, state_of};
 use super::{CheckEnv, Outcome};
 use crate::stacks::{self, short_name};
 use crate::wait::poll_until;
@@ -165,17 +165,8 @@ fn replicas(s: &Service) -> Option<usize> {
 }
 
 fn last_failure(tasks: &[Task], names: &HashMap<String, String>) -> Option<String> {
-    let failed = tasks
-        .iter()
-        .filter(|t| matches!(state_of(t), TaskState::FAILED | TaskState::REJECTED))
-        .max_by_key(|t| t.updated_at)?;
-    let status = failed.status.as_ref()?;
-    let err = status.err.clone().unwrap_or_default();
-    let exit = (status.container_status.as_ref())
-        .and_then(|c| c.exit_code)
-        .map(|c| format!(", exit code {c}"))
-        .unwrap_or_default();
-    Some(format!("a task on {} failed: {err}{exit}", node_of(failed, names)))
+    let (_, last) = super::probe::failed_tasks(tasks, names);
+    last.map(|(node, why)| format!("a task on {node} failed: {why}"))
 }
 
 /// The check's verdict from how the updates ended.
