@@ -281,6 +281,11 @@ pub struct Stack {
     /// Services with `build:`: built on the host engine as their `image`, then copied
     /// like `images` (`docker stack deploy` ignores `build`).
     pub builds: Vec<ComposeBuild>,
+    /// The files behind the stack's secrets and configs (`file:`), by Compose name,
+    /// resolved against the first Compose file's folder as the CLI resolves them: the
+    /// content `stack-secrets` expects at their targets.
+    pub secret_files: BTreeMap<String, std::path::PathBuf>,
+    pub config_files: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// A Compose service's `build:`, as the host engine builds it.

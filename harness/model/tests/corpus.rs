@@ -106,3 +106,15 @@ fn checks_know_their_lines() {
     }
     assert_eq!(line(swarm_e2e_model::IMPLICIT_STATE_CHECK), None);
 }
+
+#[test]
+fn a_stacks_secret_and_config_files_are_found_where_the_cli_finds_them() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/compose-stack.toml");
+    let scenario = parse_scenario_file(&path).unwrap_or_else(|e| panic!("{}", e.short_lines().join("\n")));
+    let shop = scenario.stack("shop").expect("the shipped stack");
+    let folder = path.parent().unwrap().join("compose-stack");
+    // Relative to the first Compose file's folder, as the CLI resolves `file:`.
+    assert_eq!(shop.secret_files.get("api_key"), Some(&folder.join("./api_key.txt")));
+    assert_eq!(shop.config_files.get("index"), Some(&folder.join("./index.html")));
+    assert!(shop.secret_files["api_key"].is_file());
+}

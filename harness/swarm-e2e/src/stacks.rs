@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bollard::Docker;
 use bollard::models::{Service, Task};
-use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptionsBuilder};
+use bollard::query_parameters::{
+    ListConfigsOptions, ListContainersOptionsBuilder, ListNetworksOptions, ListSecretsOptions,
+    ListServicesOptionsBuilder, ListTasksOptionsBuilder, ListVolumesOptionsBuilder,
+};
 use secrecy::ExposeSecret;
 use swarm_e2e_model::Stack;
 
@@ -184,7 +187,7 @@ pub async fn redeploy(
 /// `docker stack deploy --resolve-image MODE -c FILE… NAME`, bounded.
 async fn deploy(cli: &DockerCli, host: &str, certs: &Path, stack: &Stack, limit: Duration) -> anyhow::Result<Deployed> {
     let started = Instant::now();
-    let mut cmd = tokio::process::Command::new(&cli.path);
+    let mut cmd = command(cli, host, certs);
     cmd.args(["stack", "deploy", "--resolve-image", stack.resolve_image.as_str()]);
     // Absolute: the CLI runs in the first file's folder (where the files' own relative
     // paths, `configs: file: ./x`, are resolved from).
@@ -196,26 +199,63 @@ async fn deploy(cli: &DockerCli, host: &str, certs: &Path, stack: &Stack, limit:
     for f in &files {
         cmd.arg("-c").arg(f);
     }
-    cmd.arg(&stack.name);
+    cmd.arg(&stack.name).env(TEST_IMAGE_VAR, BUSYBOX_IMAGE).envs(&stack.env);
+    if let Some(dir) = files.first().and_then(|f| f.parent()) {
+        cmd.current_dir(dir);
+    }
+    let messages = run_bounded(cli, cmd, &format!("docker stack deploy {}", stack.name), limit).await?;
+    Ok(Deployed {
+        stack: stack.name.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        messages,
+    })
+}
+
+/// `docker stack rm NAME` through the first manager, bounded. The CLI returns once it
+/// asked for every object's removal, before the swarm has removed the networks: what is
+/// left is for the caller to wait on.
+pub async fn remove(cli: &DockerCli, cluster: &Cluster, stack: &str, limit: Duration) -> anyhow::Result<Deployed> {
+    let manager = cluster.manager();
+    let certs = CertDir::write(&cluster.run_id, &manager.client)?;
+    let started = Instant::now();
+    let mut cmd = command(cli, &manager.cli_host, &certs.0);
+    cmd.args(["stack", "rm", stack]);
+    let messages = run_bounded(cli, cmd, &format!("docker stack rm {stack}"), limit).await?;
+    Ok(Deployed {
+        stack: stack.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        messages,
+    })
+}
+
+/// The CLI, talking to `host` over the run's mTLS and to nothing else.
+fn command(cli: &DockerCli, host: &str, certs: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&cli.path);
     // The caller's own DOCKER_* settings (a context, another host) must not redirect the
-    // deploy: only the run's manager, over the run's mTLS.
+    // command: only the run's manager, over the run's mTLS.
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("DOCKER_") && k != "DOCKER_CONFIG" {
             cmd.env_remove(k);
         }
     }
-    cmd.env(TEST_IMAGE_VAR, BUSYBOX_IMAGE)
-        .envs(&stack.env)
-        .env("DOCKER_HOST", host)
+    cmd.env("DOCKER_HOST", host)
         .env("DOCKER_TLS_VERIFY", "1")
         .env("DOCKER_CERT_PATH", certs)
         .kill_on_drop(true);
-    if let Some(dir) = files.first().and_then(|f| f.parent()) {
-        cmd.current_dir(dir);
-    }
+    cmd
+}
+
+/// Runs `cmd` to its end within `limit`; the lines it printed on stderr (warnings,
+/// notices), or why it failed with the last of them.
+async fn run_bounded(
+    cli: &DockerCli,
+    mut cmd: tokio::process::Command,
+    what: &str,
+    limit: Duration,
+) -> anyhow::Result<Vec<String>> {
     let out = tokio::time::timeout(limit, cmd.output())
         .await
-        .map_err(|_| anyhow::anyhow!("`docker stack deploy {}` did not end within {limit:?}", stack.name))?
+        .map_err(|_| anyhow::anyhow!("`{what}` did not end within {limit:?}"))?
         .with_context(|| format!("starting {}", cli.path.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let messages: Vec<String> = stderr
@@ -226,18 +266,13 @@ async fn deploy(cli: &DockerCli, host: &str, certs: &Path, stack: &Stack, limit:
         .collect();
     if !out.status.success() {
         anyhow::bail!(
-            "`docker stack deploy {}` (docker {}) failed ({}): {}",
-            stack.name,
+            "`{what}` (docker {}) failed ({}): {}",
             cli.version,
             out.status,
             tail(&messages, 20)
         );
     }
-    Ok(Deployed {
-        stack: stack.name.clone(),
-        seconds: started.elapsed().as_secs_f64(),
-        messages,
-    })
+    Ok(messages)
 }
 
 fn tail(lines: &[String], n: usize) -> String {
@@ -395,6 +430,29 @@ pub async fn services(docker: &Docker, name: &str) -> anyhow::Result<Vec<Service
         .with_context(|| format!("listing the services of stack {name}"))
 }
 
+/// Adds `var` (`KEY=VALUE`) to the environment of service `name`, as `docker service
+/// update --env-add` does: its tasks are replaced.
+pub async fn add_env(docker: &Docker, name: &str, var: &str) -> anyhow::Result<()> {
+    let current = docker.inspect_service(name, None).await?;
+    let version = current
+        .version
+        .and_then(|v| v.index)
+        .context("service has no version")?;
+    let mut spec = current.spec.context("service has no spec")?;
+    let container = (spec.task_template.as_mut())
+        .and_then(|t| t.container_spec.as_mut())
+        .context("service has no container spec")?;
+    container.env.get_or_insert_with(Vec::new).push(var.to_string());
+    let options = bollard::query_parameters::UpdateServiceOptionsBuilder::new()
+        .version(version as i32)
+        .build();
+    docker
+        .update_service(name, spec, options, None)
+        .await
+        .with_context(|| format!("adding {var} to service {name}"))?;
+    Ok(())
+}
+
 /// Every task of the service with ID `id`.
 pub async fn tasks(docker: &Docker, id: &str) -> anyhow::Result<Vec<Task>> {
     let filters = HashMap::from([("service".to_string(), vec![id.to_string()])]);
@@ -409,4 +467,93 @@ pub fn short_name<'a>(stack: &str, full: &'a str) -> &'a str {
     full.strip_prefix(stack)
         .and_then(|r| r.strip_prefix('_'))
         .unwrap_or(full)
+}
+
+/// What of a stack is still in the cluster after its removal.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// What `docker stack rm` removes and the swarm must then let go of, each a phrase.
+    pub objects: Vec<String>,
+    /// Nodes that could not be asked (their containers and networks are unknown): why.
+    pub unasked: Vec<(String, String)>,
+    /// Named volumes the stack's tasks created, which `docker stack rm` keeps by design
+    /// (its data): `VOLUME on NODE`.
+    pub volumes: Vec<String>,
+}
+
+/// What of stack `name` is still in the cluster: services, tasks of the services
+/// `service_ids`, networks, secrets and configs by the namespace label on the manager;
+/// on every node the containers, networks and volumes carrying it.
+pub async fn leftovers(cluster: &Cluster, name: &str, service_ids: &[String]) -> anyhow::Result<Leftovers> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{NAMESPACE_LABEL}={name}")])]);
+    let docker = &cluster.manager().docker;
+    let mut left = Leftovers::default();
+    for s in services(docker, name).await? {
+        (left.objects).push(format!("service {}", s.spec.and_then(|x| x.name).unwrap_or_default()));
+    }
+    let tasks = (docker
+        .list_tasks(None::<bollard::query_parameters::ListTasksOptions>)
+        .await)
+        .context("listing tasks")?;
+    let tasks = tasks
+        .iter()
+        .filter(|t| t.service_id.as_ref().is_some_and(|id| service_ids.contains(id)))
+        .count();
+    if tasks > 0 {
+        left.objects.push(format!("{tasks} task(s) of its services"));
+    }
+    let secrets = ListSecretsOptions {
+        filters: Some(filters.clone()),
+    };
+    for s in docker.list_secrets(Some(secrets)).await.context("listing secrets")? {
+        (left.objects).push(format!("secret {}", s.spec.and_then(|x| x.name).unwrap_or_default()));
+    }
+    let configs = ListConfigsOptions {
+        filters: Some(filters.clone()),
+    };
+    for c in docker.list_configs(Some(configs)).await.context("listing configs")? {
+        (left.objects).push(format!("config {}", c.spec.and_then(|x| x.name).unwrap_or_default()));
+    }
+    let on_nodes = cluster.nodes.iter().map(|node| on_node(node, filters.clone()));
+    for (node, found) in cluster.nodes.iter().zip(futures_util::future::join_all(on_nodes).await) {
+        match found {
+            Ok((objects, volumes)) => {
+                left.objects.extend(objects);
+                left.volumes.extend(volumes);
+            }
+            Err(e) => left.unasked.push((node.name.clone(), format!("{e:#}"))),
+        }
+    }
+    Ok(left)
+}
+
+/// The containers and networks (first) and the volumes (second) on `node` that match
+/// `filters`.
+async fn on_node(
+    node: &crate::cluster::EngineNode,
+    filters: HashMap<String, Vec<String>>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut left = Vec::new();
+    let networks = ListNetworksOptions {
+        filters: Some(filters.clone()),
+    };
+    for n in node.docker.list_networks(Some(networks)).await? {
+        left.push(format!("network {} on {}", n.name.unwrap_or_default(), node.name));
+    }
+    let containers = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    for c in node.docker.list_containers(Some(containers)).await? {
+        let name = (c.names.unwrap_or_default().first().cloned()).unwrap_or_default();
+        let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+        left.push(format!(
+            "container {} ({state}) on {}",
+            name.trim_start_matches('/'),
+            node.name
+        ));
+    }
+    let volumes = ListVolumesOptionsBuilder::new().filters(&filters).build();
+    let found = node.docker.list_volumes(Some(volumes)).await?;
+    let volumes = (found.volumes.unwrap_or_default().into_iter())
+        .map(|v| format!("{} on {}", v.name, node.name))
+        .collect();
+    Ok((left, volumes))
 }

@@ -147,7 +147,9 @@ impl Needs {
             CheckKind::Network { .. }
             | CheckKind::Membership
             | CheckKind::StackReach { .. }
-            | CheckKind::StackPorts { .. } => needs.engines.extend(all()),
+            | CheckKind::StackPorts { .. }
+            | CheckKind::StackHealthy { .. }
+            | CheckKind::StackSecrets { .. } => needs.engines.extend(all()),
             CheckKind::Mtu { from, to, .. } => needs.engines.extend([from.clone(), to.clone()]),
             _ => {}
         }

@@ -309,11 +309,47 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
         runs_last: false,
     },
     CheckKindSpec {
+        name: "stack-healthy",
+        doc: "every running task of the stack's services with a healthcheck reaches `healthy`; an unhealthy task is \
+              named with its node and its last probe's exit code and output",
+        keys: &[req("stack", T::Stack)],
+        topologies: SWARM,
+        disruptive: false,
+        runs_last: false,
+    },
+    CheckKindSpec {
+        name: "stack-secrets",
+        doc: "every secret and config of the stack's services is in each running task at its target, with the \
+              declared mode, owner and (for `file:` sources) the file's content",
+        keys: &[req("stack", T::Stack)],
+        topologies: SWARM,
+        disruptive: false,
+        runs_last: false,
+    },
+    CheckKindSpec {
+        name: "stack-redeploy",
+        doc: "the stack deployed again from the same files changes nothing: no task spec differs, no update starts, \
+              no running task is replaced",
+        keys: &[req("stack", T::Stack)],
+        topologies: SWARM,
+        disruptive: false,
+        runs_last: false,
+    },
+    CheckKindSpec {
         name: "stack-update",
         doc: "(disruptive) the stack redeployed with `files` merged over its own: every changed service's update \
               ends as `expect` says (`completed`, or `rolled-back` to the previous spec), never more tasks down at \
               once than its `update_config` allows",
         keys: &[req("stack", T::Stack), req("files", T::Files), opt("expect", T::Text)],
+        topologies: SWARM,
+        disruptive: true,
+        runs_last: true,
+    },
+    CheckKindSpec {
+        name: "stack-removal",
+        doc: "(disruptive) `docker stack rm` leaves no service, task, secret, config, container or network with the \
+              stack's label on any node; deployed again it converges; `cycles` rounds in a row (1 unless told)",
+        keys: &[req("stack", T::Stack), opt("cycles", T::Integer)],
         topologies: SWARM,
         disruptive: true,
         runs_last: true,
@@ -419,6 +455,16 @@ pub enum CheckKind {
     StackReach { stack: String },
     /// Every published TCP port of `stack` answers from another node where it should.
     StackPorts { stack: String },
+    /// Every running task of `stack`'s services with a healthcheck is healthy.
+    StackHealthy { stack: String },
+    /// Every secret and config of `stack`'s services is at its target in each running
+    /// task, with the declared mode, owner and content.
+    StackSecrets { stack: String },
+    /// `stack` deployed again from the same files restarts nothing.
+    StackRedeploy { stack: String },
+    /// (disruptive) `docker stack rm` leaves nothing of `stack`; redeployed, it
+    /// converges; `cycles` times.
+    StackRemoval { stack: String, cycles: u32 },
     /// (disruptive) `stack` redeployed with `files` merged over its own files: each
     /// service the update changes ends its update as `expect` says.
     StackUpdate {
@@ -497,6 +543,10 @@ impl CheckKind {
             CheckKind::StackReach { .. } => "stack-reach",
             CheckKind::StackPorts { .. } => "stack-ports",
             CheckKind::StackUpdate { .. } => "stack-update",
+            CheckKind::StackHealthy { .. } => "stack-healthy",
+            CheckKind::StackSecrets { .. } => "stack-secrets",
+            CheckKind::StackRedeploy { .. } => "stack-redeploy",
+            CheckKind::StackRemoval { .. } => "stack-removal",
         }
     }
 
@@ -523,7 +573,11 @@ impl CheckKind {
             CheckKind::StackConverges { stack }
             | CheckKind::StackReach { stack }
             | CheckKind::StackPorts { stack }
-            | CheckKind::StackUpdate { stack, .. } => Some(stack),
+            | CheckKind::StackUpdate { stack, .. }
+            | CheckKind::StackHealthy { stack }
+            | CheckKind::StackSecrets { stack }
+            | CheckKind::StackRedeploy { stack }
+            | CheckKind::StackRemoval { stack, .. } => Some(stack),
             _ => None,
         }
     }
@@ -542,7 +596,11 @@ impl CheckKind {
             | CheckKind::StackConverges { .. }
             | CheckKind::StackReach { .. }
             | CheckKind::StackPorts { .. }
-            | CheckKind::StackUpdate { .. } => {
+            | CheckKind::StackUpdate { .. }
+            | CheckKind::StackHealthy { .. }
+            | CheckKind::StackSecrets { .. }
+            | CheckKind::StackRedeploy { .. }
+            | CheckKind::StackRemoval { .. } => {
                 vec![]
             }
             CheckKind::Placement { service, .. }

@@ -35,7 +35,17 @@ const VALIDATORS: &[(&str, Validator)] = &[
     ("stack-converges", stack_converges),
     ("stack-reach", stack_reach),
     ("stack-ports", stack_ports),
+    ("stack-healthy", |p, c| {
+        stack_only(p, c).map(|stack| CheckKind::StackHealthy { stack })
+    }),
+    ("stack-secrets", |p, c| {
+        stack_only(p, c).map(|stack| CheckKind::StackSecrets { stack })
+    }),
+    ("stack-redeploy", |p, c| {
+        stack_only(p, c).map(|stack| CheckKind::StackRedeploy { stack })
+    }),
     ("stack-update", stack_update),
+    ("stack-removal", stack_removal),
     ("cluster-state", |_, _| Some(CheckKind::ClusterState)),
 ];
 
@@ -45,6 +55,35 @@ fn stack_converges(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> 
         .then(|| CheckKind::StackConverges {
             stack: stack.into_inner(),
         })
+}
+
+/// The `stack` of a kind that takes nothing else, when it is a declared stack.
+fn stack_only(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<String> {
+    let stack = take(&mut c.raw.stack);
+    p.known_stack(&stack, c.declared.stacks).then(|| stack.into_inner())
+}
+
+/// More rounds than this prove nothing more and hold the checks up for minutes.
+const MAX_REMOVAL_CYCLES: u32 = 10;
+
+fn stack_removal(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
+    let stack = stack_only(p, c);
+    let cycles = match &c.raw.cycles {
+        None => 1,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=MAX_REMOVAL_CYCLES).contains(&v) => v,
+            _ => {
+                p.push(
+                    Problem::new(format!("`cycles = {}` is out of range", n.get_ref()), span_of(n)).help(format!(
+                        "give 1 to {MAX_REMOVAL_CYCLES} (rounds of removal and redeploy; a few show a leak of \
+                         addresses as well as many)"
+                    )),
+                );
+                1
+            }
+        },
+    };
+    Some(CheckKind::StackRemoval { stack: stack?, cycles })
 }
 
 fn stack_ports(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {

@@ -115,6 +115,7 @@ pub(crate) struct RawCheck {
     pub(crate) stack: Option<S<String>>,
     pub(crate) files: Option<S<Vec<S<String>>>>,
     pub(crate) expect: Option<S<String>>,
+    pub(crate) cycles: Option<S<i64>>,
     pub(crate) timeout: Option<S<String>>,
     pub(crate) retries: Option<S<i64>>,
 }
@@ -122,7 +123,7 @@ pub(crate) struct RawCheck {
 impl RawCheck {
     /// The keys of a check beside `name`, `kind`, `timeout` and `retries`: what check
     /// kinds take (`check_kinds::CHECK_KINDS` says which).
-    pub(crate) const KEYS: [&str; 18] = [
+    pub(crate) const KEYS: [&str; 19] = [
         "from",
         "network",
         "target",
@@ -141,10 +142,11 @@ impl RawCheck {
         "stack",
         "files",
         "expect",
+        "cycles",
     ];
 
     /// Each of [`Self::KEYS`] and whether this check has it.
-    pub(crate) fn keys_present(&self) -> [(&'static str, bool); 18] {
+    pub(crate) fn keys_present(&self) -> [(&'static str, bool); 19] {
         let present = [
             self.from.is_some(),
             self.network.is_some(),
@@ -164,6 +166,7 @@ impl RawCheck {
             self.stack.is_some(),
             self.files.is_some(),
             self.expect.is_some(),
+            self.cycles.is_some(),
         ];
         std::array::from_fn(|i| (Self::KEYS[i], present[i]))
     }

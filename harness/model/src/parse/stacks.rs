@@ -43,6 +43,7 @@ impl Parser {
                 }
                 let mut services: Vec<String> = Vec::new();
                 let mut builds: Vec<ComposeBuild> = Vec::new();
+                let (mut secret_files, mut config_files) = (BTreeMap::new(), BTreeMap::new());
                 let mut files = Vec::new();
                 let mut all_read = true;
                 for f in s.files.get_ref() {
@@ -58,6 +59,14 @@ impl Parser {
                             for b in read.builds {
                                 builds.retain(|x| x.service != b.service);
                                 builds.push(b);
+                            }
+                            // The CLI resolves `file:` against the first file's folder.
+                            let base = files.first().unwrap_or(&path).parent().unwrap_or(Path::new(""));
+                            for (name, file) in read.secret_files {
+                                secret_files.insert(name, base.join(file));
+                            }
+                            for (name, file) in read.config_files {
+                                config_files.insert(name, base.join(file));
                             }
                         }
                         None => all_read = false,
@@ -83,6 +92,8 @@ impl Parser {
                     resolve_image: self.resolve_image(s.resolve_image.as_ref()),
                     images,
                     builds,
+                    secret_files,
+                    config_files,
                 }
             })
             .collect()
@@ -125,14 +136,23 @@ impl Parser {
                 return None;
             }
         };
+        let (secret_files, config_files) = (file_sources(&doc, "secrets"), file_sources(&doc, "configs"));
         let Some(services) = doc.get("services") else {
             // An override file may add only networks or secrets; the merged stack must
             // still have services (the caller checks).
-            return Some(ComposeFile::default());
+            return Some(ComposeFile {
+                secret_files,
+                config_files,
+                ..ComposeFile::default()
+            });
         };
         match services.as_mapping() {
             Some(m) => {
-                let mut read = ComposeFile::default();
+                let mut read = ComposeFile {
+                    secret_files,
+                    config_files,
+                    ..ComposeFile::default()
+                };
                 let folder = path.parent().unwrap_or(Path::new(""));
                 for (k, v) in m {
                     let Some(name) = k.as_str() else { continue };
@@ -252,6 +272,28 @@ fn read_compose(path: &Path) -> Result<String, String> {
 pub(crate) struct ComposeFile {
     services: Vec<String>,
     builds: Vec<ComposeBuild>,
+    /// Top-level `secrets:` and `configs:` with a literal `file:`, by name (the path as
+    /// written: the caller resolves it).
+    secret_files: Vec<(String, String)>,
+    config_files: Vec<(String, String)>,
+}
+
+/// The entries of top-level `section` (`secrets`, `configs`) made from a file, as
+/// written; interpolated paths and templates are left out (what the task sees is the
+/// CLI's or the engine's rendering, not the file).
+fn file_sources(doc: &serde_yaml_ng::Value, section: &str) -> Vec<(String, String)> {
+    let Some(m) = doc.get(section).and_then(|s| s.as_mapping()) else {
+        return Vec::new();
+    };
+    m.iter()
+        .filter_map(|(k, v)| {
+            if v.get("template_driver").is_some() {
+                return None;
+            }
+            let file = v.get("file")?.as_str().filter(|f| !f.contains('$'))?;
+            Some((k.as_str()?.to_string(), file.to_string()))
+        })
+        .collect()
 }
 
 /// A service's `build:` (short form: the context; long form: context, dockerfile, args)

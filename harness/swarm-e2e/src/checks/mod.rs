@@ -20,8 +20,12 @@ mod placement;
 pub mod probe;
 mod quorum;
 mod stack_converges;
+mod stack_healthy;
 mod stack_ports;
 mod stack_reach;
+mod stack_redeploy;
+mod stack_removal;
+mod stack_secrets;
 mod stack_update;
 mod starts_when_labelled;
 mod transfer;
@@ -229,7 +233,11 @@ const REGISTRY: &[(&str, Runner)] = &[
     ("stack-converges", |e, c, _| Box::pin(stack_converges::check(e, c))),
     ("stack-reach", |e, c, _| Box::pin(stack_reach::check(e, c))),
     ("stack-ports", |e, c, _| Box::pin(stack_ports::check(e, c))),
+    ("stack-healthy", |e, c, _| Box::pin(stack_healthy::check(e, c))),
+    ("stack-secrets", |e, c, _| Box::pin(stack_secrets::check(e, c))),
+    ("stack-redeploy", |e, c, _| Box::pin(stack_redeploy::check(e, c))),
     ("stack-update", |e, c, _| Box::pin(stack_update::check(e, c))),
+    ("stack-removal", |e, c, _| Box::pin(stack_removal::check(e, c))),
     ("cluster-state", |e, _, first| {
         Box::pin(cluster_state::run(e, first.unwrap_or_else(|| Ok(Vec::new()))))
     }),

@@ -70,7 +70,7 @@ pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outco
 }
 
 /// Each service's task template by service name: what an update changes.
-fn specs(services: &[Service]) -> HashMap<String, TaskSpec> {
+pub(super) fn specs(services: &[Service]) -> HashMap<String, TaskSpec> {
     services
         .iter()
         .filter_map(|s| {
@@ -154,7 +154,7 @@ async fn watch_updates(
 }
 
 /// When the service's last update started, as the swarm reports it.
-fn update_started(s: &Service) -> Option<String> {
+pub(super) fn update_started(s: &Service) -> Option<String> {
     let started = s.update_status.as_ref()?.started_at.as_ref()?;
     Some(format!("{started:?}"))
 }

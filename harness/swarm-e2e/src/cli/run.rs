@@ -149,6 +149,11 @@ pub struct RunArgs {
     /// `freeze@NODE`, `drain@NODE` (repeatable).
     #[arg(long, hide = true, value_name = "FAULT@NODE")]
     inject_fault: Vec<crate::targets::InjectedFault>,
+    /// Test hook: once the stacks are deployed, add an environment variable to this
+    /// stack service by hand (its full name, `app_api`), as an operator's hotfix the
+    /// Compose files do not have (repeatable).
+    #[arg(long, hide = true, value_name = "SERVICE")]
+    inject_service_drift: Vec<String>,
     /// Test hook: the first attempt of this check fails whatever it saw (repeatable):
     /// a check that passes on its retry, deterministically, for the flaky reports.
     #[arg(long, hide = true, value_name = "CHECK")]
@@ -218,6 +223,7 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
         artifacts: Some(a.artifacts.clone()),
         libtest_args: a.libtest.clone(),
         stopped_engine: a.inject_stopped_engine.clone(),
+        drifted_services: a.inject_service_drift.clone(),
         faults: a.inject_fault.clone(),
         failed_first_attempts: a.inject_attempt_failure.clone(),
         panic_in: a.inject_panic.as_deref().map(|p| match p {

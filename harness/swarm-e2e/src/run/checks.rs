@@ -126,7 +126,11 @@ fn check_record(
     }
 }
 
-/// Test hooks: a stopped engine and node faults, once the workloads run. Label faults
+/// What `--inject-service-drift` adds to a service: a hotfix no Compose file has.
+const DRIFT_ENV: &str = "SWARM_E2E_HOTFIX=1";
+
+/// Test hooks: a stopped engine, node faults and services changed by hand, once the
+/// workloads run. Label faults
 /// go through the swarm API and underlay faults through the node's engine (every
 /// target); only stopping an engine needs the target's node control.
 fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeControl>) -> Result<(), Failure> {
@@ -159,6 +163,9 @@ fn inject_faults(ctx: &RunContext, cluster: &Cluster, control: Option<&dyn NodeC
                     .await?;
                 }
                 f.inject_underlay(node, &cluster.run_id).await?;
+            }
+            for service in &ctx.opts.drifted_services {
+                crate::stacks::add_env(&cluster.manager().docker, service, DRIFT_ENV).await?;
             }
             if let (Some(control), Some(node)) = (control, &ctx.opts.stopped_engine) {
                 control.stop(node).await?;

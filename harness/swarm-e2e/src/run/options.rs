@@ -14,6 +14,8 @@ pub struct RunOptions {
     pub panic_in: Option<Phase>,
     /// Test hook: stop this node's engine before the checks start.
     pub stopped_engine: Option<String>,
+    /// Test hook: stack services changed by hand once deployed (an env var added).
+    pub drifted_services: Vec<String>,
     /// Test hook: break these nodes (their underlay, labels, engine, availability).
     pub faults: Vec<crate::targets::InjectedFault>,
     /// Test hook: checks whose first attempt fails whatever it saw.
