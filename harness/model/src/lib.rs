@@ -92,8 +92,15 @@ impl Scenario {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// A declared service, or a stack's service by its swarm name (`STACK_NAME`), as its
+    /// Compose file places it.
     pub fn service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.name == name)
+        self.services.iter().find(|s| s.name == name).or_else(|| {
+            (self.stacks.iter())
+                .flat_map(|s| s.placements.values())
+                .filter_map(|p| p.as_ref().ok())
+                .find(|s| s.name == name)
+        })
     }
 
     pub fn network(&self, name: &str) -> Option<&Network> {
@@ -286,6 +293,11 @@ pub struct Stack {
     /// content `stack-secrets` expects at their targets.
     pub secret_files: BTreeMap<String, std::path::PathBuf>,
     pub config_files: BTreeMap<String, std::path::PathBuf>,
+    /// Each service (by Compose name) as the model knows services, named `STACK_NAME`,
+    /// its mode and placement read from its `deploy:`; or why that cannot be known before
+    /// the deploy (a value from the caller's environment). `placement` and `pending`
+    /// checks of a stack's service read this.
+    pub placements: BTreeMap<String, Result<Service, String>>,
 }
 
 /// A Compose service's `build:`, as the host engine builds it.

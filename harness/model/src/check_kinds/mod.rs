@@ -154,6 +154,7 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
             req("service", T::Service),
             opt("expect_nodes", T::Nodes),
             opt("expect_counts", T::NodeCounts),
+            opt("stack", T::Stack),
         ],
         topologies: SWARM,
         disruptive: false,
@@ -162,7 +163,7 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
     CheckKindSpec {
         name: "pending",
         doc: "a service no declared node satisfies stays pending, with no task running",
-        keys: &[req("service", T::Service)],
+        keys: &[req("service", T::Service), opt("stack", T::Stack)],
         topologies: SWARM,
         disruptive: false,
         runs_last: false,
@@ -409,9 +410,11 @@ pub enum CheckKind {
         service: String,
         expect_nodes: Vec<String>,
         expect_counts: Option<BTreeMap<String, u64>>,
+        /// The stack `service` belongs to (its swarm name is then `STACK_NAME`).
+        stack: Option<String>,
     },
     /// `service` stays pending, and its tasks say the constraints are not satisfied.
-    Pending { service: String },
+    Pending { service: String, stack: Option<String> },
     /// From a container on `from` attached to `network`, `query` resolves to exactly the
     /// addresses of `service`'s tasks on that network (one record per task).
     Dns {
@@ -578,6 +581,7 @@ impl CheckKind {
             | CheckKind::StackSecrets { stack }
             | CheckKind::StackRedeploy { stack }
             | CheckKind::StackRemoval { stack, .. } => Some(stack),
+            CheckKind::Placement { stack, .. } | CheckKind::Pending { stack, .. } => stack.as_deref(),
             _ => None,
         }
     }
@@ -604,7 +608,7 @@ impl CheckKind {
                 vec![]
             }
             CheckKind::Placement { service, .. }
-            | CheckKind::Pending { service }
+            | CheckKind::Pending { service, .. }
             | CheckKind::Dns { service, .. }
             | CheckKind::StartsWhenLabelled { service, .. }
             | CheckKind::Drain { service, .. }

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::raw::RawCheck;
 use super::{Parser, S, eligible_nodes, span_of};
-use crate::diag::Problem;
+use crate::diag::{Problem, did_you_mean};
 use crate::{
     CheckKind, Container, DEFAULT_LOSS_PERCENT, DEFAULT_MAX_LOSS_PERCENT, DEFAULT_TRANSFER_BYTES, MAX_PING_PAYLOAD,
     MAX_TRANSFER_BYTES, Network, Node, Payload, Role, Service, ServiceMode, Stack, Topology, UpdateOutcome,
@@ -250,7 +250,8 @@ fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
 
 fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let service_name = take(&mut c.raw.service);
-    let service = p.known_service(&service_name, c.declared.services)?;
+    let stack = c.raw.stack.take();
+    let service = placed_service(p, &service_name, stack.as_ref(), c.declared)?;
     let expect_nodes = match c.raw.expect_nodes.take() {
         Some(list) => {
             let list = list.into_inner();
@@ -302,10 +303,59 @@ fn placement(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
         None => expect_nodes,
     };
     Some(CheckKind::Placement {
-        service: service_name.into_inner(),
+        service: service.name.clone(),
         expect_nodes,
         expect_counts,
+        stack: stack.map(S::into_inner),
     })
+}
+
+/// The service a `placement` or `pending` check names: a `[[services]]` one, or with
+/// `stack`, that stack's Compose service as its `deploy:` places it.
+fn placed_service<'a>(
+    p: &mut Parser,
+    name: &S<String>,
+    stack: Option<&S<String>>,
+    declared: &'a Declared<'a>,
+) -> Option<&'a Service> {
+    let Some(stack) = stack else {
+        return p.known_service(name, declared.services);
+    };
+    if !p.known_stack(stack, declared.stacks) {
+        return None;
+    }
+    let found = declared.stacks.iter().find(|s| &s.name == stack.get_ref())?;
+    match found.placements.get(name.get_ref()) {
+        Some(Ok(service)) => Some(service),
+        Some(Err(why)) => {
+            p.push(
+                Problem::new(
+                    format!(
+                        "where `{}` of stack `{}` may run cannot be known: {why}",
+                        name.get_ref(),
+                        found.name
+                    ),
+                    span_of(name),
+                )
+                .help("give the variable a value in the stack's `env`, or a default (`${VAR:-2}`)"),
+            );
+            None
+        }
+        None => {
+            let help = match did_you_mean(name.get_ref(), found.services.iter().map(String::as_str)) {
+                Some(g) => format!("did you mean `{g}`? (the name under `services:`, without the stack's prefix)"),
+                None => format!("its Compose files declare: {}", found.services.join(", ")),
+            };
+            p.push(
+                Problem::new(
+                    format!("stack `{}` has no service `{}`", found.name, name.get_ref()),
+                    span_of(name),
+                )
+                .help(help),
+            );
+            None
+        }
+    }
 }
 
 /// `expect_counts` of a placement check: node names declared, counts adding up to the
@@ -341,7 +391,8 @@ fn expect_counts(
 
 fn pending(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let service_name = take(&mut c.raw.service);
-    let service = p.known_service(&service_name, c.declared.services)?;
+    let stack = c.raw.stack.take();
+    let service = placed_service(p, &service_name, stack.as_ref(), c.declared)?;
     if let Some(e) = eligible_nodes(service, c.declared.nodes).filter(|e| !e.is_empty()) {
         p.push(
             Problem::new(
@@ -356,7 +407,8 @@ fn pending(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
         );
     }
     Some(CheckKind::Pending {
-        service: service_name.into_inner(),
+        service: service.name.clone(),
+        stack: stack.map(S::into_inner),
     })
 }
 

@@ -21,6 +21,7 @@ mod checks;
 mod kinds;
 mod nodes;
 pub(crate) mod raw;
+mod stack_placement;
 mod stacks;
 mod workloads;
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use toml::de::DeValue;
 
 use super::raw::RawStack;
+use super::stack_placement::ComposePlacement;
 use super::{Parser, S, span_of};
 use crate::diag::{Problem, did_you_mean};
 use crate::{ComposeBuild, ResolveImage, Stack};
@@ -44,6 +45,7 @@ impl Parser {
                 let mut services: Vec<String> = Vec::new();
                 let mut builds: Vec<ComposeBuild> = Vec::new();
                 let (mut secret_files, mut config_files) = (BTreeMap::new(), BTreeMap::new());
+                let mut placements: BTreeMap<String, ComposePlacement> = BTreeMap::new();
                 let mut files = Vec::new();
                 let mut all_read = true;
                 for f in s.files.get_ref() {
@@ -59,6 +61,14 @@ impl Parser {
                             for b in read.builds {
                                 builds.retain(|x| x.service != b.service);
                                 builds.push(b);
+                            }
+                            for p in read.placements {
+                                match placements.get_mut(&p.service) {
+                                    Some(earlier) => earlier.merge(p),
+                                    None => {
+                                        placements.insert(p.service.clone(), p);
+                                    }
+                                }
                             }
                             // The CLI resolves `file:` against the first file's folder.
                             let base = files.first().unwrap_or(&path).parent().unwrap_or(Path::new(""));
@@ -84,6 +94,12 @@ impl Parser {
                     );
                 }
                 let env = self.stack_env(&s.env);
+                let placements = (placements.into_iter())
+                    .map(|(name, p)| {
+                        let service = p.service(s.name.get_ref(), &env);
+                        (name, service)
+                    })
+                    .collect();
                 Stack {
                     name: s.name.into_inner(),
                     files,
@@ -94,6 +110,7 @@ impl Parser {
                     builds,
                     secret_files,
                     config_files,
+                    placements,
                 }
             })
             .collect()
@@ -157,6 +174,7 @@ impl Parser {
                 for (k, v) in m {
                     let Some(name) = k.as_str() else { continue };
                     read.services.push(name.to_string());
+                    read.placements.push(ComposePlacement::read(name, v));
                     if let Some(build) = v.get("build") {
                         match compose_build(name, v, build, folder) {
                             Ok(b) => read.builds.push(b),
@@ -276,6 +294,8 @@ pub(crate) struct ComposeFile {
     /// written: the caller resolves it).
     secret_files: Vec<(String, String)>,
     config_files: Vec<(String, String)>,
+    /// Each service's placement keys (`deploy:`), as written.
+    placements: Vec<ComposePlacement>,
 }
 
 /// The entries of top-level `section` (`secrets`, `configs`) made from a file, as

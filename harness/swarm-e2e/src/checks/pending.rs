@@ -12,7 +12,7 @@ use swarm_e2e_model::{Check, CheckKind};
 
 /// The registry's entry for this kind: its keys out of the validated check.
 pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
-    let CheckKind::Pending { service } = &check.kind else {
+    let CheckKind::Pending { service, .. } = &check.kind else {
         return Err(super::misrouted(check));
     };
     run(env, service).await

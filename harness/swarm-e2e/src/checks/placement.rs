@@ -18,6 +18,7 @@ pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outco
         service,
         expect_nodes,
         expect_counts,
+        ..
     } = &check.kind
     else {
         return Err(super::misrouted(check));

@@ -40,9 +40,14 @@ pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outco
 pub(super) async fn converged(env: &CheckEnv, stack: &str, expected: &[String], limit: Duration) -> Result<(), String> {
     let names = env.cluster.names_by_id();
     let manager = &env.cluster.manager().docker;
+    let pending = expected_pending(env, stack);
+    let expected: Vec<&String> = expected
+        .iter()
+        .filter(|s| !pending.contains(&format!("{stack}_{s}")))
+        .collect();
     let unschedulable_since: Mutex<HashMap<String, Instant>> = Mutex::new(HashMap::new());
     let waited = poll_until(limit, Duration::from_millis(250), || {
-        let (names, unschedulable_since) = (&names, &unschedulable_since);
+        let (names, unschedulable_since, pending, expected) = (&names, &unschedulable_since, &pending, &expected);
         async move {
             let services = stacks::services(manager, stack)
                 .await
@@ -54,7 +59,7 @@ pub(super) async fn converged(env: &CheckEnv, stack: &str, expected: &[String], 
                         .iter()
                         .any(|x| short_name(stack, service_name(x)) == s.as_str())
                 })
-                .map(String::as_str)
+                .map(|s| s.as_str())
                 .collect();
             if !missing.is_empty() {
                 anyhow::bail!(
@@ -66,7 +71,10 @@ pub(super) async fn converged(env: &CheckEnv, stack: &str, expected: &[String], 
                 );
             }
             let mut waiting = Vec::new();
-            for s in &services {
+            for s in services
+                .iter()
+                .filter(|s| !pending.iter().any(|p| p == service_name(s)))
+            {
                 let tasks = stacks::tasks(manager, s.id.as_deref().unwrap_or_default()).await?;
                 match verdict(s, &tasks, names, &mut unschedulable_since.lock().unwrap()) {
                     Verdict::Converged => {}
@@ -85,6 +93,20 @@ pub(super) async fn converged(env: &CheckEnv, stack: &str, expected: &[String], 
         Ok(r) => r,
         Err(e) => Err(format!("stack {stack} did not converge: {e:#}")),
     }
+}
+
+/// The services of `stack` a `pending` check expects never to run (swarm names): they
+/// are not waited for.
+fn expected_pending(env: &CheckEnv, stack: &str) -> Vec<String> {
+    (env.scenario.checks.iter())
+        .filter_map(|c| match &c.kind {
+            CheckKind::Pending {
+                service,
+                stack: Some(s),
+            } if s == stack => Some(service.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn service_name(s: &Service) -> &str {

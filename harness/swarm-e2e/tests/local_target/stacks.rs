@@ -9,10 +9,61 @@ use crate::common::*;
 use crate::support::*;
 
 pub fn trials() -> Vec<Trial> {
-    vec![Trial::test(
-        "stacks::a-locally-built-image-runs-on-every-node",
-        a_locally_built_image_runs_on_every_node,
-    )]
+    vec![
+        Trial::test(
+            "stacks::a-locally-built-image-runs-on-every-node",
+            a_locally_built_image_runs_on_every_node,
+        ),
+        Trial::test(
+            "stacks::placement-and-pending-follow-the-compose-file",
+            placement_and_pending_follow_the_compose_file,
+        ),
+    ]
+}
+
+/// `placement` and `pending` on a stack's services: where the Compose file's
+/// `deploy.placement` lets them run (its replicas interpolated from the stack's `env`)
+/// against the declared node labels. The service no node may run is not waited for by
+/// the stack's `stack-converges`, since a check expects it pending.
+fn placement_and_pending_follow_the_compose_file() -> Result<(), Failed> {
+    node_image()?;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.yml"),
+        "version: \"3.8\"\nservices:\n  web:\n    image: ${SWARM_E2E_TEST_IMAGE}\n    command: [\"sleep\", \"86400\"]\n    \
+         deploy:\n      replicas: ${WEB_REPLICAS:-1}\n      placement:\n        constraints: [\"node.labels.zone == a\"]\n  \
+         batch:\n    image: ${SWARM_E2E_TEST_IMAGE}\n    command: [\"sleep\", \"86400\"]\n    deploy:\n      placement:\n        \
+         constraints: [\"node.labels.gpu == true\"]\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("placed.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"placed\"\n[[nodes]]\nname = \"pp-1\"\nrole = \"manager\"\n[[nodes]]\nname = \"pp-2\"\n\
+         labels = { zone = \"a\" }\n[[nodes]]\nname = \"pp-3\"\nlabels = { zone = \"a\" }\n[[stacks]]\nname = \"app\"\n\
+         files = [\"app.yml\"]\nenv = { WEB_REPLICAS = \"2\" }\n[[checks]]\nname = \"web-placed\"\nkind = \"placement\"\n\
+         stack = \"app\"\nservice = \"web\"\n[[checks]]\nname = \"batch-waits\"\nkind = \"pending\"\nstack = \"app\"\n\
+         service = \"batch\"\n",
+    )
+    .unwrap();
+    let out = run(&["run", scenario.to_str().unwrap()], None);
+    expect_code(&out, 0)?;
+    for passed in [
+        "placed::web-placed ... ok",
+        "placed::batch-waits ... ok",
+        "placed::stack-converges-app ... ok",
+    ] {
+        if !out
+            .stdout
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(passed)
+        {
+            return Err(format!("expected `{passed}`\n{}", out.context()).into());
+        }
+    }
+    assert_clean(&out)
 }
 
 /// `build:` with `FROM scratch` and the busybox binary: swarm-e2e builds it on the host
