@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a Debian machine for swarm-e2e (run as root; idempotent):
-#   - installs the engine, debootstrap, busybox-static and a C compiler from Debian's
+#   - installs the engine, debootstrap, busybox-static, chromium and a C compiler from Debian's
 #     packages, and checks for Rust >= 1.89 (installs it with rustup where rustup's site
 #     answers, or stops with the command that does)
 #   - raises the host limits node containers share (neighbour table, inotify)
@@ -16,7 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # gcc and libc6-dev: crates with C parts (aws-lc-sys, the TLS provider) compile them.
-packages=(debootstrap busybox-static iproute2 iptables procps tar ca-certificates openssl gcc libc6-dev)
+# chromium: the tests load the HTML reports in a real browser (headless).
+packages=(debootstrap busybox-static iproute2 iptables procps tar ca-certificates openssl gcc libc6-dev chromium)
 # An engine installed another way (docker-ce on CI runners) is used as it is: docker.io
 # would conflict with its containerd.io.
 # The docker CLI deploys Compose stacks (`docker stack deploy`): docker.io ships both.

@@ -13,6 +13,20 @@ pub const UNSUPPORTED: i32 = 4;
 pub const REGRESSION: i32 = 5;
 pub const INTERRUPTED: i32 = 130;
 
+/// What an exit code means, in the words of `swarm-e2e --help`.
+pub fn meaning(code: i32) -> &'static str {
+    match code {
+        OK => "every check passed",
+        CHECK_FAILED => "a check failed",
+        INVALID_INPUT => "invalid input (a scenario, a flag)",
+        INFRASTRUCTURE => "the infrastructure failed (provisioning, engines, the swarm)",
+        UNSUPPORTED => "unsupported here (nothing was provisioned)",
+        REGRESSION => "a regression: passed on the baseline engine, failed on another",
+        INTERRUPTED => "interrupted",
+        _ => "unknown exit code",
+    }
+}
+
 /// The more serious of two exit codes, for runs over several scenarios.
 pub fn worst(a: i32, b: i32) -> i32 {
     let rank = |c: i32| match c {

@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod engine;
 pub mod exit;
+pub mod history;
 pub mod hostlimits;
 pub mod images;
 pub mod marks;

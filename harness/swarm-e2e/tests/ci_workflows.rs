@@ -177,6 +177,13 @@ fn the_nightly_keeps_its_promises() {
         steps[run]["run"].as_str().unwrap().contains("--junit"),
         "the run writes JUnit"
     );
+    assert!(
+        steps[run]["run"].as_str().unwrap().contains("--html reports/"),
+        "the run writes its page into the uploaded folder"
+    );
+    let history = position("report history/");
+    assert!(run < history, "the history is drawn after the night's run");
+    assert_eq!(steps[history]["if"], "always()", "a failed night is history too");
     let upload = steps
         .iter()
         .find(|s| {

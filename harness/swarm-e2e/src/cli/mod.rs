@@ -5,6 +5,7 @@ mod doctor;
 mod fake_do;
 pub mod listing;
 mod node_image;
+mod report;
 mod resources;
 mod run;
 
@@ -120,6 +121,10 @@ enum Command {
         #[command(flatten)]
         place: resources::Place,
     },
+    /// A history of many run and matrix JSON reports: per check its nights, the flakiest
+    /// first, and since when a check fails.
+    #[command(after_help = report::REPORT_HELP)]
+    Report(report::ReportArgs),
     /// Check that a target can be used, before anything is created.
     #[command(after_help = doctor::DOCTOR_HELP)]
     Doctor(doctor::DoctorArgs),
@@ -206,6 +211,7 @@ pub fn main() -> ExitCode {
             listing::print_json(&schema);
             Ok(exit::OK)
         }
+        Command::Report(a) => report::main(a),
         Command::Doctor(a) => doctor::main(&rt, a),
         Command::Sweep(a) => resources::sweep(&rt, a),
         Command::Completions { shell } => {

@@ -1,6 +1,6 @@
 //! `run`, `matrix` and `plan`: scenarios on a target, on several engines, or on paper.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,6 +133,10 @@ pub struct RunArgs {
     /// Write a JSON report (schema: `swarm-e2e schema run-report`).
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Write one self-contained HTML page: the cluster drawn with each failure's broken
+    /// path, the checks (filter by outcome), a timeline. Opens from disk.
+    #[arg(long, value_name = "PATH")]
+    html: Option<PathBuf>,
     /// Where failure artefacts go: engine logs, docker info, nodes, tasks, networks.
     #[arg(long, value_name = "DIR", default_value = "target/swarm-e2e-artifacts")]
     artifacts: PathBuf,
@@ -237,8 +241,13 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
     };
     let interrupt = Interrupt::install(rt);
     let files: Vec<Arc<FileReporter>> = [
-        a.junit.clone().map(|p| FileReporter::new(p, report::junit::render)),
-        a.json.clone().map(|p| FileReporter::new(p, report::json::render)),
+        a.junit
+            .clone()
+            .map(|p| FileReporter::new(p, |runs, _| report::junit::render(runs))),
+        a.json
+            .clone()
+            .map(|p| FileReporter::new(p, |runs, _| report::json::render(runs))),
+        a.html.clone().map(|p| FileReporter::new(p, report::html::render_runs)),
     ]
     .into_iter()
     .flatten()
@@ -365,6 +374,10 @@ pub struct MatrixArgs {
     /// Write a JUnit XML report of every run (one testsuite per scenario and engine).
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
+    /// Write one self-contained HTML page: the check × engine grid with regressions
+    /// marked, phase times per engine, and each run with its cluster drawn.
+    #[arg(long, value_name = "PATH")]
+    html: Option<PathBuf>,
     /// Where failure artefacts go.
     #[arg(long, value_name = "DIR", default_value = "target/swarm-e2e-artifacts")]
     artifacts: PathBuf,
@@ -444,6 +457,14 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
             serde_json::to_string_pretty(&comparison).map_err(anyhow::Error::from),
         ),
         (a.junit, report::junit::render(&summaries)),
+        (
+            a.html.clone(),
+            Ok(crate::matrix::page::render(
+                &comparison,
+                &summaries,
+                a.html.as_deref().unwrap_or(Path::new(".")),
+            )),
+        ),
     ];
     for (path, body) in reports {
         let Some(path) = path else { continue };

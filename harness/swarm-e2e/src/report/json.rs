@@ -5,6 +5,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::cause::CausePath;
 use super::{NodeRecord, RunSummary, StackRecord};
 
 /// Bumped on any incompatible change of the JSON report.
@@ -28,6 +29,9 @@ pub struct JsonReport<'a> {
 struct JsonRun<'a> {
     #[schemars(pattern(r"^[a-z0-9]{8}$"))]
     run_id: &'a str,
+    /// When the run began (RFC 3339, UTC); absent from reports before it was added.
+    #[schemars(default)]
+    started_at: String,
     #[schemars(extend("enum" = ["local", "do-fake", "digitalocean", "engines"]))]
     target: &'a str,
     scenario: &'a str,
@@ -37,6 +41,10 @@ struct JsonRun<'a> {
     exit_code: i32,
     error: Option<&'a str>,
     nodes: &'a [NodeRecord],
+    /// The overlay networks the scenario declares.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    #[schemars(default)]
+    networks: &'a [String],
     /// Compose stacks deployed by the docker CLI (absent when the scenario has none).
     #[serde(skip_serializing_if = "<[StackRecord]>::is_empty")]
     #[schemars(default)]
@@ -78,6 +86,14 @@ struct JsonCheck<'a> {
     /// What a failure was traced to: the message's `cause:` line.
     #[serde(skip_serializing_if = "Option::is_none")]
     cause: Option<&'a str>,
+    /// The cause as fields: the nodes it names, the broken path's direction and port,
+    /// what became of a node (read from `cause` against the run's nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause_path: Option<CausePath>,
+    /// When the check started, in seconds from the start of the checks phase.
+    #[schemars(range(min = 0))]
+    #[serde(default)]
+    started_seconds: f64,
     #[schemars(range(min = 0))]
     seconds: f64,
 }
@@ -90,12 +106,14 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
             .iter()
             .map(|r| JsonRun {
                 run_id: &r.run_id,
+                started_at: humantime::format_rfc3339_seconds(r.started_at).to_string(),
                 target: &r.target,
                 scenario: &r.scenario,
                 scenario_file: &r.source,
                 exit_code: r.exit_code,
                 error: r.error.as_deref(),
                 nodes: &r.nodes,
+                networks: &r.networks,
                 stacks: &r.stacks,
                 phases: r
                     .timings
@@ -117,6 +135,8 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
                         failed_attempts: &c.failed_attempts,
                         message: c.message.as_deref(),
                         cause: c.cause(),
+                        cause_path: c.cause_path(&r.nodes),
+                        started_seconds: c.started.as_secs_f64(),
                         seconds: c.duration.as_secs_f64(),
                     })
                     .collect(),

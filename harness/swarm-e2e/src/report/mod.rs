@@ -3,7 +3,9 @@
 //! ([`json`]), annotations and a job summary on GitHub Actions ([`github`]). [`summary`]
 //! is what a finished run is.
 
+pub mod cause;
 pub mod github;
+pub mod html;
 pub mod human;
 pub mod json;
 pub mod junit;
@@ -98,16 +100,20 @@ impl Reporter for Reporters {
     }
 }
 
+/// Renders finished runs into a report written at the given path (the HTML page links
+/// artefacts relative to it).
+pub type Render = fn(&[RunSummary], &std::path::Path) -> anyhow::Result<String>;
+
 /// A reporter that gathers finished runs and writes them to a file in the end (JUnit,
 /// JSON). Written on success, on failure and after an interrupt.
 pub struct FileReporter {
     path: PathBuf,
-    render: fn(&[RunSummary]) -> anyhow::Result<String>,
+    render: Render,
     runs: std::sync::Mutex<Vec<RunSummary>>,
 }
 
 impl FileReporter {
-    pub fn new(path: PathBuf, render: fn(&[RunSummary]) -> anyhow::Result<String>) -> FileReporter {
+    pub fn new(path: PathBuf, render: Render) -> FileReporter {
         FileReporter {
             path,
             render,
@@ -117,7 +123,7 @@ impl FileReporter {
 
     /// Renders what was gathered and writes it; returns the path.
     pub fn write(&self) -> anyhow::Result<&std::path::Path> {
-        let body = (self.render)(&self.runs.lock().unwrap())?;
+        let body = (self.render)(&self.runs.lock().unwrap(), &self.path)?;
         write(&self.path, &body)?;
         Ok(&self.path)
     }

@@ -1,6 +1,7 @@
 //! What a finished run is, for reporters, the matrix and the CLI: its checks, nodes,
 //! phase timings and exit code.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Phase;
@@ -48,6 +49,8 @@ pub struct CheckRecord {
     pub outcome: CheckOutcome,
     pub message: Option<String>,
     pub duration: Duration,
+    /// When it started, counted from the start of the checks phase (the timeline).
+    pub started: Duration,
     /// The scenario file's line of the check (see `swarm_e2e_model::Check::line`).
     #[serde(skip)]
     pub line: Option<usize>,
@@ -71,6 +74,12 @@ impl CheckRecord {
     pub fn cause(&self) -> Option<&str> {
         self.message.as_deref()?.lines().find_map(|l| l.strip_prefix("cause: "))
     }
+
+    /// The cause as fields (nodes, direction, port), read against the run's nodes.
+    pub fn cause_path(&self, nodes: &[NodeRecord]) -> Option<super::cause::CausePath> {
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        self.cause().map(|c| super::cause::read(c, &names))
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
@@ -81,6 +90,14 @@ pub struct NodeRecord {
     pub role: String,
     pub address: String,
     pub engine_version: String,
+    /// The swarm node labels the scenario declares (`node.labels.*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The engine labels the scenario declares (`engine.labels.*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(default)]
+    pub engine_labels: BTreeMap<String, String>,
 }
 
 /// A stack of the scenario as the docker CLI deployed it.
@@ -104,6 +121,8 @@ pub struct StackRecord {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub run_id: String,
+    /// When the run began (the history orders runs by it).
+    pub started_at: std::time::SystemTime,
     pub scenario: String,
     /// The scenario file, as given.
     pub source: String,
@@ -112,6 +131,8 @@ pub struct RunSummary {
     pub timings: Timings,
     pub checks: Vec<CheckRecord>,
     pub nodes: Vec<NodeRecord>,
+    /// The overlay networks the scenario declares, by name.
+    pub networks: Vec<String>,
     /// The scenario's stacks, once deployed (or tried).
     pub stacks: Vec<StackRecord>,
     pub error: Option<String>,
@@ -126,6 +147,7 @@ impl RunSummary {
     pub fn new(run_id: &str, scenario: &swarm_e2e_model::Scenario, target: &str) -> RunSummary {
         RunSummary {
             run_id: run_id.to_string(),
+            started_at: std::time::SystemTime::now(),
             scenario: scenario.name.clone(),
             source: scenario.source.clone(),
             target: target.to_string(),
@@ -133,6 +155,7 @@ impl RunSummary {
             timings: Timings::default(),
             checks: Vec::new(),
             nodes: Vec::new(),
+            networks: scenario.networks.iter().map(|n| n.name.clone()).collect(),
             stacks: Vec::new(),
             error: None,
             leftovers: Vec::new(),
@@ -205,6 +228,7 @@ mod tests {
             outcome: CheckOutcome::Failed,
             message: Some(message.into()),
             duration: Duration::ZERO,
+            started: Duration::ZERO,
             line: None,
             failed_attempts: Vec::new(),
         };

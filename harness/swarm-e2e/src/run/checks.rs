@@ -70,7 +70,13 @@ pub(super) fn skip_all(
         );
         Arc::new(move |i| {
             let check = &scenario.checks[i];
-            let r = check_record(check, outcome, Some(reason.clone()), Duration::ZERO, Vec::new());
+            let r = check_record(
+                check,
+                outcome,
+                Some(reason.clone()),
+                (Duration::ZERO, Duration::ZERO),
+                Vec::new(),
+            );
             record(&records, &reporter, &run_id, r);
             Outcome::Ignored(reason.clone())
         })
@@ -112,7 +118,7 @@ fn check_record(
     check: &swarm_e2e_model::Check,
     outcome: CheckOutcome,
     message: Option<String>,
-    duration: Duration,
+    (started, duration): (Duration, Duration),
     failed_attempts: Vec<String>,
 ) -> CheckRecord {
     CheckRecord {
@@ -121,6 +127,7 @@ fn check_record(
         outcome,
         message,
         duration,
+        started,
         line: check.line,
         failed_attempts,
     }
@@ -335,6 +342,7 @@ pub(super) fn run(
             ctx.run_id().to_string(),
         );
         let panic_check = ctx.opts.panic_in == Some(Phase::Checks);
+        let phase_started = started;
         let (default_retries, flaky_fails) = (ctx.opts.retries, ctx.opts.flaky_fails);
         Arc::new(move |i: usize| {
             let check = &env.scenario.checks[i];
@@ -359,8 +367,13 @@ pub(super) fn run(
                 Outcome::Failed(m) => (CheckOutcome::Failed, Some(m.clone())),
                 Outcome::Ignored(r) => (CheckOutcome::Ignored, Some(r.clone())),
             };
-            let r = check_record(check, label, message, started.elapsed(), failed);
-            record(&records, &reporter, &run_id, r);
+            let times = (started - phase_started, started.elapsed());
+            record(
+                &records,
+                &reporter,
+                &run_id,
+                check_record(check, label, message, times, failed),
+            );
             outcome
         })
     };

@@ -340,6 +340,7 @@ fn static_binaries_image_runs_the_seed_and_a_broken_candidate_is_a_regression() 
     let folder = dir.path().join("broken");
     let folder = folder.to_str().unwrap();
     let mjson = dir.path().join("matrix.json");
+    let mhtml = dir.path().join("matrix.html");
     let matrix_args = [
         "matrix",
         "--engine",
@@ -348,6 +349,8 @@ fn static_binaries_image_runs_the_seed_and_a_broken_candidate_is_a_regression() 
         folder,
         "--json",
         mjson.to_str().unwrap(),
+        "--html",
+        mhtml.to_str().unwrap(),
         "fixtures/engines/overlay-ping.toml",
     ];
     let refused = run(&matrix_args, None);
@@ -384,6 +387,16 @@ fn static_binaries_image_runs_the_seed_and_a_broken_candidate_is_a_regression() 
     valid_document("matrix-report", &m)?;
     if m["regressions"] != 1 || !matrix.stdout.contains(&format!("REGRESSION on {folder}")) {
         return Err(format!("the broken candidate was not a regression: {m:#}\n{}", matrix.context()).into());
+    }
+    // The page, in a browser: the regression cell is marked in words on the candidate.
+    let page = browser_load(&mhtml, &screenshot_dir().join("matrix-broken-candidate.png"))?;
+    let marked = format!("<td class=\"cell regression\" data-engine=\"{folder}\" data-outcome=\"failed\">");
+    if !page.dom.contains(&marked) || !page.dom.contains("▼ regression") {
+        return Err(format!(
+            "the matrix page does not mark the regression on {folder}:\n{}",
+            page.dom
+        )
+        .into());
     }
     for r in m["runs"].as_array().cloned().unwrap_or_default() {
         let left = leftovers(r["run_id"].as_str().unwrap_or_default());

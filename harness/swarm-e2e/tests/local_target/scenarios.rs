@@ -401,7 +401,9 @@ fn broken_trial(path: PathBuf) -> Trial {
         let failures = &expect.failures;
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("report.json");
+        let html = dir.path().join("report.html");
         let mut args = vec!["run".to_string(), "--json".into(), json.to_str().unwrap().into()];
+        args.extend(["--html".into(), html.to_str().unwrap().into()]);
         args.extend(expect.args.iter().cloned());
         args.push(path.to_str().unwrap().into());
         let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
@@ -454,6 +456,7 @@ fn broken_trial(path: PathBuf) -> Trial {
                 .into());
             }
         }
+        page_draws_the_causes(&html, &checks, &path)?;
         if expect.exit == Some(4) {
             // Refused before a run began: no run id, nothing to leave.
             if !out.stderr.contains("nothing was provisioned") {
@@ -463,6 +466,40 @@ fn broken_trial(path: PathBuf) -> Trial {
         }
         assert_clean(&out)
     })
+}
+
+/// The run's HTML page in a browser: no console error, nothing fetched, and every
+/// failing check's cause on the drawing (a path as a red edge between its nodes, the
+/// cause's words in the legend). A screenshot of each is kept.
+fn page_draws_the_causes(
+    html: &std::path::Path,
+    checks: &[serde_json::Value],
+    fixture: &std::path::Path,
+) -> Result<(), Failed> {
+    let name = fixture.file_stem().unwrap().to_string_lossy();
+    let page = browser_load(html, &screenshot_dir().join(format!("broken-{name}.png")))?;
+    for c in checks.iter().filter(|c| c["outcome"] == "failed") {
+        let Some(cause) = c["cause"].as_str() else { continue };
+        // As the browser serializes text: only `&`, `<` and `>` escaped.
+        let text = cause.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        if !page.dom.contains(&text) {
+            return Err(format!("the page of {name} does not show the cause {cause:?}").into());
+        }
+        let path = &c["cause_path"];
+        if path["kind"] == "path" {
+            let edge = |a: &str, b: &str| format!("class=\"broken-path\" data-from=\"{a}\" data-to=\"{b}\"");
+            let node = |i: usize| path["nodes"][i].as_str().unwrap_or_default();
+            let drawn = match (path["from"].as_str(), path["to"].as_str()) {
+                (Some(from), Some(to)) => page.dom.contains(&edge(from, to)),
+                // Undirected: either way round.
+                _ => page.dom.contains(&edge(node(0), node(1))) || page.dom.contains(&edge(node(1), node(0))),
+            };
+            if !drawn {
+                return Err(format!("the page of {name} does not draw the broken path {path} of {cause:?}").into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A check that passes on its retry is flaky in every report; with `--flaky-fails` it

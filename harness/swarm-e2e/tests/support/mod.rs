@@ -251,3 +251,89 @@ impl Expect {
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
+
+/// What a headless browser made of a page.
+pub struct Loaded {
+    /// The document after its scripts ran (`--dump-dom`).
+    pub dom: String,
+    /// Wall time of the whole browser process: start, load, render, screenshot.
+    pub wall: Duration,
+}
+
+impl Loaded {
+    /// The page's own measure of when its last element was parsed and its script ran
+    /// (`data-render-ms` on `<body>`).
+    pub fn render_ms(&self) -> Option<u64> {
+        let at = self.dom.find("data-render-ms=\"")? + "data-render-ms=\"".len();
+        self.dom[at..].split('"').next()?.parse().ok()
+    }
+}
+
+/// Where test screenshots are kept (a CI artefact beside the failure artefacts).
+pub fn screenshot_dir() -> PathBuf {
+    let dir = repo().join("target/swarm-e2e-artifacts/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Loads `page` from disk in Debian's `chromium`, headless, with a profile of its own
+/// and every host name unresolvable (the browser's own background requests go nowhere),
+/// keeps a screenshot at `screenshot`, and fails on any console message: a script
+/// error, or a fetch the page's Content-Security-Policy (`default-src 'none'`) blocked.
+pub fn browser_load(page: &Path, screenshot: &Path) -> Result<Loaded, String> {
+    let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let page = page.canonicalize().map_err(|e| format!("{}: {e}", page.display()))?;
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .args(["--kill-after=5", "60", "chromium"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1300,1600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .map_err(|e| format!("starting chromium: {e}"))?;
+    let wall = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let hint = if stderr.contains("chromium: No such file") || out.status.code() == Some(127) {
+            "\nhint: install Debian's chromium (scripts/setup.sh does: apt-get install chromium)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "chromium exited with {} on {}:{hint}\n{stderr}",
+            out.status,
+            page.display()
+        ));
+    }
+    let console: Vec<&str> = stderr.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    if !console.is_empty() {
+        return Err(format!(
+            "{} logged to the console:\n{}",
+            page.display(),
+            console.join("\n")
+        ));
+    }
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !dom.contains("default-src 'none'") {
+        return Err(format!(
+            "{} has no Content-Security-Policy that forbids fetching",
+            page.display()
+        ));
+    }
+    Ok(Loaded { dom, wall })
+}

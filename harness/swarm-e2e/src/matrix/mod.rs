@@ -5,6 +5,8 @@
 //! `run` does. The first engine is the baseline; a check that passes there and fails on
 //! another engine is a regression.
 
+pub mod page;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -93,7 +95,7 @@ impl CellOutcome {
         self == CellOutcome::Ran(outcome)
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             CellOutcome::Ran(o) => o.as_str(),
             CellOutcome::NotRun(_) => "not run",
@@ -354,6 +356,7 @@ mod tests {
             engine: engine.into(),
             summary: RunSummary {
                 run_id: "r".into(),
+                started_at: std::time::UNIX_EPOCH,
                 scenario: "s".into(),
                 source: "s.toml".into(),
                 target: "local".into(),
@@ -367,11 +370,13 @@ mod tests {
                         outcome: serde_json::from_value(serde_json::json!(o)).unwrap(),
                         message: None,
                         duration: Duration::from_millis(500),
+                        started: Duration::ZERO,
                         line: None,
                         failed_attempts: Vec::new(),
                     })
                     .collect(),
                 nodes: Vec::new(),
+                networks: Vec::new(),
                 stacks: Vec::new(),
                 error: None,
                 leftovers: Vec::new(),
@@ -429,7 +434,7 @@ mod tests {
         // ... and the checked-in schema (compared with the derived one in cli_shell)
         // holds the document, and refuses an outcome no report spells.
         let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../schemas/matrix-report.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../../schemas/matrix-report.schema.json")).unwrap();
         let validator = jsonschema::validator_for(&schema).unwrap();
         let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{errors:?}");
