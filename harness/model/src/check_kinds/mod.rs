@@ -586,6 +586,24 @@ impl CheckKind {
         }
     }
 
+    /// The nodes this check runs its probes on or acts on, as the scenario names them
+    /// (reports draw where each check ran); none for checks of the whole cluster.
+    pub fn nodes(&self) -> Vec<&str> {
+        match self {
+            CheckKind::PingByName { from, .. } | CheckKind::Dns { from, .. } => vec![from],
+            CheckKind::Placement { expect_nodes, .. } => expect_nodes.iter().map(String::as_str).collect(),
+            CheckKind::StartsWhenLabelled { node, .. } | CheckKind::Drain { node, .. } | CheckKind::Pause { node, .. } => {
+                vec![node]
+            }
+            CheckKind::NodeRestart { node, from, .. } => std::iter::once(node.as_str()).chain(from.as_deref()).collect(),
+            CheckKind::Mtu { from, to, .. } | CheckKind::PacketLoss { from, to, .. } => vec![from, to],
+            CheckKind::Partition { nodes, from, .. } => {
+                nodes.iter().map(String::as_str).chain(std::iter::once(from.as_str())).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Services this check observes (they are deployed before checks start).
     pub fn services(&self) -> Vec<&str> {
         match self {

@@ -371,11 +371,13 @@ mod tests {
                         message: None,
                         duration: Duration::from_millis(500),
                         started: Duration::ZERO,
+                        nodes: Vec::new(),
                         line: None,
                         failed_attempts: Vec::new(),
                     })
                     .collect(),
                 nodes: Vec::new(),
+                declared_nodes: Vec::new(),
                 networks: Vec::new(),
                 stacks: Vec::new(),
                 error: None,

@@ -36,7 +36,7 @@ pub struct CausePath {
 }
 
 /// Words that say what happened to a node, in the order they are tried.
-const NODE_STATES: [(&str, &str); 8] = [
+const NODE_STATES: [(&str, &str); 10] = [
     ("engine was stopped", "stopped"),
     ("engine stopped", "stopped"),
     ("paused", "paused"),
@@ -45,6 +45,8 @@ const NODE_STATES: [(&str, &str); 8] = [
     ("is down", "down"),
     ("not answering", "gone"),
     ("died", "gone"),
+    ("is gone", "gone"),
+    ("exited", "gone"),
 ];
 
 /// Reads `cause` against the run's node names.

@@ -90,6 +90,10 @@ struct JsonCheck<'a> {
     /// what became of a node (read from `cause` against the run's nodes).
     #[serde(skip_serializing_if = "Option::is_none")]
     cause_path: Option<CausePath>,
+    /// The nodes it ran its probes on or acted on, as the scenario names them.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    #[schemars(default)]
+    nodes: &'a [String],
     /// When the check started, in seconds from the start of the checks phase.
     #[schemars(range(min = 0))]
     #[serde(default)]
@@ -136,6 +140,7 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
                         message: c.message.as_deref(),
                         cause: c.cause(),
                         cause_path: c.cause_path(&r.nodes),
+                        nodes: &c.nodes,
                         started_seconds: c.started.as_secs_f64(),
                         seconds: c.duration.as_secs_f64(),
                     })

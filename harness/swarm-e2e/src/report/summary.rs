@@ -51,6 +51,8 @@ pub struct CheckRecord {
     pub duration: Duration,
     /// When it started, counted from the start of the checks phase (the timeline).
     pub started: Duration,
+    /// The nodes it ran its probes on or acted on, as the scenario names them.
+    pub nodes: Vec<String>,
     /// The scenario file's line of the check (see `swarm_e2e_model::Check::line`).
     #[serde(skip)]
     pub line: Option<usize>,
@@ -131,6 +133,9 @@ pub struct RunSummary {
     pub timings: Timings,
     pub checks: Vec<CheckRecord>,
     pub nodes: Vec<NodeRecord>,
+    /// The nodes the scenario declares (no address; the engine it asks for), so a page
+    /// can draw the nodes that never answered too.
+    pub declared_nodes: Vec<NodeRecord>,
     /// The overlay networks the scenario declares, by name.
     pub networks: Vec<String>,
     /// The scenario's stacks, once deployed (or tried).
@@ -155,6 +160,18 @@ impl RunSummary {
             timings: Timings::default(),
             checks: Vec::new(),
             nodes: Vec::new(),
+            declared_nodes: scenario
+                .nodes
+                .iter()
+                .map(|n| NodeRecord {
+                    name: n.name.clone(),
+                    role: n.role.as_str().into(),
+                    address: String::new(),
+                    engine_version: n.engine.clone(),
+                    labels: n.labels.clone(),
+                    engine_labels: n.engine_labels.clone(),
+                })
+                .collect(),
             networks: scenario.networks.iter().map(|n| n.name.clone()).collect(),
             stacks: Vec::new(),
             error: None,
@@ -229,6 +246,7 @@ mod tests {
             message: Some(message.into()),
             duration: Duration::ZERO,
             started: Duration::ZERO,
+            nodes: Vec::new(),
             line: None,
             failed_attempts: Vec::new(),
         };

@@ -128,6 +128,7 @@ fn check_record(
         message,
         duration,
         started,
+        nodes: check.kind.nodes().into_iter().map(str::to_string).collect(),
         line: check.line,
         failed_attempts,
     }

@@ -24,6 +24,7 @@ pub fn synthetic_run(n: usize) -> RunSummary {
             message: None,
             duration: Duration::from_millis(900 + i * 37),
             started: Duration::from_millis(i * 120),
+            nodes: vec![format!("s-{}", i as usize % n + 1)],
             line: None,
             failed_attempts: Vec::new(),
         })
@@ -52,6 +53,7 @@ pub fn synthetic_run(n: usize) -> RunSummary {
         exit_code: crate::exit::CHECK_FAILED,
         timings,
         checks,
+        declared_nodes: nodes.clone(),
         nodes,
         networks: vec!["app-net".into()],
         stacks: Vec::new(),
@@ -114,4 +116,16 @@ fn the_page_fetches_nothing() {
     for fetch in ["src=\"http", "href=\"http", "@import", "url(http"] {
         assert!(!page.contains(fetch), "{fetch}");
     }
+}
+
+#[test]
+fn nodes_that_never_answered_are_drawn_and_the_one_the_error_names_is_marked() {
+    let mut run = synthetic_run(3);
+    run.nodes.clear();
+    run.checks.clear();
+    run.error = Some("phase `engines ready` failed: node s-2 is gone: its container exited with code 1".into());
+    let page = render_runs(&[run], Path::new("r.html")).unwrap();
+    assert!(page.contains("no answer (asked 20.10.24+dfsg1)"), "{page}");
+    assert!(page.contains("⚠ gone"), "{page}");
+    assert!(page.contains("✗ the run: phase `engines ready` failed"));
 }
