@@ -568,17 +568,25 @@ fn frozen_node_artifacts(interrupted: bool) -> Result<(), Failed> {
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("artifacts");
     let frozen = "fixtures/run-outcomes/frozen-node.toml";
+    let html = dir.path().join("page.html");
     let args = [
         "run",
         "--inject-fault",
         "freeze@fz-3",
         "--artifacts",
         artifacts.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
         frozen,
     ];
     if interrupted {
         let out = run_signalled(&args, "… failure artefacts", "INT");
         expect_code(&out, 130)?;
+        // The page is written after an interrupt too, and says so.
+        let page = std::fs::read_to_string(&html).unwrap_or_default();
+        if !page.contains("130 — interrupted") {
+            return Err(format!("no page saying the run was interrupted at {}\n{}", html.display(), out.context()).into());
+        }
         return assert_clean(&out);
     }
     let out = run(&args, None);
