@@ -330,7 +330,7 @@ pub async fn prepare_images(
         for image in wanted {
             if !loaded.contains_key(image) {
                 let nodes: Vec<(&str, &Docker)> = cluster.nodes.iter().map(|n| (n.name.as_str(), &n.docker)).collect();
-                let r = copy_to_nodes(host, &nodes, image).await;
+                let r = copy_to_nodes(host, &nodes, image, false).await;
                 if let Ok(Some(line)) = &r {
                     notes.push(line.clone());
                 }
@@ -374,14 +374,25 @@ async fn build(cli: &DockerCli, b: &swarm_e2e_model::ComposeBuild) -> anyhow::Re
 }
 
 /// Copies `image` from the host engine onto the `nodes` (name, engine) that lack it; a
-/// line for the log when it copied anything. `prepare_images` and `swarm-e2e load`.
-pub async fn copy_to_nodes(host: &Docker, nodes: &[(&str, &Docker)], image: &str) -> Result<Option<String>, String> {
-    if let Err(e) = host.inspect_image(image).await {
-        return Err(format!(
-            "image {image} is not on the host engine ({e}): build or pull it there first (`docker images` lists \
-             what is), so it can be copied onto every node"
-        ));
-    }
+/// line for the log when it copied anything. `prepare_images` and `swarm-e2e load`
+/// (`bar`: a byte bar on a terminal, heartbeat lines in CI). Saved once and streamed:
+/// each chunk goes to every node's load as it arrives, so the image is never held
+/// whole in memory and the slowest node sets the pace.
+pub async fn copy_to_nodes(
+    host: &Docker,
+    nodes: &[(&str, &Docker)],
+    image: &str,
+    bar: bool,
+) -> Result<Option<String>, String> {
+    let size = match host.inspect_image(image).await {
+        Ok(i) => i.size.and_then(|s| u64::try_from(s).ok()),
+        Err(e) => {
+            return Err(format!(
+                "image {image} is not on the host engine ({e}): build or pull it there first (`docker images` lists \
+                 what is), so it can be copied onto every node"
+            ));
+        }
+    };
     let lacking: Vec<&(&str, &Docker)> = futures_util::future::join_all(
         nodes
             .iter()
@@ -395,15 +406,39 @@ pub async fn copy_to_nodes(host: &Docker, nodes: &[(&str, &Docker)], image: &str
         return Ok(None);
     }
     let started = Instant::now();
-    let chunks: Vec<bytes::Bytes> = futures_util::TryStreamExt::try_collect(host.export_image(image))
-        .await
-        .map_err(|e| format!("saving {image} from the host engine: {e}"))?;
-    let tarball: bytes::Bytes = chunks.concat().into();
-    let results = futures_util::future::join_all(lacking.iter().map(|n| {
-        let tarball = tarball.clone();
-        async move { (n.0, crate::images::load_image(n.1, tarball).await) }
-    }))
-    .await;
+    let step =
+        bar.then(|| crate::progress::LongStep::bytes(&format!("copying {image} onto {} node(s)", lacking.len()), size));
+    let mut senders = Vec::new();
+    let loads = lacking.iter().map(|n| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        senders.push(Some(tx));
+        let chunks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        async move { (n.0, crate::images::load_image_stream(n.1, chunks).await) }
+    });
+    let loads: Vec<_> = loads.collect();
+    let pump = async move {
+        use futures_util::StreamExt as _;
+        let mut export = host.export_image(image);
+        let mut saved = 0u64;
+        while let Some(chunk) = export.next().await {
+            let chunk = chunk.map_err(|e| format!("saving {image} from the host engine: {e}"))?;
+            saved += chunk.len() as u64;
+            if let Some(step) = &step {
+                step.advance(chunk.len() as u64);
+            }
+            for tx in &mut senders {
+                // A node whose load ended (failed) takes no more; the others go on.
+                if let Some(t) = tx
+                    && t.send(chunk.clone()).await.is_err()
+                {
+                    *tx = None;
+                }
+            }
+        }
+        Ok::<u64, String>(saved)
+    };
+    let (saved, results) = futures_util::future::join(pump, futures_util::future::join_all(loads)).await;
+    let saved = saved?;
     let bad: Vec<String> = results
         .iter()
         .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e:#}")))
@@ -413,7 +448,7 @@ pub async fn copy_to_nodes(host: &Docker, nodes: &[(&str, &Docker)], image: &str
     }
     Ok(Some(format!(
         "  copied {image} ({:.1} MiB) from the host engine onto {} node(s) in {:.1} s",
-        tarball.len() as f64 / (1024.0 * 1024.0),
+        saved as f64 / (1024.0 * 1024.0),
         lacking.len(),
         started.elapsed().as_secs_f64()
     )))

@@ -132,7 +132,7 @@ pub fn load(rt: &Runtime, run_id: &str, images: &[String], place: &Place) -> Res
         let host = crate::engine::host_engine()?;
         let pairs: Vec<(&str, &bollard::Docker)> = engines.iter().map(|(n, d)| (*n, d)).collect();
         for image in images {
-            match crate::stacks::copy_to_nodes(&host, &pairs, image).await {
+            match crate::stacks::copy_to_nodes(&host, &pairs, image, true).await {
                 Ok(Some(line)) => say(line.trim()),
                 Ok(None) => say(&format!("{image} is already on every node ({})", nodes.join(", "))),
                 Err(e) => {

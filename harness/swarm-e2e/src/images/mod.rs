@@ -234,14 +234,31 @@ async fn is_current_recipe(host: &Docker, tag: &str, what: &str) -> anyhow::Resu
 
 /// Loads a `docker save` tarball into an engine (`docker load`).
 pub async fn load_image(engine: &Docker, tarball: Bytes) -> anyhow::Result<()> {
-    let results: Vec<_> = engine
-        .import_image(
-            ImportImageOptionsBuilder::new().quiet(true).build(),
-            bollard::body_full(tarball),
-            None,
-        )
-        .collect()
-        .await;
+    let options = ImportImageOptionsBuilder::new().quiet(true).build();
+    import_ended(
+        engine
+            .import_image(options, bollard::body_full(tarball), None)
+            .collect()
+            .await,
+    )
+}
+
+/// Loads a `docker save` tarball into an engine as its chunks arrive.
+pub async fn load_image_stream(
+    engine: &Docker,
+    chunks: impl futures_util::Stream<Item = Bytes> + Send + 'static,
+) -> anyhow::Result<()> {
+    let options = ImportImageOptionsBuilder::new().quiet(true).build();
+    import_ended(
+        engine
+            .import_image(options, bollard::body_stream(chunks), None)
+            .collect()
+            .await,
+    )
+}
+
+/// What an image load said, as an error when it failed.
+fn import_ended(results: Vec<Result<bollard::models::BuildInfo, bollard::errors::Error>>) -> anyhow::Result<()> {
     for r in results {
         let info = r.context("loading the image")?;
         if let Some(err) = info.error_detail.and_then(|d| d.message) {

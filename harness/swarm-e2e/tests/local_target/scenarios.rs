@@ -585,7 +585,12 @@ fn frozen_node_artifacts(interrupted: bool) -> Result<(), Failed> {
         // The page is written after an interrupt too, and says so.
         let page = std::fs::read_to_string(&html).unwrap_or_default();
         if !page.contains("130 — interrupted") {
-            return Err(format!("no page saying the run was interrupted at {}\n{}", html.display(), out.context()).into());
+            return Err(format!(
+                "no page saying the run was interrupted at {}\n{}",
+                html.display(),
+                out.context()
+            )
+            .into());
         }
         return assert_clean(&out);
     }

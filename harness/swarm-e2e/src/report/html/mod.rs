@@ -58,7 +58,7 @@ const STYLE: &str = r#"
 body{margin:0 auto;max-width:1200px;padding:1rem 1.5rem}
 h1{font-size:1.4rem;margin:.2rem 0}h2{font-size:1.1rem;margin:1.6rem 0 .5rem;border-bottom:1px solid var(--line)}
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:var(--bg)}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:var(--bg)}td:last-child,.cell{overflow-wrap:anywhere}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .meta{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;font-size:.9rem}.meta dt{color:var(--skip)}.meta dd{margin:0}
 .badge{white-space:nowrap;font-weight:600}.passed{color:var(--ok)}.failed,.regression{color:var(--bad)}.flaky{color:var(--warn)}.ignored,.unsupported,.not-run{color:var(--skip)}
 .exit-bad{color:var(--bad);font-weight:600}.exit-ok{color:var(--ok);font-weight:600}
