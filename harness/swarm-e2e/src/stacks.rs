@@ -44,7 +44,53 @@ pub struct DockerCli {
     pub version: String,
 }
 
+/// Which docker CLI deploys a run's stacks (`--docker-cli`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CliChoice {
+    /// `SWARM_E2E_DOCKER_CLI`, else `docker` on `PATH`.
+    #[default]
+    Host,
+    /// The CLI that ships with the engine under test: copied out of the node image of
+    /// the scenario's first manager's engine.
+    Engine,
+    /// This binary.
+    Path(PathBuf),
+}
+
+impl std::str::FromStr for CliChoice {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<CliChoice, Self::Err> {
+        Ok(match s {
+            "host" => CliChoice::Host,
+            "engine" => CliChoice::Engine,
+            path => CliChoice::Path(path.into()),
+        })
+    }
+}
+
 impl DockerCli {
+    /// The CLI `choice` names, asked for its version. Exit 3 (before anything is
+    /// created) when there is none, with how to get one.
+    pub async fn choose(
+        choice: &CliChoice,
+        scenario: &swarm_e2e_model::Scenario,
+        run_id: &str,
+    ) -> Result<DockerCli, Failure> {
+        match choice {
+            CliChoice::Host => DockerCli::find().await,
+            CliChoice::Path(path) => DockerCli::at(path.clone()).await,
+            CliChoice::Engine => {
+                let manager = scenario.nodes.iter().find(|n| n.role.as_str() == "manager");
+                let engine = manager.or(scenario.nodes.first()).map_or("", |n| n.engine.as_str());
+                let host = crate::engine::host_engine()?;
+                let image = crate::images::resolve_node_image(&host, engine).await?;
+                let path = crate::images::docker_cli::docker_cli_of(&host, &image, run_id).await?;
+                DockerCli::at(path).await
+            }
+        }
+    }
+
     /// `SWARM_E2E_DOCKER_CLI`, or `docker` on `PATH`; asked for its version. Exit 3
     /// (before anything is created) when there is none, with how to get one.
     pub async fn find() -> Result<DockerCli, Failure> {
@@ -62,6 +108,11 @@ impl DockerCli {
                 ))
             })?,
         };
+        DockerCli::at(path).await
+    }
+
+    /// The CLI at `path`, asked for its version.
+    pub async fn at(path: PathBuf) -> Result<DockerCli, Failure> {
         let out = tokio::time::timeout(
             VERSION_LIMIT,
             tokio::process::Command::new(&path)

@@ -112,6 +112,11 @@ pub struct RunArgs {
     /// Leave the cluster up and print how to reach each node; remove it with `down`.
     #[arg(long)]
     keep: bool,
+    /// Which docker CLI deploys the stacks: `host` (SWARM_E2E_DOCKER_CLI, else `docker` on
+    /// PATH), `engine` (the one that ships with the engine under test, copied out of its
+    /// node image), or a path.
+    #[arg(long, value_name = "host|engine|PATH", default_value = "host")]
+    docker_cli: crate::stacks::CliChoice,
     /// Try a failed check again up to N times (0-5; a check's own `retries` wins); one
     /// that passes on a retry is reported flaky.
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=swarm_e2e_model::MAX_RETRIES as i64))]
@@ -238,6 +243,7 @@ pub fn run(rt: &Runtime, a: RunArgs) -> Result<i32, Failure> {
         }),
         retries: a.retries,
         flaky_fails: a.flaky_fails,
+        docker_cli: a.docker_cli.clone(),
     };
     let interrupt = Interrupt::install(rt);
     let files: Vec<Arc<FileReporter>> = [
@@ -381,6 +387,11 @@ pub struct MatrixArgs {
     /// Where failure artefacts go.
     #[arg(long, value_name = "DIR", default_value = "target/swarm-e2e-artifacts")]
     artifacts: PathBuf,
+    /// Which docker CLI deploys the stacks: `host` (SWARM_E2E_DOCKER_CLI, else `docker` on
+    /// PATH), `engine` (the one that ships with each column's engine, copied out of its
+    /// node image), or a path.
+    #[arg(long, value_name = "host|engine|PATH", default_value = "host")]
+    docker_cli: crate::stacks::CliChoice,
     /// Build the node images that are missing (packaged releases, static archives given
     /// by path or URL) before any cluster, instead of refusing.
     #[arg(long)]
@@ -425,6 +436,7 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
         report::github::GithubReporter::from_env().map(|g| Arc::new(g) as Arc<dyn Reporter>);
     let opts = RunOptions {
         artifacts: Some(a.artifacts.clone()),
+        docker_cli: a.docker_cli.clone(),
         ..Default::default()
     };
     let jobs = a.jobs.unwrap_or_else(|| default_jobs(scenarios.len() * engines.len()));

@@ -14,6 +14,7 @@
 //! This module finds, lists and resolves node images whatever built them; [`rootfs`] is
 //! the debootstrap and import both node image kinds are made with.
 
+pub mod docker_cli;
 mod packaged;
 mod rootfs;
 mod static_engine;
@@ -33,7 +34,7 @@ pub use static_engine::{build_static_node_image, engineless_base};
 pub use test_image::{BUSYBOX_IMAGE, busybox_image_tarball, ensure_busybox_image};
 
 /// Bumped whenever the node image recipe changes, so cached images are rebuilt.
-pub const NODE_IMAGE_RECIPE: &str = "5";
+pub const NODE_IMAGE_RECIPE: &str = "6";
 pub const NODE_IMAGE_REPO: &str = "swarm-e2e/node";
 
 /// An engine release we can build a node image for, and the Debian suite that ships it.
@@ -43,7 +44,9 @@ pub struct EngineRelease {
     pub suite: &'static str,
     pub debian: &'static str,
     /// Packages beyond the engine: the classic topology's key-value store (etcd, with
-    /// its v2 API) where the engine still has `--cluster-store`.
+    /// its v2 API) where the engine still has `--cluster-store`; the docker CLI where the
+    /// suite packages it apart from the engine (`--docker-cli engine` deploys stacks
+    /// with the CLI of the engine under test).
     pub extra_packages: &'static str,
 }
 
@@ -58,13 +61,13 @@ pub const ENGINE_RELEASES: &[EngineRelease] = &[
         engine: "26.1",
         suite: "trixie",
         debian: "Debian 13",
-        extra_packages: "",
+        extra_packages: "docker-cli",
     },
     EngineRelease {
         engine: "28.5",
         suite: "sid",
         debian: "Debian unstable",
-        extra_packages: "",
+        extra_packages: "docker-cli",
     },
 ];
 

@@ -24,6 +24,7 @@ use crate::cluster::Cluster;
 use crate::exit::{self, Failure};
 use crate::marks::new_run_id;
 use crate::report::{CheckOutcome, Event, Phase, Reporter, RunSummary};
+use crate::stacks::DockerCli;
 use crate::targets::{self, Target};
 
 /// Everything one run's phases share: one context instead of long parameter lists.
@@ -165,7 +166,8 @@ fn run(
         return summary;
     }
     // Stacks are deployed by the docker CLI: without one, nothing is created.
-    let docker_cli = match (!scenario.stacks.is_empty()).then(|| rt.block_on(crate::stacks::DockerCli::find())) {
+    let choose = || rt.block_on(DockerCli::choose(&opts.docker_cli, &scenario, &summary.run_id));
+    let docker_cli = match (!scenario.stacks.is_empty()).then(choose) {
         Some(Err(f)) => return failed_early(summary, f),
         found => found.and_then(Result::ok),
     };

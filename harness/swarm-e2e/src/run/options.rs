@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub retries: u32,
     /// A check that passed only on a retry fails the run.
     pub flaky_fails: bool,
+    /// Which docker CLI deploys the stacks.
+    pub docker_cli: crate::stacks::CliChoice,
 }
 
 impl RunOptions {

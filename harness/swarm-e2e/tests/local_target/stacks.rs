@@ -18,7 +18,65 @@ pub fn trials() -> Vec<Trial> {
             "stacks::placement-and-pending-follow-the-compose-file",
             placement_and_pending_follow_the_compose_file,
         ),
+        Trial::test(
+            "stacks::docker-cli-engine-deploys-with-the-cli-of-the-engine-under-test",
+            docker_cli_engine_deploys_with_the_cli_of_the_engine_under_test,
+        ),
     ]
+}
+
+/// `--docker-cli engine`: the stack is deployed by the CLI that ships with the engine
+/// under test (26.1's, copied out of its node image), not the host's (20.10 here), and
+/// every report says which; a path that is no CLI fails before anything is created.
+fn docker_cli_engine_deploys_with_the_cli_of_the_engine_under_test() -> Result<(), Failed> {
+    node_image_for("26.1")?;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.yml"),
+        "services:\n  web:\n    image: ${SWARM_E2E_TEST_IMAGE}\n    command: [\"sleep\", \"86400\"]\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("engine-cli.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"engine-cli\"\n[[nodes]]\nname = \"ec-1\"\nrole = \"manager\"\n[[nodes]]\nname = \"ec-2\"\n\
+         [[stacks]]\nname = \"app\"\nfiles = [\"app.yml\"]\n",
+    )
+    .unwrap();
+    let json = dir.path().join("r.json");
+    let scenario = scenario.to_str().unwrap();
+    let args = [
+        "run",
+        "--engine",
+        "26.1",
+        "--docker-cli",
+        "engine",
+        "--json",
+        json.to_str().unwrap(),
+        scenario,
+    ];
+    let out = run(&args, None);
+    expect_code(&out, 0)?;
+    let report = read_report(&json, "run-report")?;
+    let cli = report["runs"][0]["stacks"][0]["cli_version"]
+        .as_str()
+        .unwrap_or_default();
+    let engine = report["runs"][0]["nodes"][0]["engine_version"]
+        .as_str()
+        .unwrap_or_default();
+    if !cli.starts_with("26.1") || cli != engine {
+        return Err(format!("deployed by CLI {cli:?}, engine {engine:?}\n{}", out.context()).into());
+    }
+    assert_clean(&out)?;
+    let bogus = dir.path().join("not-a-cli");
+    std::fs::write(&bogus, "#!/bin/sh\necho nope\n").unwrap();
+    std::fs::set_permissions(&bogus, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run(&["run", "--docker-cli", bogus.to_str().unwrap(), scenario], None);
+    expect_code(&out, 3)?;
+    if !out.stderr.contains("cannot be used") || out.stderr.contains("swarm-e2e: run ") {
+        return Err(format!("a CLI that is none must fail before any run\n{}", out.context()).into());
+    }
+    Ok(())
 }
 
 /// `placement` and `pending` on a stack's services: where the Compose file's

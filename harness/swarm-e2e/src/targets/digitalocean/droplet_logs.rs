@@ -5,8 +5,6 @@
 //! engines (it has no SSH), so this is the one way their boot script's output and the
 //! engine's own log become failure artefacts; the fake's droplets are read the same way.
 
-use std::io::Read;
-
 use anyhow::Context;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -68,22 +66,9 @@ pub async fn read_droplet_log(engine: &Docker, run_id: &str, path: &str) -> anyh
         .await;
     let archive = archive.with_context(|| format!("copying {path} out of the helper container"))?;
     removed.with_context(|| format!("removing the helper container {name}"))?;
-    let text = first_file(&archive).with_context(|| format!("unpacking {path}"))?;
+    let text = crate::images::docker_cli::first_file(&archive).with_context(|| format!("unpacking {path}"))?;
+    let text = String::from_utf8_lossy(&text);
     Ok(tail(&text, LOG_TAIL_BYTES))
-}
-
-/// The first regular file of a tar archive, as text.
-fn first_file(archive: &[u8]) -> anyhow::Result<String> {
-    let mut tar = tar::Archive::new(archive);
-    for entry in tar.entries()? {
-        let mut entry = entry?;
-        if entry.header().entry_type().is_file() {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes)?;
-            return Ok(String::from_utf8_lossy(&bytes).into_owned());
-        }
-    }
-    anyhow::bail!("the archive holds no file")
 }
 
 /// The last `limit` bytes of `text` (from a line start), marked as cut when they are not all.
@@ -108,19 +93,5 @@ mod tests {
         let text = "one\ntwo\nthree\n";
         assert_eq!(tail(text, 100), text);
         assert_eq!(tail(text, 7), "[… the first 8 bytes are left out]\nthree\n");
-    }
-
-    #[test]
-    fn first_file_reads_the_archived_file() {
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(5);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, "cloud-init-output.log", &b"hello"[..])
-            .unwrap();
-        let archive = builder.into_inner().unwrap();
-        assert_eq!(first_file(&archive).unwrap(), "hello");
     }
 }
