@@ -592,14 +592,20 @@ impl CheckKind {
         match self {
             CheckKind::PingByName { from, .. } | CheckKind::Dns { from, .. } => vec![from],
             CheckKind::Placement { expect_nodes, .. } => expect_nodes.iter().map(String::as_str).collect(),
-            CheckKind::StartsWhenLabelled { node, .. } | CheckKind::Drain { node, .. } | CheckKind::Pause { node, .. } => {
+            CheckKind::StartsWhenLabelled { node, .. }
+            | CheckKind::Drain { node, .. }
+            | CheckKind::Pause { node, .. } => {
                 vec![node]
             }
-            CheckKind::NodeRestart { node, from, .. } => std::iter::once(node.as_str()).chain(from.as_deref()).collect(),
-            CheckKind::Mtu { from, to, .. } | CheckKind::PacketLoss { from, to, .. } => vec![from, to],
-            CheckKind::Partition { nodes, from, .. } => {
-                nodes.iter().map(String::as_str).chain(std::iter::once(from.as_str())).collect()
+            CheckKind::NodeRestart { node, from, .. } => {
+                std::iter::once(node.as_str()).chain(from.as_deref()).collect()
             }
+            CheckKind::Mtu { from, to, .. } | CheckKind::PacketLoss { from, to, .. } => vec![from, to],
+            CheckKind::Partition { nodes, from, .. } => nodes
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::once(from.as_str()))
+                .collect(),
             _ => Vec::new(),
         }
     }
