@@ -208,7 +208,8 @@ fn run_nights(doc: &Value, file: &Path, mtime: SystemTime) -> anyhow::Result<Vec
         .collect())
 }
 
-/// A matrix report: each engine's run is a night (at the file's time, in engine order).
+/// A matrix report: each engine's run is a night (at its `started_at`; reports from
+/// before it was written: the file's time, in engine order).
 fn matrix_nights(doc: &Value, file: &Path, mtime: SystemTime) -> anyhow::Result<Vec<(Night, Vec<Seen>)>> {
     schema(doc, MATRIX_SCHEMA_VERSION, "matrix")?;
     let (runs, rows) = (list(doc, "runs")?, list(doc, "rows")?);
@@ -243,7 +244,8 @@ fn matrix_nights(doc: &Value, file: &Path, mtime: SystemTime) -> anyhow::Result<
                 .collect();
             let night = Night {
                 id: format!("{} ({engine})", str_of(run, "run_id")),
-                at: mtime + std::time::Duration::from_millis(i as u64),
+                at: humantime::parse_rfc3339(str_of(run, "started_at"))
+                    .unwrap_or(mtime + std::time::Duration::from_millis(i as u64)),
                 source: file.to_path_buf(),
                 scenario,
                 engines,
@@ -365,5 +367,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hint:"), "{text}");
+    }
+
+    #[test]
+    fn a_matrix_report_is_a_night_per_engine_at_its_start() {
+        let doc = serde_json::json!({
+            "schema_version": 1, "baseline": "20.10", "engines": ["20.10", "26.1"], "regressions": 1,
+            "rows": [{"scenario": "s", "check": "ping", "differs": true, "regressions": ["26.1"], "outcomes": {
+                "20.10": {"outcome": "passed", "seconds": 1.5, "message": null},
+                "26.1": {"outcome": "failed", "seconds": 2.5, "message": "no reply"}}}],
+            "runs": [
+                {"scenario": "s", "engine": "20.10", "run_id": "aaaa1111", "started_at": "2026-12-01T02:00:00Z",
+                 "exit_code": 0, "error": null, "engine_versions": ["20.10.24"], "phases": {}, "seconds": 9.0},
+                {"scenario": "s", "engine": "26.1", "run_id": "bbbb2222", "exit_code": 1, "error": null,
+                 "engine_versions": ["26.1.5", "26.1.5"], "phases": {}, "seconds": 9.0}],
+        });
+        let mtime = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7);
+        let nights = matrix_nights(&doc, Path::new("m.json"), mtime).unwrap();
+        assert_eq!(nights.len(), 2);
+        assert_eq!(nights[0].0.id, "aaaa1111 (20.10)");
+        assert_eq!(
+            nights[0].0.at,
+            humantime::parse_rfc3339("2026-12-01T02:00:00Z").unwrap()
+        );
+        // A run without `started_at` (older reports) is at the file's time.
+        assert_eq!(nights[1].0.at, mtime + std::time::Duration::from_millis(1));
+        assert_eq!(nights[1].0.engines, ["26.1.5"]);
+        assert_eq!(
+            (nights[1].1[0].outcome.as_str(), nights[1].1[0].seconds),
+            ("failed", 2.5)
+        );
     }
 }

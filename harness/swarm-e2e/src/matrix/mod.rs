@@ -133,6 +133,9 @@ pub struct RunRow {
     pub scenario: String,
     pub engine: String,
     pub run_id: String,
+    /// When the run began (RFC 3339, UTC; a history orders runs by it).
+    #[schemars(default)]
+    pub started_at: String,
     pub exit_code: i32,
     pub error: Option<String>,
     /// What the engines reported (`docker version`), node by node.
@@ -216,6 +219,7 @@ impl Comparison {
                 scenario: c.scenario.clone(),
                 engine: c.engine.clone(),
                 run_id: c.summary.run_id.clone(),
+                started_at: humantime::format_rfc3339_seconds(c.summary.started_at).to_string(),
                 exit_code: c.summary.exit_code,
                 error: c.summary.error.clone(),
                 engine_versions: c.summary.nodes.iter().map(|n| n.engine_version.clone()).collect(),
