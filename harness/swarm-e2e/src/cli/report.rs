@@ -12,8 +12,8 @@ pub const REPORT_HELP: &str = "Examples:
   swarm-e2e report reports/*.json matrix.json --format json | jq '.checks[0]'
 
 Reads run reports (`run --json`, schema 1 and 2) and matrix reports (`matrix --json`);
-folders are searched for *.json. Each run is a night, ordered by its start (a matrix's
-runs by the file's time). Checks are listed the flakiest first: nights that passed only
+folders are searched for *.json. Each run is a night (each engine's run of a matrix
+too), ordered by its start (the file's time for reports older than that). Checks are listed the flakiest first: nights that passed only
 on a retry, plus changes between passing and failing. A check failing now says the
 night its failures began and that night's engines.";
 
