@@ -78,10 +78,14 @@ pub fn draw(run: &RunSummary, scope: &str) -> String {
                 .push((c.name.as_str(), check_outcome(c)));
         }
     }
+    // The scenario's overlays, then each stack's (the CLI creates those).
+    let networks: Vec<String> = (run.networks.iter().cloned())
+        .chain(run.stacks.iter().map(|s| format!("stack {}'s networks", s.name)))
+        .collect();
     let (places, width, height, mut svg) = if nodes.len() <= CIRCLE_MAX {
-        circle(&nodes, &run.networks, &here)
+        circle(&nodes, &networks, &here)
     } else {
-        grouped(&nodes, &run.networks, &here)
+        grouped(&nodes, &networks, &here)
     };
     let edges = edges(&causes);
     let mut marked: BTreeMap<&str, &str> = BTreeMap::new();
