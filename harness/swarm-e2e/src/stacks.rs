@@ -53,7 +53,7 @@ pub enum CliChoice {
     /// The CLI that ships with the engine under test: copied out of the node image of
     /// the scenario's first manager's engine.
     Engine,
-    /// This binary.
+    /// The binary at this path.
     Path(PathBuf),
 }
 
@@ -459,14 +459,16 @@ pub async fn copy_to_nodes(
     let started = Instant::now();
     let step =
         bar.then(|| crate::progress::LongStep::bytes(&format!("copying {image} onto {} node(s)", lacking.len()), size));
-    let mut senders = Vec::new();
-    let loads = lacking.iter().map(|n| {
-        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
-        senders.push(Some(tx));
-        let chunks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-        async move { (n.0, crate::images::load_image_stream(n.1, chunks).await) }
-    });
-    let loads: Vec<_> = loads.collect();
+    // One bounded channel per node: its load reads the chunks the export sends it.
+    let (mut senders, loads): (Vec<_>, Vec<_>) = lacking
+        .iter()
+        .map(|n| {
+            let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+            let chunks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+            let load = async move { (n.0, crate::images::load_image_stream(n.1, chunks).await) };
+            (Some(tx), load)
+        })
+        .unzip();
     let pump = async move {
         use futures_util::StreamExt as _;
         let mut export = host.export_image(image);

@@ -71,11 +71,8 @@ fn table(h: &history::History) -> String {
         .max()
         .unwrap_or(5)
         .max(5);
-    let mut out = format!("{} night(s) from {} report(s)\n", h.nights.len(), {
-        let mut s: Vec<_> = h.nights.iter().map(|n| &n.source).collect();
-        s.dedup();
-        s.len()
-    });
+    let files: std::collections::BTreeSet<_> = h.nights.iter().map(|n| &n.source).collect();
+    let mut out = format!("{} night(s) from {} report(s)\n", h.nights.len(), files.len());
     out.push_str(&format!("{:<width$}  {:>5}  nights (oldest first)\n", "check", "flaky"));
     for c in &h.checks {
         let nights: String = c.outcomes.iter().map(|o| outcome_label(o).1).collect();

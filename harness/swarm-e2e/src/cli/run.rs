@@ -1,6 +1,6 @@
 //! `run`, `matrix` and `plan`: scenarios on a target, on several engines, or on paper.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -463,23 +463,19 @@ pub fn matrix(rt: &Runtime, a: MatrixArgs) -> Result<i32, Failure> {
         })
         .collect();
     let mut code = comparison.exit_code();
+    // Only the reports asked for are rendered.
     let reports = [
-        (
-            a.json,
-            serde_json::to_string_pretty(&comparison).map_err(anyhow::Error::from),
-        ),
-        (a.junit, report::junit::render(&summaries)),
-        (
-            a.html.clone(),
-            Ok(crate::matrix::page::render(
-                &comparison,
-                &summaries,
-                a.html.as_deref().unwrap_or(Path::new(".")),
-            )),
-        ),
+        a.json.map(|p| {
+            let body = serde_json::to_string_pretty(&comparison).map_err(anyhow::Error::from);
+            (p, body)
+        }),
+        a.junit.map(|p| (p, report::junit::render(&summaries))),
+        a.html.map(|p| {
+            let body = Ok(crate::matrix::page::render(&comparison, &summaries, &p));
+            (p, body)
+        }),
     ];
-    for (path, body) in reports {
-        let Some(path) = path else { continue };
+    for (path, body) in reports.into_iter().flatten() {
         let result = body.and_then(|b| report::write(&path, &b)).map(|_| path.as_path());
         code = exit::worst(code, written(result, &path));
     }

@@ -160,6 +160,12 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// Engine versions, sorted, each once.
+fn each_once<'a>(versions: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> = versions.collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
 fn list<'a>(doc: &'a Value, key: &str) -> anyhow::Result<&'a Vec<Value>> {
     doc.get(key)
         .and_then(Value::as_array)
@@ -173,15 +179,8 @@ fn run_nights(doc: &Value, file: &Path, mtime: SystemTime) -> anyhow::Result<Vec
         .iter()
         .map(|run| {
             let at = humantime::parse_rfc3339(str_of(run, "started_at")).unwrap_or(mtime);
-            let mut engines: Vec<String> = run
-                .get("nodes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|n| str_of(n, "engine_version").to_string())
-                .collect();
-            engines.sort();
-            engines.dedup();
+            let nodes = run.get("nodes").and_then(Value::as_array).into_iter().flatten();
+            let engines = each_once(nodes.map(|n| str_of(n, "engine_version")));
             let scenario = str_of(run, "scenario").to_string();
             let seen = run
                 .get("checks")
@@ -219,16 +218,12 @@ fn matrix_nights(doc: &Value, file: &Path, mtime: SystemTime) -> anyhow::Result<
         .map(|(i, run)| {
             let engine = str_of(run, "engine");
             let scenario = str_of(run, "scenario").to_string();
-            let mut engines: Vec<String> = run
+            let versions = run
                 .get("engine_versions")
                 .and_then(Value::as_array)
                 .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect();
-            engines.sort();
-            engines.dedup();
+                .flatten();
+            let engines = each_once(versions.filter_map(Value::as_str));
             let seen = rows
                 .iter()
                 .filter(|r| str_of(r, "scenario") == scenario)

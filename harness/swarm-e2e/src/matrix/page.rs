@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::Comparison;
 use crate::exit;
-use crate::report::html::{badge, esc, filter_css, page, run_section};
+use crate::report::html::{RUN_OUTCOMES, badge, esc, filter_css, page, run_section};
 use crate::report::{Phase, RunSummary};
 
 /// The page; `runs` are the matrix's runs (each drawn below the grid), `out` where the
@@ -75,10 +75,7 @@ pub fn render(m: &Comparison, runs: &[RunSummary], out: &Path) -> String {
     let mut css = String::new();
     for (i, run) in runs.iter().enumerate() {
         let scope = format!("run{i}");
-        css.push_str(&filter_css(
-            &scope,
-            &["passed", "failed", "flaky", "ignored", "unsupported"],
-        ));
+        css.push_str(&filter_css(&scope, &RUN_OUTCOMES));
         let failed = run.exit_code != exit::OK;
         let _ = write!(
             body,

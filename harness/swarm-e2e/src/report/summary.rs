@@ -102,6 +102,20 @@ pub struct NodeRecord {
     pub engine_labels: BTreeMap<String, String>,
 }
 
+impl NodeRecord {
+    /// A node as the scenario declares it, with what its engine answered.
+    pub fn declared(node: &swarm_e2e_model::Node, address: &str, engine_version: &str) -> NodeRecord {
+        NodeRecord {
+            name: node.name.clone(),
+            role: node.role.as_str().into(),
+            address: address.to_string(),
+            engine_version: engine_version.to_string(),
+            labels: node.labels.clone(),
+            engine_labels: node.engine_labels.clone(),
+        }
+    }
+}
+
 /// A stack of the scenario as the docker CLI deployed it.
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -160,17 +174,8 @@ impl RunSummary {
             timings: Timings::default(),
             checks: Vec::new(),
             nodes: Vec::new(),
-            declared_nodes: scenario
-                .nodes
-                .iter()
-                .map(|n| NodeRecord {
-                    name: n.name.clone(),
-                    role: n.role.as_str().into(),
-                    address: String::new(),
-                    engine_version: n.engine.clone(),
-                    labels: n.labels.clone(),
-                    engine_labels: n.engine_labels.clone(),
-                })
+            declared_nodes: (scenario.nodes.iter())
+                .map(|n| NodeRecord::declared(n, "", &n.engine))
                 .collect(),
             networks: scenario.networks.iter().map(|n| n.name.clone()).collect(),
             stacks: Vec::new(),

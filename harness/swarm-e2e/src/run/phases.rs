@@ -53,14 +53,16 @@ fn inject_panic(ctx: &RunContext, phase: Phase) {
 }
 
 fn node_record(ctx: &RunContext, name: &str, address: &str, engine_version: &str) -> NodeRecord {
-    let declared = ctx.scenario.node(name);
-    NodeRecord {
-        name: name.to_string(),
-        role: declared.map(|d| d.role.as_str()).unwrap_or("worker").into(),
-        address: address.to_string(),
-        engine_version: engine_version.to_string(),
-        labels: declared.map(|d| d.labels.clone()).unwrap_or_default(),
-        engine_labels: declared.map(|d| d.engine_labels.clone()).unwrap_or_default(),
+    match ctx.scenario.node(name) {
+        Some(declared) => NodeRecord::declared(declared, address, engine_version),
+        None => NodeRecord {
+            name: name.to_string(),
+            role: "worker".into(),
+            address: address.to_string(),
+            engine_version: engine_version.to_string(),
+            labels: Default::default(),
+            engine_labels: Default::default(),
+        },
     }
 }
 

@@ -11,8 +11,19 @@ mod timeline;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{CheckOutcome, CheckRecord, RunSummary};
+use super::{CheckRecord, RunSummary};
 use crate::exit;
+
+/// The outcomes a run's checks are shown with, in the order of the page's filters.
+pub const RUN_OUTCOMES: [&str; 5] = ["passed", "failed", "flaky", "ignored", "unsupported"];
+
+/// How many of a run's checks ended in each of [`RUN_OUTCOMES`].
+fn outcome_counts(run: &RunSummary) -> Vec<(&'static str, usize)> {
+    RUN_OUTCOMES
+        .iter()
+        .map(|o| (*o, run.checks.iter().filter(|c| check_outcome(c) == *o).count()))
+        .collect()
+}
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(text: &str) -> String {
@@ -122,10 +133,7 @@ pub fn render_runs(runs: &[RunSummary], out: &Path) -> anyhow::Result<String> {
     }
     for (i, run) in runs.iter().enumerate() {
         let scope = format!("checks{i}");
-        css.push_str(&filter_css(
-            &scope,
-            &["passed", "failed", "flaky", "ignored", "unsupported"],
-        ));
+        css.push_str(&filter_css(&scope, &RUN_OUTCOMES));
         body.push_str(&run_section(run, &scope, out));
     }
     Ok(page(&title, &css, &body))
@@ -186,17 +194,7 @@ fn header(run: &RunSummary, out: &Path) -> String {
         rows.push(("docker CLI", esc(&clis.join(", "))));
     }
     let total: f64 = run.timings.total().as_secs_f64();
-    let counts = [
-        (
-            "passed",
-            run.checks.iter().filter(|c| check_outcome(c) == "passed").count(),
-        ),
-        ("flaky", run.checks.iter().filter(|c| c.flaky()).count()),
-        ("failed", run.count(CheckOutcome::Failed)),
-        ("ignored", run.count(CheckOutcome::Ignored)),
-        ("unsupported", run.count(CheckOutcome::Unsupported)),
-    ];
-    let summary: Vec<String> = counts
+    let summary: Vec<String> = outcome_counts(run)
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(o, n)| format!("{} {n}", badge(o)))
@@ -275,15 +273,10 @@ pub fn relative_link(target: &Path, page: &Path) -> String {
 }
 
 fn checks_table(run: &RunSummary, scope: &str) -> String {
-    let outcomes = ["passed", "failed", "flaky", "ignored", "unsupported"];
-    let counts: Vec<(&str, usize)> = outcomes
-        .iter()
-        .map(|o| (*o, run.checks.iter().filter(|c| check_outcome(c) == *o).count()))
-        .collect();
     if run.checks.is_empty() {
         return "<p>No check ran.</p>".into();
     }
-    let mut s = filter_boxes(scope, &counts);
+    let mut s = filter_boxes(scope, &outcome_counts(run));
     let _ = write!(
         s,
         "<table id=\"{scope}\"><thead><tr><th scope=\"col\">outcome</th><th scope=\"col\">check</th>\

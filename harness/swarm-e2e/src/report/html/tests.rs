@@ -2,7 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::report::{NodeRecord, Phase, Timings};
+use crate::report::{CheckOutcome, NodeRecord, Phase, Timings};
 
 /// A synthetic run: `n` nodes (the first a manager), 40 checks, one failing on a path.
 pub fn synthetic_run(n: usize) -> RunSummary {
