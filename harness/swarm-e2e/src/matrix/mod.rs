@@ -378,6 +378,7 @@ mod tests {
                         nodes: Vec::new(),
                         line: None,
                         failed_attempts: Vec::new(),
+                        slowest_wait: None,
                     })
                     .collect(),
                 nodes: Vec::new(),

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::cause::CausePath;
-use super::{NodeRecord, RunSummary, StackRecord};
+use super::{NodeRecord, RunSummary, SlowestWait, StackRecord};
 
 /// Bumped on any incompatible change of the JSON report.
 /// 2: `outcome` may be `flaky`, and every check has `attempts`.
@@ -100,6 +100,11 @@ struct JsonCheck<'a> {
     started_seconds: f64,
     #[schemars(range(min = 0))]
     seconds: f64,
+    /// Its longest bounded wait over all attempts, with the wait's bound and its place in
+    /// the source: a clean run's margin to the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(default)]
+    slowest_wait: Option<&'a SlowestWait>,
 }
 
 pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
@@ -143,6 +148,7 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
                         nodes: &c.nodes,
                         started_seconds: c.started.as_secs_f64(),
                         seconds: c.duration.as_secs_f64(),
+                        slowest_wait: c.slowest_wait.as_ref(),
                     })
                     .collect(),
                 leftovers: &r.leftovers,

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use human::HumanReporter;
-pub use summary::{CheckOutcome, CheckRecord, NodeRecord, RunSummary, StackRecord, Timings, summary_table};
+pub use summary::{
+    CheckOutcome, CheckRecord, NodeRecord, RunSummary, SlowestWait, StackRecord, Timings, summary_table,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

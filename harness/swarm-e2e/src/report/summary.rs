@@ -58,6 +58,20 @@ pub struct CheckRecord {
     pub line: Option<usize>,
     /// The failures of the attempts before the last one (`--retries`).
     pub failed_attempts: Vec<String>,
+    /// Its longest bounded wait, over all attempts: how close a clean run came to a bound.
+    pub slowest_wait: Option<SlowestWait>,
+}
+
+/// One bounded wait of a check: how long it took, its bound, and the wait's place in the
+/// source (`src/checks/dns.rs:88`), so a wait that nears its bound can be found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlowestWait {
+    #[schemars(range(min = 0))]
+    pub seconds: f64,
+    #[schemars(range(min = 0))]
+    pub bound_seconds: f64,
+    pub at: String,
 }
 
 impl CheckRecord {
@@ -254,6 +268,7 @@ mod tests {
             nodes: Vec::new(),
             line: None,
             failed_attempts: Vec::new(),
+            slowest_wait: None,
         };
         let traced = record("reachability failed: …\ncause: udp/4789 between a and b is dropped (VXLAN data path)");
         assert_eq!(

@@ -17,7 +17,7 @@ use crate::checks::{Attempts, CheckEnv, Outcome, deploy_workloads, run_check};
 use crate::cluster::{Cluster, update_node_spec};
 use crate::exit::{self, Failure};
 use crate::images::BUSYBOX_IMAGE;
-use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter};
+use crate::report::{CheckOutcome, CheckRecord, Event, Phase, Reporter, SlowestWait};
 use crate::targets::{FaultMoment, NodeControl, NodeFault};
 use crate::watchdog::Watchdog;
 
@@ -76,6 +76,7 @@ pub(super) fn skip_all(
                 Some(reason.clone()),
                 (Duration::ZERO, Duration::ZERO),
                 Vec::new(),
+                None,
             );
             record(&records, &reporter, &run_id, r);
             Outcome::Ignored(reason.clone())
@@ -120,6 +121,7 @@ fn check_record(
     message: Option<String>,
     (started, duration): (Duration, Duration),
     failed_attempts: Vec<String>,
+    slowest_wait: Option<crate::wait::WaitSpan>,
 ) -> CheckRecord {
     CheckRecord {
         name: check.name.clone(),
@@ -131,6 +133,11 @@ fn check_record(
         nodes: check.kind.nodes().into_iter().map(str::to_string).collect(),
         line: check.line,
         failed_attempts,
+        slowest_wait: slowest_wait.map(|w| SlowestWait {
+            seconds: w.waited.as_secs_f64(),
+            bound_seconds: w.bound.as_secs_f64(),
+            at: w.source(),
+        }),
     }
 }
 
@@ -352,12 +359,12 @@ pub(super) fn run(
                 panic!("injected panic in check {}", check.name);
             }
             let retries = check.retries.unwrap_or(default_retries);
-            let Attempts { outcome, failed } = handle.block_on(async {
+            let (Attempts { outcome, failed }, slowest_wait) = handle.block_on(crate::wait::measured(async {
                 tokio::select! {
                     a = run_check(&env, check, retries) => a,
                     _ = stop.cancelled() => Attempts { outcome: Outcome::Failed("interrupted".into()), failed: Vec::new() },
                 }
-            });
+            }));
             let outcome = flaky_verdict(outcome, &failed, retries, flaky_fails, |note| {
                 reporter.event(&Event::Note {
                     text: format!("{}::{} is {note}", env.scenario.name, check.name),
@@ -373,7 +380,7 @@ pub(super) fn run(
                 &records,
                 &reporter,
                 &run_id,
-                check_record(check, label, message, times, failed),
+                check_record(check, label, message, times, failed, slowest_wait),
             );
             outcome
         })

@@ -11,7 +11,7 @@ mod timeline;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{CheckRecord, RunSummary};
+use super::{CheckOutcome, CheckRecord, RunSummary};
 use crate::exit;
 
 /// The outcomes a run's checks are shown with, in the order of the page's filters.
@@ -75,7 +75,7 @@ th{background:var(--bg)}td:last-child,.cell{overflow-wrap:anywhere}td.num,th.num
 .exit-bad{color:var(--bad);font-weight:600}.exit-ok{color:var(--ok);font-weight:600}
 details summary{cursor:pointer}pre{white-space:pre-wrap;background:var(--bg);padding:.5rem;margin:.3rem 0;font-size:.8rem;max-height:30rem;overflow:auto}
 .filters{display:flex;gap:1rem;flex-wrap:wrap;margin:.5rem 0;font-size:.9rem}
-.cause{color:var(--bad)}svg{max-width:100%;height:auto}svg text{font-family:system-ui,sans-serif}
+.cause{color:var(--bad)}.near{font-size:.9em}svg{max-width:100%;height:auto}svg text{font-family:system-ui,sans-serif}
 .legend{font-size:.85rem}.legend li{margin:.2rem 0}
 .cell{text-align:center}.cell.regression{background:#ffebe9;font-weight:700}
 .nights td.n{padding:0;width:12px;height:18px;text-align:center;font-size:.7rem}
@@ -321,10 +321,11 @@ fn checks_table(run: &RunSummary, scope: &str) -> String {
                 esc(&c.failed_attempts.join("\n---\n"))
             )
         };
+        let (wait_title, near) = slowest_wait(c);
         let _ = write!(
             s,
             "<tr data-outcome=\"{outcome}\" id=\"check-{anchor}\"><td>{badge}</td><td>{name}</td><td><code>{kind}</code></td>\
-<td class=\"num\">{secs:.2}</td><td class=\"num\">{attempts}</td><td>{detail}{earlier}</td></tr>",
+<td class=\"num\"{wait_title}>{secs:.2}</td><td class=\"num\">{attempts}</td><td>{detail}{near}{earlier}</td></tr>",
             anchor = esc(&c.name),
             badge = badge(outcome),
             name = esc(&c.name),
@@ -335,6 +336,24 @@ fn checks_table(run: &RunSummary, scope: &str) -> String {
     }
     s.push_str("</tbody></table>");
     s
+}
+
+/// A check's longest wait: always as the seconds cell's tooltip, and said in words when
+/// a check that passed needed more than half of a bound (the next flake).
+fn slowest_wait(c: &CheckRecord) -> (String, String) {
+    let Some(w) = &c.slowest_wait else {
+        return (String::new(), String::new());
+    };
+    let words = format!(
+        "longest wait {:.1} s of its {:.0} s bound ({})",
+        w.seconds, w.bound_seconds, w.at
+    );
+    let near = if c.outcome == CheckOutcome::Passed && w.seconds > w.bound_seconds / 2.0 {
+        format!("<div class=\"near\">⚠ {}</div>", esc(&words))
+    } else {
+        String::new()
+    };
+    (format!(" title=\"{}\"", esc(&words)), near)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::report::{CheckOutcome, NodeRecord, Phase, Timings};
+use crate::report::{CheckOutcome, NodeRecord, Phase, SlowestWait, Timings};
 
 /// A synthetic run: `n` nodes (the first a manager), 40 checks, one failing on a path.
 pub fn synthetic_run(n: usize) -> RunSummary {
@@ -27,6 +27,7 @@ pub fn synthetic_run(n: usize) -> RunSummary {
             nodes: vec![format!("s-{}", i as usize % n + 1)],
             line: None,
             failed_attempts: Vec::new(),
+            slowest_wait: None,
         })
         .collect();
     checks[3].outcome = CheckOutcome::Failed;
@@ -128,4 +129,25 @@ fn nodes_that_never_answered_are_drawn_and_the_one_the_error_names_is_marked() {
     assert!(page.contains("no answer (asked 20.10.24+dfsg1)"), "{page}");
     assert!(page.contains("⚠ gone"), "{page}");
     assert!(page.contains("✗ the run: phase `engines ready` failed"));
+}
+
+#[test]
+fn a_passing_check_that_used_most_of_a_bound_says_so() {
+    let mut run = synthetic_run(3);
+    let wait = |seconds| {
+        Some(SlowestWait {
+            seconds,
+            bound_seconds: 60.0,
+            at: "src/checks/dns.rs:88".into(),
+        })
+    };
+    run.checks[0].slowest_wait = wait(41.5);
+    run.checks[1].slowest_wait = wait(2.0);
+    let page = render_runs(&[run], Path::new("target/report.html")).unwrap();
+    assert!(
+        page.contains("⚠ longest wait 41.5 s of its 60 s bound (src/checks/dns.rs:88)"),
+        "{page}"
+    );
+    assert!(page.contains("title=\"longest wait 2.0 s of its 60 s bound (src/checks/dns.rs:88)\""));
+    assert!(!page.contains("⚠ longest wait 2.0 s"));
 }
