@@ -335,7 +335,9 @@ async fn look(cluster: &Cluster, control: Option<&dyn NodeControl>, swarm: bool,
                 let rounds = streaks.silent.entry(node.clone()).or_default();
                 *rounds += 1;
                 let why = certain.or_else(|| {
-                    (*rounds >= SILENT_ROUNDS).then(|| format!("its engine has not answered /_ping for {rounds} s"))
+                    // Worded the same every round: a silence going on is one fact, said once.
+                    (*rounds >= SILENT_ROUNDS)
+                        .then(|| format!("its engine has not answered /_ping for {SILENT_ROUNDS} s or more"))
                 });
                 if let Some(why) = why {
                     facts.troubles.insert(node, Trouble::Silent(why));

@@ -35,6 +35,7 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
     let Some((listed, manager)) = listed else {
         anyhow::bail!("no manager lists the swarm's nodes: {}", silent.join("; "));
     };
+    let listed = past_unknown(env, manager, listed).await;
     for s in &silent {
         out.push(format!("manager {s}"));
     }
@@ -51,6 +52,42 @@ pub(super) async fn drift(env: &CheckEnv) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// How long nodes may stay `unknown` to a manager. A leader just elected (after a
+/// quorum check, or under load at 100 nodes) lists every node `unknown` until the node's
+/// next heartbeat to it (every 5 s by default); one not heard within the dispatcher's
+/// grace turns `down`, which is drift.
+const UNKNOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The manager's node list once no node is `unknown` to it (a healthy swarm's state
+/// right after a leader change, not drift), or as it last was after [`UNKNOWN_GRACE`].
+async fn past_unknown(
+    env: &CheckEnv,
+    manager: &crate::cluster::EngineNode,
+    listed: Vec<bollard::models::Node>,
+) -> Vec<bollard::models::Node> {
+    let unknown = |l: &[bollard::models::Node]| {
+        l.iter()
+            .any(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::UNKNOWN))
+    };
+    if !unknown(&listed) {
+        return listed;
+    }
+    tracing::debug!(
+        "nodes unknown to {} (a new leader): waiting for their heartbeats",
+        manager.name
+    );
+    let last = std::sync::Mutex::new(listed);
+    let grace = UNKNOWN_GRACE.min(env.timeout);
+    let _ = crate::wait::poll_until(grace, std::time::Duration::from_secs(1), || async {
+        let l = manager.docker.list_nodes(None).await?;
+        let settled = !unknown(&l);
+        *last.lock().unwrap() = l;
+        Ok(settled.then_some(()))
+    })
+    .await;
+    last.into_inner().unwrap()
 }
 
 /// Nodes in the swarm that no scenario node is (a retried join leaves such entries).
@@ -130,8 +167,16 @@ fn node_drift(out: &mut Vec<String>, declared: &swarm_e2e_model::Node, node: &bo
     }
     let state = node.status.as_ref().and_then(|s| s.state);
     if state != Some(NodeState::READY) {
+        let why = if state == Some(NodeState::UNKNOWN) {
+            format!(
+                " (the manager has not heard from it for {} s: a leader elected since has had no heartbeat from it)",
+                UNKNOWN_GRACE.as_secs()
+            )
+        } else {
+            String::new()
+        };
         let state = state.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
-        out.push(format!("{name}: state: expected ready, actual {state}"));
+        out.push(format!("{name}: state: expected ready, actual {state}{why}"));
     }
     let engine = node
         .description
