@@ -134,6 +134,9 @@ impl CheckEnv {
 pub struct Attempts {
     pub outcome: Outcome,
     pub failed: Vec<String>,
+    /// When its first attempt began: a disruptive check first waits for the plain checks
+    /// and its turn, which is not its own time. `None`: no attempt ran.
+    pub began: Option<std::time::Instant>,
 }
 
 /// Runs one check against the cluster, bounded by `env.timeout`; a failure is tried
@@ -160,6 +163,7 @@ pub async fn run_check(env: &CheckEnv, check: &Check, retries: u32) -> Attempts 
             return Attempts {
                 outcome,
                 failed: Vec::new(),
+                began: None,
             };
         }
     }
@@ -188,6 +192,7 @@ pub async fn run_check(env: &CheckEnv, check: &Check, retries: u32) -> Attempts 
     };
     let mut at_start = at_start;
     let mut failed = Vec::new();
+    let began = Some(std::time::Instant::now());
     loop {
         let mut outcome = attempt(env, check, at_start.take()).await;
         if failed.is_empty() && env.failed_first_attempts.contains(&check.name) {
@@ -200,7 +205,7 @@ pub async fn run_check(env: &CheckEnv, check: &Check, retries: u32) -> Attempts 
                 tracing::info!(check = %check.name, "attempt {} failed; trying again", failed.len() + 1);
                 failed.push(m);
             }
-            outcome => return Attempts { outcome, failed },
+            outcome => return Attempts { outcome, failed, began },
         }
     }
 }

@@ -379,6 +379,7 @@ mod tests {
                         line: None,
                         failed_attempts: Vec::new(),
                         slowest_wait: None,
+                        queued: Duration::ZERO,
                     })
                     .collect(),
                 nodes: Vec::new(),

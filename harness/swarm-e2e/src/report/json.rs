@@ -100,6 +100,11 @@ struct JsonCheck<'a> {
     started_seconds: f64,
     #[schemars(range(min = 0))]
     seconds: f64,
+    /// How long it waited for its turn before `started_seconds` (a disruptive check runs
+    /// once the others ended, one at a time); absent when it did not wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(default, range(min = 0))]
+    queued_seconds: Option<f64>,
     /// Its longest bounded wait over all attempts, with the wait's bound and its place in
     /// the source: a clean run's margin to the bound.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +154,8 @@ pub fn render(runs: &[RunSummary]) -> anyhow::Result<String> {
                         started_seconds: c.started.as_secs_f64(),
                         seconds: c.duration.as_secs_f64(),
                         slowest_wait: c.slowest_wait.as_ref(),
+                        queued_seconds: (c.queued >= std::time::Duration::from_millis(50))
+                            .then_some(c.queued.as_secs_f64()),
                     })
                     .collect(),
                 leftovers: &r.leftovers,

@@ -49,8 +49,12 @@ pub struct CheckRecord {
     pub outcome: CheckOutcome,
     pub message: Option<String>,
     pub duration: Duration,
-    /// When it started, counted from the start of the checks phase (the timeline).
+    /// When its first attempt started, counted from the start of the checks phase (the
+    /// timeline); `duration` runs from there.
     pub started: Duration,
+    /// How long it waited for its turn before (disruptive checks run after the others,
+    /// one at a time).
+    pub queued: Duration,
     /// The nodes it ran its probes on or acted on, as the scenario names them.
     pub nodes: Vec<String>,
     /// The scenario file's line of the check (see `swarm_e2e_model::Check::line`).
@@ -269,6 +273,7 @@ mod tests {
             line: None,
             failed_attempts: Vec::new(),
             slowest_wait: None,
+            queued: Duration::ZERO,
         };
         let traced = record("reachability failed: …\ncause: udp/4789 between a and b is dropped (VXLAN data path)");
         assert_eq!(

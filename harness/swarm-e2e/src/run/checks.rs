@@ -74,7 +74,7 @@ pub(super) fn skip_all(
                 check,
                 outcome,
                 Some(reason.clone()),
-                (Duration::ZERO, Duration::ZERO),
+                CheckTimes::default(),
                 Vec::new(),
                 None,
             );
@@ -114,12 +114,21 @@ fn record(records: &Mutex<Vec<CheckRecord>>, reporter: &Arc<dyn Reporter>, run_i
     });
 }
 
+/// When a check ran, from the start of the checks phase, and how long it waited for its
+/// turn before.
+#[derive(Default)]
+struct CheckTimes {
+    started: Duration,
+    duration: Duration,
+    queued: Duration,
+}
+
 /// What a check's trial ended with, for the reports.
 fn check_record(
     check: &swarm_e2e_model::Check,
     outcome: CheckOutcome,
     message: Option<String>,
-    (started, duration): (Duration, Duration),
+    times: CheckTimes,
     failed_attempts: Vec<String>,
     slowest_wait: Option<crate::wait::WaitSpan>,
 ) -> CheckRecord {
@@ -128,8 +137,9 @@ fn check_record(
         kind: check.kind.kind_name().into(),
         outcome,
         message,
-        duration,
-        started,
+        duration: times.duration,
+        started: times.started,
+        queued: times.queued,
         nodes: check.kind.nodes().into_iter().map(str::to_string).collect(),
         line: check.line,
         failed_attempts,
@@ -359,10 +369,10 @@ pub(super) fn run(
                 panic!("injected panic in check {}", check.name);
             }
             let retries = check.retries.unwrap_or(default_retries);
-            let (Attempts { outcome, failed }, slowest_wait) = handle.block_on(crate::wait::measured(async {
+            let (Attempts { outcome, failed, began }, slowest_wait) = handle.block_on(crate::wait::measured(async {
                 tokio::select! {
                     a = run_check(&env, check, retries) => a,
-                    _ = stop.cancelled() => Attempts { outcome: Outcome::Failed("interrupted".into()), failed: Vec::new() },
+                    _ = stop.cancelled() => Attempts { outcome: Outcome::Failed("interrupted".into()), failed: Vec::new(), began: None },
                 }
             }));
             let outcome = flaky_verdict(outcome, &failed, retries, flaky_fails, |note| {
@@ -375,7 +385,14 @@ pub(super) fn run(
                 Outcome::Failed(m) => (CheckOutcome::Failed, Some(m.clone())),
                 Outcome::Ignored(r) => (CheckOutcome::Ignored, Some(r.clone())),
             };
-            let times = (started - phase_started, started.elapsed());
+            // Its own time runs from its first attempt; the wait for its turn before
+            // that is said apart (a disruptive check's bar must not cover the others').
+            let began = began.unwrap_or(started);
+            let times = CheckTimes {
+                started: began - phase_started,
+                duration: began.elapsed(),
+                queued: began - started,
+            };
             record(
                 &records,
                 &reporter,

@@ -28,6 +28,7 @@ pub fn synthetic_run(n: usize) -> RunSummary {
             line: None,
             failed_attempts: Vec::new(),
             slowest_wait: None,
+            queued: Duration::ZERO,
         })
         .collect();
     checks[3].outcome = CheckOutcome::Failed;
@@ -35,6 +36,7 @@ pub fn synthetic_run(n: usize) -> RunSummary {
         "s-3 cannot reach <web>\ncause: udp/4789 from s-{n} to s-2 is dropped by s-2's firewall (rule 7)"
     ));
     checks[5].failed_attempts = vec!["timed out".into()];
+    checks[39].queued = Duration::from_secs(3);
     let mut timings = Timings::default();
     for (p, s) in [
         (Phase::Provision, 4),
@@ -78,6 +80,8 @@ fn a_failing_path_is_drawn_as_a_directed_red_edge_with_its_cause() {
     // Text is escaped everywhere.
     assert!(page.contains("cannot reach &lt;web&gt;") && !page.contains("<web>"));
     assert!(page.contains("≈ flaky"));
+    assert!(page.contains("after 3.0 s waiting for its turn</title>"));
+    assert!(page.contains("stroke-dasharray=\"3 3\""));
     assert!(
         page.contains("href=\"swarm-e2e-artifacts/abcd1234/\""),
         "artefacts relative to the page"

@@ -73,10 +73,24 @@ aria-label=\"timeline: {} phases, {} checks, {total:.1} s\">",
         }
         let x = LABEL_W + start * scale;
         let w = (secs * scale).max(2.0);
+        // A disruptive check's wait for its turn: a dashed line before its bar.
+        let queued = c.queued.as_secs_f64();
+        let (turn, turn_words) = if queued >= 0.05 {
+            (
+                format!(
+                    "<line x1=\"{:.1}\" x2=\"{x:.1}\" y1=\"{my:.1}\" y2=\"{my:.1}\" stroke=\"#8c959f\" stroke-dasharray=\"3 3\"/>",
+                    x - queued * scale,
+                    my = y + (ROW - 5.0) / 2.0
+                ),
+                format!(", after {queued:.1} s waiting for its turn"),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         let _ = write!(
             svg,
-            "<g data-outcome=\"{word}\"><title>{full} — {word}, {start:.2} s to {end:.2} s ({secs:.2} s)</title>\
-<text x=\"4\" y=\"{ty:.0}\" font-size=\"11\">{symbol} {name}</text>\
+            "<g data-outcome=\"{word}\"><title>{full} — {word}, {start:.2} s to {end:.2} s ({secs:.2} s){turn_words}</title>\
+<text x=\"4\" y=\"{ty:.0}\" font-size=\"11\">{symbol} {name}</text>{turn}\
 <rect x=\"{x:.1}\" y=\"{y:.0}\" width=\"{w:.1}\" height=\"{h}\" fill=\"{fill}\" rx=\"2\"/>\
 <text x=\"{lx:.1}\" y=\"{ty:.0}\" font-size=\"10\" fill=\"#57606a\">{secs:.1} s</text></g>",
             full = esc(&c.name),
