@@ -294,8 +294,9 @@ pub const CHECK_KINDS: &[CheckKindSpec] = &[
     CheckKindSpec {
         name: "stack-reach",
         doc: "from a probe on every node, each service of the stack resolves by name on each of its networks \
-              (`tasks.NAME`: one address per running task) and every address answers a ping",
-        keys: &[req("stack", T::Stack)],
+              (`tasks.NAME`: one address per running task) and every address answers a ping, then a burst of \
+              pings loses at most `max_loss` percent",
+        keys: &[req("stack", T::Stack), opt("max_loss", T::Integer)],
         topologies: SWARM,
         disruptive: false,
         runs_last: false,
@@ -455,7 +456,11 @@ pub enum CheckKind {
     StackConverges { stack: String },
     /// Every service of `stack` resolves by name (`tasks.NAME`) on each of its networks
     /// from every node, one address per running task, each answering a ping.
-    StackReach { stack: String },
+    StackReach {
+        stack: String,
+        /// The share of each path's burst that may be lost (percent).
+        max_loss: u32,
+    },
     /// Every published TCP port of `stack` answers from another node where it should.
     StackPorts { stack: String },
     /// Every running task of `stack`'s services with a healthcheck is healthy.
@@ -574,7 +579,7 @@ impl CheckKind {
     pub fn stack(&self) -> Option<&str> {
         match self {
             CheckKind::StackConverges { stack }
-            | CheckKind::StackReach { stack }
+            | CheckKind::StackReach { stack, .. }
             | CheckKind::StackPorts { stack }
             | CheckKind::StackUpdate { stack, .. }
             | CheckKind::StackHealthy { stack }

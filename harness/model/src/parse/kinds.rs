@@ -131,9 +131,30 @@ fn stack_update(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
 
 fn stack_reach(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
     let stack = take(&mut c.raw.stack);
+    let max_loss = max_loss(p, c);
     p.known_stack(&stack, c.declared.stacks).then(|| CheckKind::StackReach {
         stack: stack.into_inner(),
+        max_loss,
     })
+}
+
+/// `max_loss`: the percent of a loss burst's pings that may go unanswered.
+fn max_loss(p: &mut Parser, c: &CheckInput<'_>) -> u32 {
+    match &c.raw.max_loss {
+        None => DEFAULT_MAX_LOSS_PERCENT,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(percent) if percent <= 100 => percent,
+            _ => {
+                p.push(
+                    Problem::new(format!("`max_loss = {}` is no percentage", n.get_ref()), span_of(n)).help(format!(
+                        "give 0 to 100 (percent of the burst's pings that may be lost; 100 accepts any loss), or \
+                         leave it out for {DEFAULT_MAX_LOSS_PERCENT}"
+                    )),
+                );
+                DEFAULT_MAX_LOSS_PERCENT
+            }
+        },
+    }
 }
 
 /// The validator of the kind named `kind`.
@@ -224,21 +245,7 @@ fn ping_by_name(p: &mut Parser, c: &mut CheckInput<'_>) -> Option<CheckKind> {
             }
         },
     };
-    let max_loss = match &c.raw.max_loss {
-        None => DEFAULT_MAX_LOSS_PERCENT,
-        Some(n) => match u32::try_from(*n.get_ref()) {
-            Ok(percent) if percent <= 100 => percent,
-            _ => {
-                p.push(
-                    Problem::new(format!("`max_loss = {}` is no percentage", n.get_ref()), span_of(n)).help(format!(
-                        "give 0 to 100 (percent of the burst's pings that may be lost; 100 accepts any loss), or \
-                         leave it out for {DEFAULT_MAX_LOSS_PERCENT}"
-                    )),
-                );
-                DEFAULT_MAX_LOSS_PERCENT
-            }
-        },
-    };
+    let max_loss = max_loss(p, c);
     Some(CheckKind::PingByName {
         from: from.into_inner(),
         network: network.into_inner(),

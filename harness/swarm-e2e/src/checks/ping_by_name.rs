@@ -238,17 +238,42 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
             addrs.join(", ")
         )));
     }
-    // The burst runs beside the large ping: a clean run pays for the slower of the two.
+    size_and_loss(env, docker, probe, ping, &nodes).await
+}
+
+/// Steps 3 and 4 once the target answers: a full-size ping and a loss burst, side by
+/// side (a clean run pays for the slower of the two).
+async fn size_and_loss(
+    env: &CheckEnv,
+    docker: &Docker,
+    probe: &str,
+    ping: &Ping<'_>,
+    nodes: &[String],
+) -> anyhow::Result<Outcome> {
+    let pinger = super::datapath::Pinger {
+        docker,
+        probe,
+        target: ping.target,
+    };
     let burst = async {
         match ping.max_loss {
-            Some(_) => Some(burst(docker, probe, ping.target).await),
+            Some(_) => Some(burst(&pinger).await),
             None => None,
         }
     };
-    let (large, counts) = tokio::join!(large_ping(env, docker, probe, ping, &nodes), burst);
+    let (large, counts) = tokio::join!(large_ping(env, docker, probe, ping, nodes), burst);
     match (large?, counts, ping.max_loss) {
         (Outcome::Passed, Some(counts), Some(max_loss)) => {
-            judge_loss(env, docker, probe, ping, &nodes, counts?, max_loss).await
+            let path = LossyPath {
+                from: ping.from,
+                network: ping.network,
+                target_nodes: nodes,
+                max_loss,
+            };
+            Ok(match judge_loss(env, &pinger, &path, counts?).await {
+                Some(failure) => Outcome::Failed(failure),
+                None => Outcome::Passed,
+            })
         }
         (large, ..) => Ok(large),
     }
@@ -257,56 +282,58 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
 /// How many pings the burst sends, and how far apart (0.2 s in all).
 const BURST: &[&str] = &["-q", "-c", "40", "-i", "0.005", "-W", "1"];
 
-/// Step 4, loss: a burst of small pings, sent while the large ping crosses; (sent,
+/// Step 4, loss: a burst of small pings (sent while the large ping crosses); (sent,
 /// received).
-async fn burst(docker: &Docker, probe: &str, target: &str) -> anyhow::Result<(u64, u64)> {
+pub(super) async fn burst(pinger: &super::datapath::Pinger<'_>) -> anyhow::Result<(u64, u64)> {
     let mut args = vec!["ping"];
     args.extend(BURST);
-    args.push(target);
-    let (_, out) = exec(docker, probe, &args).await?;
+    args.push(pinger.target);
+    let (_, out) = exec(pinger.docker, pinger.probe, &args).await?;
     burst_counts(&out).with_context(|| format!("reading the burst's summary in the probe: {}", out.trim()))
 }
 
-/// When more than `max_loss` percent of the burst got no reply, the check fails naming
-/// the path, and the drops are attributed by counting the VXLAN packets of a second
-/// burst on both ends.
-async fn judge_loss(
+/// A path whose loss is judged: from a probe on `from` to a target on `network` that
+/// runs on `target_nodes`.
+pub(super) struct LossyPath<'a> {
+    pub from: &'a str,
+    pub network: &'a str,
+    pub target_nodes: &'a [String],
+    /// The share of the burst that may be lost (percent).
+    pub max_loss: u32,
+}
+
+/// When more than `max_loss` percent of the burst got no reply, the failure naming the
+/// path, with the drops attributed by counting the VXLAN packets of a second burst on
+/// both ends; `None` within `max_loss`.
+pub(super) async fn judge_loss(
     env: &CheckEnv,
-    docker: &Docker,
-    probe: &str,
-    ping: &Ping<'_>,
-    target_nodes: &[String],
+    pinger: &super::datapath::Pinger<'_>,
+    path: &LossyPath<'_>,
     (sent, received): (u64, u64),
-    max_loss: u32,
-) -> anyhow::Result<Outcome> {
+) -> Option<String> {
     let lost = sent.saturating_sub(received);
     let percent = (lost * 100).checked_div(sent).unwrap_or(100);
-    tracing::debug!(check = ping.check, sent, received, "burst");
-    if percent <= u64::from(max_loss) {
-        return Ok(Outcome::Passed);
+    tracing::debug!(from = path.from, target = pinger.target, sent, received, "burst");
+    if percent <= u64::from(path.max_loss) {
+        return None;
     }
-    let others: Vec<&str> = (target_nodes.iter())
+    let others: Vec<&str> = (path.target_nodes.iter())
         .map(String::as_str)
-        .filter(|n| *n != ping.from)
+        .filter(|n| *n != path.from)
         .collect();
     let cause = if others.is_empty() {
         format!(
             "cause not found: the target runs on {} itself: no underlay between them",
-            ping.from
+            path.from
         )
     } else {
-        let pinger = super::datapath::Pinger {
-            docker,
-            probe,
-            target: ping.target,
-        };
-        super::datapath::loss_cause(env, ping.from, &others, &pinger, BURST).await
+        super::datapath::loss_cause(env, path.from, &others, pinger, BURST).await
     };
-    Ok(Outcome::Failed(format!(
+    Some(format!(
         "loss on the path: {lost} of {sent} pings from {} to `{}` on {} got no reply ({percent}%, `max_loss` is \
-         {max_loss}%)\n{cause}",
-        ping.from, ping.target, ping.network
-    )))
+         {}%)\n{cause}",
+        path.from, pinger.target, path.network, path.max_loss
+    ))
 }
 
 /// `40 packets transmitted, 38 packets received, 5% packet loss` -> (40, 38).

@@ -33,7 +33,7 @@ const FIRST_TRY: Duration = Duration::from_secs(5);
 
 /// The registry's entry for this kind: its keys out of the validated check.
 pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outcome> {
-    let CheckKind::StackReach { stack } = &check.kind else {
+    let CheckKind::StackReach { stack, max_loss } = &check.kind else {
         return Err(super::misrouted(check));
     };
     let expected = &env.scenario.stack(stack).expect("validated stack").services;
@@ -59,6 +59,7 @@ pub(super) async fn check(env: &CheckEnv, check: &Check) -> anyhow::Result<Outco
         env,
         check: &check.name,
         stack,
+        max_loss: *max_loss,
         diagnosing: tokio::sync::Mutex::new(()),
     };
     let per_network = join_all(
@@ -205,6 +206,8 @@ struct Reach<'a> {
     env: &'a CheckEnv,
     check: &'a str,
     stack: &'a str,
+    /// The share of each path's loss burst that may be lost (percent).
+    max_loss: u32,
     /// Diagnoses count VXLAN packets and read filter counters on the nodes: two at once
     /// would count each other's packets.
     diagnosing: tokio::sync::Mutex<()>,
@@ -278,9 +281,13 @@ impl Reach<'_> {
                     network,
                     pinger: &pinger,
                 };
-                if let Err(why) = answers_ping(&path).await {
+                let failure = match answers_ping(&path).await {
+                    Err(why) => Some(format!("does not answer: {why}")),
+                    Ok(()) => path.loss().await,
+                };
+                if let Some(why) = failure {
                     failures.push(format!(
-                        "from {node} on {network}: {short}'s task {address} on {target_node} does not answer: {why}"
+                        "from {node} on {network}: {short}'s task {address} on {target_node} {why}"
                     ));
                     unanswered.insert(target_node.clone(), format!("{short}'s task {address}"));
                 }
@@ -297,6 +304,29 @@ struct Path<'a> {
     to: &'a str,
     network: &'a str,
     pinger: &'a super::datapath::Pinger<'a>,
+}
+
+impl Path<'_> {
+    /// Once the address answers, a burst of pings: the failure when it loses more than
+    /// `max_loss` percent (one ping retried until it gets through hides a lossy path),
+    /// with the direction and the rule that dropped the packets.
+    async fn loss(&self) -> Option<String> {
+        let counts = match super::ping_by_name::burst(self.pinger).await {
+            Ok(c) => c,
+            Err(e) => return Some(format!("answers, but its loss burst could not be read: {e:#}")),
+        };
+        // Counting the drops on both ends must not mix with another path's diagnosis.
+        let _alone = self.reach.diagnosing.lock().await;
+        let lossy = super::ping_by_name::LossyPath {
+            from: self.from,
+            network: self.network,
+            target_nodes: &[self.to.to_string()],
+            max_loss: self.reach.max_loss,
+        };
+        super::ping_by_name::judge_loss(self.reach.env, self.pinger, &lossy, counts)
+            .await
+            .map(|m| format!("answers, but {m}"))
+    }
 }
 
 /// Pings until the address answers. After [`FIRST_TRY`] without a reply the path is

@@ -123,6 +123,29 @@ struct CheckTimes {
     queued: Duration,
 }
 
+impl CheckTimes {
+    /// Its own time runs from its first attempt (`began`); the wait for its turn since
+    /// its trial `started` is said apart (a disruptive check's bar must not cover the
+    /// others').
+    fn of(phase_started: Instant, started: Instant, began: Option<Instant>) -> CheckTimes {
+        let began = began.unwrap_or(started);
+        CheckTimes {
+            started: began - phase_started,
+            duration: began.elapsed(),
+            queued: began - started,
+        }
+    }
+}
+
+/// An outcome as the reports label it, with its message.
+fn labelled(outcome: &Outcome) -> (CheckOutcome, Option<String>) {
+    match outcome {
+        Outcome::Passed => (CheckOutcome::Passed, None),
+        Outcome::Failed(m) => (CheckOutcome::Failed, Some(m.clone())),
+        Outcome::Ignored(r) => (CheckOutcome::Ignored, Some(r.clone())),
+    }
+}
+
 /// What a check's trial ended with, for the reports.
 fn check_record(
     check: &swarm_e2e_model::Check,
@@ -380,19 +403,8 @@ pub(super) fn run(
                     text: format!("{}::{} is {note}", env.scenario.name, check.name),
                 })
             });
-            let (label, message) = match &outcome {
-                Outcome::Passed => (CheckOutcome::Passed, None),
-                Outcome::Failed(m) => (CheckOutcome::Failed, Some(m.clone())),
-                Outcome::Ignored(r) => (CheckOutcome::Ignored, Some(r.clone())),
-            };
-            // Its own time runs from its first attempt; the wait for its turn before
-            // that is said apart (a disruptive check's bar must not cover the others').
-            let began = began.unwrap_or(started);
-            let times = CheckTimes {
-                started: began - phase_started,
-                duration: began.elapsed(),
-                queued: began - started,
-            };
+            let (label, message) = labelled(&outcome);
+            let times = CheckTimes::of(phase_started, started, began);
             record(
                 &records,
                 &reporter,
