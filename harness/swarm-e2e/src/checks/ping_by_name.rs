@@ -59,7 +59,11 @@ pub(super) async fn run(env: &CheckEnv, ping: &Ping<'_>) -> anyhow::Result<Outco
              (CONFIG_INET_ESP is not set): encrypted overlays cannot carry traffic here"
         )));
     }
-    if let Some(e) = env.deploy_errors.get(target) {
+    // A target may be a container's alias: its deploy error is under the container's name.
+    let deployed_as = (env.scenario.containers.iter())
+        .find(|c| c.aliases.iter().any(|a| a == target))
+        .map_or(target, |c| c.name.as_str());
+    if let Some(e) = env.deploy_errors.get(deployed_as) {
         return Ok(Outcome::Failed(format!("target `{target}` could not be deployed: {e}")));
     }
     let names = env.cluster.names_by_id();

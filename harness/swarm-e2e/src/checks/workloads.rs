@@ -93,29 +93,52 @@ pub async fn deploy_workloads(
             )
         }
     });
-    let containers = scenario.containers.iter().map(|c| {
-        let docker = cluster.node(&c.node).docker.clone();
-        let img = image(&c.image);
-        async move {
-            let r = run_container_with_aliases(
-                &docker,
-                &cluster.run_id,
-                &c.name,
-                &img,
-                &c.command,
-                c.networks.first().map(String::as_str),
-                &c.aliases,
-            )
-            .await
+    let containers =
+        scenario.containers.iter().map(|c| {
+            let docker = cluster.node(&c.node).docker.clone();
+            let img = image(&c.image);
+            async move {
+                let start = || {
+                    run_container_with_aliases(
+                        &docker,
+                        &cluster.run_id,
+                        &c.name,
+                        &img,
+                        &c.command,
+                        c.networks.first().map(String::as_str),
+                        &c.aliases,
+                    )
+                };
+                let r = match start().await {
+                // The engine asks the managers for the container's overlay attachment and
+                // gives up after 20 s when they are slow; once is the engine's hiccup, and
+                // the container it left is removed before the second try.
+                Err(e) if format!("{e:#}").contains("attaching to network failed") => {
+                    tracing::info!(container = %c.name, "its network attachment timed out; starting it again: {e:#}");
+                    let _ = docker
+                        .remove_container(
+                            &c.name,
+                            Some(bollard::query_parameters::RemoveContainerOptionsBuilder::new().force(true).build()),
+                        )
+                        .await;
+                    start().await
+                }
+                r => r,
+            }
             .map(|_| ());
-            (
-                c.name.clone(),
-                r.map_err(|e| format!("starting container {} on {}: {e:#}", c.name, c.node)),
-            )
-        }
-    });
+                (
+                    c.name.clone(),
+                    r.map_err(|e| format!("starting container {} on {}: {e:#}", c.name, c.node)),
+                )
+            }
+        });
     let mut failed = HashMap::new();
-    let (a, b) = futures_util::join!(join_all(services), join_all(containers));
+    // Containers first: a standalone container on an overlay needs an attachment from
+    // the managers, which timed out after 20 s ("attaching to network failed … context
+    // deadline exceeded", 1 conformance run in 10) while they were allocating every
+    // service's tasks at the same moment.
+    let b = join_all(containers).await;
+    let a = join_all(services).await;
     for (name, r) in a.into_iter().chain(b) {
         if let Err(e) = r {
             failed.insert(name, e);
