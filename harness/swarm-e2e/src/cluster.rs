@@ -563,20 +563,27 @@ async fn label_nodes(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<(
 pub async fn update_node_spec(
     manager: &Docker,
     node_id: &str,
-    change: impl FnOnce(&mut NodeSpec),
+    mut change: impl FnMut(&mut NodeSpec),
 ) -> anyhow::Result<()> {
-    let node = manager.inspect_node(node_id).await?;
-    let version = node.version.and_then(|v| v.index).context("node has no version")?;
-    let mut spec: NodeSpec = node.spec.unwrap_or_default();
-    change(&mut spec);
-    manager
-        .update_node(
-            node_id,
-            spec,
-            UpdateNodeOptionsBuilder::new().version(version as i64).build(),
-        )
-        .await?;
-    Ok(())
+    // An update names the version it read; the swarm bumps a node's version on its own
+    // (status, description) and refuses a stale one with "update out of sequence"
+    // (seen once in 10 conformance runs, a label added as the checks started): read it
+    // again and retry.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let node = manager.inspect_node(node_id).await?;
+        let version = node.version.and_then(|v| v.index).context("node has no version")?;
+        let mut spec: NodeSpec = node.spec.unwrap_or_default();
+        change(&mut spec);
+        let options = UpdateNodeOptionsBuilder::new().version(version as i64).build();
+        match manager.update_node(node_id, spec, options).await {
+            Err(e) if tries < 5 && e.to_string().contains("update out of sequence") => {
+                tracing::debug!(node_id, "node update out of sequence; reading its version again");
+            }
+            r => return Ok(r?),
+        }
+    }
 }
 
 async fn create_networks(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<()> {
