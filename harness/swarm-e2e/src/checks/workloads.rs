@@ -93,45 +93,10 @@ pub async fn deploy_workloads(
             )
         }
     });
-    let containers =
-        scenario.containers.iter().map(|c| {
-            let docker = cluster.node(&c.node).docker.clone();
-            let img = image(&c.image);
-            async move {
-                let start = || {
-                    run_container_with_aliases(
-                        &docker,
-                        &cluster.run_id,
-                        &c.name,
-                        &img,
-                        &c.command,
-                        c.networks.first().map(String::as_str),
-                        &c.aliases,
-                    )
-                };
-                let r = match start().await {
-                // The engine asks the managers for the container's overlay attachment and
-                // gives up after 20 s when they are slow; once is the engine's hiccup, and
-                // the container it left is removed before the second try.
-                Err(e) if format!("{e:#}").contains("attaching to network failed") => {
-                    tracing::info!(container = %c.name, "its network attachment timed out; starting it again: {e:#}");
-                    let _ = docker
-                        .remove_container(
-                            &c.name,
-                            Some(bollard::query_parameters::RemoveContainerOptionsBuilder::new().force(true).build()),
-                        )
-                        .await;
-                    start().await
-                }
-                r => r,
-            }
-            .map(|_| ());
-                (
-                    c.name.clone(),
-                    r.map_err(|e| format!("starting container {} on {}: {e:#}", c.name, c.node)),
-                )
-            }
-        });
+    let containers = scenario
+        .containers
+        .iter()
+        .map(|c| start_container(cluster, c, image(&c.image)));
     let mut failed = HashMap::new();
     // Containers first: a standalone container on an overlay needs an attachment from
     // the managers, which timed out after 20 s ("attaching to network failed … context
@@ -145,4 +110,43 @@ pub async fn deploy_workloads(
         }
     }
     failed
+}
+
+/// Starts one of the scenario's standalone containers on its node: (its name, the error).
+async fn start_container(
+    cluster: &Cluster,
+    c: &swarm_e2e_model::Container,
+    img: String,
+) -> (String, Result<(), String>) {
+    let docker = &cluster.node(&c.node).docker;
+    let start = || {
+        run_container_with_aliases(
+            docker,
+            &cluster.run_id,
+            &c.name,
+            &img,
+            &c.command,
+            c.networks.first().map(String::as_str),
+            &c.aliases,
+        )
+    };
+    let r = match start().await {
+        // The engine asks the managers for the container's overlay attachment and gives
+        // up after 20 s when they are slow; once is the engine's hiccup, and the
+        // container it left is removed before the second try.
+        Err(e) if format!("{e:#}").contains("attaching to network failed") => {
+            tracing::info!(container = %c.name, "its network attachment timed out; starting it again: {e:#}");
+            let remove = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .build();
+            let _ = docker.remove_container(&c.name, Some(remove)).await;
+            start().await
+        }
+        r => r,
+    };
+    (
+        c.name.clone(),
+        r.map(|_| ())
+            .map_err(|e| format!("starting container {} on {}: {e:#}", c.name, c.node)),
+    )
 }
