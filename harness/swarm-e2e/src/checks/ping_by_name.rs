@@ -234,38 +234,32 @@ async fn probe_ping(env: &CheckEnv, docker: &Docker, probe: &str, ping: &Ping<'_
         "reachability ended after {:.2}s",
         reaching.elapsed().as_secs_f64()
     );
+    let pinger = super::datapath::Pinger { docker, probe, target };
     if let Err(e) = pinged {
-        let pinger = super::datapath::Pinger { docker, probe, target };
         let cause = underlay::path_cause(env, ping.check, from, &nodes, network, &pinger).await;
         return Ok(Outcome::Failed(format!(
             "reachability failed: `{target}` resolved to {} from {from}, but `ping -c 1 {target}` got no reply: {e:#}\n{cause}",
             addrs.join(", ")
         )));
     }
-    size_and_loss(env, docker, probe, ping, &nodes).await
+    size_and_loss(env, &pinger, ping, &nodes).await
 }
 
 /// Steps 3 and 4 once the target answers: a full-size ping and a loss burst, side by
 /// side (a clean run pays for the slower of the two).
 async fn size_and_loss(
     env: &CheckEnv,
-    docker: &Docker,
-    probe: &str,
+    pinger: &super::datapath::Pinger<'_>,
     ping: &Ping<'_>,
     nodes: &[String],
 ) -> anyhow::Result<Outcome> {
-    let pinger = super::datapath::Pinger {
-        docker,
-        probe,
-        target: ping.target,
-    };
     let burst = async {
         match ping.max_loss {
-            Some(_) => Some(burst(&pinger).await),
+            Some(_) => Some(burst(pinger).await),
             None => None,
         }
     };
-    let (large, counts) = tokio::join!(large_ping(env, docker, probe, ping, nodes), burst);
+    let (large, counts) = tokio::join!(large_ping(env, pinger, ping, nodes), burst);
     match (large?, counts, ping.max_loss) {
         (Outcome::Passed, Some(counts), Some(max_loss)) => {
             let path = LossyPath {
@@ -274,7 +268,7 @@ async fn size_and_loss(
                 target_nodes: nodes,
                 max_loss,
             };
-            Ok(match judge_loss(env, &pinger, &path, counts?).await {
+            Ok(match judge_loss(env, pinger, &path, counts?).await {
                 Some(failure) => Outcome::Failed(failure),
                 None => Outcome::Passed,
             })
@@ -353,11 +347,11 @@ fn burst_counts(out: &str) -> Option<(u64, u64)> {
 /// smaller than the overlay assumes lets the small ping through and loses this one.
 async fn large_ping(
     env: &CheckEnv,
-    docker: &Docker,
-    probe: &str,
+    pinger: &super::datapath::Pinger<'_>,
     ping: &Ping<'_>,
     target_nodes: &[String],
 ) -> anyhow::Result<Outcome> {
+    let (docker, probe) = (pinger.docker, pinger.probe);
     let (code, out) = exec(docker, probe, &["cat", "/sys/class/net/eth0/mtu"]).await?;
     let overlay_mtu: u32 = match out.trim().parse() {
         Ok(m) if code == 0 => m,
